@@ -1,0 +1,97 @@
+"""One .safetensors file per model: weights plus JSON metadata. Loading never unpickles anything."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from slmcnn import CLASS_COLOURS, CLASSES, __version__
+from slmcnn.errors import ModelFileError
+from slmcnn.model import SlmCnn, create_model
+
+FORMAT = "slmcnn-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself, beyond the weights."""
+
+    arch: str
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    colours: dict[str, list[int]] = field(
+        default_factory=lambda: {k: list(v) for k, v in CLASS_COLOURS.items()}
+    )
+    patch: int = 128
+    normalisation: str = "per-image standardisation (x-mean)/max(std,1/sqrt(N)) on [0,1] input"
+    version: str = __version__
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    name: str = ""
+
+
+def save_model(model: SlmCnn, path: str | Path, info: ModelInfo) -> Path:
+    """Write weights and metadata to one file (contiguous float32 tensors, BN statistics included)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "info": json.dumps(info.__dict__)}
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Read only the metadata, checking that the file is an slmcnn model this version can load."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    try:
+        with open(path, "rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            if not 0 < header_len < 100_000_000:
+                raise ValueError("bad header length")
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{path} is not a safetensors model file ({exc})") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is a safetensors file but not an slmcnn model")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise ModelFileError(
+            f"{path} uses model format {meta.get('format_version')}, this slmcnn "
+            f"({__version__}) reads format {FORMAT_VERSION}; re-export it with a matching version"
+        )
+    try:
+        return ModelInfo(**json.loads(meta["info"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path} has unreadable metadata ({exc})") from None
+
+
+def load_model(path: str | Path) -> tuple[SlmCnn, ModelInfo]:
+    """Rebuild the network named in the file and load its weights (eval mode)."""
+    info = read_info(path)
+    model = create_model(info.arch)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ModelFileError(f"{path} is corrupt ({exc})") from None
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelFileError(f"{path} does not match architecture {info.arch!r}: {first}") from None
+    model.eval()
+    return model, info
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package."""
+    return Path(__file__).parent / "models" / "default.safetensors"
+
+
+def resolve_model(path: str | Path | None) -> Path:
+    """The user's model file, or the shipped one when none is given."""
+    return Path(path) if path else default_model_path()
+

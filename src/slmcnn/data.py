@@ -1,0 +1,172 @@
+"""Labelled patch sources (class folders, the reference's CSV, slmcnn's split file) and their splits.
+
+Every source becomes a PatchTable: paths, labels and a group per patch (the build and layer it came
+from, where known). Splits are made over groups, so neighbouring patches of one layer never end up
+on both sides of a split.
+"""
+
+import csv
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slmcnn import CLASSES
+from slmcnn import images as image_io
+from slmcnn.errors import DataError, ImageReadError
+
+SPLIT_FILE = "split.csv"
+SPLIT_COLUMNS = ("path", "label", "build", "layer", "row", "col", "split")
+
+
+@dataclass
+class PatchTable:
+    """A labelled patch list; `groups` name the layer a patch came from (or the patch itself)."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    groups: list[str]
+    splits: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, keep: np.ndarray) -> "PatchTable":
+        idx = np.flatnonzero(keep)
+        return PatchTable(
+            [self.paths[i] for i in idx],
+            self.labels[idx],
+            [self.groups[i] for i in idx],
+            [self.splits[i] for i in idx] if self.splits else None,
+        )
+
+
+def class_index(name: str, where: str) -> int:
+    """Label of a class name (case-insensitive), or a clear error naming the place it came from."""
+    lookup = {c.lower(): i for i, c in enumerate(CLASSES)}
+    key = name.strip().lower()
+    if key.isdigit() and int(key) < len(CLASSES):
+        return int(key)
+    if key not in lookup:
+        raise DataError(f"{where}: unknown class {name!r}; expected one of {', '.join(CLASSES)}")
+    return lookup[key]
+
+
+def load_source(path: str | Path) -> PatchTable:
+    """Open any supported source: a split file or CSV, a folder holding one, or class folders."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        return _from_split_file(path) if _is_split_file(path) else _from_reference_csv(path)
+    if (path / SPLIT_FILE).is_file():
+        return _from_split_file(path / SPLIT_FILE)
+    if (path / "patches" / SPLIT_FILE).is_file():
+        return _from_split_file(path / "patches" / SPLIT_FILE)
+    return _from_class_folders(path)
+
+
+def load_sources(paths: list[str | Path]) -> PatchTable:
+    """Several sources as one table (for example a few synthetic builds)."""
+    tables = [load_source(p) for p in paths]
+    if len(tables) == 1:
+        return tables[0]
+    keep_splits = all(t.splits for t in tables)
+    return PatchTable(
+        [p for t in tables for p in t.paths],
+        np.concatenate([t.labels for t in tables]),
+        [g for t in tables for g in t.groups],
+        [s for t in tables for s in t.splits] if keep_splits else None,
+    )
+
+
+def _is_split_file(path: Path) -> bool:
+    with open(path, newline="") as handle:
+        return handle.readline().strip().split(",")[:2] == ["path", "label"]
+
+
+def _from_class_folders(root: Path) -> PatchTable:
+    entries = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    known = {c.lower() for c in CLASSES}
+    class_dirs = [d for d in entries if d.name.lower() in known]
+    if not class_dirs:
+        if not any(root.iterdir()):
+            raise DataError(f"{root}: the folder is empty")
+        raise DataError(f"{root}: no class folders ({'/, '.join(CLASSES)}/) and no {SPLIT_FILE} inside")
+    paths, labels = [], []
+    for folder in sorted(class_dirs):
+        files = image_io.list_images([folder])
+        paths += files
+        labels += [class_index(folder.name, str(folder))] * len(files)
+    if not paths:
+        raise DataError(f"{root}: the class folders hold no images")
+    return PatchTable(paths, np.array(labels, np.int64), [str(p) for p in paths])
+
+
+def _from_reference_csv(path: Path) -> PatchTable:
+    """The reference's `Image;Label` CSV; paths are relative to the CSV's folder."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    if not rows or not {"Image", "Label"} <= set(rows[0]):
+        raise DataError(f"{path}: expected a semicolon-separated CSV with columns Image;Label")
+    paths = [path.parent / row["Image"] for row in rows]
+    labels = [class_index(row["Label"], f"{path} line {i + 2}") for i, row in enumerate(rows)]
+    return PatchTable(paths, np.array(labels, np.int64), [str(p) for p in paths])
+
+
+def _from_split_file(path: Path) -> PatchTable:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DataError(f"{path}: the split file lists no patches")
+    paths = [path.parent / row["path"] for row in rows]
+    labels = [class_index(row["label"], f"{path} line {i + 2}") for i, row in enumerate(rows)]
+    groups = [f"{row.get('build', '')}/{row.get('layer', '')}" if row.get("layer") else str(p) for row, p in zip(rows, paths)]
+    splits = [row["split"] for row in rows] if rows[0].get("split") else None
+    return PatchTable(paths, np.array(labels, np.int64), groups, splits)
+
+
+def split(table: PatchTable, seed: int = 0, fractions: tuple[float, float] = (0.15, 0.15)) -> dict[str, PatchTable]:
+    """Deterministic train/val/test split by group (the source's own split column wins)."""
+    if table.splits:
+        names = np.array(table.splits)
+        return {s: table.subset(names == s) for s in ("train", "val", "test")}
+    groups = sorted(set(table.groups))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    n_val, n_test = (max(1, round(f * len(groups))) for f in fractions)
+    if len(groups) < 3:
+        raise DataError(f"{len(table)} patches in {len(groups)} groups: too few to split into train/val/test")
+    role = {}
+    for rank, gi in enumerate(order):
+        role[groups[gi]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    names = np.array([role[g] for g in table.groups])
+    return {s: table.subset(names == s) for s in ("train", "val", "test")}
+
+
+def load_patches(table: PatchTable, patch: int = 128, resize: bool = False, workers: int = 4) -> np.ndarray:
+    """Decode every patch into one (N, p, p, 3) array, checking the size (or resizing if asked)."""
+    import cv2
+
+    def read_one(path: Path) -> np.ndarray:
+        image = image_io.read(path)
+        if image.shape[:2] != (patch, patch):
+            if not resize:
+                raise DataError(
+                    f"{path}: image is {image.shape[1]}x{image.shape[0]}, the model needs {patch}x{patch}; "
+                    "pass --resize to scale patches, or use predict-layer for whole layers"
+                )
+            image = cv2.resize(image, (patch, patch), interpolation=cv2.INTER_AREA)
+        return image
+
+    if not len(table):
+        raise DataError("no patches to load")
+    with ThreadPoolExecutor(workers) as pool:
+        try:
+            arrays = list(pool.map(read_one, table.paths))
+        except ImageReadError as exc:
+            raise DataError(str(exc)) from None
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:  # mixed 8/16-bit sets are brought to 8-bit, the common case
+        arrays = [image_io.to_uint8(a) for a in arrays]
+    return np.stack(arrays)

@@ -1,0 +1,84 @@
+"""The reference's results table (precision / recall / F1 per class, accuracy, averages), via scikit-learn."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from slmcnn import CLASSES
+
+ROWS = (*CLASSES, "macro avg", "weighted avg")
+COLUMNS = ("precision", "recall", "f1-score")
+
+
+@dataclass
+class Report:
+    """Metrics of one evaluation: per-class rows, accuracy and the confusion matrix (rows = truth)."""
+
+    table: dict
+    accuracy: float
+    confusion: np.ndarray
+    support: dict
+
+    @property
+    def macro_f1(self) -> float:
+        return self.table["macro avg"]["f1-score"]
+
+    def to_json(self) -> dict:
+        return {
+            "classes": list(CLASSES),
+            "table": self.table,
+            "accuracy": self.accuracy,
+            "support": self.support,
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+    def to_markdown(self) -> str:
+        lines = ["| Class | Precision | Recall | F1-Score | Support |", "| --- | --- | --- | --- | --- |"]
+        for row in ROWS:
+            cells = " | ".join(f"{self.table[row][c]:.4f}" for c in COLUMNS)
+            lines.append(f"| {row} | {cells} | {self.support[row]} |")
+        lines.insert(2 + len(CLASSES), f"| accuracy | | | {self.accuracy:.4f} | {self.support['macro avg']} |")
+        return "\n".join(lines)
+
+    def to_text(self) -> str:
+        head = f"{'':>14}{'precision':>11}{'recall':>9}{'f1-score':>10}{'support':>9}"
+        lines = [head]
+        for row in ROWS:
+            vals = "".join(f"{self.table[row][c]:>{w}.4f}" for c, w in zip(COLUMNS, (11, 9, 10)))
+            lines.append(f"{row:>14}{vals}{self.support[row]:>9}")
+            if row == CLASSES[-1]:
+                lines += ["", f"{'accuracy':>14}{'':>20}{self.accuracy:>10.4f}{self.support['macro avg']:>9}"]
+        lines += ["", "confusion matrix (rows: true, columns: predicted " + "/".join(CLASSES) + ")"]
+        lines += ["  " + " ".join(f"{v:>7d}" for v in row) for row in self.confusion]
+        return "\n".join(lines)
+
+    def format(self, kind: str) -> str:
+        return {"text": self.to_text, "md": self.to_markdown, "json": lambda: json.dumps(self.to_json(), indent=2)}[kind]()
+
+
+def compute_report(y_true: np.ndarray, y_pred: np.ndarray) -> Report:
+    labels = list(range(len(CLASSES)))
+    raw = classification_report(
+        y_true, y_pred, labels=labels, target_names=list(CLASSES), output_dict=True, zero_division=0
+    )
+    table = {row: {c: float(raw[row][c]) for c in COLUMNS} for row in ROWS}
+    support = {row: int(raw[row]["support"]) for row in ROWS}
+    accuracy = float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if len(y_true) else 0.0
+    return Report(table, accuracy, confusion_matrix(y_true, y_pred, labels=labels), support)
+
+
+def summarise_runs(reports: list[Report]) -> str:
+    """Mean ± std over repeated runs, in the layout of the reference README's results table."""
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.4f}±{np.std(values):.4f}"
+
+    lines = ["| Class | Precision | Recall | F1-Score |", "| --- | --- | --- | --- |"]
+    for row in ROWS:
+        cells = " | ".join(cell([r.table[row][c] for r in reports]) for c in COLUMNS)
+        name = {"macro avg": "Macro Average", "weighted avg": "Weighted Average"}.get(row, row)
+        lines.append(f"| {name} | {cells} |")
+        if row == CLASSES[-1]:
+            lines.append(f"| Accuracy | | | {cell([r.accuracy for r in reports])} |")
+    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""The reference's per-patch standardisation, shared by training, prediction and explanation."""
+
+import numpy as np
+import torch
+
+
+def to_unit_tensor(patches: np.ndarray) -> torch.Tensor:
+    """NxPxPx3 uint8/uint16 -> Nx3xPxP float32 in [0, 1] (16-bit scaled by 65535, 8-bit by 255)."""
+    scale = 65535.0 if patches.dtype == np.uint16 else 255.0
+    tensor = torch.from_numpy(np.ascontiguousarray(patches)).float().div_(scale)
+    return tensor.permute(0, 3, 1, 2)
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / max(std, 1/sqrt(N)) per image over all pixels and channels (tf.image's rule)."""
+    flat = x.reshape(x.shape[0], -1)
+    n = flat.shape[1]
+    mean = flat.mean(dim=1)
+    std = flat.std(dim=1, unbiased=False).clamp_min(1.0 / n**0.5)
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    return (x - mean.view(shape)) / std.view(shape)
+
+
+def prepare(patches: np.ndarray) -> torch.Tensor:
+    """Image patches straight to network input (channels-last memory, which is faster on CPU)."""
+    return standardise(to_unit_tensor(patches)).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,100 @@
+"""Pictures a person looks at: overlays, class maps, training curves, confusion matrices, IG figures."""
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from slmcnn import CLASS_COLOURS, CLASSES  # noqa: E402
+from slmcnn.images import to_uint8  # noqa: E402
+
+PALETTE = np.array([CLASS_COLOURS[c] for c in CLASSES], np.uint8)
+
+
+def colour_map(classes: np.ndarray) -> np.ndarray:
+    """Class index map (H, W) -> RGB (H, W, 3) with the reference's colours."""
+    return PALETTE[classes]
+
+
+def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2) -> np.ndarray:
+    """(1 - alpha) x image + alpha x colour map, as the reference's cv2.addWeighted(0.8, 0.2)."""
+    base = to_uint8(image).astype(np.float32)
+    mixed = (1.0 - alpha) * base + alpha * colour_map(classes).astype(np.float32)
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def plot_history(history: list[dict], out_dir: Path) -> None:
+    """accuracy.png and loss.png: training vs validation per epoch, like the reference's figures."""
+    epochs = [row["epoch"] for row in history]
+    for key, title in (("accuracy", "model accuracy"), ("loss", "model loss")):
+        fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+        ax.plot(epochs, [row[key] for row in history], label="train")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], label="validation")
+        ax.set(title=title, xlabel="epoch", ylabel=key)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / f"{key}.png")
+        plt.close(fig)
+
+
+def plot_confusion(confusion: np.ndarray, path: Path) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(4.5, 4), dpi=100)
+    ConfusionMatrixDisplay(confusion, display_labels=list(CLASSES)).plot(ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title("confusion matrix (rows: true)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def attribution_figure(
+    baseline: np.ndarray, image: np.ndarray, attribution: np.ndarray, title: str, path: Path
+) -> None:
+    """The reference's 2x2 IG figure: baseline, original, attribution mask, overlay."""
+    heat = np.abs(attribution).sum(axis=-1) if attribution.ndim == 3 else np.abs(attribution)
+    heat = heat / (np.percentile(heat, 99.5) + 1e-12)
+    fig, axes = plt.subplots(2, 2, figsize=(6.5, 6.5), dpi=100)
+    panels = (
+        ("Baseline image", to_uint8(baseline), None),
+        ("Original image", to_uint8(image), None),
+        ("Attribution mask", np.clip(heat, 0, 1), "inferno"),
+        ("Overlay", None, None),
+    )
+    for ax, (name, data, cmap) in zip(axes.flat, panels):
+        if data is None:
+            ax.imshow(to_uint8(image)[..., 0], cmap="gray")
+            ax.imshow(np.clip(heat, 0, 1), cmap="inferno", alpha=0.45)
+        else:
+            ax.imshow(data, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def heatmap_png(heat: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Layer-wide attribution heatmap blended over the gray image (RGB uint8)."""
+    norm = np.clip(heat / (np.percentile(heat, 99.5) + 1e-12), 0, 1)
+    colours = (plt.get_cmap("inferno")(norm)[..., :3] * 255).astype(np.float32)
+    gray = to_uint8(image).astype(np.float32)
+    return np.clip(0.5 * gray + 0.5 * colours, 0, 255).astype(np.uint8)
+
+
+def png_data_uri(array: np.ndarray, max_side: int | None = None) -> str:
+    """An image as a data: URI, so HTML pages are self-contained."""
+    from PIL import Image
+
+    img = Image.fromarray(array)
+    if max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

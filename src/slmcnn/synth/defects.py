@@ -1,0 +1,192 @@
+"""Process errors and how each looks: streaks, short feed, swelling, debris and spatter, chatter.
+
+Each defect is planned once for the build (where, when, how long) and rendered per layer. A defect
+labels only the pixels where it visibly changes the image (at least `VISIBLE` gray levels), so a
+patch is never called Error for a change nobody could see.
+"""
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from slmcnn.synth.bed import smooth_noise
+from slmcnn.synth.parts import PartSpec, hatch
+
+DEFECT_KINDS = ("streak", "short_feed", "swelling", "debris", "chatter")
+VISIBLE = 6.0
+
+
+@dataclass
+class DefectEvent:
+    kind: str
+    first: int
+    last: int
+    seed: int
+    params: dict = field(default_factory=dict)
+
+    def active(self, layer: int) -> bool:
+        return self.first <= layer <= self.last
+
+
+@dataclass
+class LayerContext:
+    """What a defect needs to know about the layer it is drawn into."""
+
+    size: int
+    level: float
+    field: np.ndarray
+    plate: np.ndarray
+    parts: list[PartSpec]
+    part_ids: np.ndarray
+    layer: int
+
+
+def plan_defects(rng: np.random.Generator, layers: int, size: int, rates: dict[str, float], parts: list[PartSpec]) -> list[DefectEvent]:
+    """Draw each defect's start layer, duration and geometry; persistence is part of the plan."""
+    events: list[DefectEvent] = []
+    durations = {"streak": (2, 12), "short_feed": (1, 2), "swelling": (3, 8), "debris": (1, 3), "chatter": (1, 3)}
+    for layer in range(1, layers + 1):
+        for kind in DEFECT_KINDS:
+            if rng.random() >= rates.get(kind, 0.0):
+                continue
+            lo, hi = durations[kind]
+            event = DefectEvent(kind, layer, min(layers, layer + int(rng.integers(lo, hi + 1)) - 1), int(rng.integers(2**31)))
+            if kind == "swelling":
+                candidates = [i for i, p in enumerate(parts) if p.active(layer) and p.kind != "text"]
+                if not candidates:
+                    continue
+                event.params["part"] = int(rng.choice(candidates))
+            if kind == "streak" and parts and rng.random() < 0.5:
+                event.params["through_part"] = int(rng.integers(len(parts)))
+            events.append(event)
+    return events
+
+
+def render_defect(event: DefectEvent, bed: np.ndarray, ctx: LayerContext) -> np.ndarray:
+    """Draw `event` at `ctx.layer` into `bed` (in place); return its visible pixels (bool mask)."""
+    rng = np.random.default_rng(event.seed)
+    age = ctx.layer - event.first
+    return RENDERERS[event.kind](event, bed, ctx, rng, age)
+
+
+def _additive(bed: np.ndarray, delta: np.ndarray, y0: int, x0: int, ctx: LayerContext) -> np.ndarray:
+    h, w = delta.shape
+    scaled = delta * ctx.field[y0 : y0 + h, x0 : x0 + w]
+    bed[y0 : y0 + h, x0 : x0 + w] += scaled
+    mask = np.zeros(bed.shape, bool)
+    mask[y0 : y0 + h, x0 : x0 + w] = np.abs(scaled) >= VISIBLE
+    return mask
+
+
+def streak(event, bed, ctx, rng, age) -> np.ndarray:
+    """A long thin line along the recoater's travel (vertical), brighter or darker, often through parts."""
+    s = ctx.size
+    part = ctx.parts[event.params["through_part"]] if "through_part" in event.params else None
+    x = part.cx + rng.uniform(-0.4, 0.4) * part.size if part else rng.uniform(0.05, 0.95) * s
+    y_start = int(rng.uniform(0.0, 0.5) * s) if rng.random() < 0.6 else 0
+    length = int(rng.uniform(0.35, 1.0) * (s - y_start))
+    width = rng.uniform(0.8, 2.6)
+    amp = rng.uniform(14, 45) * rng.choice([-1.0, 1.0])
+    fade = 1.0 - 0.08 * age
+    ys = np.arange(y_start, min(s, y_start + length))
+    wobble = 1.5 * smooth_noise(rng, len(ys), 3)[:, 0] if len(ys) > 3 else np.zeros(len(ys))
+    x0 = max(0, int(x - 4 * width - 3))
+    xs = np.arange(x0, min(s, int(x + 4 * width + 4)))
+    d = xs[None, :] - (x + wobble[:, None])
+    profile = np.exp(-(d**2) / (2 * width**2)) - 0.35 * np.exp(-((np.abs(d) - 1.8 * width) ** 2) / (2 * (0.6 * width) ** 2))
+    along = 0.75 + 0.25 * smooth_noise(rng, len(ys), 6)[:, :1]
+    return _additive(bed, (amp * fade * profile * along).astype(np.float32), int(ys[0]), x0, ctx)
+
+
+def short_feed(event, bed, ctx, rng, age) -> np.ndarray:
+    """Too little powder: at the far end from the supply (top) the previous, rough layer shows."""
+    s = ctx.size
+    depth = rng.uniform(0.1, 0.4) * s
+    left, right = sorted(rng.uniform(0, 1, 2) * s) if rng.random() < 0.5 else (0, s)
+    right = max(right, left + 0.25 * s)
+    xs = np.arange(s, dtype=np.float32)
+    boundary = depth * (1 + 0.35 * smooth_noise(rng, s, 7)[0]) * np.clip(np.minimum(xs - left, right - xs) / (0.08 * s), 0, 1)
+    region = np.arange(s, dtype=np.float32)[:, None] < boundary[None, :]
+    region &= ctx.plate.astype(bool)
+    if not region.any():
+        return region
+    ridges = cv2.GaussianBlur(rng.standard_normal((1, s)).astype(np.float32), (0, 0), rng.uniform(1.5, 4)).repeat(s, 0)
+    ridges = ridges / (ridges.std() + 1e-6) * rng.uniform(6, 16)
+    rough = cv2.GaussianBlur(rng.standard_normal((s, s)).astype(np.float32), (0, 0), 1.5) * rng.uniform(8, 16)
+    under = ctx.level * rng.uniform(0.55, 0.82) + ridges + rough
+    parts = ctx.part_ids > 0
+    under[parts] = ctx.level * rng.uniform(0.4, 0.7) + 12 * hatch((s, s), rng.uniform(0, 180), 4.0, 0.0)[parts]
+    edge = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 2.0)
+    bed[:] = bed * (1 - edge) + under * ctx.field * edge
+    return edge > 0.5
+
+
+def swelling(event, bed, ctx, rng, age) -> np.ndarray:
+    """Super-elevation: a bright specular blob at a part's edge with a shadow away from the light; it
+    grows each layer, and once the recoater hits it a bright stub trails behind it."""
+    part = ctx.parts[event.params["part"]]
+    ids = (ctx.part_ids == event.params["part"] + 1).astype(np.uint8)
+    if not ids.any():
+        return np.zeros(bed.shape, bool)
+    contour = cv2.findContours(ids, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0]
+    points = np.concatenate(contour)[:, 0]
+    px, py = points[rng.integers(len(points))]
+    radius = rng.uniform(3, 7) + age * rng.uniform(1.0, 2.5)
+    s = ctx.size
+    half = int(radius * 3 + 12)
+    y0, x0 = max(0, py - half), max(0, px - half)
+    y1, x1 = min(s, py + half), min(s, px + half)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    theta = np.arctan2(yy - py, xx - px)
+    wobble = 1 + 0.3 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.15 * np.sin(5 * theta + rng.uniform(0, 6.3))
+    r = np.hypot(yy - py, xx - px) / (radius * wobble)
+    light = rng.uniform(0, 2 * np.pi)
+    lx, ly = np.cos(light), np.sin(light)
+    blob = np.clip(1 - r**2, 0, 1)
+    shade = np.clip(1 - (np.hypot(yy - py + ly * radius * 0.9, xx - px + lx * radius * 0.9) / (radius * wobble)) ** 2, 0, 1)
+    delta = rng.uniform(40, 80) * blob ** 0.7 - rng.uniform(25, 50) * np.clip(shade - blob, 0, 1)
+    mask = _additive(bed, delta.astype(np.float32), int(y0), int(x0), ctx)
+    if age >= 2 and rng.random() < 0.7:
+        length = int(rng.uniform(15, 70) + 8 * age)
+        ys = slice(int(py), min(s, int(py + length)))
+        xs_lo, xs_hi = max(0, int(px - 3)), min(s, int(px + 4))
+        stub = np.linspace(1, 0.3, ys.stop - ys.start, dtype=np.float32)[:, None] * rng.uniform(25, 50)
+        stub = np.repeat(stub, xs_hi - xs_lo, 1) * np.hanning(xs_hi - xs_lo + 2)[1:-1][None, :].astype(np.float32)
+        mask |= _additive(bed, stub, ys.start, xs_lo, ctx)
+    return mask
+
+
+def debris(event, bed, ctx, rng, age) -> np.ndarray:
+    """Spatter and debris: a cluster of small bright and dark particles."""
+    s = ctx.size
+    cx, cy = rng.uniform(0.05, 0.95, 2) * s
+    spread = rng.uniform(10, 50)
+    n = int(rng.integers(8, 45))
+    layer_rng = np.random.default_rng([event.seed, ctx.layer])
+    px = np.clip(cx + layer_rng.normal(0, spread, n), 0, s - 1)
+    py = np.clip(cy + layer_rng.normal(0, spread, n), 0, s - 1)
+    delta = np.zeros(bed.shape, np.float32)
+    for x, y in zip(px, py):
+        value = float(layer_rng.uniform(40, 80) * layer_rng.choice([-1.2, 1.0]))
+        cv2.circle(delta, (int(x), int(y)), int(layer_rng.uniform(1, 3.6)), value, -1, lineType=cv2.LINE_AA)
+    return _additive(bed, delta, 0, 0, ctx)
+
+
+def chatter(event, bed, ctx, rng, age) -> np.ndarray:
+    """Recoater chatter: periodic bands across the bed, parallel to the blade (horizontal)."""
+    s = ctx.size
+    height = rng.uniform(0.2, 1.0) * s
+    y0 = int(rng.uniform(0, s - height + 1))
+    ys = np.arange(y0, int(y0 + height))
+    period = rng.uniform(6, 26)
+    amp = rng.uniform(7, 16)
+    wave = amp * np.sin(2 * np.pi * ys / period + rng.uniform(0, 6.3)) * (0.8 + 0.2 * smooth_noise(rng, len(ys), 4)[:, 0])
+    delta = np.repeat(wave[:, None].astype(np.float32), s, 1) * ctx.plate[ys].astype(np.float32)
+    mask = _additive(bed, delta, int(y0), 0, ctx)
+    band = np.zeros(bed.shape, bool)
+    band[ys] = ctx.plate[ys].astype(bool)
+    return band if mask.any() else mask
+
+
+RENDERERS = {"streak": streak, "short_feed": short_feed, "swelling": swelling, "debris": debris, "chatter": chatter}

@@ -1,0 +1,163 @@
+"""Parts being built: shapes that persist over layers, and how a part's top looks in a photo."""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PART_KINDS = ("circle", "square", "ring", "triangle", "wall", "text", "cylinders", "lattice", "irregular")
+
+
+@dataclass
+class PartSpec:
+    kind: str
+    cx: float
+    cy: float
+    size: float
+    angle: float
+    first: int
+    last: int
+    wobble: float
+    period: float
+    phase: float
+    seed: int
+
+    def active(self, layer: int) -> bool:
+        return self.first <= layer <= self.last
+
+    def scale(self, layer: int) -> float:
+        """Cross-sections change slowly from layer to layer."""
+        return 1.0 + self.wobble * np.sin(2 * np.pi * layer / self.period + self.phase)
+
+
+def plan_parts(rng: np.random.Generator, size: int, layers: int, count: int, kinds: tuple[str, ...], margin: int) -> list[PartSpec]:
+    """Place parts on the plate without overlaps (rejection sampling on bounding circles)."""
+    parts: list[PartSpec] = []
+    for _ in range(count * 20):
+        if len(parts) >= count:
+            break
+        kind = str(rng.choice(kinds))
+        extent = rng.uniform(0.05, 0.2) * size if kind not in ("cylinders", "lattice", "text") else rng.uniform(0.12, 0.26) * size
+        if kind == "wall":
+            extent = rng.uniform(0.12, 0.3) * size
+        lo, hi = margin + extent * 0.75 + 8, size - margin - extent * 0.75 - 8
+        if lo >= hi:
+            continue
+        cx, cy = rng.uniform(lo, hi, 2)
+        if any(np.hypot(cx - p.cx, cy - p.cy) < 0.72 * (extent + p.size) + 12 for p in parts):
+            continue
+        first = int(rng.integers(1, max(2, layers // 3 + 1))) if rng.random() < 0.4 else 1
+        last = int(rng.integers(first + max(1, layers // 3), layers + 2)) if rng.random() < 0.35 else layers
+        parts.append(
+            PartSpec(kind, float(cx), float(cy), float(extent), float(rng.uniform(0, 180)), first, last,
+                     float(rng.uniform(0, 0.12)), float(rng.uniform(8, 60)), float(rng.uniform(0, 6.3)),
+                     int(rng.integers(2**31)))
+        )
+    return parts
+
+
+def _rotated(points: np.ndarray, cx: float, cy: float, angle: float) -> np.ndarray:
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
+    return (points @ rot.T + np.array([cx, cy], np.float32)).round().astype(np.int32)
+
+
+def draw_part(canvas: np.ndarray, part: PartSpec, layer: int, value: int) -> None:
+    """Draw one part's cross-section at `layer` into `canvas` with `value` (cv2 primitives, fast)."""
+    s = part.size * part.scale(layer) / 2
+    cx, cy, ang = part.cx, part.cy, part.angle
+    rng = np.random.default_rng(part.seed)
+    centre = (int(round(cx)), int(round(cy)))
+    if part.kind == "circle":
+        cv2.circle(canvas, centre, int(s), value, -1)
+    elif part.kind == "ring":
+        cv2.circle(canvas, centre, int(s), value, -1)
+        cv2.circle(canvas, centre, int(s * rng.uniform(0.45, 0.75)), 0, -1)
+    elif part.kind in ("square", "wall", "triangle", "irregular"):
+        if part.kind == "square":
+            pts = np.array([[-s, -s], [s, -s], [s, s], [-s, s]], np.float32)
+        elif part.kind == "wall":
+            t = max(2.0, rng.uniform(3, 9))
+            pts = np.array([[-s, -t], [s, -t], [s, t], [-s, t]], np.float32)
+        elif part.kind == "triangle":
+            pts = np.array([[0, -s], [s * 0.9, s * 0.7], [-s * 0.9, s * 0.7]], np.float32)
+        else:
+            k = 9
+            radii = s * (0.65 + 0.35 * rng.random(k))
+            theta = np.linspace(0, 2 * np.pi, k, endpoint=False)
+            pts = np.stack([radii * np.cos(theta), radii * np.sin(theta)], 1).astype(np.float32)
+        cv2.fillPoly(canvas, [_rotated(pts, cx, cy, ang)], value)
+    elif part.kind == "cylinders":
+        n = int(rng.integers(3, 7))
+        pitch = 2 * s / n
+        radius = max(2, int(pitch * rng.uniform(0.18, 0.35)))
+        grid = (np.arange(n) - (n - 1) / 2) * pitch
+        pts = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2).astype(np.float32)
+        for x, y in _rotated(pts, cx, cy, ang):
+            cv2.circle(canvas, (int(x), int(y)), radius, value, -1)
+    elif part.kind == "lattice":
+        n = int(rng.integers(3, 6))
+        thick = max(2, int(rng.uniform(2, 5)))
+        ends = np.linspace(-s, s, n)
+        for e in ends:
+            for a, b in (([e, -s], [e, s]), ([-s, e], [s, e])):
+                p = _rotated(np.array([a, b], np.float32), cx, cy, ang)
+                cv2.line(canvas, tuple(map(int, p[0])), tuple(map(int, p[1])), value, thick)
+    elif part.kind == "text":
+        letters = "".join(rng.choice(list("SLMCNABEHKTXZ0123456789"), int(rng.integers(2, 5))))
+        scale = s / 22
+        thick = max(2, int(scale * 2.2))
+        (tw, th), _ = cv2.getTextSize(letters, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        local = np.zeros_like(canvas)
+        cv2.putText(local, letters, (int(cx - tw / 2), int(cy + th / 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, 1, thick)
+        rot = cv2.getRotationMatrix2D((cx, cy), float(rng.uniform(-90, 90)), 1.0)
+        local = cv2.warpAffine(local, rot, canvas.shape[::-1], flags=cv2.INTER_NEAREST)
+        canvas[local > 0] = value
+
+
+def hatch(shape: tuple[int, int], angle: float, period: float, phase: float) -> np.ndarray:
+    """Laser hatch-line texture: a sine across lines at `angle` (degrees), values in [-1, 1]."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    a = np.deg2rad(angle)
+    return np.sin(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period + phase)
+
+
+def paint_parts(
+    rng: np.random.Generator, bed: np.ndarray, ids: np.ndarray, count: int, layer: int,
+    level: float, field: np.ndarray, grain: float, exposed_share: float,
+) -> list[str]:
+    """Give each part region its look for this layer: faint under powder, or exposed metal."""
+    looks = []
+    full_hatch = None
+    for index in range(1, count + 1):
+        region = ids == index
+        if not region.any():
+            looks.append("absent")
+            continue
+        ys, xs = np.nonzero(region)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        sub = region[y0:y1, x0:x1]
+        roll = rng.random()
+        if roll > exposed_share:
+            look = "covered"
+            soft = cv2.GaussianBlur(sub.astype(np.float32), (0, 0), 1.2)
+            offset = rng.uniform(4, 11) * rng.choice([-1.0, -1.0, 1.0])
+            speckle = rng.standard_normal(sub.shape).astype(np.float32) * grain * rng.uniform(0.3, 0.8)
+            bed[y0:y1, x0:x1] += soft * (offset + speckle) * field[y0:y1, x0:x1]
+        else:
+            bright = rng.random() < 0.45
+            look = "exposed-bright" if bright else "exposed-dark"
+            if full_hatch is None:
+                full_hatch = hatch(bed.shape, (layer * 67.0) % 180, rng.uniform(3, 6), rng.uniform(0, 6.3))
+            tex = full_hatch[y0:y1, x0:x1]
+            gain = rng.uniform(1.0, 1.3) if bright else rng.uniform(0.45, 0.8)
+            amp = rng.uniform(12, 35) if bright else rng.uniform(5, 18)
+            metal = level * gain + amp * tex + rng.standard_normal(sub.shape).astype(np.float32) * rng.uniform(2, 6)
+            metal = metal * field[y0:y1, x0:x1]
+            patch = bed[y0:y1, x0:x1]
+            patch[sub] = metal[sub]
+            rim = cv2.morphologyEx(sub.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
+            if rng.random() < 0.75:
+                patch[rim] += rng.uniform(15, 55) * (1 if not bright or rng.random() < 0.5 else -1)
+        looks.append(look)
+    return looks

@@ -1,0 +1,83 @@
+"""Cut images into patches and stitch per-tile results back into per-pixel maps, without per-tile loops.
+
+Tiles start every `stride` pixels. When a side is not a multiple of the stride, one extra tile is
+placed flush with the far edge, so every pixel is covered and nothing is cropped; that last tile
+overlaps its neighbour. Where tiles overlap, a pixel takes the mean probability of all covering tiles.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from slmcnn.errors import SettingsError
+
+
+def tile_starts(length: int, patch: int, stride: int) -> np.ndarray:
+    """Start offsets along one side: every stride, plus one flush with the end if needed."""
+    if patch > length:
+        raise SettingsError(f"image side {length} px is smaller than one patch ({patch} px)")
+    if stride < 1 or patch < 1:
+        raise SettingsError("patch and stride must be positive")
+    starts = np.arange(0, length - patch + 1, stride)
+    if starts[-1] + patch < length:
+        starts = np.append(starts, length - patch)
+    return starts
+
+
+@dataclass
+class TileGrid:
+    """Patches of one image and where they came from."""
+
+    patches: np.ndarray  # (rows*cols, patch, patch, 3), row-major
+    ys: np.ndarray
+    xs: np.ndarray
+    height: int
+    width: int
+    patch: int
+    stride: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.ys), len(self.xs)
+
+
+def tile(image: np.ndarray, patch: int = 128, stride: int | None = None) -> TileGrid:
+    """Cut an HxWxC image into a row-major grid of patches (a copy, one array op)."""
+    stride = stride or patch
+    height, width = image.shape[:2]
+    ys, xs = tile_starts(height, patch, stride), tile_starts(width, patch, stride)
+    windows = sliding_window_view(image, (patch, patch), axis=(0, 1))  # H', W', C, p, p
+    picked = windows[ys][:, xs]  # rows, cols, C, p, p
+    patches = np.ascontiguousarray(picked.transpose(0, 1, 3, 4, 2)).reshape(-1, patch, patch, image.shape[2])
+    return TileGrid(patches, ys, xs, height, width, patch, stride)
+
+
+def coverage(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
+    """(length, tiles) matrix: 1 where a tile covers a pixel position."""
+    pos = np.arange(length)[:, None]
+    return ((pos >= starts[None, :]) & (pos < starts[None, :] + patch)).astype(np.float32)
+
+
+def stitch(grid: TileGrid, values: np.ndarray) -> np.ndarray:
+    """Per-tile vectors (rows*cols, K) -> per-pixel mean over covering tiles (H, W, K)."""
+    rows, cols = grid.shape
+    per_tile = values.reshape(rows, cols, -1).astype(np.float32)
+    cover_y = coverage(grid.ys, grid.patch, grid.height)
+    cover_x = coverage(grid.xs, grid.patch, grid.width)
+    summed = np.einsum("yr,rck,xc->yxk", cover_y, per_tile, cover_x, optimize=True)
+    counts = cover_y.sum(1)[:, None] * cover_x.sum(1)[None, :]
+    return summed / counts[:, :, None]
+
+
+def stitch_maps(grid: TileGrid, maps: np.ndarray) -> np.ndarray:
+    """Per-tile pixel maps (rows*cols, p, p) -> one (H, W) map, the mean where tiles overlap."""
+    rows, cols = grid.shape
+    offsets = np.arange(grid.patch)
+    row_index = np.repeat(grid.ys, cols)[:, None, None] + offsets[None, :, None]
+    col_index = np.tile(grid.xs, rows)[:, None, None] + offsets[None, None, :]
+    total = np.zeros((grid.height, grid.width), np.float32)
+    counts = np.zeros_like(total)
+    np.add.at(total, (row_index, col_index), maps.reshape(-1, grid.patch, grid.patch))
+    np.add.at(counts, (row_index, col_index), 1.0)
+    return total / np.maximum(counts, 1)

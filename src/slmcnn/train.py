@@ -1,0 +1,259 @@
+"""Training with the reference's recipe: Adam 1e-4, batch 64, balanced class weights, random flips,
+early stopping on validation accuracy with the best weights restored. Plain loop, no framework."""
+
+import copy
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sklearn.utils.class_weight import compute_class_weight
+
+from slmcnn import CLASSES, checkpoint, render
+from slmcnn.data import PatchTable, load_patches, load_sources, split
+from slmcnn.errors import DataError
+from slmcnn.inference import TorchBackend, bf16_supported
+from slmcnn.metrics import Report, compute_report, summarise_runs
+from slmcnn.model import create_model
+from slmcnn.preprocess import prepare
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "slmcnn"
+    epochs: int = 150
+    batch: int = 64
+    lr: float = 1e-4
+    patience: int = 20
+    seed: int = 0
+    class_weights: str = "balanced"  # or "none"
+    flips: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16
+    init: str | None = None
+    patch: int = 128
+
+    def resolved_precision(self) -> str:
+        if self.precision == "auto":
+            return "bf16" if bf16_supported() else "fp32"
+        return self.precision
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_accuracy: float = 0.0
+    interrupted: bool = False
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def class_weight_tensor(labels: np.ndarray, mode: str) -> torch.Tensor:
+    """sklearn's 'balanced' weights (n / (k * count)); classes absent from training get weight 0."""
+    weights = np.ones(len(CLASSES), np.float32)
+    if mode == "balanced":
+        present = np.unique(labels)
+        weights[:] = 0.0
+        weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each patch horizontally and vertically with probability 1/2 each."""
+    n = x.shape[0]
+    flip_h = torch.rand(n, generator=generator) < 0.5
+    flip_v = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip_h.view(-1, 1, 1, 1), x.flip(3), x)
+    return torch.where(flip_v.view(-1, 1, 1, 1), x.flip(2), x)
+
+
+def fit(
+    config: TrainConfig,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    log=print,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train one network; Ctrl-C stops early and still returns the best weights so far."""
+    seed_everything(config.seed)
+    if config.init:
+        model, _ = checkpoint.load_model(config.init)
+    else:
+        model = create_model(config.arch)
+    model = model.to(memory_format=torch.channels_last)
+    precision = config.resolved_precision()
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight_tensor(train_y, config.class_weights))
+    generator = torch.Generator().manual_seed(config.seed)
+    labels = torch.from_numpy(train_y)
+    result = FitResult(model)
+    best_state, stale, start = copy.deepcopy(model.state_dict()), 0, time.perf_counter()
+    evaluator = TorchBackend(model, precision)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = torch.randperm(len(train_x), generator=generator)
+            total_loss = correct = 0.0
+            batches = range(0, len(order), config.batch)
+            with _progress(show_progress) as bar:
+                task = bar.add_task(f"epoch {epoch}", total=len(batches))
+                for begin in batches:
+                    idx = order[begin : begin + config.batch]
+                    x = prepare(train_x[idx.numpy()])
+                    if config.flips:
+                        x = random_flips(x, generator).contiguous(memory_format=torch.channels_last)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                        logits = model(x)
+                    loss = loss_fn(logits.float(), labels[idx])
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    total_loss += loss.item() * len(idx)
+                    correct += (logits.argmax(1) == labels[idx]).sum().item()
+                    bar.advance(task)
+            row = {"epoch": epoch, "loss": total_loss / len(order), "accuracy": correct / len(order)}
+            row.update(_validate(evaluator, val_x, val_y, loss_fn))
+            row["seconds"] = time.perf_counter() - start
+            result.history.append(row)
+            improved = row["val_accuracy"] > result.best_val_accuracy or epoch == 1
+            if improved:
+                result.best_val_accuracy, result.best_epoch = row["val_accuracy"], epoch
+                best_state, stale = copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+            log(
+                f"epoch {epoch:3d}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+                f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
+                f"{'  *' if improved else ''}  {row['seconds']:.0f}s"
+            )
+            if stale >= config.patience:
+                log(f"early stop: no better validation accuracy for {config.patience} epochs")
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log("interrupted: keeping the best model so far")
+    model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=True, disable=not enabled,
+    )
+
+
+def _validate(evaluator: TorchBackend, x: np.ndarray, y: np.ndarray, loss_fn) -> dict:
+    probs = evaluator.probabilities(x)
+    log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
+    loss = torch.nn.functional.nll_loss(log_probs, torch.from_numpy(y), weight=loss_fn.weight).item()
+    return {"val_loss": loss, "val_accuracy": float((probs.argmax(1) == y).mean())}
+
+
+@dataclass
+class DataSplits:
+    train: PatchTable
+    val: PatchTable
+    test: PatchTable
+
+
+def make_splits(data, seed: int, val_data=None, test_data=None) -> DataSplits:
+    """Split the sources by layer; a separately given validation or test source frees that share of
+    DATA for training."""
+    as_list = lambda x: [x] if isinstance(x, str | Path) else list(x)  # noqa: E731
+    parts = split(load_sources(as_list(data)), seed=seed)
+    train = parts["train"]
+    val, test = parts["val"], parts["test"]
+    if val_data:
+        train, val = _merge(train, val), load_sources(as_list(val_data))
+    if test_data:
+        train, test = _merge(train, test), load_sources(as_list(test_data))
+    for name, table in (("training", train), ("validation", val)):
+        if not len(table):
+            raise DataError(f"the {name} split of {data} is empty: add data or give --val")
+    return DataSplits(train, val, test)
+
+
+def _merge(a: PatchTable, b: PatchTable) -> PatchTable:
+    return PatchTable(a.paths + b.paths, np.concatenate([a.labels, b.labels]), a.groups + b.groups)
+
+
+def run_training(
+    data,
+    out: str | Path,
+    config: TrainConfig,
+    runs: int = 1,
+    val_data=None,
+    test_data=None,
+    resize: bool = False,
+    log=print,
+    show_progress: bool = True,
+) -> list[Report]:
+    """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`."""
+    out = Path(out)
+    splits = make_splits(data, config.seed, val_data, test_data)
+    arrays = {
+        name: (load_patches(table, config.patch, resize), table.labels)
+        for name, table in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+        if len(table)
+    }
+    log(
+        f"patches: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}  "
+        f"(classes in train: {dict(zip(CLASSES, np.bincount(splits.train.labels, minlength=3).tolist()))})"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for run in range(runs):
+        run_config = TrainConfig(**{**asdict(config), "seed": config.seed + run})
+        run_dir = out if runs == 1 else out / f"run-{run + 1}"
+        if runs > 1:
+            log(f"run {run + 1}/{runs} (seed {run_config.seed})")
+        result = fit(run_config, *arrays["train"], *arrays["val"], log=log, show_progress=show_progress)
+        report = _finish_run(result, run_config, run_dir, arrays.get("test") or arrays["val"], " ".join(map(str, data)) if isinstance(data, list) else str(data))
+        reports.append(report)
+        log(f"test accuracy {report.accuracy:.4f}, macro F1 {report.macro_f1:.4f}  -> {run_dir}")
+        if result.interrupted:
+            break
+    if runs > 1:
+        table = summarise_runs(reports)
+        (out / "report.md").write_text(f"# Results over {len(reports)} runs (mean ± std)\n\n{table}\n")
+        (out / "report.json").write_text(json.dumps([r.to_json() for r in reports], indent=2))
+        log(table)
+    return reports
+
+
+def _finish_run(result: FitResult, config: TrainConfig, run_dir: Path, test, data: str) -> Report:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probs = TorchBackend(result.model, config.resolved_precision()).probabilities(test[0])
+    report = compute_report(test[1], probs.argmax(1))
+    info = checkpoint.ModelInfo(
+        arch=config.arch if not config.init else checkpoint.read_info(config.init).arch,
+        patch=config.patch,
+        training={**asdict(config), "data": data, "best_epoch": result.best_epoch,
+                  "epochs_run": len(result.history), "seconds": round(result.seconds, 1)},
+        metrics={"test_accuracy": report.accuracy, "test_macro_f1": report.macro_f1},
+        name=run_dir.name,
+    )
+    checkpoint.save_model(result.model, run_dir / "model.safetensors", info)
+    with open(run_dir / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(result.history[0]) if result.history else ["epoch"])
+        writer.writeheader()
+        writer.writerows(result.history)
+    render.plot_history(result.history, run_dir)
+    render.plot_confusion(report.confusion, run_dir / "confusion_matrix.png")
+    (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2))
+    (run_dir / "report.md").write_text(f"# Test results\n\n{report.to_markdown()}\n")
+    return report
