@@ -21,9 +21,7 @@ class ModelInfo:
 
     arch: str
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
-    colours: dict[str, list[int]] = field(
-        default_factory=lambda: {k: list(v) for k, v in CLASS_COLOURS.items()}
-    )
+    colours: dict[str, list[int]] = field(default_factory=lambda: {k: list(v) for k, v in CLASS_COLOURS.items()})
     patch: int = 128
     normalisation: str = "per-image standardisation (x-mean)/max(std,1/sqrt(N)) on [0,1] input"
     version: str = __version__
@@ -94,4 +92,3 @@ def default_model_path() -> Path:
 def resolve_model(path: str | Path | None) -> Path:
     """The user's model file, or the shipped one when none is given."""
     return Path(path) if path else default_model_path()
-

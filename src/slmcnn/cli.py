@@ -15,14 +15,25 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str, example: str):
-        p = sub.add_parser(name, help=help_text, description=f"{help_text}\n\nexample:\n  {example}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text}\n\nexample:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(handler=globals()[f"cmd_{name.replace('-', '_')}"])
         return p
 
-    p = command("train", "Train the CNN on labelled patches (class folders, reference CSV or a synth build).",
-                "slmcnn train builds/train --val builds/val --out runs/first --epochs 30")
-    p.add_argument("data", nargs="+", help="class folders Powder/ Object/ Error/, an Image;Label CSV, a split.csv or a synth build (several are joined)")
+    p = command(
+        "train",
+        "Train the CNN on labelled patches (class folders, reference CSV or a synth build).",
+        "slmcnn train builds/train --val builds/val --out runs/first --epochs 30",
+    )
+    p.add_argument(
+        "data",
+        nargs="+",
+        help="class folders Powder/ Object/ Error/, an Image;Label CSV, a split.csv or a synth build (several are joined)",
+    )
     p.add_argument("--out", required=True, help="run folder for the model, curves and reports")
     p.add_argument("--val", nargs="+", help="separate validation data (default: a by-layer split of DATA)")
     p.add_argument("--test", nargs="+", help="separate test data (default: a by-layer split of DATA)")
@@ -35,25 +46,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=1, help="train N times (seeds seed..seed+N-1), report mean ± std")
     p.add_argument("--class-weights", choices=["balanced", "none"], default="balanced")
     p.add_argument("--no-flips", action="store_true", help="turn off random horizontal/vertical flips")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast where the CPU has native bf16, else fp32")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast where the CPU has native bf16, else fp32",
+    )
     p.add_argument("--init", help="start from this model file (fine-tuning)")
     p.add_argument("--resize", action="store_true", help="scale patches that are not the model's size")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = command("evaluate", "Score a model on labelled patches: the reference's table and a confusion matrix.",
-                "slmcnn evaluate runs/first/model.safetensors builds/test --format md")
+    p = command(
+        "evaluate",
+        "Score a model on labelled patches: the reference's table and a confusion matrix.",
+        "slmcnn evaluate runs/first/model.safetensors builds/test --format md",
+    )
     p.add_argument("model")
     p.add_argument("data", nargs="+")
-    p.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
-                   help="evaluate one part of DATA's by-layer split (seed --seed)")
+    p.add_argument(
+        "--split",
+        choices=["all", "train", "val", "test"],
+        default="all",
+        help="evaluate one part of DATA's by-layer split (seed --seed)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=["text", "md", "json"], default="text")
     p.add_argument("--out", help="folder for confusion_matrix.png and report.json")
     p.add_argument("--resize", action="store_true")
 
-    p = command("synth", "Generate a synthetic build: layer photos, label masks, patches and build.json.",
-                "slmcnn synth builds/demo --layers 20 --seed 1 --preview")
+    p = command(
+        "synth",
+        "Generate a synthetic build: layer photos, label masks, patches and build.json.",
+        "slmcnn synth builds/demo --layers 20 --seed 1 --preview",
+    )
     p.add_argument("out")
     p.add_argument("--layers", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", default="down", help="recoater travel: down, up, left, right or random")
     p.add_argument("--defects", help="per-layer start rates, e.g. streak=0.2,debris=0 (others keep defaults)")
     p.add_argument("--error-min-pixels", type=int, default=120, help="label rule: error pixels that make a patch Error")
-    p.add_argument("--object-min-fraction", type=float, default=0.05, help="label rule: part share that makes a patch Object")
+    p.add_argument(
+        "--object-min-fraction", type=float, default=0.05, help="label rule: part share that makes a patch Object"
+    )
     p.add_argument("--keep-ambiguous", action="store_true", help="also write patches the rule calls ambiguous")
     p.add_argument("--no-patches", action="store_true", help="write layers and masks only")
     p.add_argument("--workers", type=int, default=2)
@@ -70,7 +97,299 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="write one layer at a time (atomic rename)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between layers with --live")
     p.add_argument("--force", action="store_true", help="replace a previous build in OUT")
+    p = command(
+        "predict-layer",
+        "Classify whole layer photos into powder / object / error maps and overlays.",
+        "slmcnn predict-layer examples/layers/*.png --out out/ --stride 64 --truth examples/masks",
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders or globs (PNG, JPEG, TIFF; 8/16 bit)"
+    )
+    p.add_argument("--out", required=True, help="output folder (files of the same name are replaced, nothing else)")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--patch", type=int, help="tile size (default: the model's, 128)")
+    p.add_argument(
+        "--stride",
+        type=int,
+        help="tile step (default: patch, no overlap; 64 = 50%% overlap, where a "
+        "pixel's class is the mean of the covering tiles' probabilities). When a side is not a multiple "
+        "of the stride, one more tile is placed flush with the far edge, so nothing is cropped",
+    )
+    p.add_argument("--truth", help="folder of label masks (as slmcnn synth writes) to score each layer")
+    p.add_argument("--explain", action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")
+    p.add_argument("--steps", type=int, default=32, help="IG steps with --explain")
+    _backend_options(p)
+
+    p = command(
+        "predict-patches",
+        "Classify patch images; with --explain draw Integrated Gradients figures.",
+        "slmcnn predict-patches data/Patches --explain --steps 50 --out figures/",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="patch images, folders, or a class-folder data set")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--out", help="folder for IG figures (default: ig-figures)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--explain", action="store_true", help="write a 2x2 Integrated Gradients figure per patch")
+    p.add_argument("--steps", type=int, default=50, help="IG steps (the reference used 500)")
+    p.add_argument(
+        "--method",
+        default="gausslegendre",
+        choices=["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"],
+        help="IG quadrature",
+    )
+    p.add_argument("--target", help="explain this class instead of the predicted one")
+    p.add_argument("--baseline", default="black", choices=["black", "blur", "noise"])
+    p.add_argument("--resize", action="store_true", help="scale patches that are not the model's size")
+    _backend_options(p)
+
+    p = command(
+        "export",
+        "Export a model to ONNX and check it against PyTorch.",
+        "slmcnn export runs/first/model.safetensors --format onnx --out model.onnx",
+    )
+    p.add_argument("model", nargs="?", help="model file (default: the shipped model)")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", help="output file (default: MODEL with .onnx)")
+    p.add_argument(
+        "--check", nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images"
+    )
     return parser
+
+
+def _backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: PyTorch bf16 where the CPU has native bf16, else ONNX Runtime fp32",
+    )
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")
+    p.add_argument("--workers", type=int, default=2, help="threads decoding and tiling the next images")
+
+
+def _load(args):
+    from slmcnn import checkpoint
+    from slmcnn.export import make_backend
+
+    path = checkpoint.resolve_model(args.model)
+    if not args.model and not path.is_file():
+        raise SlmcnnError("no shipped model in this installation; pass --model or run scripts/train_default_model.sh")
+    model, info = checkpoint.load_model(path)
+    return model, info, make_backend(args.backend, model, info.patch, args.precision), path
+
+
+def cmd_predict_layer(args) -> int:
+    from rich.progress import Progress
+
+    from slmcnn import images, store
+    from slmcnn.predict import LayerFailure, Predictor
+
+    model, info, backend, model_path = _load(args)
+    paths = images.list_images(args.inputs)
+    if not paths:
+        raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    patch = args.patch or info.patch
+    predictor = Predictor(backend, patch, args.stride, args.workers, model_name=model_path.name)
+    names = store.unique_stems(paths)
+    summary = store.SummaryWriter(
+        out / "summary.csv", ["tile_accuracy", "error_f1", "error_iou"] if args.truth else None
+    )
+    failures = 0
+    with Progress(transient=True) as bar:
+        task = bar.add_task("layers", total=len(paths))
+        for result in predictor.predict(paths):
+            bar.advance(task)
+            if isinstance(result, LayerFailure):
+                failures += 1
+                bar.console.print(f"[red]skipped[/red] {result.message}")
+                continue
+            extra = _score(result, Path(args.truth), patch) if args.truth else {}
+            if args.explain:
+                _explain_layer(model, result, out / f"{names[result.path]}.attribution.png", args.steps)
+            result.extra.update({"truth": extra} if extra else {})
+            store.write_layer(result, out, names[result.path])
+            row = (
+                {
+                    "tile_accuracy": extra.get("tile_accuracy"),
+                    "error_f1": extra.get("tiles", {}).get("Error", {}).get("f1"),
+                    "error_iou": extra.get("pixel_iou", {}).get("Error"),
+                }
+                if extra
+                else {}
+            )
+            summary.add(result, row)
+            f = result.fractions
+            score = f"  tile acc {extra['tile_accuracy']:.3f}" if extra else ""
+            bar.console.print(
+                f"{result.path}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  "
+                f"error {f['Error']:.3f}  {result.seconds:.2f}s{score}"
+            )
+    summary.close()
+    print(f"wrote {len(paths) - failures} layer(s) to {out}" + (f"; skipped {failures} unreadable" if failures else ""))
+    return 1 if failures else 0
+
+
+def _score(result, truth_dir: Path, patch: int) -> dict:
+    from slmcnn.labels import LabelRule
+    from slmcnn.metrics import score_layer
+    from slmcnn.tiles import tile
+
+    mask_path = truth_dir / f"{result.path.stem}.png"
+    if not mask_path.is_file():
+        return {}
+    from slmcnn.images import read
+
+    mask = read(mask_path)[..., 0]
+    if mask.shape != result.class_map.shape:
+        raise SlmcnnError(
+            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]}, the layer is "
+            f"{result.class_map.shape[1]}x{result.class_map.shape[0]}"
+        )
+    grid = tile(mask[:, :, None], patch, result.grid.stride)
+    truth = LabelRule().labels(grid.patches[..., 0])
+    return score_layer(truth, result.probabilities.argmax(1), mask, result.class_map)
+
+
+def _explain_layer(model, result, path: Path, steps: int) -> None:
+    from slmcnn import render
+    from slmcnn.explain import explain
+    from slmcnn.images import write_png
+    from slmcnn.tiles import stitch_maps, tile
+
+    grid = tile(result.image, result.grid.patch, result.grid.stride)
+    explanations = explain(model, grid.patches, result.probabilities.argmax(1), steps=steps)
+    maps = __import__("numpy").stack([abs(e.attribution).sum(-1) for e in explanations])
+    write_png(path, render.heatmap_png(stitch_maps(grid, maps), result.image))
+
+
+def cmd_predict_patches(args) -> int:
+    import numpy as np
+
+    from slmcnn import images, render
+    from slmcnn.data import class_index
+    from slmcnn.errors import DataError
+    from slmcnn.metrics import compute_report
+
+    model, info, backend, _ = _load(args)
+    table = _patch_table(args.inputs)
+    patches, kept, failures = [], [], 0
+    import cv2
+
+    for i, path in enumerate(table.paths):
+        try:
+            image = images.read(path)
+        except SlmcnnError as exc:
+            print(f"skipped {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        if image.shape[:2] != (info.patch, info.patch):
+            if not args.resize:
+                print(
+                    f"skipped {path}: {image.shape[1]}x{image.shape[0]} is not {info.patch}x{info.patch} "
+                    "(pass --resize, or use predict-layer for whole layers)",
+                    file=sys.stderr,
+                )
+                failures += 1
+                continue
+            image = cv2.resize(image, (info.patch, info.patch), interpolation=cv2.INTER_AREA)
+        patches.append(image)
+        kept.append(i)
+    if not patches:
+        raise DataError("no readable patches")
+    patches_arr = (
+        np.stack([images.to_uint8(p) for p in patches]) if len({p.dtype for p in patches}) > 1 else np.stack(patches)
+    )
+    probs = backend.probabilities(patches_arr)
+    predicted = probs.argmax(1)
+    truth = table.labels[kept] if table.labels is not None else None
+    rows = [
+        {
+            "image": str(table.paths[k]),
+            "true": CLASSES[truth[j]] if truth is not None else None,
+            "predicted": CLASSES[predicted[j]],
+            "probabilities": {c: round(float(probs[j, n]), 5) for n, c in enumerate(CLASSES)},
+        }
+        for j, k in enumerate(kept)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        width = max(len(r["image"]) for r in rows)
+        print(f"{'file':<{width}}  {'true':<7} {'predicted':<9} " + " ".join(f"{c:>7}" for c in CLASSES))
+        for r in rows:
+            print(
+                f"{r['image']:<{width}}  {r['true'] or '-':<7} {r['predicted']:<9} "
+                + " ".join(f"{r['probabilities'][c]:7.4f}" for c in CLASSES)
+            )
+    if truth is not None and not args.json:
+        print()
+        print(compute_report(truth, predicted).to_text())
+    if args.explain:
+        from slmcnn.explain import LARGE_DELTA, explain
+
+        out = Path(args.out or "ig-figures")
+        out.mkdir(parents=True, exist_ok=True)
+        targets = np.full(len(kept), class_index(args.target, "--target")) if args.target else None
+        explanations = explain(model, patches_arr, targets, args.steps, args.baseline, args.method)
+        for j, (k, e) in enumerate(zip(kept, explanations)):
+            name = f"{table.paths[k].stem}.ig.png"
+            title = f"{table.paths[k].name}: {CLASSES[e.target]} p={e.probability:.3f}, delta={e.delta:+.4f}"
+            render.attribution_figure(e.baseline_image, patches_arr[j], e.attribution, title, out / name)
+            warn = "  WARNING: large delta, raise --steps" if abs(e.delta) > LARGE_DELTA else ""
+            print(
+                f"IG {table.paths[k].name}: target {CLASSES[e.target]}, convergence delta {e.delta:+.5f}{warn}",
+                file=sys.stderr,
+            )
+        print(f"wrote {len(explanations)} IG figure(s) to {out}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _patch_table(inputs: list[str]):
+    """A class-folder data set (truth known) or plain images (truth unknown)."""
+
+    from slmcnn import images
+    from slmcnn.data import PatchTable, load_source
+    from slmcnn.errors import DataError
+
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        try:
+            return load_source(inputs[0])
+        except DataError:
+            pass
+    paths = images.list_images(inputs)
+    if not paths:
+        raise DataError(f"no images found in {' '.join(inputs)}")
+    table = PatchTable(paths, None, [str(p) for p in paths])
+    return table
+
+
+def cmd_export(args) -> int:
+    import numpy as np
+
+    from slmcnn import checkpoint, images
+    from slmcnn.export import export_onnx, max_probability_difference
+    from slmcnn.tiles import tile
+
+    path = checkpoint.resolve_model(args.model)
+    model, info = checkpoint.load_model(path)
+    out = Path(args.out) if args.out else path.with_suffix(".onnx")
+    if out.resolve() == path.resolve():
+        raise SlmcnnError("--out would overwrite the model file")
+    export_onnx(model, out, info.patch)
+    rng = np.random.default_rng(0)
+    random = rng.integers(0, 256, (32, info.patch, info.patch, 3), dtype=np.uint8)
+    print(
+        f"wrote {out}; max |p_torch - p_onnx| on 32 random patches: {max_probability_difference(model, out, random):.2e}"
+    )
+    for image_path in args.check:
+        image = images.to_uint8(images.read(image_path))
+        patches = image[None] if image.shape[:2] == (info.patch, info.patch) else tile(image, info.patch).patches
+        print(
+            f"  {image_path}: max difference {max_probability_difference(model, out, patches):.2e} over {len(patches)} patches"
+        )
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -79,8 +398,16 @@ def cmd_train(args) -> int:
     if args.runs < 1 or args.epochs < 1 or args.batch < 1:
         raise SlmcnnError("--runs, --epochs and --batch must be at least 1")
     config = TrainConfig(
-        arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr, patience=args.patience, seed=args.seed,
-        class_weights=args.class_weights, flips=not args.no_flips, precision=args.precision, init=args.init,
+        arch=args.arch,
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        class_weights=args.class_weights,
+        flips=not args.no_flips,
+        precision=args.precision,
+        init=args.init,
     )
     if args.init:
         from slmcnn.checkpoint import read_info
@@ -127,20 +454,32 @@ def cmd_synth(args) -> int:
         except ValueError:
             raise SlmcnnError(f"--defects: {item!r} is not NAME=RATE") from None
     settings = SynthSettings(
-        layers=args.layers, seed=args.seed, size=args.size, patch=args.patch, direction=args.direction,
-        defect_rates=rates, label_rule=LabelRule(args.error_min_pixels, args.object_min_fraction),
-        keep_ambiguous=args.keep_ambiguous, write_patches=not args.no_patches,
+        layers=args.layers,
+        seed=args.seed,
+        size=args.size,
+        patch=args.patch,
+        direction=args.direction,
+        defect_rates=rates,
+        label_rule=LabelRule(args.error_min_pixels, args.object_min_fraction),
+        keep_ambiguous=args.keep_ambiguous,
+        write_patches=not args.no_patches,
     )
     with Progress(transient=True) as bar:
         task = bar.add_task("layers", total=args.layers)
         info = generate_build(
-            settings, args.out, force=args.force, workers=args.workers,
+            settings,
+            args.out,
+            force=args.force,
+            workers=args.workers,
             live_interval=args.interval if args.live else None,
-            progress=lambda layer: bar.update(task, completed=layer), preview=args.preview,
+            progress=lambda layer: bar.update(task, completed=layer),
+            preview=args.preview,
         )
     defects = sum(len(layer["defects"]) for layer in info["layers"])
-    print(f"wrote {args.layers} layers to {args.out} in {info['seconds']:.1f}s "
-          f"({args.layers / info['seconds']:.1f} layers/s); patches {info['patch_counts']}; {defects} defect instances")
+    print(
+        f"wrote {args.layers} layers to {args.out} in {info['seconds']:.1f}s "
+        f"({args.layers / info['seconds']:.1f} layers/s); patches {info['patch_counts']}; {defects} defect instances"
+    )
     return 0
 
 

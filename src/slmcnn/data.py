@@ -122,7 +122,9 @@ def _from_split_file(path: Path) -> PatchTable:
         raise DataError(f"{path}: the split file lists no patches")
     paths = [path.parent / row["path"] for row in rows]
     labels = [class_index(row["label"], f"{path} line {i + 2}") for i, row in enumerate(rows)]
-    groups = [f"{row.get('build', '')}/{row.get('layer', '')}" if row.get("layer") else str(p) for row, p in zip(rows, paths)]
+    groups = [
+        f"{row.get('build', '')}/{row.get('layer', '')}" if row.get("layer") else str(p) for row, p in zip(rows, paths)
+    ]
     splits = [row["split"] for row in rows] if rows[0].get("split") else None
     return PatchTable(paths, np.array(labels, np.int64), groups, splits)
 

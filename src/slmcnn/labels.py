@@ -32,7 +32,9 @@ class LabelRule:
     def labels(self, mask_tiles: np.ndarray) -> np.ndarray:
         """Hard labels for (N, p, p) mask tiles: the class the rule assigns, never ambiguous."""
         errors, objects = self.counts(mask_tiles)
-        return np.where(errors >= self.error_min_pixels, ERROR, np.where(objects >= self.object_min_fraction, OBJECT, POWDER))
+        return np.where(
+            errors >= self.error_min_pixels, ERROR, np.where(objects >= self.object_min_fraction, OBJECT, POWDER)
+        )
 
     def ambiguous(self, mask_tiles: np.ndarray) -> np.ndarray:
         """True where the image cannot clearly support the hard label."""

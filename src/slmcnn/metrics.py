@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import classification_report, confusion_matrix, jaccard_score, precision_recall_fscore_support
 
 from slmcnn import CLASSES
 
@@ -55,7 +55,9 @@ class Report:
         return "\n".join(lines)
 
     def format(self, kind: str) -> str:
-        return {"text": self.to_text, "md": self.to_markdown, "json": lambda: json.dumps(self.to_json(), indent=2)}[kind]()
+        return {"text": self.to_text, "md": self.to_markdown, "json": lambda: json.dumps(self.to_json(), indent=2)}[
+            kind
+        ]()
 
 
 def compute_report(y_true: np.ndarray, y_pred: np.ndarray) -> Report:
@@ -71,6 +73,7 @@ def compute_report(y_true: np.ndarray, y_pred: np.ndarray) -> Report:
 
 def summarise_runs(reports: list[Report]) -> str:
     """Mean ± std over repeated runs, in the layout of the reference README's results table."""
+
     def cell(values: list[float]) -> str:
         return f"{np.mean(values):.4f}±{np.std(values):.4f}"
 
@@ -82,3 +85,18 @@ def summarise_runs(reports: list[Report]) -> str:
         if row == CLASSES[-1]:
             lines.append(f"| Accuracy | | | {cell([r.accuracy for r in reports])} |")
     return "\n".join(lines)
+
+
+def score_layer(tile_truth: np.ndarray, tile_pred: np.ndarray, mask: np.ndarray, class_map: np.ndarray) -> dict:
+    """Per-class tile precision / recall / F1 and per-class pixel IoU of one layer against its mask."""
+    labels = list(range(len(CLASSES)))
+    p, r, f, s = precision_recall_fscore_support(tile_truth, tile_pred, labels=labels, zero_division=0)
+    iou = jaccard_score(mask.ravel(), class_map.ravel(), labels=labels, average=None, zero_division=0)
+    return {
+        "tile_accuracy": float(np.mean(tile_truth == tile_pred)),
+        "tiles": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(CLASSES)
+        },
+        "pixel_iou": {c: float(iou[i]) for i, c in enumerate(CLASSES)},
+    }

@@ -76,9 +76,7 @@ def create_model(name: str = "slmcnn") -> SlmCnn:
     try:
         spec = MODEL_SPECS[name]
     except KeyError:
-        raise ModelFileError(
-            f"unknown architecture {name!r}; known: {', '.join(sorted(MODEL_SPECS))}"
-        ) from None
+        raise ModelFileError(f"unknown architecture {name!r}; known: {', '.join(sorted(MODEL_SPECS))}") from None
     model = SlmCnn(spec)
     model.arch = name
     return model
@@ -87,7 +85,5 @@ def create_model(name: str = "slmcnn") -> SlmCnn:
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable parameters, trainable + BatchNorm running statistics), as Keras' summary counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    running = sum(
-        b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var"))
-    )
+    running = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
     return trainable, trainable + running

@@ -151,8 +151,12 @@ def fit(
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        transient=True, disable=not enabled,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not enabled,
     )
 
 
@@ -222,7 +226,13 @@ def run_training(
         if runs > 1:
             log(f"run {run + 1}/{runs} (seed {run_config.seed})")
         result = fit(run_config, *arrays["train"], *arrays["val"], log=log, show_progress=show_progress)
-        report = _finish_run(result, run_config, run_dir, arrays.get("test") or arrays["val"], " ".join(map(str, data)) if isinstance(data, list) else str(data))
+        report = _finish_run(
+            result,
+            run_config,
+            run_dir,
+            arrays.get("test") or arrays["val"],
+            " ".join(map(str, data)) if isinstance(data, list) else str(data),
+        )
         reports.append(report)
         log(f"test accuracy {report.accuracy:.4f}, macro F1 {report.macro_f1:.4f}  -> {run_dir}")
         if result.interrupted:
@@ -242,8 +252,13 @@ def _finish_run(result: FitResult, config: TrainConfig, run_dir: Path, test, dat
     info = checkpoint.ModelInfo(
         arch=config.arch if not config.init else checkpoint.read_info(config.init).arch,
         patch=config.patch,
-        training={**asdict(config), "data": data, "best_epoch": result.best_epoch,
-                  "epochs_run": len(result.history), "seconds": round(result.seconds, 1)},
+        training={
+            **asdict(config),
+            "data": data,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "seconds": round(result.seconds, 1),
+        },
         metrics={"test_accuracy": report.accuracy, "test_macro_f1": report.macro_f1},
         name=run_dir.name,
     )

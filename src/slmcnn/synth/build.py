@@ -21,7 +21,7 @@ from slmcnn.images import write_png
 from slmcnn.labels import AMBIGUOUS, LabelRule
 from slmcnn.synth.bed import Camera, powder
 from slmcnn.synth.defects import DEFECT_KINDS, LayerContext, plan_defects, render_defect
-from slmcnn.synth.parts import PART_KINDS, paint_parts, plan_parts, draw_part
+from slmcnn.synth.parts import PART_KINDS, draw_part, paint_parts, plan_parts
 from slmcnn.tiles import tile
 
 DIRECTIONS = ("down", "up", "left", "right")
@@ -141,7 +141,14 @@ def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
         visible = _geometry(plan, None, visible.astype(np.uint8))[1]
         ys, xs = np.nonzero(visible)
         if len(ys):
-            records.append({"type": event.kind, "started": event.first, "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], "pixels": int(len(ys))})
+            records.append(
+                {
+                    "type": event.kind,
+                    "started": event.first,
+                    "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                    "pixels": int(len(ys)),
+                }
+            )
     rgb = np.repeat(image[:, :, None], 3, axis=2)
     return RenderedLayer(rgb, mask, records, looks)
 
@@ -162,8 +169,12 @@ def _geometry(plan: BuildPlan, image: np.ndarray | None, mask: np.ndarray):
     size = plan.settings.size
     if plan.homography is not None:
         if image is not None:
-            image = cv2.warpPerspective(image, plan.homography, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        mask = cv2.warpPerspective(mask, plan.homography, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
+            image = cv2.warpPerspective(
+                image, plan.homography, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
+        mask = cv2.warpPerspective(
+            mask, plan.homography, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT
+        )
     turns = ROTATIONS[plan.direction]
     if turns:
         image = np.ascontiguousarray(np.rot90(image, turns)) if image is not None else None
@@ -226,8 +237,13 @@ def prepare_output(out: Path, force: bool) -> None:
 
 
 def generate_build(
-    settings: SynthSettings, out: str | Path, force: bool = False, workers: int = 2,
-    live_interval: float | None = None, progress=None, preview: bool = False,
+    settings: SynthSettings,
+    out: str | Path,
+    force: bool = False,
+    workers: int = 2,
+    live_interval: float | None = None,
+    progress=None,
+    preview: bool = False,
 ) -> dict:
     """Write layers/, masks/, patches/ (+ split.csv) and build.json; return build.json's content."""
     out = Path(out)
@@ -297,8 +313,13 @@ def _build_json(plan: BuildPlan, records: list[dict]) -> dict:
         "parts": [asdict(p) for p in plan.parts],
         "patch_counts": counts,
         "layers": [
-            {"layer": r["layer"], "file": f"layers/{layer_name(r['layer'])}", "mask": f"masks/{layer_name(r['layer'])}",
-             "defects": r["defects"], "parts": r["parts"]}
+            {
+                "layer": r["layer"],
+                "file": f"layers/{layer_name(r['layer'])}",
+                "mask": f"masks/{layer_name(r['layer'])}",
+                "defects": r["defects"],
+                "parts": r["parts"],
+            }
             for r in records
         ],
     }
@@ -323,7 +344,9 @@ def write_preview(build: Path, path: Path, count: int = 6, thumb: int = 256) -> 
         tiles.append(pair)
     while len(tiles) % 2:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.concatenate([a, np.full((thumb, 12, 3), 0, np.uint8), b], axis=1) for a, b in zip(tiles[::2], tiles[1::2])]
+    rows = [
+        np.concatenate([a, np.full((thumb, 12, 3), 0, np.uint8), b], axis=1) for a, b in zip(tiles[::2], tiles[1::2])
+    ]
     sheet = np.concatenate([np.pad(r, ((6, 6), (0, 0), (0, 0))) for r in rows], axis=0)
     write_png(path, sheet)
     return path

@@ -42,7 +42,9 @@ class LayerContext:
     layer: int
 
 
-def plan_defects(rng: np.random.Generator, layers: int, size: int, rates: dict[str, float], parts: list[PartSpec]) -> list[DefectEvent]:
+def plan_defects(
+    rng: np.random.Generator, layers: int, size: int, rates: dict[str, float], parts: list[PartSpec]
+) -> list[DefectEvent]:
     """Draw each defect's start layer, duration and geometry; persistence is part of the plan."""
     events: list[DefectEvent] = []
     durations = {"streak": (2, 12), "short_feed": (1, 2), "swelling": (3, 8), "debris": (1, 3), "chatter": (1, 3)}
@@ -51,7 +53,9 @@ def plan_defects(rng: np.random.Generator, layers: int, size: int, rates: dict[s
             if rng.random() >= rates.get(kind, 0.0):
                 continue
             lo, hi = durations[kind]
-            event = DefectEvent(kind, layer, min(layers, layer + int(rng.integers(lo, hi + 1)) - 1), int(rng.integers(2**31)))
+            event = DefectEvent(
+                kind, layer, min(layers, layer + int(rng.integers(lo, hi + 1)) - 1), int(rng.integers(2**31))
+            )
             if kind == "swelling":
                 candidates = [i for i, p in enumerate(parts) if p.active(layer) and p.kind != "text"]
                 if not candidates:
@@ -94,7 +98,9 @@ def streak(event, bed, ctx, rng, age) -> np.ndarray:
     x0 = max(0, int(x - 4 * width - 3))
     xs = np.arange(x0, min(s, int(x + 4 * width + 4)))
     d = xs[None, :] - (x + wobble[:, None])
-    profile = np.exp(-(d**2) / (2 * width**2)) - 0.35 * np.exp(-((np.abs(d) - 1.8 * width) ** 2) / (2 * (0.6 * width) ** 2))
+    profile = np.exp(-(d**2) / (2 * width**2)) - 0.35 * np.exp(
+        -((np.abs(d) - 1.8 * width) ** 2) / (2 * (0.6 * width) ** 2)
+    )
     along = 0.75 + 0.25 * smooth_noise(rng, len(ys), 6)[:, :1]
     return _additive(bed, (amp * fade * profile * along).astype(np.float32), int(ys[0]), x0, ctx)
 
@@ -106,7 +112,9 @@ def short_feed(event, bed, ctx, rng, age) -> np.ndarray:
     left, right = sorted(rng.uniform(0, 1, 2) * s) if rng.random() < 0.5 else (0, s)
     right = max(right, left + 0.25 * s)
     xs = np.arange(s, dtype=np.float32)
-    boundary = depth * (1 + 0.35 * smooth_noise(rng, s, 7)[0]) * np.clip(np.minimum(xs - left, right - xs) / (0.08 * s), 0, 1)
+    boundary = (
+        depth * (1 + 0.35 * smooth_noise(rng, s, 7)[0]) * np.clip(np.minimum(xs - left, right - xs) / (0.08 * s), 0, 1)
+    )
     region = np.arange(s, dtype=np.float32)[:, None] < boundary[None, :]
     region &= ctx.plate.astype(bool)
     if not region.any():
@@ -125,7 +133,6 @@ def short_feed(event, bed, ctx, rng, age) -> np.ndarray:
 def swelling(event, bed, ctx, rng, age) -> np.ndarray:
     """Super-elevation: a bright specular blob at a part's edge with a shadow away from the light; it
     grows each layer, and once the recoater hits it a bright stub trails behind it."""
-    part = ctx.parts[event.params["part"]]
     ids = (ctx.part_ids == event.params["part"] + 1).astype(np.uint8)
     if not ids.any():
         return np.zeros(bed.shape, bool)
@@ -144,8 +151,10 @@ def swelling(event, bed, ctx, rng, age) -> np.ndarray:
     light = rng.uniform(0, 2 * np.pi)
     lx, ly = np.cos(light), np.sin(light)
     blob = np.clip(1 - r**2, 0, 1)
-    shade = np.clip(1 - (np.hypot(yy - py + ly * radius * 0.9, xx - px + lx * radius * 0.9) / (radius * wobble)) ** 2, 0, 1)
-    delta = rng.uniform(40, 80) * blob ** 0.7 - rng.uniform(25, 50) * np.clip(shade - blob, 0, 1)
+    shade = np.clip(
+        1 - (np.hypot(yy - py + ly * radius * 0.9, xx - px + lx * radius * 0.9) / (radius * wobble)) ** 2, 0, 1
+    )
+    delta = rng.uniform(40, 80) * blob**0.7 - rng.uniform(25, 50) * np.clip(shade - blob, 0, 1)
     mask = _additive(bed, delta.astype(np.float32), int(y0), int(x0), ctx)
     if age >= 2 and rng.random() < 0.7:
         length = int(rng.uniform(15, 70) + 8 * age)
@@ -181,7 +190,9 @@ def chatter(event, bed, ctx, rng, age) -> np.ndarray:
     ys = np.arange(y0, int(y0 + height))
     period = rng.uniform(6, 26)
     amp = rng.uniform(7, 16)
-    wave = amp * np.sin(2 * np.pi * ys / period + rng.uniform(0, 6.3)) * (0.8 + 0.2 * smooth_noise(rng, len(ys), 4)[:, 0])
+    wave = (
+        amp * np.sin(2 * np.pi * ys / period + rng.uniform(0, 6.3)) * (0.8 + 0.2 * smooth_noise(rng, len(ys), 4)[:, 0])
+    )
     delta = np.repeat(wave[:, None].astype(np.float32), s, 1) * ctx.plate[ys].astype(np.float32)
     mask = _additive(bed, delta, int(y0), 0, ctx)
     band = np.zeros(bed.shape, bool)

@@ -30,14 +30,20 @@ class PartSpec:
         return 1.0 + self.wobble * np.sin(2 * np.pi * layer / self.period + self.phase)
 
 
-def plan_parts(rng: np.random.Generator, size: int, layers: int, count: int, kinds: tuple[str, ...], margin: int) -> list[PartSpec]:
+def plan_parts(
+    rng: np.random.Generator, size: int, layers: int, count: int, kinds: tuple[str, ...], margin: int
+) -> list[PartSpec]:
     """Place parts on the plate without overlaps (rejection sampling on bounding circles)."""
     parts: list[PartSpec] = []
     for _ in range(count * 20):
         if len(parts) >= count:
             break
         kind = str(rng.choice(kinds))
-        extent = rng.uniform(0.05, 0.2) * size if kind not in ("cylinders", "lattice", "text") else rng.uniform(0.12, 0.26) * size
+        extent = (
+            rng.uniform(0.05, 0.2) * size
+            if kind not in ("cylinders", "lattice", "text")
+            else rng.uniform(0.12, 0.26) * size
+        )
         if kind == "wall":
             extent = rng.uniform(0.12, 0.3) * size
         lo, hi = margin + extent * 0.75 + 8, size - margin - extent * 0.75 - 8
@@ -49,9 +55,19 @@ def plan_parts(rng: np.random.Generator, size: int, layers: int, count: int, kin
         first = int(rng.integers(1, max(2, layers // 3 + 1))) if rng.random() < 0.4 else 1
         last = int(rng.integers(first + max(1, layers // 3), layers + 2)) if rng.random() < 0.35 else layers
         parts.append(
-            PartSpec(kind, float(cx), float(cy), float(extent), float(rng.uniform(0, 180)), first, last,
-                     float(rng.uniform(0, 0.12)), float(rng.uniform(8, 60)), float(rng.uniform(0, 6.3)),
-                     int(rng.integers(2**31)))
+            PartSpec(
+                kind,
+                float(cx),
+                float(cy),
+                float(extent),
+                float(rng.uniform(0, 180)),
+                first,
+                last,
+                float(rng.uniform(0, 0.12)),
+                float(rng.uniform(8, 60)),
+                float(rng.uniform(0, 6.3)),
+                int(rng.integers(2**31)),
+            )
         )
     return parts
 
@@ -123,8 +139,15 @@ def hatch(shape: tuple[int, int], angle: float, period: float, phase: float) -> 
 
 
 def paint_parts(
-    rng: np.random.Generator, bed: np.ndarray, ids: np.ndarray, count: int, layer: int,
-    level: float, field: np.ndarray, grain: float, exposed_share: float,
+    rng: np.random.Generator,
+    bed: np.ndarray,
+    ids: np.ndarray,
+    count: int,
+    layer: int,
+    level: float,
+    field: np.ndarray,
+    grain: float,
+    exposed_share: float,
 ) -> list[str]:
     """Give each part region its look for this layer: faint under powder, or exposed metal."""
     looks = []

@@ -1,0 +1,7 @@
+"""`python -m slmcnn` runs the command line."""
+
+import sys
+
+from slmcnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""ONNX export of a model file, checked against PyTorch on the same inputs."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slmcnn.errors import SettingsError
+from slmcnn.inference import OnnxBackend, TorchBackend
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, patch: int = 128) -> Path:
+    """Write the network (standardised input -> logits) with a dynamic batch axis."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    example = torch.zeros(1, 3, patch, patch)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=["patches"],
+        output_names=["logits"],
+        dynamic_axes={"patches": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return path
+
+
+def max_probability_difference(model: torch.nn.Module, onnx_path: str | Path, patches: np.ndarray) -> float:
+    """Largest absolute difference of class probabilities between PyTorch fp32 and ONNX Runtime."""
+    torch_probs = TorchBackend(model, "fp32").probabilities(patches)
+    onnx_probs = OnnxBackend(onnx_path).probabilities(patches)
+    return float(np.abs(torch_probs - onnx_probs).max())
+
+
+def temporary_onnx(model: torch.nn.Module, patch: int) -> Path:
+    """Export to a private temporary file (for `--backend onnx` without a pre-exported file)."""
+    handle, name = tempfile.mkstemp(suffix=".onnx", prefix="slmcnn-")
+    os.close(handle)
+    return export_onnx(model, name, patch)
+
+
+def make_backend(name: str, model: torch.nn.Module, patch: int, precision: str = "auto"):
+    """`auto`: PyTorch with bf16 where the CPU computes bf16 natively (fastest here and agreeing with
+    fp32 on the test builds), otherwise ONNX Runtime fp32; `torch` and `onnx` force one."""
+    from slmcnn.inference import bf16_supported
+
+    if name not in ("auto", "torch", "onnx"):
+        raise SettingsError(f"--backend must be auto, torch or onnx (got {name!r})")
+    if precision == "auto":
+        precision = "bf16" if bf16_supported() else "fp32"
+    if name == "onnx" or (name == "auto" and precision != "bf16"):
+        onnx_path = temporary_onnx(model, patch)
+        backend = OnnxBackend(onnx_path)
+        onnx_path.unlink()  # the session holds the graph in memory
+        return backend
+    return TorchBackend(model, precision)

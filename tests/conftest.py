@@ -1,0 +1,53 @@
+"""Test data is generated here, never downloaded: a tiny synthetic build and a tiny model file."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slmcnn.checkpoint import ModelInfo, save_model
+from slmcnn.model import create_model
+from slmcnn.synth import SynthSettings, generate_build
+
+RATES = {"streak": 0.4, "short_feed": 0.15, "swelling": 0.3, "debris": 0.4, "chatter": 0.1}
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory) -> Path:
+    """A 10-layer 384x384 build with frequent defects (9 patches of 128 px per layer)."""
+    out = tmp_path_factory.mktemp("build") / "b"
+    generate_build(SynthSettings(layers=10, seed=5, size=384, defect_rates=RATES), out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = create_model("slmcnn-tiny")
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(model, path, ModelInfo(arch="slmcnn-tiny", name="tiny"))
+    return path
+
+
+@pytest.fixture
+def write_image(tmp_path):
+    """Write an array as an image file in tmp_path and return its path."""
+    from PIL import Image
+
+    def write(name: str, array: np.ndarray) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `slmcnn ARGS` in a fresh process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "slmcnn", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
