@@ -22,7 +22,9 @@ def test_flat_patch_uses_the_minimum_std():
     patches = np.full((1, 128, 128, 3), 200, np.uint8)
     patches[0, 0, 0, 0] = 201
     got = standardise(to_unit_tensor(patches)).numpy()
-    np.testing.assert_allclose(got.transpose(0, 2, 3, 1)[0], reference_standardise(patches[0]), atol=1e-4)  # float32 mean
+    np.testing.assert_allclose(
+        got.transpose(0, 2, 3, 1)[0], reference_standardise(patches[0]), atol=1e-4
+    )  # float32 mean
 
 
 def test_sixteen_bit_scales_to_the_same_unit_range():

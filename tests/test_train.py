@@ -6,11 +6,33 @@ from conftest import run_cli
 
 def test_two_epoch_training_loss_falls_and_writes_everything(tiny_build, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("train", tiny_build, "--out", out, "--arch", "slmcnn-tiny", "--epochs", "2",
-                     "--lr", "1e-3", "--batch", "8", "--quiet", "--precision", "fp32")
+    result = run_cli(
+        "train",
+        tiny_build,
+        "--out",
+        out,
+        "--arch",
+        "slmcnn-tiny",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--batch",
+        "8",
+        "--quiet",
+        "--precision",
+        "fp32",
+    )
     assert result.returncode == 0, result.stderr
-    for name in ("model.safetensors", "history.csv", "accuracy.png", "loss.png", "confusion_matrix.png",
-                 "report.json", "report.md"):
+    for name in (
+        "model.safetensors",
+        "history.csv",
+        "accuracy.png",
+        "loss.png",
+        "confusion_matrix.png",
+        "report.json",
+        "report.md",
+    ):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert len(rows) == 2
@@ -28,13 +50,24 @@ def test_training_is_reproducible(tiny_build, tmp_path):
 
 def test_runs_report_mean_and_std_and_fine_tune(tiny_build, tmp_path):
     out = tmp_path / "runs"
-    result = run_cli("train", tiny_build, "--out", out, "--arch", "slmcnn-tiny", "--epochs", "1", "--runs", "2", "--quiet")
+    result = run_cli(
+        "train", tiny_build, "--out", out, "--arch", "slmcnn-tiny", "--epochs", "1", "--runs", "2", "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     table = (out / "report.md").read_text()
     assert "±" in table and "Macro Average" in table and "Accuracy" in table
     assert len(json.loads((out / "report.json").read_text())) == 2
-    tuned = run_cli("train", tiny_build, "--out", tmp_path / "ft", "--init", out / "run-1" / "model.safetensors",
-                    "--epochs", "1", "--quiet")
+    tuned = run_cli(
+        "train",
+        tiny_build,
+        "--out",
+        tmp_path / "ft",
+        "--init",
+        out / "run-1" / "model.safetensors",
+        "--epochs",
+        "1",
+        "--quiet",
+    )
     assert tuned.returncode == 0, tuned.stderr
 
 

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +18,18 @@ def export_onnx(model: torch.nn.Module, path: str | Path, patch: int = 128) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().to(memory_format=torch.contiguous_format)
     example = torch.zeros(1, 3, patch, patch)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=["patches"],
-        output_names=["logits"],
-        dynamic_axes={"patches": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["patches"],
+            output_names=["logits"],
+            dynamic_axes={"patches": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     return path
 
 

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+COMMANDS = ["train", "evaluate", "synth", "predict-layer", "predict-patches", "export"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0
+    assert "example:" in result.stdout and f"slmcnn {command}" in result.stdout
+
+
+def one_line_error(result, code=2):
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error" in lines[0]
+    return lines[0]
+
+
+def test_bad_training_inputs(tmp_path, write_image):
+    assert "no such file" in one_line_error(run_cli("train", tmp_path / "nope", "--out", tmp_path / "r"))
+    (tmp_path / "empty").mkdir()
+    assert "empty" in one_line_error(run_cli("train", tmp_path / "empty", "--out", tmp_path / "r"))
+    write_image("flat/a.png", np.zeros((128, 128, 3), np.uint8))
+    assert "no class folders" in one_line_error(run_cli("train", tmp_path / "flat", "--out", tmp_path / "r"))
+    (tmp_path / "l.csv").write_text("Image;Label\nflat/a.png;Spatter\n")
+    assert "Spatter" in one_line_error(run_cli("train", tmp_path / "l.csv", "--out", tmp_path / "r"))
+    for i in range(4):
+        write_image(f"big/Powder/{i}.png", np.zeros((100, 100, 3), np.uint8))
+    assert "--resize" in one_line_error(run_cli("train", tmp_path / "big", "--out", tmp_path / "r"))
+
+
+def test_bad_model_files(tmp_path, tiny_build):
+    (tmp_path / "m.safetensors").write_bytes(b"garbage!" * 4)
+    one_line_error(run_cli("evaluate", tmp_path / "m.safetensors", tiny_build))
+    assert "not found" in one_line_error(run_cli("evaluate", tmp_path / "missing.safetensors", tiny_build))

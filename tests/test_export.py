@@ -1,0 +1,34 @@
+import numpy as np
+
+from conftest import run_cli
+from slmcnn.checkpoint import load_model
+from slmcnn.export import export_onnx, make_backend, max_probability_difference
+from slmcnn.images import read
+from slmcnn.inference import OnnxBackend, TorchBackend
+from slmcnn.tiles import tile
+
+
+def test_onnx_matches_torch_on_random_and_real_patches(tiny_model_file, tiny_build, tmp_path):
+    model, _ = load_model(tiny_model_file)
+    path = export_onnx(model, tmp_path / "m.onnx")
+    random = np.random.default_rng(0).integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
+    layer = tile(read(tiny_build / "layers" / "00003.png"), 128).patches
+    assert max_probability_difference(model, path, random) < 1e-4
+    assert max_probability_difference(model, path, layer) < 1e-4
+
+
+def test_backends_agree_on_tiles(tiny_model_file, tiny_build):
+    model, _ = load_model(tiny_model_file)
+    patches = np.concatenate([tile(read(p), 128).patches for p in sorted((tiny_build / "layers").glob("*.png"))])
+    reference = TorchBackend(model, "fp32").probabilities(patches).argmax(1)
+    for backend in (make_backend("onnx", model, 128), make_backend("torch", model, 128, "bf16")):
+        agreement = (backend.probabilities(patches).argmax(1) == reference).mean()
+        assert agreement >= 0.95, (backend.name, agreement)
+    assert isinstance(make_backend("onnx", model, 128), OnnxBackend)
+
+
+def test_export_cli(tiny_model_file, tiny_build, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = run_cli("export", tiny_model_file, "--out", out, "--check", tiny_build / "layers" / "00001.png")
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and "max |p_torch - p_onnx|" in result.stdout

@@ -1,0 +1,146 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from slmcnn.checkpoint import load_model
+from slmcnn.explain import explain
+from slmcnn.inference import TorchBackend
+from slmcnn.predict import LayerFailure, LayerResult, Predictor
+
+
+def test_predict_layer_cli_writes_schema(tiny_build, tiny_model_file, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(
+        "predict-layer",
+        tiny_build / "layers",
+        "--out",
+        out,
+        "--model",
+        tiny_model_file,
+        "--stride",
+        "64",
+        "--truth",
+        tiny_build / "masks",
+        "--backend",
+        "torch",
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((out / "00001.json").read_text())
+    assert set(doc) >= {
+        "image",
+        "width",
+        "height",
+        "patch",
+        "stride",
+        "classes",
+        "grid",
+        "probabilities",
+        "fractions",
+        "model",
+        "seconds",
+    }
+    assert (doc["width"], doc["height"], doc["patch"], doc["stride"]) == (384, 384, 128, 64)
+    assert np.array(doc["grid"]).shape == (5, 5) and np.array(doc["probabilities"]).shape == (5, 5, 3)
+    assert sum(doc["fractions"].values()) == pytest.approx(1.0)
+    assert "pixel_iou" in doc["truth"]
+    assert (out / "00001.overlay.png").is_file() and (out / "00001.classes.png").is_file()
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert len(rows) == 10 and rows[0]["tile_accuracy"]
+
+
+def test_bad_layers_are_skipped_with_exit_1(tiny_build, tiny_model_file, tmp_path, write_image):
+    broken = write_image("in/broken.png", np.zeros((256, 256, 3), np.uint8))
+    broken.write_bytes(broken.read_bytes()[:100])
+    write_image("in/small.png", np.zeros((64, 64), np.uint8))
+    write_image("in/gray16.png", (np.arange(200 * 300, dtype=np.uint32).reshape(200, 300) % 65535).astype(np.uint16))
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run_cli("predict-layer", tmp_path / "in", "--out", out, "--model", tiny_model_file)
+    assert result.returncode == 1
+    assert "broken.png" in result.stdout + result.stderr and "smaller than one patch" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (out / "gray16.overlay.png").is_file() and (out / "keep.txt").read_text() == "mine"
+    assert json.loads((out / "gray16.json").read_text())["width"] == 300
+
+
+def test_predictor_batches_layers_and_keeps_order(tiny_model_file):
+    model, _ = load_model(tiny_model_file)
+    rng = np.random.default_rng(0)
+    layers = [(f"l{i}", rng.integers(0, 255, (256 + 32 * i, 300, 3), dtype=np.uint8)) for i in range(4)]
+    results = list(Predictor(TorchBackend(model), 128, batch_tiles=20).predict(layers))
+    assert [str(r.path) for r in results] == ["l0", "l1", "l2", "l3"]
+    assert all(isinstance(r, LayerResult) for r in results)
+    single = list(Predictor(TorchBackend(model), 128).predict(layers[2:3]))[0]
+    np.testing.assert_allclose(results[2].probabilities, single.probabilities, atol=1e-5)
+    assert results[1].class_map.shape == (288, 300)
+    assert not any(isinstance(r, LayerFailure) for r in results)
+
+
+def test_predict_patches_json_and_report(tiny_build, tiny_model_file):
+    result = run_cli("predict-patches", tiny_build / "patches", "--model", tiny_model_file, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert rows and set(rows[0]) == {"image", "true", "predicted", "probabilities"}
+    assert rows[0]["true"] in ("Powder", "Object", "Error")
+    text = run_cli("predict-patches", tiny_build / "patches", "--model", tiny_model_file)
+    assert "confusion matrix" in text.stdout and "macro avg" in text.stdout
+
+
+def test_explain_cli_writes_figures(tiny_build, tiny_model_file, tmp_path):
+    patch = next((tiny_build / "patches" / "Object").glob("*.png"))
+    result = run_cli(
+        "predict-patches",
+        patch,
+        "--model",
+        tiny_model_file,
+        "--explain",
+        "--steps",
+        "8",
+        "--out",
+        tmp_path,
+        "--target",
+        "Error",
+        "--baseline",
+        "blur",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"{patch.stem}.ig.png").is_file()
+    assert "convergence delta" in result.stderr
+
+
+def test_integrated_gradients_completeness(tiny_model_file):
+    import torch
+
+    model, _ = load_model(tiny_model_file)
+    patches = np.random.default_rng(3).integers(0, 255, (2, 128, 128, 3), dtype=np.uint8)
+    explanations = explain(model, patches, steps=64)
+    from slmcnn.preprocess import standardise, to_unit_tensor
+
+    with torch.no_grad():
+        probs = torch.softmax(model(standardise(to_unit_tensor(patches))), 1)
+        base = torch.softmax(model(torch.zeros(1, 3, 128, 128)), 1)
+    for i, e in enumerate(explanations):
+        difference = float(probs[i, e.target] - base[0, e.target])
+        assert e.attribution.sum() == pytest.approx(difference, abs=abs(e.delta) + 1e-4)
+        assert abs(e.delta) < 0.05
+
+
+def test_predict_layer_explain_writes_heatmap(tiny_model_file, tmp_path, write_image):
+    write_image("l/a.png", np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8))
+    result = run_cli(
+        "predict-layer",
+        tmp_path / "l",
+        "--out",
+        tmp_path / "o",
+        "--model",
+        tiny_model_file,
+        "--explain",
+        "--steps",
+        "4",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o" / "a.attribution.png").is_file()
