@@ -153,6 +153,47 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--check", nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images"
     )
+    p = command(
+        "monitor",
+        "Follow a running build: classify each new layer, store it, raise alerts.",
+        "slmcnn monitor /machine/camera --db build.sqlite --out live/ --on-alert 'notify-send $SLMCNN_ALERT_MESSAGE'",
+    )
+    p.add_argument("watch_dir")
+    p.add_argument("--db", required=True, help="SQLite file, or an SQLAlchemy URL such as postgresql://host/db")
+    p.add_argument("--out", help="folder for overlays and alerts.jsonl")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--pattern", help="regex whose first group is the layer number (default: last number in the name)")
+    p.add_argument("--settle", type=float, default=0.5, help="seconds a file's size must stay unchanged")
+    p.add_argument("--poll", action="store_true", help="poll the folder instead of OS events (network shares)")
+    p.add_argument("--retries", type=int, default=3, help="tries for an unreadable layer before it is marked failed")
+    p.add_argument(
+        "--alert-error-fraction",
+        type=float,
+        default=0.02,
+        help="alert when a layer's error share reaches this (<0: off)",
+    )
+    p.add_argument(
+        "--alert-persist", type=int, default=3, help="alert when a tile is Error this many layers running (0: off)"
+    )
+    p.add_argument("--no-alert-near-part", action="store_true", help="no alert for error tiles touching a part")
+    p.add_argument(
+        "--alert-jump",
+        type=float,
+        default=0.1,
+        help="alert when the error share jumps this much over recent layers (<0: off)",
+    )
+    p.add_argument("--on-alert", help="shell command run per alert; fields in SLMCNN_ALERT_* variables")
+    p.add_argument("--on-alert-timeout", type=float, default=10.0)
+    p.add_argument("--exit-when-idle", type=float, help="stop after this many seconds without a new layer")
+    _backend_options(p)
+
+    p = command(
+        "report",
+        "Write a self-contained HTML report of a monitored build.",
+        "slmcnn report build.sqlite --out report.html",
+    )
+    p.add_argument("db", help="the monitor's database (SQLite file or URL)")
+    p.add_argument("--out", default="report.html")
     return parser
 
 
@@ -389,6 +430,49 @@ def cmd_export(args) -> int:
         print(
             f"  {image_path}: max difference {max_probability_difference(model, out, patches):.2e} over {len(patches)} patches"
         )
+    return 0
+
+
+def cmd_monitor(args) -> int:
+    from slmcnn.monitor import AlertRules, Monitor
+    from slmcnn.predict import Predictor
+    from slmcnn.store import ResultStore
+
+    watch = Path(args.watch_dir)
+    if not watch.is_dir():
+        raise SlmcnnError(f"{watch}: no such folder to watch")
+    _, info, backend, model_path = _load(args)
+    rules = AlertRules(
+        error_fraction=args.alert_error_fraction if args.alert_error_fraction >= 0 else None,
+        persistent_layers=args.alert_persist or None,
+        near_part=not args.no_alert_near_part,
+        jump=args.alert_jump if args.alert_jump >= 0 else None,
+    )
+    predictor = Predictor(backend, info.patch, workers=1, model_name=model_path.name)
+    monitor = Monitor(
+        watch,
+        ResultStore(args.db),
+        predictor,
+        rules,
+        Path(args.out) if args.out else None,
+        args.pattern,
+        args.settle,
+        args.poll,
+        args.on_alert,
+        args.on_alert_timeout,
+        args.retries,
+    )
+    print(f"watching {watch} (Ctrl-C to stop)", flush=True)
+    monitor.run(args.exit_when_idle)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from slmcnn.report import write_report
+
+    if "://" not in args.db and not Path(args.db).is_file():
+        raise SlmcnnError(f"{args.db}: no such database")
+    print(f"wrote {write_report(args.db, args.out)}")
     return 0
 
 

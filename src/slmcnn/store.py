@@ -2,9 +2,25 @@
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    func,
+    insert,
+    select,
+)
 
 from slmcnn import CLASSES, render
 from slmcnn.images import write_png
@@ -63,3 +79,173 @@ class SummaryWriter:
 
     def close(self) -> None:
         self.handle.close()
+
+
+schema = MetaData()
+builds = Table(
+    "builds",
+    schema,
+    Column("id", Integer, primary_key=True),
+    Column("watch_dir", String, unique=True, nullable=False),
+    Column("model", String),
+    Column("started", Float),
+)
+layers = Table(
+    "layers",
+    schema,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", ForeignKey("builds.id"), nullable=False),
+    Column("number", Integer),
+    Column("file", String, nullable=False),
+    Column("path", String),
+    Column("status", String, nullable=False),  # done | failed
+    Column("message", Text),
+    Column("processed", Float),
+    Column("seconds", Float),
+    Column("powder", Float),
+    Column("object", Float),
+    Column("error", Float),
+    Column("geometry", Text),  # JSON: width, height, patch, stride, tile origins
+    Column("overlay", String),
+    UniqueConstraint("build_id", "file"),
+)
+tiles = Table(
+    "tiles",
+    schema,
+    Column("layer_id", ForeignKey("layers.id"), primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("col", Integer, primary_key=True),
+    Column("cls", Integer, nullable=False),
+    Column("p_powder", Float),
+    Column("p_object", Float),
+    Column("p_error", Float),
+)
+alerts = Table(
+    "alerts",
+    schema,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", ForeignKey("builds.id"), nullable=False),
+    Column("layer_id", ForeignKey("layers.id"), nullable=False),
+    Column("layer", Integer),
+    Column("file", String),
+    Column("rule", String),
+    Column("message", Text),
+    Column("value", Float),
+    Column("created", Float),
+)
+
+
+def database_url(db: str | Path) -> str:
+    """A path means an SQLite file; anything with '://' is an SQLAlchemy URL (e.g. PostgreSQL)."""
+    return str(db) if "://" in str(db) else f"sqlite:///{Path(db).resolve()}"
+
+
+class ResultStore:
+    """Builds, layers, tiles and alerts in one database; each layer is one transaction."""
+
+    def __init__(self, db: str | Path):
+        self.engine = create_engine(database_url(db))
+        schema.create_all(self.engine)
+
+    def build(self, watch_dir: str, model: str = "") -> int:
+        with self.engine.begin() as conn:
+            found = conn.execute(select(builds.c.id).where(builds.c.watch_dir == watch_dir)).scalar()
+            if found is not None:
+                return found
+            return conn.execute(
+                insert(builds).values(watch_dir=watch_dir, model=model, started=time.time())
+            ).inserted_primary_key[0]
+
+    def finished_files(self, build_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(layers.c.file).where(layers.c.build_id == build_id)).scalars())
+
+    def next_number(self, build_id: int) -> int:
+        with self.engine.connect() as conn:
+            return (
+                int(
+                    conn.execute(
+                        select(func.coalesce(func.max(layers.c.number), 0)).where(layers.c.build_id == build_id)
+                    ).scalar()
+                )
+                + 1
+            )
+
+    def history(self, build_id: int, count: int) -> list[tuple[np.ndarray, float]]:
+        """Tile grids and error fractions of the last `count` finished layers, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(layers.c.id, layers.c.error)
+                .where(layers.c.build_id == build_id, layers.c.status == "done")
+                .order_by(layers.c.number.desc())
+                .limit(count)
+            ).all()
+            out = []
+            for layer_id, error in reversed(rows):
+                cells = conn.execute(
+                    select(tiles.c.row, tiles.c.col, tiles.c.cls).where(tiles.c.layer_id == layer_id)
+                ).all()
+                grid = np.zeros((max(r for r, _, _ in cells) + 1, max(c for _, c, _ in cells) + 1), np.int64)
+                for r, c, k in cells:
+                    grid[r, c] = k
+                out.append((grid, error))
+            return out
+
+    def add_layer(self, build_id: int, number: int, result: LayerResult, alert_rows: list[dict], overlay_path) -> None:
+        f = result.fractions
+        rows_n, cols_n = result.grid.shape
+        geometry = {
+            "width": result.grid.width,
+            "height": result.grid.height,
+            "patch": result.grid.patch,
+            "stride": result.grid.stride,
+            "ys": result.grid.ys.tolist(),
+            "xs": result.grid.xs.tolist(),
+        }
+        with self.engine.begin() as conn:
+            layer_id = conn.execute(
+                insert(layers).values(
+                    build_id=build_id,
+                    number=number,
+                    file=result.path.name,
+                    path=str(result.path),
+                    status="done",
+                    processed=time.time(),
+                    seconds=result.seconds,
+                    powder=f["Powder"],
+                    object=f["Object"],
+                    error=f["Error"],
+                    geometry=json.dumps(geometry),
+                    overlay=str(overlay_path) if overlay_path else None,
+                )
+            ).inserted_primary_key[0]
+            probs = result.probabilities
+            classes = probs.argmax(1)
+            conn.execute(
+                insert(tiles),
+                [
+                    {
+                        "layer_id": layer_id,
+                        "row": i // cols_n,
+                        "col": i % cols_n,
+                        "cls": int(classes[i]),
+                        "p_powder": float(probs[i, 0]),
+                        "p_object": float(probs[i, 1]),
+                        "p_error": float(probs[i, 2]),
+                    }
+                    for i in range(rows_n * cols_n)
+                ],
+            )
+            if alert_rows:
+                conn.execute(
+                    insert(alerts),
+                    [{**a, "build_id": build_id, "layer_id": layer_id, "created": time.time()} for a in alert_rows],
+                )
+
+    def add_failed(self, build_id: int, file: str, number: int | None, message: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(layers).values(
+                    build_id=build_id, number=number, file=file, status="failed", message=message, processed=time.time()
+                )
+            )
