@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Re-makes the shipped default model from nothing but slmcnn's own commands and these seeds.
-# Writes builds to $WORK (default builds/default) and the runs to $RUNS (default runs/default),
-# then copies run 1's model into the package. SKIP_SYNTH=1 reuses existing builds.
+# Many short builds rather than a few long ones: every build draws its own camera, light and part mix,
+# and camera variety is what lets a model trained on synthetic layers read a camera it never saw.
+# Writes builds to $WORK (default builds/default) and runs to $RUNS (default runs/default), then
+# copies run 1's model into the package. SKIP_SYNTH=1 reuses existing builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
@@ -9,16 +11,18 @@ WORK=${WORK:-builds/default}
 RUNS=${RUNS:-runs/default}
 
 if [ -z "${SKIP_SYNTH:-}" ]; then
-for seed in 101 102 103 104 105 106; do
-  "$SLMCNN" synth "$WORK/train-$seed" --layers 40 --seed "$seed" --direction random --force
-done
-"$SLMCNN" synth "$WORK/val-201" --layers 30 --seed 201 --direction random --force
-for seed in 301 302 303; do
-  "$SLMCNN" synth "$WORK/test-$seed" --layers 30 --seed "$seed" --direction random --force
-done
+  for seed in $(seq 1000 1047); do
+    "$SLMCNN" synth "$WORK/train/$seed" --layers 6 --seed "$seed" --direction random --force
+  done
+  for seed in $(seq 2000 2005); do
+    "$SLMCNN" synth "$WORK/val/$seed" --layers 6 --seed "$seed" --direction random --force
+  done
+  for seed in $(seq 3000 3008); do
+    "$SLMCNN" synth "$WORK/test/$seed" --layers 10 --seed "$seed" --direction random --force
+  done
 fi
 
-"$SLMCNN" train "$WORK"/train-* --val "$WORK/val-201" --test "$WORK"/test-* \
+"$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* \
   --out "$RUNS" --runs 3 --seed 0 --lr 5e-4 --epochs 20 --patience 5 --quiet
 
 mkdir -p src/slmcnn/models

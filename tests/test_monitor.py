@@ -16,8 +16,16 @@ from slmcnn.checkpoint import default_model_path
 from slmcnn.monitor import AlertRules, evaluate_rules, layer_number
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_layer_numbers_from_names(tmp_path):
@@ -51,8 +59,24 @@ def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny
     watch.mkdir()
     for name in ("00001.png", "00002.png", "00003.png"):
         shutil.copy(tiny_build / "layers" / name, watch / name)
-    args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--exit-when-idle", "1", "--settle", "0.1",
-            "--retries", "2", "--out", tmp_path / "out", "--alert-error-fraction", "0")
+    args = (
+        "monitor",
+        watch,
+        "--db",
+        db,
+        "--model",
+        tiny_model_file,
+        "--exit-when-idle",
+        "1",
+        "--settle",
+        "0.1",
+        "--retries",
+        "2",
+        "--out",
+        tmp_path / "out",
+        "--alert-error-fraction",
+        "0",
+    )
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     shutil.copy(tiny_build / "layers" / "00004.png", watch / "00004.png")
@@ -60,8 +84,13 @@ def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny
     second = run_cli(*args)
     assert second.returncode == 0, second.stderr
     rows = _db_rows(db, "select file, status from layers order by number")
-    assert rows == [("00001.png", "done"), ("00002.png", "done"), ("00003.png", "done"), ("00004.png", "done"),
-                    ("00005.png", "failed")]
+    assert rows == [
+        ("00001.png", "done"),
+        ("00002.png", "done"),
+        ("00003.png", "done"),
+        ("00004.png", "done"),
+        ("00005.png", "failed"),
+    ]
     assert "FAILED" in second.stdout
     assert _db_rows(db, "select count(*) from tiles")[0][0] == 4 * 9
     alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
@@ -76,28 +105,69 @@ def test_live_build_with_kill_and_restart(tmp_path):
     layers = 12
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     synth = subprocess.Popen(
-        [sys.executable, "-m", "slmcnn", "synth", build, "--layers", str(layers), "--seed", "11", "--size", "768",
-         "--live", "--interval", "0.8", "--no-patches", "--defects",
-         "short_feed=0.25,chatter=0.15,streak=0,swelling=0,debris=0"], env=env, stdout=subprocess.DEVNULL)
-    monitor_cmd = [sys.executable, "-m", "slmcnn", "monitor", build / "layers", "--db", db, "--out", out,
-                   "--settle", "0.2", "--alert-jump", "-1", "--no-alert-near-part"]
+        [
+            sys.executable,
+            "-m",
+            "slmcnn",
+            "synth",
+            build,
+            "--layers",
+            str(layers),
+            "--seed",
+            "11",
+            "--size",
+            "768",
+            "--live",
+            "--interval",
+            "0.8",
+            "--no-patches",
+            "--defects",
+            "short_feed=0.25,chatter=0.15,streak=0,swelling=0,debris=0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    monitor_cmd = [
+        sys.executable,
+        "-m",
+        "slmcnn",
+        "monitor",
+        build / "layers",
+        "--db",
+        db,
+        "--out",
+        out,
+        "--settle",
+        "0.2",
+        "--alert-jump",
+        "-1",
+        "--no-alert-near-part",
+    ]
     while not (build / "layers").is_dir():
         time.sleep(0.1)
     monitor = subprocess.Popen(monitor_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and (not db.exists() or _db_rows(db, "select count(*) from layers")[0][0] < layers // 2):
+    while time.time() < deadline and (
+        not db.exists() or _db_rows(db, "select count(*) from layers")[0][0] < layers // 2
+    ):
         time.sleep(0.2)
     monitor.send_signal(signal.SIGKILL)
     monitor.wait()
     time.sleep(2.0)  # layers keep arriving while the monitor is down
-    restarted = subprocess.run([*monitor_cmd, "--exit-when-idle", "4"], env=env, capture_output=True, text=True, timeout=300)
+    restarted = subprocess.run(
+        [*monitor_cmd, "--exit-when-idle", "4"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert synth.wait(timeout=120) == 0
     assert restarted.returncode == 0, restarted.stderr
     rows = _db_rows(db, "select number, count(*) from layers group by file order by number")
     assert [r[0] for r in rows] == list(range(1, layers + 1)) and all(r[1] == 1 for r in rows)
     info = json.loads((build / "build.json").read_text())
-    starts = {layer["layer"] for layer in info["layers"] for d in layer["defects"]
-              if d["started"] == layer["layer"] and d["pixels"] > 20000}
+    starts = {
+        layer["layer"]
+        for layer in info["layers"]
+        for d in layer["defects"]
+        if d["started"] == layer["layer"] and d["pixels"] > 20000
+    }
     assert starts, "the build was meant to have large defects"
     alerted = {a for (a,) in _db_rows(db, "select distinct layer from alerts")}
     assert starts <= alerted, (sorted(starts), sorted(alerted))
@@ -105,9 +175,21 @@ def test_live_build_with_kill_and_restart(tmp_path):
     assert run_cli("report", db, "--out", report).returncode == 0
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    shown = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chrome'}", "--enable-logging=stderr",
-                            "--v=0", "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'chrome'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     body = re.search(r'<body data-images-shown="(\d+)" data-images-total="(\d+)"', shown.stdout)
     assert body and body.group(1) == body.group(2) and int(body.group(1)) >= 2 + 2 * layers
     assert 'id="curve"' in shown.stdout and 'id="heatmap"' in shown.stdout

@@ -154,6 +154,25 @@ def _parser() -> argparse.ArgumentParser:
         "--check", nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images"
     )
     p = command(
+        "calibrate",
+        "Find the bed in a raw camera frame and write a calibration with a preview.",
+        "slmcnn calibrate frame.jpg --out camera.json --ignore 100,100,200,100,200,200,100,200",
+    )
+    p.add_argument("frame", help="a raw camera frame showing the bed")
+    p.add_argument("--out", default="camera.json")
+    p.add_argument("--corners", help="x1,y1,...,x4,y4 clockwise from top-left, instead of detecting them")
+    p.add_argument("--size", type=int, default=768, help="side of the straightened bed in pixels")
+    p.add_argument("--bed-mm", type=float, help="side of the bed in mm, so reports can speak in mm")
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="X1,Y1,X2,Y2,...",
+        help="a polygon (raw-frame pixels) to ignore; may be repeated",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing calibration file")
+
+    p = command(
         "monitor",
         "Follow a running build: classify each new layer, store it, raise alerts.",
         "slmcnn monitor /machine/camera --db build.sqlite --out live/ --on-alert 'notify-send $SLMCNN_ALERT_MESSAGE'",
@@ -206,6 +225,13 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")
     p.add_argument("--workers", type=int, default=2, help="threads decoding and tiling the next images")
+    p.add_argument("--camera", help="calibration file from `slmcnn calibrate`: straighten raw frames first")
+
+
+def _camera(args):
+    from slmcnn.camera import CameraCalibration
+
+    return CameraCalibration.load(args.camera) if getattr(args, "camera", None) else None
 
 
 def _load(args):
@@ -232,7 +258,7 @@ def cmd_predict_layer(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     patch = args.patch or info.patch
-    predictor = Predictor(backend, patch, args.stride, args.workers, model_name=model_path.name)
+    predictor = Predictor(backend, patch, args.stride, args.workers, model_name=model_path.name, camera=_camera(args))
     names = store.unique_stems(paths)
     summary = store.SummaryWriter(
         out / "summary.csv", ["tile_accuracy", "error_f1", "error_iou"] if args.truth else None
@@ -448,7 +474,7 @@ def cmd_monitor(args) -> int:
         near_part=not args.no_alert_near_part,
         jump=args.alert_jump if args.alert_jump >= 0 else None,
     )
-    predictor = Predictor(backend, info.patch, workers=1, model_name=model_path.name)
+    predictor = Predictor(backend, info.patch, workers=1, model_name=model_path.name, camera=_camera(args))
     monitor = Monitor(
         watch,
         ResultStore(args.db),
@@ -464,6 +490,39 @@ def cmd_monitor(args) -> int:
     )
     print(f"watching {watch} (Ctrl-C to stop)", flush=True)
     monitor.run(args.exit_when_idle)
+    return 0
+
+
+def _numbers(text: str, what: str) -> list[list[float]]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SlmcnnError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if len(values) % 2 or len(values) < 6:
+        raise SlmcnnError(f"{what}: expected x,y pairs (at least 3 points), got {len(values)} numbers")
+    return [values[i : i + 2] for i in range(0, len(values), 2)]
+
+
+def cmd_calibrate(args) -> int:
+    from slmcnn.camera import CameraCalibration, detect_corners, order_corners, preview
+    from slmcnn.images import read, write_png
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SlmcnnError(f"{out} exists; pass --force to replace it")
+    frame = read(args.frame)
+    if args.corners:
+        corners = _numbers(args.corners, "--corners")
+        if len(corners) != 4:
+            raise SlmcnnError("--corners needs exactly 4 points")
+    else:
+        corners = detect_corners(frame).tolist()
+    corners = order_corners(corners).round(2).tolist()
+    calibration = CameraCalibration(corners, args.size, args.bed_mm, [_numbers(p, "--ignore") for p in args.ignore])
+    calibration.save(out)
+    preview_path = out.with_suffix(".preview.png")
+    write_png(preview_path, preview(frame, calibration))
+    print(f"corners {corners}\nwrote {out} and {preview_path}")
     return 0
 
 

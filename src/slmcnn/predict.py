@@ -15,8 +15,11 @@ import numpy as np
 
 from slmcnn import CLASSES
 from slmcnn import images as image_io
+from slmcnn.camera import IGNORED, CameraCalibration, tile_ignored
 from slmcnn.errors import SlmcnnError
 from slmcnn.tiles import TileGrid, stitch, tile
+
+IGNORED_PIXEL = 255
 
 
 @dataclass
@@ -27,19 +30,26 @@ class LayerResult:
     image: np.ndarray
     grid: TileGrid
     probabilities: np.ndarray  # (tiles, classes), row-major over the grid
-    class_map: np.ndarray  # (H, W) uint8
+    class_map: np.ndarray  # (H, W) uint8; IGNORED_PIXEL where a calibration says to ignore
     seconds: float
     model: str = ""
     extra: dict = field(default_factory=dict)
+    ignored: np.ndarray | None = None  # per tile, row-major: mostly in an ignored area
 
     @property
     def tile_classes(self) -> np.ndarray:
-        return self.probabilities.argmax(1).reshape(self.grid.shape)
+        """Class index per tile; IGNORED (-1) for ignored tiles, which never count as anything."""
+        classes = self.probabilities.argmax(1)
+        if self.ignored is not None:
+            classes = np.where(self.ignored, IGNORED, classes)
+        return classes.reshape(self.grid.shape)
 
     @property
     def fractions(self) -> dict[str, float]:
-        counts = np.bincount(self.class_map.ravel(), minlength=len(CLASSES))
-        return {c: float(n) / self.class_map.size for c, n in zip(CLASSES, counts)}
+        """Share of the (not ignored) bed per class."""
+        counts = np.bincount(self.class_map.ravel(), minlength=IGNORED_PIXEL + 1)[: len(CLASSES)]
+        total = max(int(counts.sum()), 1)
+        return {c: float(n) / total for c, n in zip(CLASSES, counts)}
 
     def to_json(self) -> dict:
         rows, cols = self.grid.shape
@@ -77,6 +87,7 @@ class Predictor:
         workers: int = 2,
         batch_tiles: int = 256,
         model_name: str = "",
+        camera: "CameraCalibration | None" = None,
     ):
         self.backend = backend
         self.patch = patch
@@ -84,9 +95,13 @@ class Predictor:
         self.workers = max(1, workers)
         self.batch_tiles = batch_tiles
         self.model_name = model_name
+        self.camera = camera
+        self.ignore = camera.ignore_mask() if camera and camera.ignore else None
 
     def _load(self, item) -> tuple[Path, np.ndarray, TileGrid]:
         path, image = (Path(item), image_io.read(item)) if not isinstance(item, tuple) else item
+        if self.camera:
+            image = self.camera.warp(image)
         return path, image, tile(image, self.patch, self.stride)
 
     def predict(self, items: Iterable) -> Iterator[LayerResult | LayerFailure]:
@@ -133,5 +148,21 @@ class Predictor:
             layer_probs = probs[offset : offset + n]
             offset += n
             class_map = stitch(grid, layer_probs).argmax(2).astype(np.uint8)
+            ignored = None
+            extra = {"camera": self.camera.to_json()} if self.camera else {}
+            if self.ignore is not None:
+                class_map[self.ignore] = IGNORED_PIXEL
+                ignored = tile_ignored(self.ignore, grid.ys, grid.xs, grid.patch)
+                extra["ignored_tiles"] = int(ignored.sum())
             grid.patches = grid.patches[:0]  # the pixels are no longer needed; keep the geometry
-            yield LayerResult(path, image, grid, layer_probs, class_map, time.perf_counter() - started, self.model_name)
+            yield LayerResult(
+                path,
+                image,
+                grid,
+                layer_probs,
+                class_map,
+                time.perf_counter() - started,
+                self.model_name,
+                extra,
+                ignored,
+            )

@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 from slmcnn import CLASS_COLOURS, CLASSES  # noqa: E402
 from slmcnn.images import to_uint8  # noqa: E402
 
-PALETTE = np.array([CLASS_COLOURS[c] for c in CLASSES], np.uint8)
+PALETTE = np.full((256, 3), 128, np.uint8)  # anything that is not a class (ignored areas) is gray
+PALETTE[: len(CLASSES)] = [CLASS_COLOURS[c] for c in CLASSES]
 
 
 def colour_map(classes: np.ndarray) -> np.ndarray:
@@ -22,10 +23,17 @@ def colour_map(classes: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2) -> np.ndarray:
-    """(1 - alpha) x image + alpha x colour map, as the reference's cv2.addWeighted(0.8, 0.2)."""
+    """(1 - alpha) x image + alpha x colour map, as the reference's cv2.addWeighted(0.8, 0.2).
+    Ignored areas (not a class) are hatched gray."""
     base = to_uint8(image).astype(np.float32)
     mixed = (1.0 - alpha) * base + alpha * colour_map(classes).astype(np.float32)
-    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    out = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    ignored = classes >= len(CLASSES)
+    if ignored.any():
+        yy, xx = np.nonzero(ignored)
+        hatch = (yy + xx) % 10 < 3
+        out[yy[hatch], xx[hatch]] = 90
+    return out
 
 
 def plot_history(history: list[dict], out_dir: Path) -> None:

@@ -92,8 +92,13 @@ def write_report(db: str | Path, out: str | Path, thumbnails: int = 200) -> Path
             fig, ax = plt.subplots(figsize=(4.5, 4))
             shown = ax.imshow(heat, cmap="Reds", vmin=0, vmax=1)
             fig.colorbar(shown, ax=ax, label="share of layers with Error")
-            ax.set(title="Where on the plate errors recur", xlabel="tile column", ylabel="tile row",
-                   xticks=range(shape[1]), yticks=range(shape[0]))
+            ax.set(
+                title="Where on the plate errors recur",
+                xlabel="tile column",
+                ylabel="tile row",
+                xticks=range(shape[1]),
+                yticks=range(shape[0]),
+            )
             fig.tight_layout()
             heat_uri = _figure_uri(fig)
         cards = []

@@ -1,0 +1,183 @@
+"""Camera calibration: where the bed is in a raw frame, how to straighten it, and what to ignore.
+
+Real cameras look at the bed at an angle and also see the machine around it. A calibration file
+names the bed's four corners in the raw frame (clockwise from top-left), the size of the
+straightened bed in pixels (optionally its size in mm), and polygons to ignore (a fixture, a
+reflection), drawn in raw-frame pixels. Tiles mostly inside an ignored area are marked ignored.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from slmcnn.errors import SettingsError
+
+IGNORED = -1
+IGNORE_SHARE = 0.5
+
+
+@dataclass
+class CameraCalibration:
+    corners: list[list[float]]  # 4 x (x, y) in the raw frame: top-left, top-right, bottom-right, bottom-left
+    size: int = 768
+    bed_mm: float | None = None
+    ignore: list[list[list[float]]] = field(default_factory=list)  # polygons in raw-frame pixels
+
+    def __post_init__(self):
+        corners = np.asarray(self.corners, np.float64)
+        if corners.shape != (4, 2):
+            raise SettingsError(f"a calibration needs 4 corners (x, y), got {corners.shape}")
+        if cv2.contourArea(corners.astype(np.float32)) < 100:
+            raise SettingsError("the 4 bed corners enclose (almost) no area")
+        if self.size < 32:
+            raise SettingsError("the straightened bed must be at least 32 px")
+
+    @property
+    def homography(self) -> np.ndarray:
+        s = float(self.size)
+        target = np.float32([[0, 0], [s, 0], [s, s], [0, s]])
+        return cv2.getPerspectiveTransform(np.float32(self.corners), target)
+
+    def warp(self, frame: np.ndarray) -> np.ndarray:
+        """The straightened bed (size x size) from a raw frame."""
+        return cv2.warpPerspective(
+            frame, self.homography, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+
+    def ignore_mask(self) -> np.ndarray:
+        """True where the straightened bed should be ignored."""
+        mask = np.zeros((self.size, self.size), np.uint8)
+        for polygon in self.ignore:
+            points = cv2.perspectiveTransform(np.float32(polygon).reshape(-1, 1, 2), self.homography)
+            cv2.fillPoly(mask, [points.round().astype(np.int32)], 1)
+        return mask.astype(bool)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CameraCalibration":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(**data)
+        except FileNotFoundError:
+            raise SettingsError(f"{path}: no such calibration file") from None
+        except (ValueError, TypeError) as exc:
+            raise SettingsError(f"{path}: not a camera calibration ({exc})") from None
+
+
+def order_corners(points: np.ndarray) -> np.ndarray:
+    """Sort 4 points clockwise from top-left."""
+    points = np.asarray(points, np.float64)
+    centre = points.mean(0)
+    angles = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0])
+    points = points[np.argsort(angles)]  # clockwise in image coordinates, starting near -180 deg
+    start = np.argmin(points.sum(1))
+    return np.roll(points, -start, axis=0)
+
+
+def detect_corners(frame: np.ndarray) -> np.ndarray:
+    """Propose the bed's corners: the largest bright quadrilateral in the frame."""
+    gray = frame[..., 0] if frame.ndim == 3 else frame
+    gray = cv2.normalize(gray.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    scale = 800.0 / max(gray.shape)
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    scale = min(scale, 1.0)
+    blurred = cv2.GaussianBlur(small, (0, 0), 3)
+    # The bed is lit unevenly (its far end dim), the walls beside it are darker than the bed in the
+    # same row: compare each pixel with its row's median, and drop only what is near black overall.
+    dark, middle = np.percentile(blurred, [2, 50])
+    row_level = np.median(blurred, axis=1, keepdims=True).astype(np.float32) + 1.0
+    relative = blurred.astype(np.float32) / row_level
+    bright = ((relative > 0.6) & (blurred > dark + 0.15 * (middle - dark))).astype(np.uint8) * 255
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))
+    bright = cv2.morphologyEx(cv2.morphologyEx(bright, cv2.MORPH_CLOSE, kernel), cv2.MORPH_OPEN, kernel)
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        raise SettingsError("no bright bed found in the frame; give the corners with --corners")
+    outline = max(contours, key=cv2.contourArea)
+    hull = cv2.convexHull(outline)
+    if cv2.contourArea(hull) < 0.05 * small.size:
+        raise SettingsError("the brightest region is too small to be the bed; give the corners with --corners")
+    perimeter = cv2.arcLength(hull, True)
+    quad = None
+    for eps in np.linspace(0.01, 0.1, 19):
+        approx = cv2.approxPolyDP(hull, eps * perimeter, True)
+        if len(approx) == 4:
+            quad = approx[:, 0, :].astype(np.float64)
+            break
+    if quad is None:
+        quad = cv2.boxPoints(cv2.minAreaRect(hull))
+    quad = order_corners(quad) / scale
+    return _fit_sides(cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.5), quad)
+
+
+def _fit_sides(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """Refine a coarse quadrilateral: along each side, find the strongest brightness step across it
+    (away from the corners, which rounded plate corners would pull inwards), fit a line through
+    those edge points and intersect neighbouring lines."""
+    from scipy.ndimage import map_coordinates
+
+    reach = 0.015 * max(gray.shape) + 4
+    offsets = np.linspace(-reach, reach, int(4 * reach) + 1)
+    lines = []
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        direction = (b - a) / (np.linalg.norm(b - a) + 1e-9)
+        normal = np.array([-direction[1], direction[0]])
+        centres = a + np.linspace(0.15, 0.85, 60)[:, None] * (b - a)
+        samples = centres[:, None, :] + offsets[None, :, None] * normal
+        profile = map_coordinates(gray, [samples[..., 1], samples[..., 0]], order=1, mode="nearest")
+        step = np.abs(np.diff(profile, axis=1))
+        best = step.argmax(1)
+        edges = centres + ((offsets[best] + offsets[best + 1]) / 2)[:, None] * normal
+        vx, vy, x0, y0 = cv2.fitLine(edges.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+        lines.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
+    corners = []
+    for i in range(4):
+        (p1, d1), (p2, d2) = lines[i - 1], lines[i]
+        matrix = np.array([d1, -d2]).T
+        if abs(np.linalg.det(matrix)) < 1e-9:
+            corners.append(quad[i])
+            continue
+        t = np.linalg.solve(matrix, p2 - p1)
+        corners.append(p1 + t[0] * d1)
+    return np.array(corners)
+
+
+def preview(frame: np.ndarray, calibration: CameraCalibration) -> np.ndarray:
+    """The frame with the bed outline and ignored areas drawn, beside the straightened bed."""
+    from slmcnn.images import to_uint8
+
+    raw = to_uint8(frame).copy()
+    thick = max(2, int(0.004 * max(raw.shape[:2])))
+    cv2.polylines(raw, [np.int32(calibration.corners)], True, (0, 255, 0), thick)
+    for i, (x, y) in enumerate(calibration.corners):
+        cv2.circle(raw, (int(x), int(y)), 3 * thick, (255, 0, 0), -1)
+        cv2.putText(
+            raw, str(i + 1), (int(x) + 4 * thick, int(y)), cv2.FONT_HERSHEY_SIMPLEX, thick / 2, (255, 255, 0), thick
+        )
+    for polygon in calibration.ignore:
+        cv2.polylines(raw, [np.int32(polygon)], True, (255, 128, 0), thick)
+    bed = calibration.warp(to_uint8(frame))
+    height = bed.shape[0]
+    raw = cv2.resize(raw, (int(raw.shape[1] * height / raw.shape[0]), height), interpolation=cv2.INTER_AREA)
+    return np.concatenate([raw, np.zeros((height, 8, 3), np.uint8), bed], axis=1)
+
+
+def tile_ignored(ignore: np.ndarray, ys: np.ndarray, xs: np.ndarray, patch: int) -> np.ndarray:
+    """Per tile (row-major): True where most of the tile lies in the ignored area."""
+    integral = cv2.integral(ignore.astype(np.uint8))
+    y0, x0 = np.meshgrid(ys, xs, indexing="ij")
+    y1, x1 = y0 + patch, x0 + patch
+    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return (inside / patch**2 >= IGNORE_SHARE).ravel()

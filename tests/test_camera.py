@@ -1,0 +1,102 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from slmcnn.camera import CameraCalibration, detect_corners, tile_ignored
+from slmcnn.errors import SettingsError
+from slmcnn.inference import TorchBackend
+from slmcnn.predict import Predictor
+from slmcnn.synth import SynthSettings
+from slmcnn.synth.build import plan_build, render_layer
+
+TRUE_CORNERS = np.float32([[180, 90], [860, 120], [960, 830], [70, 800]])
+
+
+def synthetic_frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic layer seen at an angle inside a dark, cluttered machine."""
+    layer = render_layer(plan_build(SynthSettings(layers=1, seed=seed, size=512, perspective=0.0)), 1).image
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(10, 45, (900, 1040, 3), dtype=np.uint8)
+    for _ in range(12):  # clutter: fixtures and cables in darker grays
+        x, y = rng.integers(0, 1000, 2)
+        cv2.rectangle(
+            frame,
+            (int(x), int(y)),
+            (int(x + rng.integers(10, 80)), int(y + rng.integers(10, 80))),
+            tuple(int(v) for v in rng.integers(30, 90, 3)),
+            -1,
+        )
+    h = cv2.getPerspectiveTransform(np.float32([[0, 0], [512, 0], [512, 512], [0, 512]]), TRUE_CORNERS)
+    warped = cv2.warpPerspective(layer, h, (1040, 900), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.ones((512, 512), np.uint8), h, (1040, 900), flags=cv2.INTER_NEAREST).astype(bool)
+    frame[inside] = warped[inside]
+    return frame, layer
+
+
+def test_warp_recovers_the_layer():
+    frame, layer = synthetic_frame()
+    bed = CameraCalibration(TRUE_CORNERS.tolist(), size=512).warp(frame)
+    inner = (slice(8, -8), slice(8, -8))
+    diff = np.abs(bed[inner].astype(float) - layer[inner].astype(float))
+    assert diff.mean() < 4.0
+    smooth = [cv2.GaussianBlur(a[inner][..., 0].astype(np.float32), (0, 0), 2) for a in (bed, layer)]
+    assert np.abs(smooth[0] - smooth[1]).mean() < 2.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_corner_detection_within_a_few_pixels(seed):
+    frame, _ = synthetic_frame(seed)
+    found = detect_corners(frame)
+    assert np.abs(found - TRUE_CORNERS).max() < 4.0, found
+
+
+def test_ignored_tiles_never_count(tiny_model_file):
+    from slmcnn.checkpoint import load_model
+
+    frame, _ = synthetic_frame()
+    camera = CameraCalibration(TRUE_CORNERS.tolist(), size=512, ignore=[[[170, 80], [560, 80], [560, 480], [170, 480]]])
+    model, _ = load_model(tiny_model_file)
+
+    class AlwaysError:
+        name = "error"
+
+        def probabilities(self, patches):
+            return np.tile([0.0, 0.0, 1.0], (len(patches), 1))
+
+    result = next(iter(Predictor(AlwaysError(), 128, camera=camera).predict([("f", frame)])))
+    assert result.ignored.sum() >= 4 and (result.tile_classes[result.ignored.reshape(result.grid.shape)] == -1).all()
+    assert (result.tile_classes != 2).sum() == result.ignored.sum()
+    assert result.fractions["Error"] == pytest.approx(1.0) and result.extra["ignored_tiles"] == result.ignored.sum()
+    assert result.image.shape == (512, 512, 3)
+    plain = next(iter(Predictor(TorchBackend(model), 128).predict([("f", frame)])))
+    assert plain.image.shape == frame.shape and plain.ignored is None
+
+
+def test_tile_ignored_counts_area():
+    mask = np.zeros((256, 256), bool)
+    mask[:128, :100] = True
+    assert tile_ignored(mask, np.array([0, 128]), np.array([0, 128]), 128).tolist() == [True, False, False, False]
+
+
+def test_calibrate_cli_and_bad_files(tmp_path, tiny_model_file):
+    frame, _ = synthetic_frame()
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    out = tmp_path / "camera.json"
+    result = run_cli("calibrate", tmp_path / "frame.png", "--out", out, "--bed-mm", "250")
+    assert result.returncode == 0, result.stderr
+    calibration = json.loads(out.read_text())
+    assert np.abs(np.array(calibration["corners"]) - TRUE_CORNERS).max() < 4 and calibration["bed_mm"] == 250
+    assert (tmp_path / "camera.preview.png").is_file()
+    assert run_cli("calibrate", tmp_path / "frame.png", "--out", out).returncode == 2  # never overwrites unasked
+    layer = run_cli(
+        "predict-layer", tmp_path / "frame.png", "--camera", out, "--model", tiny_model_file, "--out", tmp_path / "o"
+    )
+    assert layer.returncode == 0, layer.stderr
+    doc = json.loads((tmp_path / "o" / "frame.json").read_text())
+    assert doc["width"] == 768 and doc["camera"]["corners"] == calibration["corners"]
+    (tmp_path / "bad.json").write_text('{"corners": [[0, 0]]}')
+    with pytest.raises(SettingsError, match="4 corners"):
+        CameraCalibration.load(tmp_path / "bad.json")
