@@ -1,0 +1,265 @@
+"""slmcnn against the reference pipeline, measured in one run on the same synthetic layers.
+
+Prints layers/s and patches/s for (a) the reference pipeline in TensorFlow/Keras (in .venv-tf, made
+on first use), (b) the same pipeline in PyTorch eager, (c) slmcnn with each backend; the ratios;
+the network's GFLOP/s against matmul GFLOP/s measured now; training patches/s; Integrated-Gradients
+seconds per patch and convergence deltas; and tile agreement of each fast backend with float32.
+
+    .venv/bin/python benchmarks/bench_predict.py [--layers 24] [--json] [--skip-tf]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from slmcnn import checkpoint
+from slmcnn.explain import explain
+from slmcnn.export import export_onnx
+from slmcnn.images import read, write_png
+from slmcnn.inference import OnnxBackend, TorchBackend
+from slmcnn.model import create_model
+from slmcnn.predict import LayerFailure, Predictor
+from slmcnn.preprocess import standardise, to_unit_tensor
+from slmcnn.render import overlay
+from slmcnn.synth import SynthSettings, generate_build
+from slmcnn.tiles import tile
+from slmcnn.train import TrainConfig, fit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tf_env import tf_python  # noqa: E402
+
+GFLOP_PER_PATCH = 0.5606  # 2 x 0.2803 GMAC of the reference network at 128 x 128
+COLOURS = np.array([[255, 255, 255], [255, 0, 0], [0, 0, 255]], np.uint8)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 4) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def eager_reference(model: torch.nn.Module, paths: list[Path], out: Path) -> float:
+    """The reference's structure in PyTorch eager fp32 NCHW: per-tile loops, one predict per layer."""
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    start = time.perf_counter()
+    for i, path in enumerate(paths):
+        image = cv2.imread(str(path))
+        rows, cols = image.shape[0] // 128, image.shape[1] // 128
+        tiles = [
+            image[r * 128 : (r + 1) * 128, c * 128 : (c + 1) * 128].copy() for r in range(rows) for c in range(cols)
+        ]
+        with torch.inference_mode():
+            classes = model(standardise(to_unit_tensor(np.array(tiles)))).argmax(1).numpy()
+        colour = np.zeros_like(image)
+        for k, (r, c) in enumerate((r, c) for r in range(rows) for c in range(cols)):
+            colour[r * 128 : (r + 1) * 128, c * 128 : (c + 1) * 128] = COLOURS[classes[k]]
+        cv2.imwrite(str(out / f"eager{i:05d}.png"), cv2.addWeighted(image, 0.8, colour, 0.2, 0))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def slmcnn_pipeline(backend, paths: list[Path], out: Path, workers: int = 2) -> float:
+    """End to end as predict-layer does it: read, tile, network, stitch, overlay PNG written."""
+    start = time.perf_counter()
+    for result in Predictor(backend, 128, workers=workers).predict(paths):
+        assert not isinstance(result, LayerFailure), result
+        write_png(out / f"{result.path.stem}.overlay.png", overlay(result.image, result.class_map))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def network_rate(backend, patches: np.ndarray, repeats: int = 2) -> float:
+    backend.probabilities(patches[:64])
+    start = time.perf_counter()
+    for _ in range(repeats):
+        backend.probabilities(patches)
+    return repeats * len(patches) / (time.perf_counter() - start)
+
+
+def train_rate(precision: str, batches: int = 12) -> float:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (64 * batches, 128, 128, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, len(x))
+    config = TrainConfig(epochs=1, precision=precision)
+    fit(config, x[:128], y[:128], x[:64], y[:64], log=lambda *_: None, show_progress=False)
+    start = time.perf_counter()
+    fit(config, x, y, x[:64], y[:64], log=lambda *_: None, show_progress=False)
+    return len(x) / (time.perf_counter() - start)
+
+
+def ig_rate(model, patches: np.ndarray, steps: int, method: str, repeats: int = 2) -> tuple[float, float]:
+    explain(model, patches[:1], steps=steps, method=method)
+    start = time.perf_counter()
+    deltas = []
+    for _ in range(repeats):
+        deltas += [abs(e.delta) for e in explain(model, patches, steps=steps, method=method)]
+    return (time.perf_counter() - start) / (repeats * len(patches)), float(np.mean(deltas))
+
+
+def int8_backend(model, tmp: Path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = export_onnx(model, tmp / "fp32.onnx")
+    quantize_dynamic(str(fp32), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8)
+    return OnnxBackend(tmp / "int8.onnx")
+
+
+def compiled_backend(model):
+    backend = TorchBackend(model, "bf16")
+    backend.model = torch.compile(backend.model)
+    return backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--json", action="store_true", help="print every figure as one JSON object")
+    parser.add_argument("--skip-tf", action="store_true", help="leave out the TensorFlow reference")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to warm up)")
+    args = parser.parse_args()
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    figures: dict = {"torch_version": torch.__version__, "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        generate_build(SynthSettings(layers=args.layers, seed=424242, write_patches=False), tmp / "build", workers=2)
+        paths = sorted((tmp / "build" / "layers").glob("*.png"))
+        (tmp / "out").mkdir()
+        model_path = checkpoint.default_model_path()
+        model = checkpoint.load_model(model_path)[0] if model_path.is_file() else create_model().eval()
+        figures["model"] = model_path.name if model_path.is_file() else "untrained"
+
+        log("matmul GFLOP/s ...")
+        figures["matmul_fp32_gflops"] = matmul_gflops(torch.float32)
+        figures["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16)
+
+        if not args.skip_tf:
+            log("TensorFlow reference pipeline (.venv-tf) ...")
+            run = subprocess.run(
+                [
+                    str(tf_python()),
+                    str(Path(__file__).parent / "reference_tf.py"),
+                    str(tmp / "build" / "layers"),
+                    str(tmp / "out"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            figures.update(json.loads(run.stdout.strip().splitlines()[-1]))
+
+        log("PyTorch eager reference pipeline ...")
+        figures["torch_eager_layers_per_s"] = eager_reference(model, paths, tmp / "out")
+
+        patches = np.concatenate([tile(read(p), 128).patches for p in paths])
+        fp32 = TorchBackend(model, "fp32")
+        reference_classes = fp32.probabilities(patches).argmax(1)
+        backends = {
+            "torch-fp32": fp32,
+            "torch-bf16": TorchBackend(model, "bf16"),
+            "onnx-fp32": OnnxBackend(export_onnx(model, tmp / "m.onnx")),
+            "onnx-int8": int8_backend(model, tmp),
+        }
+        if args.compile:
+            backends["torch-compile-bf16"] = compiled_backend(model)
+        rows = {}
+        for name, backend in backends.items():
+            log(f"slmcnn backend {name} ...")
+            network = network_rate(backend, patches)
+            agreement = float((backend.probabilities(patches).argmax(1) == reference_classes).mean())
+            end_to_end = slmcnn_pipeline(backend, paths, tmp / "out")
+            rows[name] = {
+                "layers_per_s": end_to_end,
+                "network_patches_per_s": network,
+                "network_gflops": network * GFLOP_PER_PATCH,
+                "tile_agreement_vs_fp32": agreement,
+            }
+        figures["backends"] = rows
+        from slmcnn.export import make_backend
+
+        auto = make_backend("auto", model, 128)
+        auto_name = (
+            "torch-bf16"
+            if isinstance(auto, TorchBackend) and auto.precision == "bf16"
+            else ("onnx-fp32" if isinstance(auto, OnnxBackend) else "torch-fp32")
+        )
+        figures["auto_backend"] = auto_name
+        figures["slmcnn_layers_per_s"] = rows[auto_name]["layers_per_s"]
+        figures["slmcnn_patches_per_s"] = figures["slmcnn_layers_per_s"] * 36
+        figures["network_gflops"] = rows[auto_name]["network_gflops"]
+        matmul = figures["matmul_bf16_gflops"] if "bf16" in auto_name else figures["matmul_fp32_gflops"]
+        figures["network_fraction_of_matmul"] = figures["network_gflops"] / matmul
+
+        log("training patches/s ...")
+        figures["train_patches_per_s"] = train_rate("auto")
+        figures["train_patches_per_s_fp32"] = train_rate("fp32")
+
+        log("Integrated Gradients ...")
+        ig_patches = patches[:4]
+        for steps in (50, 500):
+            for method in ("riemann_trapezoid", "gausslegendre"):
+                seconds, delta = ig_rate(model, ig_patches, steps, method, repeats=1 if steps == 500 else 2)
+                figures[f"ig_{steps}_steps_{method}_s_per_patch"] = seconds
+                figures[f"ig_{steps}_steps_{method}_delta"] = delta
+            figures[f"ig_{steps}_steps_s_per_patch"] = figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"]
+        for steps in (8, 16, 32):
+            seconds, delta = ig_rate(model, ig_patches, steps, "gausslegendre")
+            figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"] = seconds
+            figures[f"ig_{steps}_steps_gausslegendre_delta"] = delta
+
+    if "tf_layers_per_s" in figures:
+        figures["ratio_layers_vs_tf"] = figures["slmcnn_layers_per_s"] / figures["tf_layers_per_s"]
+        figures["ratio_train_vs_tf"] = figures["train_patches_per_s"] / figures["tf_train_patches_per_s"]
+        for steps in (50, 500):
+            figures[f"ratio_ig_{steps}_vs_tf"] = (
+                figures[f"tf_ig_{steps}_steps_s_per_patch"] / figures[f"ig_{steps}_steps_s_per_patch"]
+            )
+    figures["ratio_layers_vs_torch_eager"] = figures["slmcnn_layers_per_s"] / figures["torch_eager_layers_per_s"]
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return
+    print(f"\nmatmul GFLOP/s: fp32 {figures['matmul_fp32_gflops']:.0f}, bf16 {figures['matmul_bf16_gflops']:.0f}")
+    if "tf_layers_per_s" in figures:
+        print(f"(a) TensorFlow reference pipeline: {figures['tf_layers_per_s']:.2f} layers/s")
+    print(f"(b) PyTorch eager reference pipeline: {figures['torch_eager_layers_per_s']:.2f} layers/s")
+    print("(c) slmcnn end to end (network patches/s, GFLOP/s, tile agreement with fp32):")
+    for name, row in rows.items():
+        print(
+            f"    {name:20s} {row['layers_per_s']:6.2f} layers/s  {row['network_patches_per_s']:7.1f} patches/s  "
+            f"{row['network_gflops']:6.1f} GFLOP/s  agreement {row['tile_agreement_vs_fp32']:.4f}"
+        )
+    print(
+        f"auto picks {auto_name}: {figures['slmcnn_layers_per_s']:.2f} layers/s, network at "
+        f"{100 * figures['network_fraction_of_matmul']:.0f}% of matmul GFLOP/s in its precision"
+    )
+    for key in sorted(k for k in figures if k.startswith("ratio_")):
+        print(f"{key}: {figures[key]:.2f}x")
+    print(
+        f"training: {figures['train_patches_per_s']:.1f} patches/s (fp32 {figures['train_patches_per_s_fp32']:.1f})"
+        + (f", TensorFlow {figures['tf_train_patches_per_s']:.1f}" if "tf_train_patches_per_s" in figures else "")
+    )
+    for steps in (8, 16, 32, 50, 500):
+        for method in ("riemann_trapezoid", "gausslegendre"):
+            key = f"ig_{steps}_steps_{method}"
+            if f"{key}_s_per_patch" in figures:
+                print(
+                    f"IG {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, delta {figures[key + '_delta']:.5f}"
+                )
+    if "tf_ig_50_steps_s_per_patch" in figures:
+        for steps in (50, 500):
+            print(
+                f"IG {steps:3d} steps TensorFlow reference {figures[f'tf_ig_{steps}_steps_s_per_patch']:.3f} s/patch, "
+                f"delta {figures[f'tf_ig_{steps}_steps_delta']:.5f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
