@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--live", action="store_true", help="write one layer at a time (atomic rename)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between layers with --live")
     p.add_argument("--force", action="store_true", help="replace a previous build in OUT")
+    p.add_argument("--parts", help="part kinds to draw, e.g. circle,ring,lattice (default: all)")
+    p.add_argument(
+        "--config",
+        help="JSON file overriding any generator setting, e.g. "
+        '{"grain": [3, 5], "falloff": [0.1, 0.2], "perspective": 0.0, "parts": [2, 6]}',
+    )
     p = command(
         "predict-layer",
         "Classify whole layer photos into powder / object / error maps and overlays.",
@@ -116,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         "of the stride, one more tile is placed flush with the far edge, so nothing is cropped",
     )
     p.add_argument("--truth", help="folder of label masks (as slmcnn synth writes) to score each layer")
+    p.add_argument("--html", action="store_true", help="also write DIR/index.html: each layer beside its overlay")
     p.add_argument("--explain", action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")
     p.add_argument("--steps", type=int, default=32, help="IG steps with --explain")
     _backend_options(p)
@@ -248,7 +255,7 @@ def _load(args):
 def cmd_predict_layer(args) -> int:
     from rich.progress import Progress
 
-    from slmcnn import images, store
+    from slmcnn import images, render, store
     from slmcnn.predict import LayerFailure, Predictor
 
     model, info, backend, model_path = _load(args)
@@ -263,7 +270,7 @@ def cmd_predict_layer(args) -> int:
     summary = store.SummaryWriter(
         out / "summary.csv", ["tile_accuracy", "error_f1", "error_iou"] if args.truth else None
     )
-    failures = 0
+    failures, page = 0, []
     with Progress(transient=True) as bar:
         task = bar.add_task("layers", total=len(paths))
         for result in predictor.predict(paths):
@@ -277,6 +284,16 @@ def cmd_predict_layer(args) -> int:
                 _explain_layer(model, result, out / f"{names[result.path]}.attribution.png", args.steps)
             result.extra.update({"truth": extra} if extra else {})
             store.write_layer(result, out, names[result.path])
+            if args.html:
+                page.append(
+                    {
+                        "name": names[result.path],
+                        "image": images.to_uint8(result.image)[::2, ::2],
+                        "overlay": render.overlay(result.image, result.class_map)[::2, ::2],
+                        "fractions": result.fractions,
+                        "truth": extra,
+                    }
+                )
             row = (
                 {
                     "tile_accuracy": extra.get("tile_accuracy"),
@@ -294,6 +311,10 @@ def cmd_predict_layer(args) -> int:
                 f"error {f['Error']:.3f}  {result.seconds:.2f}s{score}"
             )
     summary.close()
+    if args.html:
+        (out / "index.html").write_text(
+            render.layers_page(page, f"slmcnn: {len(page)} layer(s), model {model_path.name}")
+        )
     print(f"wrote {len(paths) - failures} layer(s) to {out}" + (f"; skipped {failures} unreadable" if failures else ""))
     return 1 if failures else 0
 
@@ -582,6 +603,33 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _synth_config(path: str) -> dict:
+    from dataclasses import fields
+
+    from slmcnn.synth import SynthSettings
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SlmcnnError(f"--config {path}: not a readable JSON file ({exc})") from None
+    flags = {
+        "layers",
+        "seed",
+        "size",
+        "patch",
+        "direction",
+        "label_rule",
+        "defect_rates",
+        "keep_ambiguous",
+        "write_patches",
+    }
+    known = {f.name for f in fields(SynthSettings)} - flags  # those have their own command-line flags
+    unknown = set(data) - known
+    if unknown:
+        raise SlmcnnError(f"--config: unknown setting(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
 def cmd_synth(args) -> int:
     from rich.progress import Progress
 
@@ -596,7 +644,11 @@ def cmd_synth(args) -> int:
             rates[name.strip()] = float(value)
         except ValueError:
             raise SlmcnnError(f"--defects: {item!r} is not NAME=RATE") from None
+    overrides = _synth_config(args.config) if args.config else {}
+    if args.parts:
+        overrides["part_kinds"] = tuple(k.strip() for k in args.parts.split(","))
     settings = SynthSettings(
+        **overrides,
         layers=args.layers,
         seed=args.seed,
         size=args.size,

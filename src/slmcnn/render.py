@@ -106,3 +106,39 @@ def png_data_uri(array: np.ndarray, max_side: int | None = None) -> str:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def layers_page(entries: list[dict], title: str, extra_html: str = "") -> str:
+    """A self-contained HTML page: each layer beside its overlay, with class fractions (and scores).
+
+    Each entry has `name`, `image` and `overlay` (RGB arrays), `fractions`, and optionally `truth`.
+    """
+    import html
+
+    cards = []
+    for e in entries:
+        f = e["fractions"]
+        score = ""
+        if e.get("truth"):
+            t = e["truth"]
+            score = (
+                f"<br>tile accuracy {t['tile_accuracy']:.3f} &middot; Error F1 {t['tiles']['Error']['f1']:.3f}"
+                f" &middot; Error pixel IoU {t['pixel_iou']['Error']:.3f}"
+            )
+        cards.append(
+            f'<div class="layer"><h3>{html.escape(e["name"])}</h3>'
+            f'<img src="{png_data_uri(to_uint8(e["image"]), 384)}" alt="layer {html.escape(e["name"])}">'
+            f'<img src="{png_data_uri(e["overlay"], 384)}" alt="overlay {html.escape(e["name"])}">'
+            f'<p><b class="err">error {f["Error"]:.3f}</b> &middot; object {f["Object"]:.3f} &middot; '
+            f"powder {f['Powder']:.3f}{score}</p></div>"
+        )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;color:#222}} .layer{{margin-bottom:1.5em}}
+.layer img{{width:384px;margin-right:8px;border:1px solid #ccc}} .err{{color:#c00}}
+.legend span{{display:inline-block;padding:2px 8px;margin-right:6px;border:1px solid #999}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="legend">Overlay = 0.8 &times; photo + 0.2 &times; class colour:
+<span style="background:#fff">Powder</span><span style="background:#00f;color:#fff">Object</span>
+<span style="background:#f00;color:#fff">Error</span></p>
+{extra_html}{"".join(cards)}</body></html>"""
