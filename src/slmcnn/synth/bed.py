@@ -92,8 +92,8 @@ def powder(rng: np.random.Generator, camera: Camera, size: int, field: np.ndarra
     rows += rng.standard_normal(size).astype(np.float32) * 0.6
     rows *= camera.banding / (rows.std() + 1e-6)
     cols = rng.standard_normal(size).astype(np.float32)
-    cols = cv2.GaussianBlur(cols.reshape(1, -1), (0, 0), 2).ravel()
-    cols *= 0.6 * camera.banding / (cols.std() + 1e-6)
+    cols = cv2.GaussianBlur(cols.reshape(1, -1), (0, 0), 4).ravel()
+    cols *= 0.5 * camera.banding / (cols.std() + 1e-6)
     bed = camera.level + grain + rows[:, None] + cols[None, :]
     if camera.top_line:
         y = int(0.02 * size + rng.integers(0, int(0.05 * size) + 1))

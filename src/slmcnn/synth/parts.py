@@ -163,10 +163,15 @@ def paint_parts(
         roll = rng.random()
         if roll > exposed_share:
             look = "covered"
+            # Under fresh powder a part shows as a faint shape: a few gray levels off, a coarser
+            # speckle (powder sits differently on metal) and a faint outline.
             soft = cv2.GaussianBlur(sub.astype(np.float32), (0, 0), 1.2)
-            offset = rng.uniform(4, 11) * rng.choice([-1.0, -1.0, 1.0])
-            speckle = rng.standard_normal(sub.shape).astype(np.float32) * grain * rng.uniform(0.3, 0.8)
-            bed[y0:y1, x0:x1] += soft * (offset + speckle) * field[y0:y1, x0:x1]
+            offset = rng.uniform(5, 12) * rng.choice([-1.0, -1.0, 1.0])
+            speckle = cv2.GaussianBlur(rng.standard_normal(sub.shape).astype(np.float32), (0, 0), 1.0)
+            speckle *= grain * rng.uniform(1.0, 2.0)
+            outline = cv2.morphologyEx(sub.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+            rim = cv2.GaussianBlur(outline.astype(np.float32), (0, 0), 0.8) * rng.uniform(3, 8) * np.sign(offset)
+            bed[y0:y1, x0:x1] += (soft * (offset + speckle) + rim) * field[y0:y1, x0:x1]
         else:
             bright = rng.random() < 0.45
             look = "exposed-bright" if bright else "exposed-dark"
