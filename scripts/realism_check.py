@@ -19,15 +19,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("photos", nargs="*")
     args = parser.parse_args()
-    rows = [camera_stats(render_layer(plan_build(SynthSettings(layers=2, seed=s, defect_rates={})), 2).image)
-            for s in range(args.seeds)]
+    rows = [
+        camera_stats(render_layer(plan_build(SynthSettings(layers=2, seed=s, defect_rates={})), 2).image)
+        for s in range(args.seeds)
+    ]
     photos = [camera_stats(read(p)) for p in args.photos]
-    print(f"{'measure':16s} {'synthetic':>15s} {'real (stats.md)':>17s} {'inside':>7s}" + ("  photos" if photos else ""))
+    print(
+        f"{'measure':16s} {'synthetic':>15s} {'real (stats.md)':>17s} {'inside':>7s}" + ("  photos" if photos else "")
+    )
     for key, (lo, hi) in REAL_RANGES.items():
         values = [r[key] for r in rows]
         inside = sum(lo <= v <= hi for v in values)
         shown = " ".join(f"{p[key]:.1f}" for p in photos)
-        print(f"{key:16s} {min(values):6.1f} - {max(values):6.1f} {lo:7.1f} - {hi:6.1f} {inside:4d}/{len(values)}  {shown}")
+        print(
+            f"{key:16s} {min(values):6.1f} - {max(values):6.1f} {lo:7.1f} - {hi:6.1f} {inside:4d}/{len(values)}  {shown}"
+        )
 
 
 if __name__ == "__main__":
