@@ -1,0 +1,41 @@
+"""Measure the shipped model's tile accuracy on examples/ and record it in examples/expected.json,
+the figure MODEL_CARD.md quotes and tests/test_default_model.py holds the model to."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slmcnn.checkpoint import default_model_path, load_model
+from slmcnn.images import read
+from slmcnn.inference import TorchBackend
+from slmcnn.labels import LabelRule
+from slmcnn.tiles import tile
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MARGIN = 0.03  # about 5 of the 180 example tiles
+
+
+def main() -> None:
+    model, info = load_model(default_model_path())
+    backend = TorchBackend(model, "fp32")
+    truth, predicted = [], []
+    for layer in sorted((EXAMPLES / "layers").glob("*.png")):
+        mask = read(EXAMPLES / "masks" / layer.name)[..., 0]
+        truth.append(LabelRule().labels(tile(mask[:, :, None], 128).patches[..., 0]))
+        predicted.append(backend.probabilities(tile(read(layer), 128).patches).argmax(1))
+    truth_all, predicted_all = np.concatenate(truth), np.concatenate(predicted)
+    accuracy = float(np.mean(truth_all == predicted_all))
+    record = {
+        "tile_accuracy": round(accuracy, 4),
+        "tiles": int(len(truth_all)),
+        "margin": MARGIN,
+        "model_run": info.name,
+        "precision": "fp32",
+    }
+    (EXAMPLES / "expected.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The shipped model must still do what MODEL_CARD.md says on the example layers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from slmcnn.checkpoint import default_model_path, load_model, read_info
+from slmcnn.images import read
+from slmcnn.inference import TorchBackend
+from slmcnn.labels import LabelRule
+from slmcnn.model import count_parameters
+from slmcnn.tiles import tile
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_shipped_model_loads_and_is_small():
+    path = default_model_path()
+    assert path.is_file() and path.stat().st_size < 15 * 2**20
+    info = read_info(path)
+    assert info.arch == "slmcnn" and info.classes == ["Powder", "Object", "Error"] and info.training
+    model, _ = load_model(path)
+    assert count_parameters(model) == (3_079_171, 3_080_643)
+
+
+def test_shipped_model_reaches_the_claimed_example_accuracy():
+    claim = json.loads((EXAMPLES / "expected.json").read_text())
+    model, _ = load_model(default_model_path())
+    backend = TorchBackend(model, "fp32")
+    truth, predicted = [], []
+    for layer in sorted((EXAMPLES / "layers").glob("*.png")):
+        mask = read(EXAMPLES / "masks" / layer.name)[..., 0]
+        truth.append(LabelRule().labels(tile(mask[:, :, None], 128).patches[..., 0]))
+        predicted.append(backend.probabilities(tile(read(layer), 128).patches).argmax(1))
+    accuracy = float(np.mean(np.concatenate(truth) == np.concatenate(predicted)))
+    assert accuracy >= claim["tile_accuracy"] - claim["margin"], (accuracy, claim)
