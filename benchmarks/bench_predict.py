@@ -113,18 +113,11 @@ def int8_backend(model, tmp: Path):
     return OnnxBackend(tmp / "int8.onnx")
 
 
-def compiled_backend(model):
-    backend = TorchBackend(model, "bf16")
-    backend.model = torch.compile(backend.model)
-    return backend
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--json", action="store_true", help="print every figure as one JSON object")
     parser.add_argument("--skip-tf", action="store_true", help="leave out the TensorFlow reference")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to warm up)")
     args = parser.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     figures: dict = {"torch_version": torch.__version__, "threads": torch.get_num_threads()}
@@ -165,11 +158,11 @@ def main() -> None:
         backends = {
             "torch-fp32": fp32,
             "torch-bf16": TorchBackend(model, "bf16"),
+            "torch-compiled-fp32": TorchBackend(model, "fp32", compile=True),
+            "torch-compiled-bf16": TorchBackend(model, "bf16", compile=True),
             "onnx-fp32": OnnxBackend(export_onnx(model, tmp / "m.onnx")),
             "onnx-int8": int8_backend(model, tmp),
         }
-        if args.compile:
-            backends["torch-compile-bf16"] = compiled_backend(model)
         rows = {}
         for name, backend in backends.items():
             log(f"slmcnn backend {name} ...")
@@ -185,12 +178,11 @@ def main() -> None:
         figures["backends"] = rows
         from slmcnn.export import make_backend
 
-        auto = make_backend("auto", model, 128)
-        auto_name = (
-            "torch-bf16"
-            if isinstance(auto, TorchBackend) and auto.precision == "bf16"
-            else ("onnx-fp32" if isinstance(auto, OnnxBackend) else "torch-fp32")
-        )
+        auto = make_backend("auto", model, 128, layers=len(paths))
+        if isinstance(auto, OnnxBackend):
+            auto_name = "onnx-fp32"
+        else:
+            auto_name = f"torch-{'compiled-' if auto.compiled else ''}{auto.precision}"
         figures["auto_backend"] = auto_name
         figures["slmcnn_layers_per_s"] = rows[auto_name]["layers_per_s"]
         figures["slmcnn_patches_per_s"] = figures["slmcnn_layers_per_s"] * 36

@@ -23,7 +23,7 @@ if [ -z "${SKIP_SYNTH:-}" ]; then
 fi
 
 "$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* \
-  --out "$RUNS" --runs 3 --seed 0 --lr 5e-4 --epochs 20 --patience 5 --quiet
+  --out "$RUNS" --runs 3 --seed 0 --lr 5e-4 --epochs 16 --patience 5 --quiet
 
 mkdir -p src/slmcnn/models
 cp "$RUNS/run-1/model.safetensors" src/slmcnn/models/default.safetensors

@@ -32,3 +32,11 @@ def test_export_cli(tiny_model_file, tiny_build, tmp_path):
     result = run_cli("export", tiny_model_file, "--out", out, "--check", tiny_build / "layers" / "00001.png")
     assert result.returncode == 0, result.stderr
     assert out.is_file() and "max |p_torch - p_onnx|" in result.stdout
+
+
+def test_compiled_backend_matches_eager(tiny_model_file, tiny_build):
+    model, _ = load_model(tiny_model_file)
+    patches = tile(read(tiny_build / "layers" / "00002.png"), 128).patches
+    compiled = TorchBackend(model, "fp32", compile=True)
+    np.testing.assert_allclose(compiled.probabilities(patches), TorchBackend(model).probabilities(patches), atol=1e-4)
+    assert compiled.probabilities(patches[:3]).shape == (3, 3)  # another batch size, no recompilation needed

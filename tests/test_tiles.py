@@ -48,3 +48,12 @@ def test_stitch_maps_matches_stitch_for_constant_maps():
     values = np.random.default_rng(1).random(len(grid.patches))
     maps = np.repeat(np.repeat(values[:, None, None], 128, 1), 128, 2)
     np.testing.assert_allclose(stitch_maps(grid, maps), stitch(grid, values[:, None])[..., 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,stride", [((256, 384), 128), ((300, 257), 128), ((300, 257), 64)])
+def test_stitch_classes_matches_mean_probabilities(shape, stride):
+    from slmcnn.tiles import stitch_classes
+
+    grid = tile(np.zeros((*shape, 3), np.uint8), 128, stride)
+    probs = np.random.default_rng(2).dirichlet(np.ones(3), len(grid.patches)).astype(np.float32)
+    np.testing.assert_array_equal(stitch_classes(grid, probs), stitch(grid, probs).argmax(2))

@@ -241,7 +241,7 @@ def _camera(args):
     return CameraCalibration.load(args.camera) if getattr(args, "camera", None) else None
 
 
-def _load(args):
+def _load(args, layers: int | None = None):
     from slmcnn import checkpoint
     from slmcnn.export import make_backend
 
@@ -249,7 +249,7 @@ def _load(args):
     if not args.model and not path.is_file():
         raise SlmcnnError("no shipped model in this installation; pass --model or run scripts/train_default_model.sh")
     model, info = checkpoint.load_model(path)
-    return model, info, make_backend(args.backend, model, info.patch, args.precision), path
+    return model, info, make_backend(args.backend, model, info.patch, args.precision, layers), path
 
 
 def cmd_predict_layer(args) -> int:
@@ -258,10 +258,10 @@ def cmd_predict_layer(args) -> int:
     from slmcnn import images, render, store
     from slmcnn.predict import LayerFailure, Predictor
 
-    model, info, backend, model_path = _load(args)
     paths = images.list_images(args.inputs)
     if not paths:
         raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
+    model, info, backend, model_path = _load(args, len(paths))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     patch = args.patch or info.patch
@@ -360,8 +360,8 @@ def cmd_predict_patches(args) -> int:
     from slmcnn.errors import DataError
     from slmcnn.metrics import compute_report
 
-    model, info, backend, _ = _load(args)
     table = _patch_table(args.inputs)
+    model, info, backend, _ = _load(args, len(table) // 36)
     patches, kept, failures = [], [], 0
     import cv2
 

@@ -47,9 +47,21 @@ def temporary_onnx(model: torch.nn.Module, patch: int) -> Path:
     return export_onnx(model, name, patch)
 
 
-def make_backend(name: str, model: torch.nn.Module, patch: int, precision: str = "auto"):
-    """`auto`: PyTorch with bf16 where the CPU computes bf16 natively (fastest here and agreeing with
-    fp32 on the test builds), otherwise ONNX Runtime fp32; `torch` and `onnx` force one."""
+COMPILE_FROM_LAYERS = 20
+"""Compiling costs about 15 s once; below about this many layers eager PyTorch finishes first."""
+
+
+def make_backend(name: str, model: torch.nn.Module, patch: int, precision: str = "auto", layers: int | None = None):
+    """Pick the inference engine.
+
+    `auto`: where the CPU computes bfloat16 natively (AVX-512 BF16 / AMX), PyTorch in bf16 (it
+    agrees with fp32 on more than 99.5% of tiles of the synthetic test builds), compiled by
+    TorchInductor when the job is long (`layers` unknown, as in monitoring, or at least
+    COMPILE_FROM_LAYERS) and a C++ compiler is present; elsewhere ONNX Runtime fp32, the fastest
+    fp32 engine measured here. `torch` is eager PyTorch in `precision`; `onnx` is ONNX Runtime fp32.
+    benchmarks/bench_predict.py measures every choice."""
+    import shutil
+
     from slmcnn.inference import bf16_supported
 
     if name not in ("auto", "torch", "onnx"):
@@ -61,4 +73,6 @@ def make_backend(name: str, model: torch.nn.Module, patch: int, precision: str =
         backend = OnnxBackend(onnx_path)
         onnx_path.unlink()  # the session holds the graph in memory
         return backend
-    return TorchBackend(model, precision)
+    long_job = layers is None or layers >= COMPILE_FROM_LAYERS
+    compile_it = name == "auto" and long_job and shutil.which("g++") is not None
+    return TorchBackend(model, precision, compile=compile_it)

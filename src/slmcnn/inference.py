@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slmcnn.preprocess import prepare
+from slmcnn.preprocess import prepare, standardise
 
 DEFAULT_BATCH = 256
 
@@ -22,25 +22,60 @@ def bf16_supported() -> bool:
         return False
 
 
+class _Standardised(torch.nn.Module):
+    """Network with the reference's standardisation in front, so a compiler can fuse both."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, patches: torch.Tensor, scale: float) -> torch.Tensor:
+        x = standardise(patches.permute(0, 3, 1, 2).float() / scale)
+        return torch.softmax(self.model(x.contiguous(memory_format=torch.channels_last)).float(), dim=1)
+
+
 class TorchBackend:
-    """Eager PyTorch inference; bf16 autocast when `precision='bf16'`."""
+    """PyTorch inference: eager, or compiled by TorchInductor (`compile=True`) with frozen weights,
+    which is 2-3x faster on CPU after a one-off compilation of about 15 s; bf16 autocast when
+    `precision='bf16'`."""
 
     name = "torch"
 
-    def __init__(self, model: torch.nn.Module, precision: str = "fp32", batch: int = DEFAULT_BATCH):
+    def __init__(
+        self, model: torch.nn.Module, precision: str = "fp32", batch: int = DEFAULT_BATCH, compile: bool = False
+    ):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.precision = precision
         self.batch = batch
+        self.compiled = compile
+        self.forward = _Standardised(self.model)
+        if compile:
+            import torch._inductor.config as inductor
+
+            inductor.freezing = True  # weights are constants at inference: lets Inductor prepack them
+            self.forward = torch.compile(self.forward, dynamic=True)
 
     @torch.inference_mode()
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         out = []
+        scale = 65535.0 if patches.dtype == np.uint16 else 255.0
         for start in range(0, len(patches), self.batch):
-            x = prepare(patches[start : start + self.batch])
+            chunk = torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch]))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                logits = self.model(x)
-            out.append(torch.softmax(logits.float(), dim=1).numpy())
+                out.append(self._run(chunk, scale).numpy())
         return np.concatenate(out) if out else np.zeros((0, 3), np.float32)
+
+    def _run(self, chunk: torch.Tensor, scale: float) -> torch.Tensor:
+        if not self.compiled:
+            return self.forward(chunk, scale)
+        try:
+            return self.forward(chunk, scale)
+        except Exception as exc:  # no C++ compiler, or an Inductor limitation: eager still works
+            import sys
+
+            print(f"note: torch.compile unavailable ({type(exc).__name__}); using eager PyTorch", file=sys.stderr)
+            self.compiled, self.forward = False, _Standardised(self.model)
+            return self.forward(chunk, scale)
 
 
 class OnnxBackend:

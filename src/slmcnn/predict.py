@@ -17,7 +17,7 @@ from slmcnn import CLASSES
 from slmcnn import images as image_io
 from slmcnn.camera import IGNORED, CameraCalibration, tile_ignored
 from slmcnn.errors import SlmcnnError
-from slmcnn.tiles import TileGrid, stitch, tile
+from slmcnn.tiles import TileGrid, stitch_classes, tile
 
 IGNORED_PIXEL = 255
 
@@ -147,7 +147,7 @@ class Predictor:
             n = len(grid.patches)
             layer_probs = probs[offset : offset + n]
             offset += n
-            class_map = stitch(grid, layer_probs).argmax(2).astype(np.uint8)
+            class_map = stitch_classes(grid, layer_probs)
             ignored = None
             extra = {"camera": self.camera.to_json()} if self.camera else {}
             if self.ignore is not None:

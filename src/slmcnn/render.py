@@ -25,9 +25,9 @@ def colour_map(classes: np.ndarray) -> np.ndarray:
 def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2) -> np.ndarray:
     """(1 - alpha) x image + alpha x colour map, as the reference's cv2.addWeighted(0.8, 0.2).
     Ignored areas (not a class) are hatched gray."""
-    base = to_uint8(image).astype(np.float32)
-    mixed = (1.0 - alpha) * base + alpha * colour_map(classes).astype(np.float32)
-    out = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    import cv2
+
+    out = cv2.addWeighted(to_uint8(image), 1.0 - alpha, colour_map(classes), alpha, 0.0)
     ignored = classes >= len(CLASSES)
     if ignored.any():
         yy, xx = np.nonzero(ignored)

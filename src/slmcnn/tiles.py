@@ -8,7 +8,6 @@ overlaps its neighbour. Where tiles overlap, a pixel takes the mean probability 
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from slmcnn.errors import SettingsError
 
@@ -43,13 +42,15 @@ class TileGrid:
 
 
 def tile(image: np.ndarray, patch: int = 128, stride: int | None = None) -> TileGrid:
-    """Cut an HxWxC image into a row-major grid of patches (a copy, one array op)."""
+    """Cut an HxWxC image into a row-major grid of patches (two fancy-index copies, no loop)."""
     stride = stride or patch
     height, width = image.shape[:2]
     ys, xs = tile_starts(height, patch, stride), tile_starts(width, patch, stride)
-    windows = sliding_window_view(image, (patch, patch), axis=(0, 1))  # H', W', C, p, p
-    picked = windows[ys][:, xs]  # rows, cols, C, p, p
-    patches = np.ascontiguousarray(picked.transpose(0, 1, 3, 4, 2)).reshape(-1, patch, patch, image.shape[2])
+    offsets = np.arange(patch)
+    rows = image[(ys[:, None] + offsets).ravel()]  # (rows*patch, W, C)
+    cells = rows[:, (xs[:, None] + offsets).ravel()]  # (rows*patch, cols*patch, C)
+    grid = cells.reshape(len(ys), patch, len(xs), patch, image.shape[2]).transpose(0, 2, 1, 3, 4)
+    patches = np.ascontiguousarray(grid).reshape(-1, patch, patch, image.shape[2])
     return TileGrid(patches, ys, xs, height, width, patch, stride)
 
 
@@ -68,6 +69,17 @@ def stitch(grid: TileGrid, values: np.ndarray) -> np.ndarray:
     summed = np.einsum("yr,rck,xc->yxk", cover_y, per_tile, cover_x, optimize=True)
     counts = cover_y.sum(1)[:, None] * cover_x.sum(1)[None, :]
     return summed / counts[:, :, None]
+
+
+def stitch_classes(grid: TileGrid, probabilities: np.ndarray) -> np.ndarray:
+    """Per-pixel class (H, W) uint8: the tile's class where tiles do not overlap (a lookup), else the
+    argmax of the mean probability of the covering tiles."""
+    cover_y = coverage(grid.ys, grid.patch, grid.height)
+    cover_x = coverage(grid.xs, grid.patch, grid.width)
+    if cover_y.sum(1).max() == 1 and cover_x.sum(1).max() == 1:
+        classes = probabilities.argmax(1).astype(np.uint8).reshape(grid.shape)
+        return classes[cover_y.argmax(1)][:, cover_x.argmax(1)]
+    return stitch(grid, probabilities).argmax(2).astype(np.uint8)
 
 
 def stitch_maps(grid: TileGrid, maps: np.ndarray) -> np.ndarray:

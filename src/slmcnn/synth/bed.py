@@ -34,6 +34,7 @@ class Camera:
     blur: float
     perspective: float
     light_angle: float
+    specks: int
 
     @classmethod
     def draw(cls, rng: np.random.Generator, size: int, ranges) -> "Camera":
@@ -57,6 +58,7 @@ class Camera:
             blur=u(*ranges.blur),
             perspective=u(0, ranges.perspective),
             light_angle=u(0, 2 * np.pi),
+            specks=int(u(0, 600)),
         )
 
     def illumination(self, size: int) -> np.ndarray:
@@ -95,6 +97,10 @@ def powder(rng: np.random.Generator, camera: Camera, size: int, field: np.ndarra
     cols = cv2.GaussianBlur(cols.reshape(1, -1), (0, 0), 4).ravel()
     cols *= 0.5 * camera.banding / (cols.std() + 1e-6)
     bed = camera.level + grain + rows[:, None] + cols[None, :]
+    # Isolated bright (reflective) and dark grains are normal powder, unlike clustered spatter.
+    count = int(rng.integers(0, camera.specks + 1))
+    ys, xs = rng.integers(0, size, count), rng.integers(0, size, count)
+    bed[ys, xs] += rng.uniform(15, 60, count) * np.where(rng.random(count) < 0.8, 1.0, -0.7)
     if camera.top_line:
         y = int(0.02 * size + rng.integers(0, int(0.05 * size) + 1))
         bed[y : y + 2] += camera.top_line

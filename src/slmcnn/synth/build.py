@@ -192,7 +192,7 @@ def _write_layer(args) -> dict:
     name = layer_name(layer)
     write_png(out / "masks" / name, rendered.mask)
     if live:  # a camera writes under a temporary name and renames when complete
-        tmp = out / "layers" / f".{name}.tmp"
+        tmp = out / "layers" / f".{layer:05d}.tmp.png"  # hidden name; the monitor skips dot files
         write_png(tmp, rendered.image)
         os.replace(tmp, out / "layers" / name)
     else:
