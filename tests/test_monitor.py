@@ -54,6 +54,14 @@ def _db_rows(db, sql):
         return conn.execute(sql).fetchall()
 
 
+def _layers_stored(db) -> int:
+    """Finished layers so far (0 while the monitor is still creating its database)."""
+    try:
+        return _db_rows(db, "select count(*) from layers")[0][0] if db.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny_model_file, tmp_path):
     watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
     watch.mkdir()
@@ -147,9 +155,7 @@ def test_live_build_with_kill_and_restart(tmp_path):
         time.sleep(0.1)
     monitor = subprocess.Popen(monitor_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and (
-        not db.exists() or _db_rows(db, "select count(*) from layers")[0][0] < layers // 2
-    ):
+    while time.time() < deadline and _layers_stored(db) < layers // 2:
         time.sleep(0.2)
     monitor.send_signal(signal.SIGKILL)
     monitor.wait()
