@@ -154,11 +154,13 @@ def test_live_build_with_kill_and_restart(tmp_path):
     while not (build / "layers").is_dir():
         time.sleep(0.1)
     monitor = subprocess.Popen(monitor_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and _layers_stored(db) < layers // 2:
-        time.sleep(0.2)
-    monitor.send_signal(signal.SIGKILL)
-    monitor.wait()
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and _layers_stored(db) < layers // 2:
+            time.sleep(0.2)
+    finally:
+        monitor.send_signal(signal.SIGKILL)
+        monitor.wait()
     time.sleep(2.0)  # layers keep arriving while the monitor is down
     restarted = subprocess.run(
         [*monitor_cmd, "--exit-when-idle", "4"], env=env, capture_output=True, text=True, timeout=300
