@@ -4,13 +4,9 @@ the figure MODEL_CARD.md quotes and tests/test_default_model.py holds the model 
 import json
 from pathlib import Path
 
-import numpy as np
-
 from slmcnn.checkpoint import default_model_path, load_model
-from slmcnn.images import read
 from slmcnn.inference import TorchBackend
-from slmcnn.labels import LabelRule
-from slmcnn.tiles import tile
+from slmcnn.metrics import tile_truth_and_predictions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MARGIN = 0.03  # about 5 of the 180 example tiles
@@ -19,13 +15,10 @@ MARGIN = 0.03  # about 5 of the 180 example tiles
 def main() -> None:
     model, info = load_model(default_model_path())
     backend = TorchBackend(model, "fp32")
-    truth, predicted = [], []
-    for layer in sorted((EXAMPLES / "layers").glob("*.png")):
-        mask = read(EXAMPLES / "masks" / layer.name)[..., 0]
-        truth.append(LabelRule().labels(tile(mask[:, :, None], 128).patches[..., 0]))
-        predicted.append(backend.probabilities(tile(read(layer), 128).patches).argmax(1))
-    truth_all, predicted_all = np.concatenate(truth), np.concatenate(predicted)
-    accuracy = float(np.mean(truth_all == predicted_all))
+    truth_all, predicted_all = tile_truth_and_predictions(
+        backend, sorted((EXAMPLES / "layers").glob("*.png")), EXAMPLES / "masks"
+    )
+    accuracy = float((truth_all == predicted_all).mean())
     record = {
         "tile_accuracy": round(accuracy, 4),
         "tiles": int(len(truth_all)),

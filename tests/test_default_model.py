@@ -6,11 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from slmcnn.checkpoint import default_model_path, load_model, read_info
-from slmcnn.images import read
 from slmcnn.inference import TorchBackend
-from slmcnn.labels import LabelRule
+from slmcnn.metrics import tile_truth_and_predictions
 from slmcnn.model import count_parameters
-from slmcnn.tiles import tile
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -28,10 +26,8 @@ def test_shipped_model_reaches_the_claimed_example_accuracy():
     claim = json.loads((EXAMPLES / "expected.json").read_text())
     model, _ = load_model(default_model_path())
     backend = TorchBackend(model, "fp32")
-    truth, predicted = [], []
-    for layer in sorted((EXAMPLES / "layers").glob("*.png")):
-        mask = read(EXAMPLES / "masks" / layer.name)[..., 0]
-        truth.append(LabelRule().labels(tile(mask[:, :, None], 128).patches[..., 0]))
-        predicted.append(backend.probabilities(tile(read(layer), 128).patches).argmax(1))
-    accuracy = float(np.mean(np.concatenate(truth) == np.concatenate(predicted)))
+    truth, predicted = tile_truth_and_predictions(
+        backend, sorted((EXAMPLES / "layers").glob("*.png")), EXAMPLES / "masks"
+    )
+    accuracy = float(np.mean(truth == predicted))
     assert accuracy >= claim["tile_accuracy"] - claim["margin"], (accuracy, claim)

@@ -100,3 +100,19 @@ def score_layer(tile_truth: np.ndarray, tile_pred: np.ndarray, mask: np.ndarray,
         },
         "pixel_iou": {c: float(iou[i]) for i, c in enumerate(CLASSES)},
     }
+
+
+def tile_truth_and_predictions(backend, layers: list, masks_dir, patch: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Tile labels from each layer's mask (the hard label rule) and the backend's predicted classes."""
+    from pathlib import Path
+
+    from slmcnn.images import read
+    from slmcnn.labels import LabelRule
+    from slmcnn.tiles import tile
+
+    truth, predicted = [], []
+    for layer in layers:
+        mask = read(Path(masks_dir) / Path(layer).name)[..., 0]
+        truth.append(LabelRule().labels(tile(mask[:, :, None], patch).patches[..., 0]))
+        predicted.append(backend.probabilities(tile(read(layer), patch).patches).argmax(1))
+    return np.concatenate(truth), np.concatenate(predicted)
