@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="explain this class instead of the predicted one")
     p.add_argument("--baseline", default="black", choices=["black", "blur", "noise"])
     p.add_argument("--resize", action="store_true", help="scale patches that are not the model's size")
-    _backend_options(p)
+    _backend_options(p, camera=False)
 
     p = command(
         "export",
@@ -223,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _backend_options(p: argparse.ArgumentParser) -> None:
+def _backend_options(p: argparse.ArgumentParser, camera: bool = True) -> None:
     p.add_argument(
         "--backend",
         default="auto",
@@ -232,7 +232,8 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")
     p.add_argument("--workers", type=int, default=2, help="threads decoding and tiling the next images")
-    p.add_argument("--camera", help="calibration file from `slmcnn calibrate`: straighten raw frames first")
+    if camera:
+        p.add_argument("--camera", help="calibration file from `slmcnn calibrate`: straighten raw frames first")
 
 
 def _camera(args):
