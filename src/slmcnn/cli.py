@@ -342,6 +342,8 @@ def _score(result, truth_dir: Path, patch: int) -> dict:
 
 
 def _explain_layer(model, result, path: Path, steps: int) -> None:
+    import numpy as np
+
     from slmcnn import render
     from slmcnn.explain import explain
     from slmcnn.images import write_png
@@ -349,7 +351,7 @@ def _explain_layer(model, result, path: Path, steps: int) -> None:
 
     grid = tile(result.image, result.grid.patch, result.grid.stride)
     explanations = explain(model, grid.patches, result.probabilities.argmax(1), steps=steps)
-    maps = __import__("numpy").stack([abs(e.attribution).sum(-1) for e in explanations])
+    maps = np.stack([np.abs(e.attribution).sum(-1) for e in explanations])
     write_png(path, render.heatmap_png(stitch_maps(grid, maps), result.image))
 
 
