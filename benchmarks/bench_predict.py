@@ -23,12 +23,12 @@ import torch
 from slmcnn import checkpoint
 from slmcnn.explain import explain
 from slmcnn.export import export_onnx
-from slmcnn.images import read, write_png
+from slmcnn.images import read
 from slmcnn.inference import OnnxBackend, TorchBackend
 from slmcnn.model import create_model
 from slmcnn.predict import LayerFailure, Predictor
 from slmcnn.preprocess import standardise, to_unit_tensor
-from slmcnn.render import overlay
+from slmcnn.store import LayerWriter
 from slmcnn.synth import SynthSettings, generate_build
 from slmcnn.tiles import tile
 from slmcnn.train import TrainConfig, fit
@@ -69,11 +69,13 @@ def eager_reference(model: torch.nn.Module, paths: list[Path], out: Path) -> flo
 
 
 def slmcnn_pipeline(backend, paths: list[Path], out: Path, workers: int = 2) -> float:
-    """End to end as predict-layer does it: read, tile, network, stitch, overlay PNG written."""
+    """End to end as predict-layer does it: read, tile, network, stitch, and per layer the overlay PNG,
+    the class-map PNG and the JSON written (more output than the reference's overlay alone)."""
     start = time.perf_counter()
-    for result in Predictor(backend, 128, workers=workers).predict(paths):
-        assert not isinstance(result, LayerFailure), result
-        write_png(out / f"{result.path.stem}.overlay.png", overlay(result.image, result.class_map))
+    with LayerWriter(out) as writer:
+        for result in Predictor(backend, 128, workers=workers).predict(paths):
+            assert not isinstance(result, LayerFailure), result
+            writer.submit(result, result.path.stem)
     return len(paths) / (time.perf_counter() - start)
 
 

@@ -272,7 +272,7 @@ def cmd_predict_layer(args) -> int:
         out / "summary.csv", ["tile_accuracy", "error_f1", "error_iou"] if args.truth else None
     )
     failures, page = 0, []
-    with Progress(transient=True) as bar:
+    with Progress(transient=True) as bar, store.LayerWriter(out) as writer:
         task = bar.add_task("layers", total=len(paths))
         for result in predictor.predict(paths):
             bar.advance(task)
@@ -284,7 +284,7 @@ def cmd_predict_layer(args) -> int:
             if args.explain:
                 _explain_layer(model, result, out / f"{names[result.path]}.attribution.png", args.steps)
             result.extra.update({"truth": extra} if extra else {})
-            store.write_layer(result, out, names[result.path])
+            writer.submit(result, names[result.path])
             if args.html:
                 page.append(
                     {

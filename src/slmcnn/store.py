@@ -3,6 +3,8 @@
 import csv
 import json
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,36 @@ def write_layer(result: LayerResult, out: Path, stem: str) -> dict[str, Path]:
     write_png(files["classes"], result.class_map)
     files["json"].write_text(json.dumps(result.to_json()))
     return files
+
+
+class LayerWriter:
+    """write_layer on a background thread: PNG compression releases the GIL, so it overlaps the
+    network instead of following it. At most `max_pending` layers wait, which bounds memory; an
+    error while writing is raised by the next submit() or by close()."""
+
+    def __init__(self, out: Path, max_pending: int = 4):
+        self.out = out
+        self.max_pending = max_pending
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="slmcnn-writer")
+        self.pending: deque = deque()
+
+    def submit(self, result: LayerResult, stem: str) -> None:
+        while len(self.pending) >= self.max_pending:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(write_layer, result, self.out, stem))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> "LayerWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class SummaryWriter:
