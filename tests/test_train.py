@@ -79,3 +79,27 @@ def test_evaluate_json(tiny_build, tiny_model_file, tmp_path):
     assert set(report["table"]) >= {"Powder", "Object", "Error", "macro avg", "weighted avg"}
     assert sum(map(sum, report["confusion_matrix"])) == report["support"]["macro avg"]
     assert (tmp_path / "confusion_matrix.png").is_file()
+
+
+def test_random_flips_flip_whole_patches_about_half_the_time():
+    import numpy as np
+    import torch
+
+    from slmcnn.train import random_flips
+
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 255, (400, 6, 6, 3), dtype=np.uint8)
+    original = patches.copy()
+    flipped = random_flips(patches, torch.Generator().manual_seed(0))
+    assert np.array_equal(patches, original)  # the caller's array is left alone
+    kinds = []
+    for before, after in zip(patches, flipped):
+        options = {
+            "none": before,
+            "lr": before[:, ::-1],
+            "ud": before[::-1],
+            "both": before[::-1, ::-1],
+        }
+        kinds.append(next(k for k, v in options.items() if np.array_equal(v, after)))
+    counts = {k: kinds.count(k) for k in ("none", "lr", "ud", "both")}
+    assert all(60 < c < 140 for c in counts.values()), counts

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slmcnn.folding import for_evaluation
 from slmcnn.preprocess import prepare, standardise
 
-# Small batches keep every activation in the CPU's cache: measured 2.4x the patches/s of batch 256
-# (compiled bf16, 2 cores); see benchmarks/README.md.
-DEFAULT_BATCH = 16
+# Small batches keep the activations in the CPU's cache: compiled bf16 ran 2.7x the patches/s of
+# batch 256 at 16 patches, eager PyTorch best at 8 (2 cores; benchmarks/README.md).
+COMPILED_BATCH = 16
+EAGER_BATCH = 8
 
 
 def bf16_supported() -> bool:
@@ -40,18 +42,18 @@ class _Standardised(torch.nn.Module):
 
 
 class TorchBackend:
-    """PyTorch inference: eager, or compiled by TorchInductor (`compile=True`) with frozen weights,
-    which is 2-3x faster on CPU after a one-off compilation of about 15 s; bf16 autocast when
-    `precision='bf16'`."""
+    """PyTorch inference on a snapshot of the model with BatchNorm folded away (folding.py): eager,
+    or compiled by TorchInductor (`compile=True`) with frozen weights, which is 2-3x faster on CPU
+    after a one-off compilation of about 15 s; bf16 autocast when `precision='bf16'`."""
 
     name = "torch"
 
     def __init__(
-        self, model: torch.nn.Module, precision: str = "fp32", batch: int = DEFAULT_BATCH, compile: bool = False
+        self, model: torch.nn.Module, precision: str = "fp32", batch: int | None = None, compile: bool = False
     ):
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.model = for_evaluation(model.eval().to(memory_format=torch.channels_last))
         self.precision = precision
-        self.batch = batch
+        self.batch = batch or (COMPILED_BATCH if compile else EAGER_BATCH)
         self.compiled = compile
         self.forward = _Standardised(self.model)
         if compile:

@@ -67,13 +67,17 @@ def class_weight_tensor(labels: np.ndarray, mode: str) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Flip each patch horizontally and vertically with probability 1/2 each."""
-    n = x.shape[0]
-    flip_h = torch.rand(n, generator=generator) < 0.5
-    flip_v = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip_h.view(-1, 1, 1, 1), x.flip(3), x)
-    return torch.where(flip_v.view(-1, 1, 1, 1), x.flip(2), x)
+def random_flips(patches: np.ndarray, generator: torch.Generator) -> np.ndarray:
+    """Flip each NxPxPxC patch left-right and up-down with probability 1/2 each. Done on the image
+    bytes before standardisation (which flips do not change): a quarter of the memory traffic of
+    flipping float tensors."""
+    n = len(patches)
+    flip_h = (torch.rand(n, generator=generator) < 0.5).numpy()
+    flip_v = (torch.rand(n, generator=generator) < 0.5).numpy()
+    out = patches.copy()
+    out[flip_h] = out[flip_h, :, ::-1]
+    out[flip_v] = out[flip_v, ::-1]
+    return out
 
 
 def fit(
@@ -99,7 +103,6 @@ def fit(
     labels = torch.from_numpy(train_y)
     result = FitResult(model)
     best_state, stale, start = copy.deepcopy(model.state_dict()), 0, time.perf_counter()
-    evaluator = TorchBackend(model, precision)
     try:
         for epoch in range(1, config.epochs + 1):
             model.train()
@@ -110,9 +113,8 @@ def fit(
                 task = bar.add_task(f"epoch {epoch}", total=len(batches))
                 for begin in batches:
                     idx = order[begin : begin + config.batch]
-                    x = prepare(train_x[idx.numpy()])
-                    if config.flips:
-                        x = random_flips(x, generator).contiguous(memory_format=torch.channels_last)
+                    batch = train_x[idx.numpy()]
+                    x = prepare(random_flips(batch, generator) if config.flips else batch)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                         logits = model(x)
                     loss = loss_fn(logits.float(), labels[idx])
@@ -123,7 +125,7 @@ def fit(
                     correct += (logits.argmax(1) == labels[idx]).sum().item()
                     bar.advance(task)
             row = {"epoch": epoch, "loss": total_loss / len(order), "accuracy": correct / len(order)}
-            row.update(_validate(evaluator, val_x, val_y, loss_fn))
+            row.update(_validate(TorchBackend(model, precision), val_x, val_y, loss_fn))  # folds this epoch's weights
             row["seconds"] = time.perf_counter() - start
             result.history.append(row)
             improved = row["val_accuracy"] > result.best_val_accuracy or epoch == 1

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from slmcnn.folding import FoldedSlmCnn, for_evaluation
+from slmcnn.model import create_model
+
+
+def trained_looking(arch: str, seed: int = 0) -> torch.nn.Module:
+    """A network whose BatchNorm layers hold non-trivial statistics and affine parameters."""
+    torch.manual_seed(seed)
+    model = create_model(arch)
+    with torch.no_grad():
+        for block in model.features:
+            norm = block[2]
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.2, 3.0)
+            norm.weight.uniform_(0.3, 2.0)
+            norm.bias.normal_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["slmcnn-tiny", "slmcnn"])
+def test_folded_network_is_the_same_function_and_gradient(arch):
+    model = trained_looking(arch)
+    folded = for_evaluation(model)
+    assert isinstance(folded, FoldedSlmCnn)
+    x = torch.randn(3, 3, 128, 128) * 2
+    with torch.no_grad():
+        reference = model(x)
+        assert torch.allclose(folded(x), reference, atol=1e-4 * reference.abs().max().item())
+    grads = []
+    for network in (model, folded):
+        xg = x.clone().requires_grad_(True)
+        torch.softmax(network(xg), 1)[:, 1].sum().backward()
+        grads.append(xg.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4 * grads[0].abs().max().item())
+
+
+def test_negative_batchnorm_scale_keeps_the_original_network():
+    model = trained_looking("slmcnn-tiny")
+    with torch.no_grad():
+        model.features[2][2].weight[0] = -0.5  # max-pooling no longer commutes with this channel
+    assert for_evaluation(model) is model
+
+
+def test_folding_takes_a_snapshot():
+    model = trained_looking("slmcnn-tiny")
+    folded = for_evaluation(model)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        before = folded(x)
+        model.features[0][0].weight.mul_(2)
+        assert torch.equal(folded(x), before)
+        assert not torch.allclose(for_evaluation(model)(x), before)
