@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from slmcnn import checkpoint
-from slmcnn.explain import explain
+from slmcnn.explain import DEFAULT_STEPS, explain
 from slmcnn.export import export_onnx
 from slmcnn.images import read
 from slmcnn.inference import OnnxBackend, TorchBackend
@@ -98,13 +98,48 @@ def train_rate(precision: str, batches: int = 12) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
-def ig_rate(model, patches: np.ndarray, steps: int, method: str, repeats: int = 2) -> tuple[float, float]:
-    explain(model, patches[:1], steps=steps, method=method)
+def ig_rate(
+    model, patches: np.ndarray, steps: int, method: str, precision: str = "fp32", repeats: int = 1
+) -> tuple[float, float, np.ndarray]:
+    """Seconds per patch, mean |convergence delta| and the attributions."""
+    explain(model, patches[:1], steps=steps, method=method, precision=precision)
     start = time.perf_counter()
-    deltas = []
     for _ in range(repeats):
-        deltas += [abs(e.delta) for e in explain(model, patches, steps=steps, method=method)]
-    return (time.perf_counter() - start) / (repeats * len(patches)), float(np.mean(deltas))
+        explanations = explain(model, patches, steps=steps, method=method, precision=precision)
+    seconds = (time.perf_counter() - start) / (repeats * len(patches))
+    return (
+        seconds,
+        float(np.mean([abs(e.delta) for e in explanations])),
+        np.stack([e.attribution for e in explanations]),
+    )
+
+
+def attribution_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest per-patch Pearson correlation between two sets of attribution maps."""
+    return float(min(np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)))
+
+
+def keras_weights(model: torch.nn.Module) -> list[np.ndarray]:
+    """slmcnn's weights in the order and layout Keras' model.set_weights expects (HWIO kernels,
+    and the first dense layer's rows reordered from channel-major to channel-last flattening)."""
+    weights = []
+    for block in model.features:
+        conv, norm = block[0], block[2]
+        weights += [conv.weight.detach().permute(2, 3, 1, 0).numpy(), conv.bias.detach().numpy()]
+        weights += [t.detach().numpy() for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var)]
+    dense, last = model.classifier[1], model.classifier[4]
+    channels = model.spec.filters[-1]
+    side = int(round((dense.in_features / channels) ** 0.5))
+    kernel = dense.weight.detach().reshape(-1, channels, side, side).permute(2, 3, 1, 0).reshape(-1, dense.out_features)
+    weights += [kernel.numpy(), dense.bias.detach().numpy(), last.weight.detach().T.numpy(), last.bias.detach().numpy()]
+    return [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
+
+
+def mixed_patches(patches: np.ndarray, classes: np.ndarray, count: int = 4) -> np.ndarray:
+    """The first patch of each predicted class, then the next ones, so explanations cover all classes."""
+    firsts = [int(np.flatnonzero(classes == c)[0]) for c in np.unique(classes)]
+    rest = [i for i in range(len(patches)) if i not in firsts]
+    return patches[(firsts + rest)[:count]]
 
 
 def int8_backend(model, tmp: Path):
@@ -136,6 +171,13 @@ def main() -> None:
         figures["matmul_fp32_gflops"] = matmul_gflops(torch.float32)
         figures["matmul_bf16_gflops"] = matmul_gflops(torch.bfloat16)
 
+        patches = np.concatenate([tile(read(p), 128).patches for p in paths])
+        fp32 = TorchBackend(model, "fp32")
+        reference_classes = fp32.probabilities(patches).argmax(1)
+        ig_patches = mixed_patches(patches, reference_classes)
+        np.save(tmp / "ig_patches.npy", ig_patches)
+        np.savez(tmp / "keras_weights.npz", **{f"w{i}": w for i, w in enumerate(keras_weights(model))})
+
         if not args.skip_tf:
             log("TensorFlow reference pipeline (.venv-tf) ...")
             run = subprocess.run(
@@ -144,6 +186,10 @@ def main() -> None:
                     str(Path(__file__).parent / "reference_tf.py"),
                     str(tmp / "build" / "layers"),
                     str(tmp / "out"),
+                    "--weights",
+                    str(tmp / "keras_weights.npz"),
+                    "--patches",
+                    str(tmp / "ig_patches.npy"),
                 ],
                 capture_output=True,
                 text=True,
@@ -154,9 +200,6 @@ def main() -> None:
         log("PyTorch eager reference pipeline ...")
         figures["torch_eager_layers_per_s"] = eager_reference(model, paths, tmp / "out")
 
-        patches = np.concatenate([tile(read(p), 128).patches for p in paths])
-        fp32 = TorchBackend(model, "fp32")
-        reference_classes = fp32.probabilities(patches).argmax(1)
         backends = {
             "torch-fp32": fp32,
             "torch-bf16": TorchBackend(model, "bf16"),
@@ -197,18 +240,25 @@ def main() -> None:
         figures["train_patches_per_s_fp32"] = train_rate("fp32")
 
         log("Integrated Gradients ...")
-        ig_patches = patches[:4]
         for steps in (50, 500):
+            chosen = ig_patches[:2] if steps == 500 else ig_patches
             for method in ("riemann_trapezoid", "gausslegendre"):
-                chosen = ig_patches[:2] if steps == 500 else ig_patches
-                seconds, delta = ig_rate(model, chosen, steps, method, repeats=1 if steps == 500 else 2)
+                seconds, delta, _ = ig_rate(model, chosen, steps, method)
                 figures[f"ig_{steps}_steps_{method}_s_per_patch"] = seconds
                 figures[f"ig_{steps}_steps_{method}_delta"] = delta
             figures[f"ig_{steps}_steps_s_per_patch"] = figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"]
-        for steps in (16, 32):
-            seconds, delta = ig_rate(model, ig_patches, steps, "gausslegendre")
+        for steps in (100, DEFAULT_STEPS):
+            seconds, delta, attributions = ig_rate(model, ig_patches, steps, "gausslegendre")
             figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"] = seconds
             figures[f"ig_{steps}_steps_gausslegendre_delta"] = delta
+        figures["ig_default_steps"] = DEFAULT_STEPS
+        figures["ig_default_s_per_patch"] = figures[f"ig_{DEFAULT_STEPS}_steps_gausslegendre_s_per_patch"]
+        figures["ig_default_delta"] = figures[f"ig_{DEFAULT_STEPS}_steps_gausslegendre_delta"]
+        for steps in (50, DEFAULT_STEPS):
+            seconds, delta, bf16_attributions = ig_rate(model, ig_patches, steps, "gausslegendre", "bf16")
+            figures[f"ig_bf16_{steps}_steps_s_per_patch"] = seconds
+            figures[f"ig_bf16_{steps}_steps_delta"] = delta
+        figures["ig_bf16_min_correlation_vs_fp32"] = attribution_agreement(bf16_attributions, attributions)
 
     if "tf_layers_per_s" in figures:
         figures["ratio_layers_vs_tf"] = figures["slmcnn_layers_per_s"] / figures["tf_layers_per_s"]
@@ -217,6 +267,9 @@ def main() -> None:
             figures[f"ratio_ig_{steps}_vs_tf"] = (
                 figures[f"tf_ig_{steps}_steps_s_per_patch"] / figures[f"ig_{steps}_steps_s_per_patch"]
             )
+        figures["ratio_ig_default_vs_tf_500"] = (
+            figures["tf_ig_500_steps_s_per_patch"] / figures["ig_default_s_per_patch"]
+        )
     figures["ratio_layers_vs_torch_eager"] = figures["slmcnn_layers_per_s"] / figures["torch_eager_layers_per_s"]
     if args.json:
         print(json.dumps(figures, indent=1))
@@ -241,19 +294,31 @@ def main() -> None:
         f"training: {figures['train_patches_per_s']:.1f} patches/s (fp32 {figures['train_patches_per_s_fp32']:.1f})"
         + (f", TensorFlow {figures['tf_train_patches_per_s']:.1f}" if "tf_train_patches_per_s" in figures else "")
     )
-    for steps in (16, 32, 50, 500):
+    for steps in (50, 100, DEFAULT_STEPS, 500):
         for method in ("riemann_trapezoid", "gausslegendre"):
             key = f"ig_{steps}_steps_{method}"
             if f"{key}_s_per_patch" in figures:
                 print(
-                    f"IG {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, delta {figures[key + '_delta']:.5f}"
+                    f"IG {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, "
+                    f"delta {figures[key + '_delta']:.5f}"
                 )
+    for steps in (50, DEFAULT_STEPS):
+        print(
+            f"IG {steps:3d} steps gausslegendre bf16    {figures[f'ig_bf16_{steps}_steps_s_per_patch']:.3f} s/patch, "
+            f"delta {figures[f'ig_bf16_{steps}_steps_delta']:.5f}"
+        )
+    print(f"IG bf16 vs fp32 attributions: smallest correlation {figures['ig_bf16_min_correlation_vs_fp32']:.4f}")
     if "tf_ig_50_steps_s_per_patch" in figures:
         for steps in (50, 500):
             print(
                 f"IG {steps:3d} steps TensorFlow reference {figures[f'tf_ig_{steps}_steps_s_per_patch']:.3f} s/patch, "
                 f"delta {figures[f'tf_ig_{steps}_steps_delta']:.5f}"
             )
+        print(
+            f"default IG ({DEFAULT_STEPS} Gauss-Legendre steps): {figures['ig_default_s_per_patch']:.3f} s/patch = "
+            f"1/{figures['ratio_ig_default_vs_tf_500']:.1f} of the reference's 500 steps; delta "
+            f"{figures['ig_default_delta']:.5f} vs {figures['tf_ig_500_steps_delta']:.5f}"
+        )
 
 
 if __name__ == "__main__":

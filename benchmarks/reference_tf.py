@@ -4,12 +4,13 @@ Runs inside .venv-tf (made by bench_predict.py). Same network as slmcnn; per lay
 Python loop copying tiles, per-image standardisation, `model.predict`, a Python loop painting the
 colour map, `cv2.addWeighted` overlay: the reference's structure. Also times training steps and
 Integrated Gradients as the TensorFlow tutorial the reference follows does it (alphas in batches of
-32, trapezoid rule). Prints one JSON object.
+32, trapezoid rule), with slmcnn's trained weights when --weights is given, so that convergence
+deltas compare. Prints one JSON object.
 """
 
+import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -81,38 +82,50 @@ def integrated_gradients(model, image, steps: int, target: int) -> tuple[np.ndar
 
 
 def main() -> None:
-    layer_dir, out_dir = sys.argv[1], sys.argv[2]
-    repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    paths = sorted(os.path.join(layer_dir, p) for p in os.listdir(layer_dir) if p.endswith(".png"))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("layer_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--weights", help=".npz of Keras-ordered weights (slmcnn's model); default: untrained")
+    parser.add_argument("--patches", help=".npy of uint8 patches to explain; default: one random patch")
+    args = parser.parse_args()
+    paths = sorted(os.path.join(args.layer_dir, p) for p in os.listdir(args.layer_dir) if p.endswith(".png"))
     model = build_model()
-    predict_layer(model, paths[0], os.path.join(out_dir, "warmup.png"))
+    if args.weights:
+        stored = np.load(args.weights)
+        model.set_weights([stored[f"w{i}"] for i in range(len(stored.files))])
+    predict_layer(model, paths[0], os.path.join(args.out_dir, "warmup.png"))
     start = time.perf_counter()
-    for _ in range(repeats):
-        for i, path in enumerate(paths):
-            predict_layer(model, path, os.path.join(out_dir, f"{i:05d}.png"))
-    layers_per_s = repeats * len(paths) / (time.perf_counter() - start)
+    for i, path in enumerate(paths):
+        predict_layer(model, path, os.path.join(args.out_dir, f"{i:05d}.png"))
+    layers_per_s = len(paths) / (time.perf_counter() - start)
 
     rng = np.random.default_rng(0)
+    if args.patches:
+        patches = np.load(args.patches)
+    else:
+        patches = rng.integers(0, 255, (1, PATCH, PATCH, 3)).astype(np.uint8)
+    explained = tf.image.per_image_standardization(patches.astype(np.float32) / 255.0)
+    targets = np.argmax(model.predict(explained, verbose=0), axis=1)
+    ig = {}
+    for steps in (50, 500):
+        integrated_gradients(model, explained[0], steps, int(targets[0]))
+        chosen = range(len(patches)) if steps == 50 else range(min(2, len(patches)))
+        start = time.perf_counter()
+        deltas = [abs(integrated_gradients(model, explained[i], steps, int(targets[i]))[1]) for i in chosen]
+        ig[steps] = ((time.perf_counter() - start) / len(chosen), float(np.mean(deltas)))
+
+    # training last: it changes the weights
     x = tf.image.per_image_standardization(rng.integers(0, 255, (64 * 12, PATCH, PATCH, 3)).astype(np.float32) / 255.0)
     y = rng.integers(0, 3, 64 * 12)
     model.fit(x[:128], y[:128], batch_size=64, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(x, y, batch_size=64, epochs=1, verbose=0)
     train_patches_per_s = len(y) / (time.perf_counter() - start)
-
-    patch = tf.image.per_image_standardization(rng.integers(0, 255, (PATCH, PATCH, 3)).astype(np.float32) / 255.0)
-    ig = {}
-    for steps in (50, 500):
-        integrated_gradients(model, patch, steps, 0)
-        count = 6 if steps == 50 else 2
-        start = time.perf_counter()
-        for _ in range(count):
-            _, delta = integrated_gradients(model, patch, steps, 0)
-        ig[steps] = ((time.perf_counter() - start) / count, abs(delta))
     print(
         json.dumps(
             {
                 "tf_version": tf.__version__,
+                "tf_weights": "slmcnn" if args.weights else "untrained",
                 "tf_layers_per_s": layers_per_s,
                 "tf_train_patches_per_s": train_patches_per_s,
                 "tf_ig_50_steps_s_per_patch": ig[50][0],
