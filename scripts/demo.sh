@@ -9,7 +9,7 @@ if [ ! -f src/slmcnn/models/default.safetensors ]; then
   exit 1
 fi
 "$SLMCNN" predict-layer examples/layers --truth examples/masks --out "$OUT" --html
-"$SLMCNN" predict-patches examples/patches --explain --steps 50 --out "$OUT/ig"
+"$SLMCNN" predict-patches examples/patches --explain --out "$OUT/ig"
 echo
 echo "wrote:"
 echo "  $OUT/index.html          each example layer beside its overlay, with error fractions and scores"

@@ -1,6 +1,8 @@
 import csv
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -22,6 +24,8 @@ def test_two_epoch_training_loss_falls_and_writes_everything(tiny_build, tmp_pat
         "--quiet",
         "--precision",
         "fp32",
+        "--schedule",
+        "cosine",
     )
     assert result.returncode == 0, result.stderr
     for name in (
@@ -37,6 +41,7 @@ def test_two_epoch_training_loss_falls_and_writes_everything(tiny_build, tmp_pat
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert len(rows) == 2
     assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3, 5e-4])  # cosine over 2 epochs
     assert "epoch   2" in result.stdout
 
 

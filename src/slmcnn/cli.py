@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="learning rate: constant (the reference) or cosine decay to 0 over --epochs",
+    )
     p.add_argument("--patience", type=int, default=20, help="early stopping on validation accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=1, help="train N times (seeds seed..seed+N-1), report mean ± std")
@@ -130,14 +136,26 @@ def _parser() -> argparse.ArgumentParser:
     p = command(
         "predict-patches",
         "Classify patch images; with --explain draw Integrated Gradients figures.",
-        "slmcnn predict-patches data/Patches --explain --steps 50 --out figures/",
+        "slmcnn predict-patches data/Patches --explain --out figures/",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="patch images, folders, or a class-folder data set")
     p.add_argument("--model", help="model file (default: the shipped model)")
     p.add_argument("--out", help="folder for IG figures (default: ig-figures)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--explain", action="store_true", help="write a 2x2 Integrated Gradients figure per patch")
-    p.add_argument("--steps", type=int, default=50, help="IG steps (the reference used 500)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=200,
+        help="IG steps (default 200 Gauss-Legendre steps: as converged as the reference's 500 trapezoid steps)",
+    )
+    p.add_argument(
+        "--ig-precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16 explains about 3x faster on CPUs with native bf16, with attributions correlating about "
+        "0.99 with fp32 but a larger convergence delta",
+    )
     p.add_argument(
         "--method",
         default="gausslegendre",
@@ -423,7 +441,9 @@ def cmd_predict_patches(args) -> int:
         out = Path(args.out or "ig-figures")
         out.mkdir(parents=True, exist_ok=True)
         targets = np.full(len(kept), class_index(args.target, "--target")) if args.target else None
-        explanations = explain(model, patches_arr, targets, args.steps, args.baseline, args.method)
+        explanations = explain(
+            model, patches_arr, targets, args.steps, args.baseline, args.method, precision=args.ig_precision
+        )
         for j, (k, e) in enumerate(zip(kept, explanations)):
             name = f"{table.paths[k].stem}.ig.png"
             title = f"{table.paths[k].name}: {CLASSES[e.target]} p={e.probability:.3f}, delta={e.delta:+.4f}"
@@ -569,6 +589,7 @@ def cmd_train(args) -> int:
         epochs=args.epochs,
         batch=args.batch,
         lr=args.lr,
+        schedule=args.schedule,
         patience=args.patience,
         seed=args.seed,
         class_weights=args.class_weights,

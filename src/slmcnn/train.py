@@ -15,7 +15,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from slmcnn import CLASSES, checkpoint, render
 from slmcnn.data import PatchTable, load_patches, load_sources, split
-from slmcnn.errors import DataError
+from slmcnn.errors import DataError, SettingsError
 from slmcnn.inference import TorchBackend, bf16_supported
 from slmcnn.metrics import Report, compute_report, summarise_runs
 from slmcnn.model import create_model
@@ -28,6 +28,7 @@ class TrainConfig:
     epochs: int = 150
     batch: int = 64
     lr: float = 1e-4
+    schedule: str = "constant"  # or "cosine": decays to 0 over `epochs`, steadier last epochs
     patience: int = 20
     seed: int = 0
     class_weights: str = "balanced"  # or "none"
@@ -90,6 +91,8 @@ def fit(
     show_progress: bool = True,
 ) -> FitResult:
     """Train one network; Ctrl-C stops early and still returns the best weights so far."""
+    if config.schedule not in ("constant", "cosine"):
+        raise SettingsError(f"schedule must be constant or cosine (got {config.schedule!r})")
     seed_everything(config.seed)
     if config.init:
         model, _ = checkpoint.load_model(config.init)
@@ -98,6 +101,11 @@ def fit(
     model = model.to(memory_format=torch.channels_last)
     precision = config.resolved_precision()
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
+        if config.schedule == "cosine"
+        else None
+    )
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight_tensor(train_y, config.class_weights))
     generator = torch.Generator().manual_seed(config.seed)
     labels = torch.from_numpy(train_y)
@@ -124,7 +132,14 @@ def fit(
                     total_loss += loss.item() * len(idx)
                     correct += (logits.argmax(1) == labels[idx]).sum().item()
                     bar.advance(task)
-            row = {"epoch": epoch, "loss": total_loss / len(order), "accuracy": correct / len(order)}
+            row = {
+                "epoch": epoch,
+                "lr": optimiser.param_groups[0]["lr"],
+                "loss": total_loss / len(order),
+                "accuracy": correct / len(order),
+            }
+            if scheduler:
+                scheduler.step()
             row.update(_validate(TorchBackend(model, precision), val_x, val_y, loss_fn))  # folds this epoch's weights
             row["seconds"] = time.perf_counter() - start
             result.history.append(row)
