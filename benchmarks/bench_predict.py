@@ -241,24 +241,27 @@ def main() -> None:
 
         log("Integrated Gradients ...")
         for steps in (50, 500):
-            chosen = ig_patches[:2] if steps == 500 else ig_patches
-            for method in ("riemann_trapezoid", "gausslegendre"):
-                seconds, delta, _ = ig_rate(model, chosen, steps, method)
+            for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
+                seconds, delta, _ = ig_rate(model, ig_patches, steps, method)
                 figures[f"ig_{steps}_steps_{method}_s_per_patch"] = seconds
                 figures[f"ig_{steps}_steps_{method}_delta"] = delta
             figures[f"ig_{steps}_steps_s_per_patch"] = figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"]
-        for steps in (100, DEFAULT_STEPS):
-            seconds, delta, attributions = ig_rate(model, ig_patches, steps, "gausslegendre")
-            figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"] = seconds
-            figures[f"ig_{steps}_steps_gausslegendre_delta"] = delta
-        figures["ig_default_steps"] = DEFAULT_STEPS
-        figures["ig_default_s_per_patch"] = figures[f"ig_{DEFAULT_STEPS}_steps_gausslegendre_s_per_patch"]
-        figures["ig_default_delta"] = figures[f"ig_{DEFAULT_STEPS}_steps_gausslegendre_delta"]
-        for steps in (50, DEFAULT_STEPS):
-            seconds, delta, bf16_attributions = ig_rate(model, ig_patches, steps, "gausslegendre", "bf16")
-            figures[f"ig_bf16_{steps}_steps_s_per_patch"] = seconds
-            figures[f"ig_bf16_{steps}_steps_delta"] = delta
+        seconds, delta, attributions = ig_rate(model, ig_patches, DEFAULT_STEPS, "adaptive")
+        figures.update(
+            {
+                f"ig_{DEFAULT_STEPS}_steps_adaptive_s_per_patch": seconds,
+                f"ig_{DEFAULT_STEPS}_steps_adaptive_delta": delta,
+                "ig_default_steps": DEFAULT_STEPS,
+                "ig_default_s_per_patch": seconds,
+                "ig_default_delta": delta,
+            }
+        )
+        for steps, method in ((50, "gausslegendre"), (DEFAULT_STEPS, "adaptive")):
+            seconds, delta, bf16_attributions = ig_rate(model, ig_patches, steps, method, "bf16")
+            figures[f"ig_bf16_{steps}_steps_{method}_s_per_patch"] = seconds
+            figures[f"ig_bf16_{steps}_steps_{method}_delta"] = delta
         figures["ig_bf16_min_correlation_vs_fp32"] = attribution_agreement(bf16_attributions, attributions)
+        figures["ig_bf16_50_steps_s_per_patch"] = figures["ig_bf16_50_steps_gausslegendre_s_per_patch"]
 
     if "tf_layers_per_s" in figures:
         figures["ratio_layers_vs_tf"] = figures["slmcnn_layers_per_s"] / figures["tf_layers_per_s"]
@@ -294,18 +297,19 @@ def main() -> None:
         f"training: {figures['train_patches_per_s']:.1f} patches/s (fp32 {figures['train_patches_per_s_fp32']:.1f})"
         + (f", TensorFlow {figures['tf_train_patches_per_s']:.1f}" if "tf_train_patches_per_s" in figures else "")
     )
-    for steps in (50, 100, DEFAULT_STEPS, 500):
-        for method in ("riemann_trapezoid", "gausslegendre"):
+    for steps in (50, DEFAULT_STEPS, 500):
+        for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
             key = f"ig_{steps}_steps_{method}"
             if f"{key}_s_per_patch" in figures:
                 print(
                     f"IG {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, "
                     f"delta {figures[key + '_delta']:.5f}"
                 )
-    for steps in (50, DEFAULT_STEPS):
+    for steps, method in ((50, "gausslegendre"), (DEFAULT_STEPS, "adaptive")):
+        key = f"ig_bf16_{steps}_steps_{method}"
         print(
-            f"IG {steps:3d} steps gausslegendre bf16    {figures[f'ig_bf16_{steps}_steps_s_per_patch']:.3f} s/patch, "
-            f"delta {figures[f'ig_bf16_{steps}_steps_delta']:.5f}"
+            f"IG {steps:3d} steps {method} bf16 {figures[key + '_s_per_patch']:.3f} s/patch, "
+            f"delta {figures[key + '_delta']:.5f}"
         )
     print(f"IG bf16 vs fp32 attributions: smallest correlation {figures['ig_bf16_min_correlation_vs_fp32']:.4f}")
     if "tf_ig_50_steps_s_per_patch" in figures:
@@ -315,7 +319,7 @@ def main() -> None:
                 f"delta {figures[f'tf_ig_{steps}_steps_delta']:.5f}"
             )
         print(
-            f"default IG ({DEFAULT_STEPS} Gauss-Legendre steps): {figures['ig_default_s_per_patch']:.3f} s/patch = "
+            f"default IG ({DEFAULT_STEPS} adaptive steps): {figures['ig_default_s_per_patch']:.3f} s/patch = "
             f"1/{figures['ratio_ig_default_vs_tf_500']:.1f} of the reference's 500 steps; delta "
             f"{figures['ig_default_delta']:.5f} vs {figures['tf_ig_500_steps_delta']:.5f}"
         )

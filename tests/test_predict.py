@@ -144,3 +144,36 @@ def test_predict_layer_explain_writes_heatmap(tiny_model_file, tmp_path, write_i
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o" / "a.attribution.png").is_file()
+
+
+def test_adaptive_nodes_cover_the_path_and_follow_the_output(tiny_model_file):
+    import torch
+
+    from slmcnn.explain import path_nodes
+
+    class Step(torch.nn.Module):  # output jumps between alpha 0.6 and 0.7 of the path
+        def forward(self, x):
+            level = x.mean((1, 2, 3))
+            p = torch.sigmoid((level - 0.65) * 200)
+            return torch.stack([1 - p, p], 1)
+
+    x, base = torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    sizes, alphas = path_nodes(Step(), x, base, 1, steps=40, probes=100)
+    assert sum(sizes) == pytest.approx(1.0)
+    assert all(0 < a < 1 for a in alphas) and alphas == sorted(alphas)
+    inside = sum(0.6 <= a <= 0.7 for a in alphas)
+    assert inside >= 15  # uniform nodes would put 4 of 40 there
+
+    model, _ = load_model(tiny_model_file)
+    patch = np.random.default_rng(5).integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)
+    adaptive = explain(model, patch, steps=48)[0]
+    dense = explain(model, patch, steps=1000, method="riemann_trapezoid")[0]
+    assert np.corrcoef(adaptive.attribution.ravel(), dense.attribution.ravel())[0, 1] > 0.99
+
+
+def test_unknown_ig_method_is_a_settings_error(tiny_model_file):
+    from slmcnn.errors import SettingsError
+
+    model, _ = load_model(tiny_model_file)
+    with pytest.raises(SettingsError, match="--method"):
+        explain(model, np.zeros((1, 128, 128, 3), np.uint8), method="simpson")
