@@ -202,3 +202,38 @@ def test_live_build_with_kill_and_restart(tmp_path):
     assert body and body.group(1) == body.group(2) and int(body.group(1)) >= 2 + 2 * layers
     assert 'id="curve"' in shown.stdout and 'id="heatmap"' in shown.stdout
     assert "CONSOLE" not in shown.stderr, shown.stderr
+
+
+def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, tiny_model_file, tmp_path):
+    watch, db, out = tmp_path / "camera", tmp_path / "b.sqlite", tmp_path / "out"
+    watch.mkdir()
+    for name in ("00001.png", "00002.png"):
+        shutil.copy(tiny_build / "layers" / name, watch / name)
+    args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--exit-when-idle", "1", "--settle", "0.1")
+    args += ("--out", out, "--alert-error-fraction", "0")
+    assert run_cli(*args).returncode == 0
+    journal = out / "alerts.jsonl"
+    lines = journal.read_text().splitlines()
+    # what a kill between the database commit and the journal append leaves behind
+    journal.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["layer"] != 2))
+    with sqlite3.connect(db) as conn:
+        conn.execute("update alerts set raised = 0 where layer = 2")
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert "ALERT layer 2" in second.stdout and "ALERT layer 1" not in second.stdout
+    assert sorted(journal.read_text().splitlines()) == sorted(lines)
+    assert _db_rows(db, "select count(*) from alerts where raised = 0")[0][0] == 0
+
+
+def test_database_from_the_first_version_gets_the_raised_column(tmp_path):
+    from slmcnn.store import ResultStore
+
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "create table alerts (id integer primary key, build_id integer not null, layer_id integer not null, "
+            "layer integer, file varchar, rule varchar, message text, value float, created float)"
+        )
+        conn.execute("insert into alerts values (1, 1, 1, 7, 'a.png', 'error-fraction', 'm', 0.5, 0)")
+    ResultStore(db)
+    assert _db_rows(db, "select layer, raised from alerts") == [(7, 1)]

@@ -213,8 +213,13 @@ class Monitor:
             f"layer {number:5d} {result.path.name}: powder {f['Powder']:.3f} object {f['Object']:.3f} "
             f"error {f['Error']:.3f} ({result.seconds:.2f}s)"
         )
-        for alert in alerts:
-            self._raise(alert)
+        self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raise every stored alert not raised yet: this layer's, and any a killed run left behind."""
+        for row in self.store.unraised_alerts(self.build_id):
+            self._raise(Alert(**{k: v for k, v in row.items() if k != "id"}))
+            self.store.mark_raised([row["id"]])
 
     def _raise(self, alert: Alert) -> None:
         self.log(f"ALERT layer {alert.layer} [{alert.rule}] {alert.message}")
@@ -251,6 +256,7 @@ class Monitor:
         observer = PollingObserver(timeout=0.5) if self.poll else Observer()
         observer.schedule(Handler(), str(self.watch_dir), recursive=False)
         observer.start()
+        self.raise_pending()
         last_work = time.time()
         try:
             while True:

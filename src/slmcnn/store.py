@@ -21,7 +21,10 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    inspect,
     select,
+    text,
+    update,
 )
 
 from slmcnn import CLASSES, render
@@ -164,6 +167,9 @@ alerts = Table(
     Column("message", Text),
     Column("value", Float),
     Column("created", Float),
+    # 0 until printed, appended to alerts.jsonl and handed to --on-alert: a monitor killed in between
+    # raises it again when restarted, so no alert is lost
+    Column("raised", Integer, nullable=False, server_default="0"),
 )
 
 
@@ -178,6 +184,9 @@ class ResultStore:
     def __init__(self, db: str | Path):
         self.engine = create_engine(database_url(db))
         schema.create_all(self.engine)
+        if "raised" not in {c["name"] for c in inspect(self.engine).get_columns("alerts")}:
+            with self.engine.begin() as conn:  # a database from slmcnn 0.1.0: its alerts were all raised
+                conn.execute(text("ALTER TABLE alerts ADD COLUMN raised INTEGER NOT NULL DEFAULT 1"))
 
     def build(self, watch_dir: str, model: str = "") -> int:
         with self.engine.begin() as conn:
@@ -273,6 +282,18 @@ class ResultStore:
                     insert(alerts),
                     [{**a, "build_id": build_id, "layer_id": layer_id, "created": time.time()} for a in alert_rows],
                 )
+
+    def unraised_alerts(self, build_id: int) -> list[dict]:
+        """Alerts stored but not yet fully raised (the monitor stopped in between), oldest first."""
+        columns = [alerts.c.id, alerts.c.layer, alerts.c.file, alerts.c.rule, alerts.c.message, alerts.c.value]
+        query = select(*columns).where(alerts.c.build_id == build_id, alerts.c.raised == 0).order_by(alerts.c.id)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def mark_raised(self, alert_ids: list[int]) -> None:
+        if alert_ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(alerts).where(alerts.c.id.in_(alert_ids)).values(raised=1))
 
     def add_failed(self, build_id: int, file: str, number: int | None, message: str) -> None:
         with self.engine.begin() as conn:
