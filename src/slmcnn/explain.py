@@ -42,8 +42,10 @@ class _Probability(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, bf16: bool):
         super().__init__()
         network = for_evaluation(model.eval())
+        if network is model:  # not foldable: work on a copy, the caller's model keeps its settings
+            network = copy.deepcopy(model)
         self.dtype = torch.bfloat16 if bf16 else torch.float32
-        self.network = copy.deepcopy(network).to(self.dtype) if bf16 else network
+        self.network = network.to(self.dtype)
         for p in self.network.parameters():
             p.requires_grad_(False)  # IG needs input gradients only
 
