@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from slmcnn import checkpoint
-from slmcnn.explain import DEFAULT_STEPS, explain
+from slmcnn.explain import DEFAULT_STEPS, explain, resolve_precision
 from slmcnn.export import export_onnx
 from slmcnn.images import read
 from slmcnn.inference import OnnxBackend, TorchBackend
@@ -240,28 +240,23 @@ def main() -> None:
         figures["train_patches_per_s_fp32"] = train_rate("fp32")
 
         log("Integrated Gradients ...")
-        for steps in (50, 500):
-            for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
-                seconds, delta, _ = ig_rate(model, ig_patches, steps, method)
-                figures[f"ig_{steps}_steps_{method}_s_per_patch"] = seconds
-                figures[f"ig_{steps}_steps_{method}_delta"] = delta
-            figures[f"ig_{steps}_steps_s_per_patch"] = figures[f"ig_{steps}_steps_gausslegendre_s_per_patch"]
-        seconds, delta, attributions = ig_rate(model, ig_patches, DEFAULT_STEPS, "adaptive")
-        figures.update(
-            {
-                f"ig_{DEFAULT_STEPS}_steps_adaptive_s_per_patch": seconds,
-                f"ig_{DEFAULT_STEPS}_steps_adaptive_delta": delta,
-                "ig_default_steps": DEFAULT_STEPS,
-                "ig_default_s_per_patch": seconds,
-                "ig_default_delta": delta,
-            }
-        )
-        for steps, method in ((50, "gausslegendre"), (DEFAULT_STEPS, "adaptive")):
-            seconds, delta, bf16_attributions = ig_rate(model, ig_patches, steps, method, "bf16")
-            figures[f"ig_bf16_{steps}_steps_{method}_s_per_patch"] = seconds
-            figures[f"ig_bf16_{steps}_steps_{method}_delta"] = delta
-        figures["ig_bf16_min_correlation_vs_fp32"] = attribution_agreement(bf16_attributions, attributions)
-        figures["ig_bf16_50_steps_s_per_patch"] = figures["ig_bf16_50_steps_gausslegendre_s_per_patch"]
+        attributions = {}
+        for precision in ("fp32", "bf16"):
+            for steps in (50, 500):
+                for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
+                    seconds, delta, _ = ig_rate(model, ig_patches, steps, method, precision)
+                    figures[f"ig_{precision}_{steps}_steps_{method}_s_per_patch"] = seconds
+                    figures[f"ig_{precision}_{steps}_steps_{method}_delta"] = delta
+            seconds, delta, attributions[precision] = ig_rate(model, ig_patches, DEFAULT_STEPS, "adaptive", precision)
+            figures[f"ig_{precision}_{DEFAULT_STEPS}_steps_adaptive_s_per_patch"] = seconds
+            figures[f"ig_{precision}_{DEFAULT_STEPS}_steps_adaptive_delta"] = delta
+        figures["ig_bf16_min_correlation_vs_fp32"] = attribution_agreement(attributions["bf16"], attributions["fp32"])
+        default = figures["ig_default_precision"] = resolve_precision()
+        figures["ig_default_steps"] = DEFAULT_STEPS
+        for key in ("s_per_patch", "delta"):
+            figures[f"ig_default_{key}"] = figures[f"ig_{default}_{DEFAULT_STEPS}_steps_adaptive_{key}"]
+            for steps in (50, 500):  # at the reference's step counts: its rule's step count, default precision
+                figures[f"ig_{steps}_steps_{key}"] = figures[f"ig_{default}_{steps}_steps_gausslegendre_{key}"]
 
     if "tf_layers_per_s" in figures:
         figures["ratio_layers_vs_tf"] = figures["slmcnn_layers_per_s"] / figures["tf_layers_per_s"]
@@ -297,20 +292,15 @@ def main() -> None:
         f"training: {figures['train_patches_per_s']:.1f} patches/s (fp32 {figures['train_patches_per_s_fp32']:.1f})"
         + (f", TensorFlow {figures['tf_train_patches_per_s']:.1f}" if "tf_train_patches_per_s" in figures else "")
     )
-    for steps in (50, DEFAULT_STEPS, 500):
-        for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
-            key = f"ig_{steps}_steps_{method}"
-            if f"{key}_s_per_patch" in figures:
-                print(
-                    f"IG {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, "
-                    f"delta {figures[key + '_delta']:.5f}"
-                )
-    for steps, method in ((50, "gausslegendre"), (DEFAULT_STEPS, "adaptive")):
-        key = f"ig_bf16_{steps}_steps_{method}"
-        print(
-            f"IG {steps:3d} steps {method} bf16 {figures[key + '_s_per_patch']:.3f} s/patch, "
-            f"delta {figures[key + '_delta']:.5f}"
-        )
+    for precision in ("fp32", "bf16"):
+        for steps in (50, DEFAULT_STEPS, 500):
+            for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
+                key = f"ig_{precision}_{steps}_steps_{method}"
+                if f"{key}_s_per_patch" in figures:
+                    print(
+                        f"IG {precision} {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, "
+                        f"delta {figures[key + '_delta']:.5f}"
+                    )
     print(f"IG bf16 vs fp32 attributions: smallest correlation {figures['ig_bf16_min_correlation_vs_fp32']:.4f}")
     if "tf_ig_50_steps_s_per_patch" in figures:
         for steps in (50, 500):
@@ -319,7 +309,7 @@ def main() -> None:
                 f"delta {figures[f'tf_ig_{steps}_steps_delta']:.5f}"
             )
         print(
-            f"default IG ({DEFAULT_STEPS} adaptive steps): {figures['ig_default_s_per_patch']:.3f} s/patch = "
+            f"default IG ({DEFAULT_STEPS} adaptive steps, {figures['ig_default_precision']}): {figures['ig_default_s_per_patch']:.3f} s/patch = "
             f"1/{figures['ratio_ig_default_vs_tf_500']:.1f} of the reference's 500 steps; delta "
             f"{figures['ig_default_delta']:.5f} vs {figures['tf_ig_500_steps_delta']:.5f}"
         )

@@ -117,7 +117,7 @@ def test_integrated_gradients_completeness(tiny_model_file):
 
     model, _ = load_model(tiny_model_file)
     patches = np.random.default_rng(3).integers(0, 255, (2, 128, 128, 3), dtype=np.uint8)
-    explanations = explain(model, patches, steps=64)
+    explanations = explain(model, patches, steps=64, precision="fp32")
     from slmcnn.preprocess import standardise, to_unit_tensor
 
     with torch.no_grad():
