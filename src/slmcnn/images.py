@@ -65,8 +65,8 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write a PNG (RGB or single channel), fast (zlib level 1; the default strategy makes overlays 30% smaller than run-length, as fast) and with
-    deterministic bytes for the same array."""
+    """Write a PNG (RGB or single channel), fast and with deterministic bytes for the same array:
+    zlib level 1 with the default strategy (overlays 30% smaller than run-length, as fast)."""
     import cv2
 
     if array.ndim == 3:
