@@ -177,3 +177,21 @@ def test_unknown_ig_method_is_a_settings_error(tiny_model_file):
     model, _ = load_model(tiny_model_file)
     with pytest.raises(SettingsError, match="--method"):
         explain(model, np.zeros((1, 128, 128, 3), np.uint8), method="simpson")
+
+
+def test_layer_writer_raises_what_went_wrong_in_the_background(tmp_path, monkeypatch):
+    from slmcnn import store
+
+    written = []
+
+    def write(result, out, stem):
+        if stem == "bad":
+            raise OSError("disk full")
+        written.append(stem)
+
+    monkeypatch.setattr(store, "write_layer", write)
+    with pytest.raises(OSError, match="disk full"):
+        with store.LayerWriter(tmp_path, max_pending=2) as writer:
+            for stem in ("a", "b", "bad", "c"):
+                writer.submit(None, stem)
+    assert written[:2] == ["a", "b"]
