@@ -16,7 +16,7 @@ from captum.attr import IntegratedGradients
 from slmcnn.errors import SettingsError
 from slmcnn.folding import for_evaluation
 from slmcnn.inference import bf16_supported
-from slmcnn.preprocess import standardise, to_unit_tensor
+from slmcnn.preprocess import prepare
 
 BASELINES = ("black", "blur", "noise")
 LARGE_DELTA = 0.05
@@ -141,9 +141,9 @@ def explain(
     if method not in METHODS:
         raise SettingsError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
     wrapped = _Probability(model, precision == "bf16")
-    x = standardise(to_unit_tensor(patches))
+    x = prepare(patches)
     base_imgs = baseline_images(patches, baseline)
-    base = standardise(to_unit_tensor(base_imgs))
+    base = prepare(base_imgs)
     with torch.no_grad():
         probs = wrapped(x)
     if targets is None:

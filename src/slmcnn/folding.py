@@ -4,9 +4,9 @@ In evaluation BatchNorm is a per-channel affine map a*x + b. Where every a > 0 i
 max-pooling, and ReLU commutes with max-pooling, so each block Conv -> ReLU -> BN -> MaxPool equals
 Conv -> MaxPool -> ReLU followed by a*x + b, and that affine map folds into the next convolution's
 weights (or the first dense layer). The next convolution's zero padding becomes padding with -b/a,
-the value that the unfolded BatchNorm maps to 0. The result is
-the original function to float rounding, with no BatchNorm and ReLU on a quarter of the pixels;
-gradients through it are faster, which is what Integrated Gradients spends its time on.
+the value that the unfolded BatchNorm maps to 0. The result is the original function to float
+rounding, with no BatchNorm and ReLU on a quarter of the pixels; gradients through it are faster,
+which is what Integrated Gradients spends its time on.
 """
 
 import copy
@@ -16,6 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from slmcnn.model import SlmCnn
+
+
+def batchnorm_affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) with BatchNorm in evaluation == a * x + b per channel."""
+    with torch.no_grad():
+        a = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        return a, norm.bias - norm.running_mean * a
 
 
 class FoldedSlmCnn(nn.Module):
@@ -40,8 +47,7 @@ class FoldedSlmCnn(nn.Module):
                 weights.append(weight.contiguous(memory_format=torch.channels_last))
                 biases.append(bias)
                 frames.append(frame.contiguous(memory_format=torch.channels_last))
-                a = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-                previous = (a, norm.bias - norm.running_mean * a)
+                previous = batchnorm_affine(norm)
                 side //= 2
             dense, last = model.classifier[1], model.classifier[4]
             a, b = previous
@@ -50,8 +56,8 @@ class FoldedSlmCnn(nn.Module):
             self.dense.weight.copy_(dense.weight * a.repeat_interleave(per_position).view(1, -1))
             self.dense.bias.copy_(dense.bias + dense.weight @ b.repeat_interleave(per_position))
             self.last = copy.deepcopy(last)
-        self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in weights)
-        self.biases = nn.ParameterList(nn.Parameter(b, requires_grad=False) for b in biases)
+        self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
+        self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
         for i, frame in enumerate(frames):
             self.register_buffer(f"frame{i}", frame)
         for p in self.parameters():
@@ -73,11 +79,7 @@ def foldable(model: nn.Module) -> bool:
     and whose feature maps stay at least 3 pixels wide."""
     if not isinstance(model, SlmCnn) or model.spec.patch // 2 ** (len(model.spec.filters) - 1) < 3:
         return False
-    with torch.no_grad():
-        return all(
-            bool((block[2].weight / torch.sqrt(block[2].running_var + block[2].eps) > 0).all())
-            for block in model.features
-        )
+    return all(bool((batchnorm_affine(block[2])[0] > 0).all()) for block in model.features)
 
 
 def for_evaluation(model: nn.Module) -> nn.Module:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from slmcnn.folding import for_evaluation
-from slmcnn.preprocess import prepare, standardise
+from slmcnn.preprocess import prepare, standardise, unit_scale
 
 # Small batches keep the activations in the CPU's cache: compiled bf16 ran 2.7x the patches/s of
 # batch 256 at 16 patches, eager PyTorch best at 8 (2 cores; benchmarks/README.md).
@@ -65,7 +65,7 @@ class TorchBackend:
     @torch.inference_mode()
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         out = []
-        scale = 65535.0 if patches.dtype == np.uint16 else 255.0
+        scale = unit_scale(patches)
         for start in range(0, len(patches), self.batch):
             chunk = torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch]))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):

@@ -4,11 +4,18 @@ import numpy as np
 import torch
 
 
+def unit_scale(patches: np.ndarray) -> float:
+    """The value of full white: 65535 for 16-bit images, 255 for 8-bit."""
+    return 65535.0 if patches.dtype == np.uint16 else 255.0
+
+
+def _unit_nhwc(patches: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(patches)).float().div_(unit_scale(patches))
+
+
 def to_unit_tensor(patches: np.ndarray) -> torch.Tensor:
     """NxPxPx3 uint8/uint16 -> Nx3xPxP float32 in [0, 1] (16-bit scaled by 65535, 8-bit by 255)."""
-    scale = 65535.0 if patches.dtype == np.uint16 else 255.0
-    tensor = torch.from_numpy(np.ascontiguousarray(patches)).float().div_(scale)
-    return tensor.permute(0, 3, 1, 2)
+    return _unit_nhwc(patches).permute(0, 3, 1, 2)
 
 
 def standardise(x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +31,4 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 def prepare(patches: np.ndarray) -> torch.Tensor:
     """Image patches straight to network input in channels-last memory (faster on CPU): standardised
     while still NxPxPx3, where each patch is one contiguous run, then only re-labelled as NCHW."""
-    scale = 65535.0 if patches.dtype == np.uint16 else 255.0
-    x = torch.from_numpy(np.ascontiguousarray(patches)).float().div_(scale)
-    return standardise(x).permute(0, 3, 1, 2)
+    return standardise(_unit_nhwc(patches)).permute(0, 3, 1, 2)
