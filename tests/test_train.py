@@ -108,3 +108,21 @@ def test_random_flips_flip_whole_patches_about_half_the_time():
         kinds.append(next(k for k, v in options.items() if np.array_equal(v, after)))
     counts = {k: kinds.count(k) for k in ("none", "lr", "ud", "both")}
     assert all(60 < c < 140 for c in counts.values()), counts
+
+
+def test_random_turns_give_all_eight_views_equally_often():
+    import numpy as np
+    import torch
+
+    from slmcnn.train import random_flips
+
+    rng = np.random.default_rng(2)
+    patches = rng.integers(0, 255, (800, 5, 5, 3), dtype=np.uint8)
+    turned = random_flips(patches, torch.Generator().manual_seed(0), turns=True)
+    counts = np.zeros(8, int)
+    for before, after in zip(patches, turned):
+        views = [np.rot90(v, k) for v in (before, before[:, ::-1]) for k in range(4)]
+        matches = [i for i, v in enumerate(views) if np.array_equal(v, after)]
+        assert len(matches) == 1
+        counts[matches[0]] += 1
+    assert all(60 < c < 140 for c in counts), counts

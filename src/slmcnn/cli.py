@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weights", choices=["balanced", "none"], default="balanced")
     p.add_argument("--no-flips", action="store_true", help="turn off random horizontal/vertical flips")
     p.add_argument(
+        "--turns",
+        action="store_true",
+        help="also random quarter turns (all 8 mirror/rotation views): for data whose recoater direction varies",
+    )
+    p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
@@ -585,6 +590,8 @@ def cmd_train(args) -> int:
 
     if args.runs < 1 or args.epochs < 1 or args.batch < 1:
         raise SlmcnnError("--runs, --epochs and --batch must be at least 1")
+    if args.turns and args.no_flips:
+        raise SlmcnnError("--turns adds quarter turns to the flips; it cannot be used with --no-flips")
     config = TrainConfig(
         arch=args.arch,
         epochs=args.epochs,
@@ -595,6 +602,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         class_weights=args.class_weights,
         flips=not args.no_flips,
+        turns=args.turns,
         precision=args.precision,
         init=args.init,
     )

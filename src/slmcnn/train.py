@@ -17,6 +17,7 @@ from slmcnn import CLASSES, checkpoint, render
 from slmcnn.data import PatchTable, load_patches, load_sources, split
 from slmcnn.errors import DataError, SettingsError
 from slmcnn.inference import TorchBackend, bf16_supported
+from slmcnn.memory import keep_freed_memory
 from slmcnn.metrics import Report, compute_report, summarise_runs
 from slmcnn.model import create_model
 from slmcnn.preprocess import prepare
@@ -33,6 +34,7 @@ class TrainConfig:
     seed: int = 0
     class_weights: str = "balanced"  # or "none"
     flips: bool = True
+    turns: bool = False  # also random quarter turns: for data whose recoater direction varies
     precision: str = "auto"  # auto | fp32 | bf16
     init: str | None = None
     patch: int = 128
@@ -68,16 +70,20 @@ def class_weight_tensor(labels: np.ndarray, mode: str) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def random_flips(patches: np.ndarray, generator: torch.Generator) -> np.ndarray:
-    """Flip each NxPxPxC patch left-right and up-down with probability 1/2 each. Done on the image
-    bytes before standardisation (which flips do not change): a quarter of the memory traffic of
-    flipping float tensors."""
+def random_flips(patches: np.ndarray, generator: torch.Generator, turns: bool = False) -> np.ndarray:
+    """Flip each NxPxPxC patch left-right and up-down with probability 1/2 each; with `turns`, also
+    transpose it with probability 1/2, which together with the flips gives all eight quarter turns
+    and mirror images. Done on the image bytes before standardisation (which neither changes): a
+    quarter of the memory traffic of flipping float tensors."""
     n = len(patches)
     flip_h = (torch.rand(n, generator=generator) < 0.5).numpy()
     flip_v = (torch.rand(n, generator=generator) < 0.5).numpy()
     out = patches.copy()
     out[flip_h] = out[flip_h, :, ::-1]
     out[flip_v] = out[flip_v, ::-1]
+    if turns:
+        swap = (torch.rand(n, generator=generator) < 0.5).numpy()
+        out[swap] = out[swap].transpose(0, 2, 1, 3)
     return out
 
 
@@ -94,6 +100,7 @@ def fit(
     if config.schedule not in ("constant", "cosine"):
         raise SettingsError(f"schedule must be constant or cosine (got {config.schedule!r})")
     seed_everything(config.seed)
+    keep_freed_memory()
     if config.init:
         model, _ = checkpoint.load_model(config.init)
     else:
@@ -122,7 +129,7 @@ def fit(
                 for begin in batches:
                     idx = order[begin : begin + config.batch]
                     batch = train_x[idx.numpy()]
-                    x = prepare(random_flips(batch, generator) if config.flips else batch)
+                    x = prepare(random_flips(batch, generator, config.turns) if config.flips else batch)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                         logits = model(x)
                     loss = loss_fn(logits.float(), labels[idx])
