@@ -32,6 +32,8 @@ def test_bad_training_inputs(tmp_path, write_image):
     for i in range(4):
         write_image(f"big/Powder/{i}.png", np.zeros((100, 100, 3), np.uint8))
     assert "--resize" in one_line_error(run_cli("train", tmp_path / "big", "--out", tmp_path / "r"))
+    both = run_cli("train", tmp_path / "big", "--out", tmp_path / "r", "--turns", "--no-flips")
+    assert "--no-flips" in one_line_error(both)
 
 
 def test_bad_model_files(tmp_path, tiny_build):
