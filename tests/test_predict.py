@@ -129,6 +129,31 @@ def test_integrated_gradients_completeness(tiny_model_file):
         assert abs(e.delta) < 0.05
 
 
+@pytest.mark.parametrize("positive_scales", [True, False])
+def test_bf16_explanations_keep_the_dense_head_in_float32(tiny_model_file, positive_scales):
+    import torch
+
+    from slmcnn.explain import _Probability
+    from slmcnn.preprocess import prepare
+
+    model, _ = load_model(tiny_model_file)
+    if not positive_scales:  # unfoldable: the network's own classifier is the head
+        with torch.no_grad():
+            model.features[1][2].weight[0] = -1.0
+    patches = np.random.default_rng(4).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
+    with torch.no_grad():
+        exact = _Probability(model, bf16=False)(prepare(patches))
+        mixed = _Probability(model, bf16=True)
+        probs = mixed(prepare(patches))
+    dtypes = {p.dtype for name, p in mixed.network.named_parameters() if "dense" in name or "last" in name}
+    dtypes |= {p.dtype for name, p in mixed.network.named_parameters() if "classifier" in name}
+    assert dtypes == {torch.float32}
+    assert torch.bfloat16 in {p.dtype for p in mixed.network.parameters()}
+    assert probs.dtype == torch.float32
+    assert torch.allclose(probs, exact, atol=0.02)
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is untouched
+
+
 def test_predict_layer_explain_writes_heatmap(tiny_model_file, tmp_path, write_image):
     write_image("l/a.png", np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8))
     result = run_cli(

@@ -151,8 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps",
         type=int,
-        default=128,
-        help="IG steps (default 128 adaptive steps: as converged as the reference's 500 trapezoid steps)",
+        help="IG steps (default 256, placed adaptively: near the convergence of the reference's 500 trapezoid steps)",
     )
     p.add_argument(
         "--ig-precision",
@@ -442,13 +441,19 @@ def cmd_predict_patches(args) -> int:
         print()
         print(compute_report(truth, predicted).to_text())
     if args.explain:
-        from slmcnn.explain import LARGE_DELTA, explain
+        from slmcnn.explain import DEFAULT_STEPS, LARGE_DELTA, explain
 
         out = Path(args.out or "ig-figures")
         out.mkdir(parents=True, exist_ok=True)
         targets = np.full(len(kept), class_index(args.target, "--target")) if args.target else None
         explanations = explain(
-            model, patches_arr, targets, args.steps, args.baseline, args.method, precision=args.ig_precision
+            model,
+            patches_arr,
+            targets,
+            DEFAULT_STEPS if args.steps is None else args.steps,
+            args.baseline,
+            args.method,
+            precision=args.ig_precision,
         )
         for j, (k, e) in enumerate(zip(kept, explanations)):
             name = f"{table.paths[k].stem}.ig.png"

@@ -64,14 +64,22 @@ class FoldedSlmCnn(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution blocks: NCHW patches in, flat features out."""
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             if i == 0:  # the image itself is zero padded
                 x = F.conv2d(x, weight, bias, padding=1)
             else:  # pad with the value the unfolded BatchNorm maps to 0
                 x = F.conv2d(F.pad(x, (1, 1, 1, 1)) + getattr(self, f"frame{i}").to(x.dtype), weight, bias)
             x = F.relu(F.max_pool2d(x, 2))
-        return self.last(F.relu(self.dense(torch.flatten(x, 1))))
+        return torch.flatten(x, 1)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The dense layers: flat features in, logits out."""
+        return self.last(F.relu(self.dense(features)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 def foldable(model: nn.Module) -> bool:
