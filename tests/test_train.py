@@ -126,3 +126,15 @@ def test_random_turns_give_all_eight_views_equally_often():
         assert len(matches) == 1
         counts[matches[0]] += 1
     assert all(60 < c < 140 for c in counts), counts
+
+
+def test_impossible_training_settings_are_refused_by_the_config():
+    import pytest
+
+    from slmcnn.errors import SettingsError
+    from slmcnn.train import TrainConfig
+
+    with pytest.raises(SettingsError, match="--no-flips"):
+        TrainConfig(flips=False, turns=True)
+    with pytest.raises(SettingsError, match="cosine"):
+        TrainConfig(schedule="step")

@@ -595,8 +595,6 @@ def cmd_train(args) -> int:
 
     if args.runs < 1 or args.epochs < 1 or args.batch < 1:
         raise SlmcnnError("--runs, --epochs and --batch must be at least 1")
-    if args.turns and args.no_flips:
-        raise SlmcnnError("--turns adds quarter turns to the flips; it cannot be used with --no-flips")
     config = TrainConfig(
         arch=args.arch,
         epochs=args.epochs,

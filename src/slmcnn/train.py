@@ -39,6 +39,12 @@ class TrainConfig:
     init: str | None = None
     patch: int = 128
 
+    def __post_init__(self):
+        if self.schedule not in ("constant", "cosine"):
+            raise SettingsError(f"schedule must be constant or cosine (got {self.schedule!r})")
+        if self.turns and not self.flips:
+            raise SettingsError("--turns adds quarter turns to the flips; it cannot be used with --no-flips")
+
     def resolved_precision(self) -> str:
         if self.precision == "auto":
             return "bf16" if bf16_supported() else "fp32"
@@ -97,8 +103,6 @@ def fit(
     show_progress: bool = True,
 ) -> FitResult:
     """Train one network; Ctrl-C stops early and still returns the best weights so far."""
-    if config.schedule not in ("constant", "cosine"):
-        raise SettingsError(f"schedule must be constant or cosine (got {config.schedule!r})")
     seed_everything(config.seed)
     keep_freed_memory()
     if config.init:
