@@ -157,8 +157,8 @@ def _parser() -> argparse.ArgumentParser:
         "--ig-precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
-        help="auto: bf16 where the CPU computes it natively (2.2-2.4x faster than fp32; attributions "
-        "correlated 0.996 or more with fp32's in the benchmark, with about twice the convergence delta)",
+        help="auto: bf16 where the CPU computes it natively (about 2.3x faster than fp32; attributions "
+        "correlated 0.996 or more with fp32's in the benchmark, convergence delta 0.00046 vs 0.00034 at 256 steps)",
     )
     p.add_argument(
         "--method",
