@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from slmcnn import checkpoint
-from slmcnn.explain import DEFAULT_STEPS, explain, resolve_precision
+from slmcnn.explain import DEFAULT_STEPS, explain
 from slmcnn.export import export_onnx
 from slmcnn.images import read
 from slmcnn.inference import OnnxBackend, TorchBackend
@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tf_env import tf_python  # noqa: E402
 
 GFLOP_PER_PATCH = 0.5606  # 2 x 0.2803 GMAC of the reference network at 128 x 128
+IG_PATCHES = 12  # four of each class: deltas at the 1e-4 level swing from patch to patch
+CONVERGED_PATCHES, CONVERGED_STEPS = 4, 2048  # fp32 Gauss-Legendre: the integral to 1e-4 relative
 COLOURS = np.array([[255, 255, 255], [255, 0, 0], [0, 0, 255]], np.uint8)
 
 
@@ -119,6 +121,12 @@ def attribution_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(min(np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b)))
 
 
+def attribution_error(a: np.ndarray, converged: np.ndarray) -> float:
+    """Mean per-patch relative L2 distance from converged attributions: how far from the integral
+    the explanation is, pixel by pixel (the delta only checks their sum)."""
+    return float(np.mean([np.linalg.norm(x - c) / np.linalg.norm(c) for x, c in zip(a, converged)]))
+
+
 def keras_weights(model: torch.nn.Module) -> list[np.ndarray]:
     """slmcnn's weights in the order and layout Keras' model.set_weights expects (HWIO kernels,
     and the first dense layer's rows reordered from channel-major to channel-last flattening)."""
@@ -135,11 +143,12 @@ def keras_weights(model: torch.nn.Module) -> list[np.ndarray]:
     return [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
 
 
-def mixed_patches(patches: np.ndarray, classes: np.ndarray, count: int = 4) -> np.ndarray:
-    """The first patch of each predicted class, then the next ones, so explanations cover all classes."""
-    firsts = [int(np.flatnonzero(classes == c)[0]) for c in np.unique(classes)]
-    rest = [i for i in range(len(patches)) if i not in firsts]
-    return patches[(firsts + rest)[:count]]
+def mixed_patches(patches: np.ndarray, classes: np.ndarray, count: int = IG_PATCHES) -> np.ndarray:
+    """Patches taken in turn from each predicted class (first, second, ... of each), so that
+    explanations cover all classes and a mean delta is not one patch's luck."""
+    members = [np.flatnonzero(classes == c) for c in np.unique(classes)]
+    turns = [int(m[k]) for k in range(max(len(m) for m in members)) for m in members if k < len(m)]
+    return patches[turns[:count]]
 
 
 def int8_backend(model, tmp: Path):
@@ -190,6 +199,8 @@ def main() -> None:
                     str(tmp / "keras_weights.npz"),
                     "--patches",
                     str(tmp / "ig_patches.npy"),
+                    "--attributions",
+                    str(tmp / "tf_attributions.npy"),
                 ],
                 capture_output=True,
                 text=True,
@@ -201,26 +212,32 @@ def main() -> None:
         figures["torch_eager_layers_per_s"] = eager_reference(model, paths, tmp / "out")
 
         # Explanations first, in the state `slmcnn predict-patches --explain` starts from: after a
-        # torch.compile in the same process, eager bf16 gradients here come out slightly different
-        # (found by measuring: the default's delta 0.00046 fresh, 0.00029 after compiling).
+        # torch.compile in the same process, eager bf16 gradients came out slightly different.
         log("Integrated Gradients ...")
+        converged = explain(model, ig_patches[:CONVERGED_PATCHES], steps=CONVERGED_STEPS, method="gausslegendre")
+        converged = np.stack([e.attribution for e in converged])
         attributions = {}
-        for precision in ("fp32", "bf16"):
-            for steps in (50, 500):
-                for method in ("riemann_trapezoid", "gausslegendre", "adaptive"):
-                    seconds, delta, _ = ig_rate(model, ig_patches, steps, method, precision)
-                    figures[f"ig_{precision}_{steps}_steps_{method}_s_per_patch"] = seconds
-                    figures[f"ig_{precision}_{steps}_steps_{method}_delta"] = delta
-            seconds, delta, attributions[precision] = ig_rate(model, ig_patches, DEFAULT_STEPS, "adaptive", precision)
-            figures[f"ig_{precision}_{DEFAULT_STEPS}_steps_adaptive_s_per_patch"] = seconds
-            figures[f"ig_{precision}_{DEFAULT_STEPS}_steps_adaptive_delta"] = delta
-        figures["ig_bf16_min_correlation_vs_fp32"] = attribution_agreement(attributions["bf16"], attributions["fp32"])
-        default = figures["ig_default_precision"] = resolve_precision()
+        runs = [(p, m, n) for p in ("fp32", "bf16") for n in (50, 500) for m in ("gausslegendre", "riemann_trapezoid")]
+        runs += [("fp32", "adaptive", n) for n in (50, DEFAULT_STEPS, 500)]
+        for precision, method, steps in runs:
+            key = f"ig_{precision}_{steps}_steps_{method}"
+            figures[f"{key}_s_per_patch"], figures[f"{key}_delta"], attributions[key] = ig_rate(
+                model, ig_patches, steps, method, precision
+            )
+            figures[f"{key}_attribution_error"] = attribution_error(attributions[key][:CONVERGED_PATCHES], converged)
+        figures["ig_bf16_min_correlation_vs_fp32"] = attribution_agreement(
+            attributions["ig_bf16_500_steps_gausslegendre"], attributions["ig_fp32_500_steps_gausslegendre"]
+        )
+        figures["ig_patches"] = len(ig_patches)
         figures["ig_default_steps"] = DEFAULT_STEPS
-        for key in ("s_per_patch", "delta"):
-            figures[f"ig_default_{key}"] = figures[f"ig_{default}_{DEFAULT_STEPS}_steps_adaptive_{key}"]
-            for steps in (50, 500):  # at the reference's step counts: its rule's step count, default precision
-                figures[f"ig_{steps}_steps_{key}"] = figures[f"ig_{default}_{steps}_steps_gausslegendre_{key}"]
+        for key in ("s_per_patch", "delta", "attribution_error"):
+            figures[f"ig_default_{key}"] = figures[f"ig_fp32_{DEFAULT_STEPS}_steps_adaptive_{key}"]
+            for steps in (50, 500):  # at the reference's step counts: a fixed rule, in each precision
+                figures[f"ig_{steps}_steps_{key}"] = figures[f"ig_fp32_{steps}_steps_gausslegendre_{key}"]
+                figures[f"ig_bf16_{steps}_steps_{key}"] = figures[f"ig_bf16_{steps}_steps_gausslegendre_{key}"]
+        if (tmp / "tf_attributions.npy").is_file():
+            tf_attributions = np.load(tmp / "tf_attributions.npy")[:CONVERGED_PATCHES]
+            figures["tf_ig_500_steps_attribution_error"] = attribution_error(tf_attributions, converged)
 
         backends = {
             "torch-fp32": fp32,
@@ -265,6 +282,9 @@ def main() -> None:
         figures["ratio_layers_vs_tf"] = figures["slmcnn_layers_per_s"] / figures["tf_layers_per_s"]
         figures["ratio_train_vs_tf"] = figures["train_patches_per_s"] / figures["tf_train_patches_per_s"]
         for steps in (50, 500):
+            figures[f"ratio_ig_bf16_{steps}_vs_tf"] = (
+                figures[f"tf_ig_{steps}_steps_s_per_patch"] / figures[f"ig_bf16_{steps}_steps_s_per_patch"]
+            )
             figures[f"ratio_ig_{steps}_vs_tf"] = (
                 figures[f"tf_ig_{steps}_steps_s_per_patch"] / figures[f"ig_{steps}_steps_s_per_patch"]
             )
@@ -302,7 +322,7 @@ def main() -> None:
                 if f"{key}_s_per_patch" in figures:
                     print(
                         f"IG {precision} {steps:3d} steps {method:18s} {figures[key + '_s_per_patch']:.3f} s/patch, "
-                        f"delta {figures[key + '_delta']:.5f}"
+                        f"delta {figures[key + '_delta']:.5f}, attribution error {figures[key + '_attribution_error']:.4f}"
                     )
     print(f"IG bf16 vs fp32 attributions: smallest correlation {figures['ig_bf16_min_correlation_vs_fp32']:.4f}")
     if "tf_ig_50_steps_s_per_patch" in figures:
@@ -311,8 +331,10 @@ def main() -> None:
                 f"IG {steps:3d} steps TensorFlow reference {figures[f'tf_ig_{steps}_steps_s_per_patch']:.3f} s/patch, "
                 f"delta {figures[f'tf_ig_{steps}_steps_delta']:.5f}"
             )
+        if "tf_ig_500_steps_attribution_error" in figures:
+            print(f"  its 500-step attribution error {figures['tf_ig_500_steps_attribution_error']:.4f}")
         print(
-            f"default IG ({DEFAULT_STEPS} adaptive steps, {figures['ig_default_precision']}): {figures['ig_default_s_per_patch']:.3f} s/patch = "
+            f"default IG ({DEFAULT_STEPS} adaptive steps, fp32): {figures['ig_default_s_per_patch']:.3f} s/patch = "
             f"1/{figures['ratio_ig_default_vs_tf_500']:.1f} of the reference's 500 steps; delta "
             f"{figures['ig_default_delta']:.5f} vs {figures['tf_ig_500_steps_delta']:.5f}"
         )

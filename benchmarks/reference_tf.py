@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--weights", help=".npz of Keras-ordered weights (slmcnn's model); default: untrained")
     parser.add_argument("--patches", help=".npy of uint8 patches to explain; default: one random patch")
+    parser.add_argument("--attributions", help="write the 500-step attributions here (.npy, patches x H x W x 3)")
     args = parser.parse_args()
     paths = sorted(os.path.join(args.layer_dir, p) for p in os.listdir(args.layer_dir) if p.endswith(".png"))
     model = build_model()
@@ -111,8 +112,10 @@ def main() -> None:
         integrated_gradients(model, explained[0], steps, int(targets[0]))
         chosen = range(len(patches))
         start = time.perf_counter()
-        deltas = [abs(integrated_gradients(model, explained[i], steps, int(targets[i]))[1]) for i in chosen]
-        ig[steps] = ((time.perf_counter() - start) / len(chosen), float(np.mean(deltas)))
+        results = [integrated_gradients(model, explained[i], steps, int(targets[i])) for i in chosen]
+        ig[steps] = ((time.perf_counter() - start) / len(chosen), float(np.mean([abs(d) for _, d in results])))
+        if steps == 500 and args.attributions:
+            np.save(args.attributions, np.stack([a for a, _ in results]))
 
     # training last: it changes the weights
     x = tf.image.per_image_standardization(rng.integers(0, 255, (64 * 12, PATCH, PATCH, 3)).astype(np.float32) / 255.0)

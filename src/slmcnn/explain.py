@@ -6,6 +6,7 @@ class, so the convergence delta is in probability units and easy to judge.
 """
 
 import copy
+import heapq
 from dataclasses import dataclass
 
 import cv2
@@ -15,16 +16,17 @@ from captum.attr import IntegratedGradients
 
 from slmcnn.errors import SettingsError
 from slmcnn.folding import FoldedSlmCnn, for_evaluation
-from slmcnn.inference import bf16_supported
 from slmcnn.preprocess import prepare
 
 BASELINES = ("black", "blur", "noise")
 LARGE_DELTA = 0.05
-DEFAULT_STEPS = 256
-"""With the adaptive nodes, 256 steps come near the convergence of the reference's 500 trapezoid
-steps in a fraction of their time; benchmarks/bench_predict.py measures both."""
+DEFAULT_STEPS = 176
+"""With the adaptive rule, 176 gradients are more converged than the reference's 501 trapezoid
+nodes (mean |delta| 0.00037 vs 0.00054 over 18 patches of the benchmark's build, both in float32)
+in under a fifth of their time; benchmarks/bench_predict.py measures both."""
+PRECISIONS = ("fp32", "bf16")
 METHODS = ("adaptive", "gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
-PROBE_BATCH = 16
+REFINE_LENGTH_WEIGHT = 0.001
 
 
 @dataclass
@@ -73,50 +75,77 @@ def baseline_images(patches: np.ndarray, kind: str, seed: int = 0) -> np.ndarray
     raise SettingsError(f"--baseline must be one of {', '.join(BASELINES)} (got {kind!r})")
 
 
-def resolve_precision() -> str:
-    """IG's `auto` precision: bf16 where the CPU computes it natively. The benchmark measures the
-    attributions against fp32 (smallest per-patch correlation 0.996) and the delta of each."""
-    return "bf16" if bf16_supported() else "fp32"
+@dataclass
+class _Node:
+    alpha: float
+    value: float  # the explained probability at this point of the path
+    slope: float  # its derivative along the path: gradient . (input - baseline)
+    gradient: torch.Tensor
 
 
-def path_nodes(wrapped: torch.nn.Module, x: torch.Tensor, base: torch.Tensor, target: int, steps: int, probes: int):
-    """Step sizes and alphas for one patch's path, denser where the explained probability changes.
+def _evaluate(ig: IntegratedGradients, x: torch.Tensor, base: torch.Tensor, target: int, alphas: list[float]):
+    """Nodes at `alphas` of the straight path: captum's gradient function, with the probabilities
+    the same forward pass computed (read by a hook, not a second pass)."""
+    values = []
+    hook = ig.forward_func.register_forward_hook(lambda _m, _i, out: values.append(out[:, target].detach()))
+    try:
+        points = base + torch.tensor(alphas, dtype=x.dtype).view(-1, 1, 1, 1) * (x - base)
+        (gradients,) = ig.gradient_func(ig.forward_func, (points.requires_grad_(),), target_ind=target)
+    finally:
+        hook.remove()
+    slopes = (gradients * (x - base)).sum((1, 2, 3)).double()
+    return [_Node(a, float(v), float(d), g) for a, v, d, g in zip(alphas, values[0].double(), slopes, gradients)]
+
+
+def _segment(left: _Node, right: _Node) -> tuple[float, float, _Node, _Node]:
+    """A heap entry: the trapezoid rule's completeness error on this piece of the path, which is
+    known exactly because the probability is known at both ends; plus a share of the length, so
+    long pieces whose errors happen to cancel are split too. Highest priority pops first."""
+    width = right.alpha - left.alpha
+    error = width / 2 * (left.slope + right.slope) - (right.value - left.value)
+    return (-(abs(error) + REFINE_LENGTH_WEIGHT * width), left.alpha, left, right)
+
+
+def refined_path(ig: IntegratedGradients, x, base, target: int, steps: int, batch: int) -> list[_Node]:
+    """`steps` nodes on one patch's path, from 0 to 1, placed where the trapezoid rule is wrong.
 
     The integrand of IG through a ReLU network jumps wherever a unit switches, so higher-order rules
-    (Gauss-Legendre) gain little; what does help is spending the gradient evaluations where the
-    output moves. `probes` cheap forward passes measure |df| along the path; the unit interval is
-    cut into `steps` cells of equal mass under half uniform, half |df| density, and each cell is
-    sampled at its midpoint."""
-    grid = torch.linspace(0, 1, probes + 1)
-    with torch.no_grad():
-        values = torch.cat(
-            [wrapped(base + a.view(-1, 1, 1, 1) * (x - base))[:, target] for a in grid.split(PROBE_BATCH)]
-        ).numpy()
-    change = np.abs(np.diff(values)).astype(np.float64)
-    density = 0.5 / probes + (0.5 * change / change.sum() if change.sum() > 0 else 0.5 / probes)
-    mass = np.concatenate([[0.0], np.cumsum(density)])
-    edges = np.interp(np.linspace(0, mass[-1], steps + 1), mass, grid.numpy().astype(np.float64))
-    return np.diff(edges).tolist(), ((edges[:-1] + edges[1:]) / 2).tolist()
+    (Gauss-Legendre) gain little. But every gradient evaluation also gives the probability, and on
+    each piece of the path the exact integral of the slope is the change of the probability: the
+    trapezoid rule's error on each piece is known. Start from a uniform grid, then split the `batch`
+    pieces with the largest errors (one network batch of midpoints) until `steps` gradients are
+    spent."""
+    grid = np.linspace(0, 1, min(steps, max(5, steps // 6 + 1))).tolist()
+    nodes = [n for k in range(0, len(grid), batch) for n in _evaluate(ig, x, base, target, grid[k : k + batch])]
+    heap = [_segment(a, b) for a, b in zip(nodes, nodes[1:])]
+    heapq.heapify(heap)
+    while len(nodes) < steps:
+        split = [heapq.heappop(heap) for _ in range(min(batch, steps - len(nodes), len(heap)))]
+        middles = _evaluate(ig, x, base, target, [(s[2].alpha + s[3].alpha) / 2 for s in split])
+        for (_, _, left, right), middle in zip(split, middles):
+            heapq.heappush(heap, _segment(left, middle))
+            heapq.heappush(heap, _segment(middle, right))
+        nodes += middles
+    return sorted(nodes, key=lambda n: n.alpha)
 
 
-def _adaptive(ig, wrapped, x, base, targets, steps: int, internal_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """IG of each patch on its own adaptive nodes; the nodes go through the network `internal_batch`
-    at a time (the attribution is a sum over nodes, so chunks add up)."""
+def trapezoid_weights(nodes: list[_Node]) -> np.ndarray:
+    """Each node's weight in the trapezoid rule on its (uneven) grid."""
+    widths = np.diff([n.alpha for n in nodes])
+    weights = np.zeros(len(nodes))
+    weights[:-1] += widths / 2
+    weights[1:] += widths / 2
+    return weights
+
+
+def _adaptive(ig, x, base, targets, steps: int, internal_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG of each patch on its refined_path; the delta by captum, from fresh forward passes."""
     attributions = []
     for i in range(len(x)):
-        xi, bi, ti = x[i : i + 1], base[i : i + 1], int(targets[i])
-        sizes, alphas = path_nodes(wrapped, xi, bi, ti, steps, probes=max(32, steps // 2))
-        total = torch.zeros_like(xi)
-        for k in range(0, steps, internal_batch):
-            total += ig._attribute(
-                (xi,),
-                (bi,),
-                target=ti,
-                n_steps=len(alphas[k : k + internal_batch]),
-                step_sizes_and_alphas=(sizes[k : k + internal_batch], alphas[k : k + internal_batch]),
-            )[0].detach()
-        attributions.append(total)
-    attrs = torch.cat(attributions)
+        nodes = refined_path(ig, x[i : i + 1], base[i : i + 1], int(targets[i]), steps, internal_batch)
+        total = sum(float(w) * n.gradient for w, n in zip(trapezoid_weights(nodes), nodes))
+        attributions.append(total * (x[i] - base[i]))
+    attrs = torch.stack(attributions)
     deltas = ig.compute_convergence_delta(attrs, base, x, target=torch.as_tensor(targets))
     return attrs, deltas
 
@@ -129,22 +158,27 @@ def explain(
     baseline: str = "black",
     method: str = "adaptive",
     internal_batch: int = 8,
-    precision: str = "auto",
+    precision: str = "fp32",
 ) -> list[Explanation]:
     """IG attributions for each patch, its target (default: the predicted class) and delta.
 
-    `method` is `adaptive` (path_nodes) or one of captum's quadratures (gausslegendre,
+    `method` is `adaptive` (refined_path) or one of captum's quadratures (gausslegendre,
     riemann_trapezoid, ...). The network runs with BatchNorm folded away (folding.py, the same
     function) and with weight gradients off; path points go through it in batches of
-    `internal_batch`: 8 keeps the activations in cache and measured fastest on 2 cores."""
+    `internal_batch`: 8 keeps the activations in cache and measured fastest on 2 cores.
+    `precision` bf16 is 2.5x faster where the CPU has native bf16, but rounding the path points
+    alone moves the attributions by several percent (benchmarks/bench_predict.py measures it), and
+    the adaptive rule's error estimates drown in that rounding, so bf16 goes with a fixed rule."""
     if steps < 2:
         raise SettingsError("--steps must be at least 2")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise SettingsError(f"IG precision must be auto, fp32 or bf16 (got {precision!r})")
-    if precision == "auto":
-        precision = resolve_precision()
+    if precision not in PRECISIONS:
+        raise SettingsError(f"IG precision must be {' or '.join(PRECISIONS)} (got {precision!r})")
     if method not in METHODS:
         raise SettingsError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
+    if method == "adaptive" and precision == "bf16":
+        raise SettingsError(
+            "--method adaptive needs --ig-precision fp32; with bf16 use a fixed rule such as gausslegendre"
+        )
     wrapped = _Probability(model, precision == "bf16")
     x = prepare(patches)
     base_imgs = baseline_images(patches, baseline)
@@ -155,7 +189,7 @@ def explain(
         targets = probs.argmax(1).numpy()
     ig = IntegratedGradients(wrapped)
     if method == "adaptive":
-        attrs, deltas = _adaptive(ig, wrapped, x, base, targets, steps, internal_batch)
+        attrs, deltas = _adaptive(ig, x, base, targets, steps, internal_batch)
     else:
         attrs, deltas = ig.attribute(
             x,
