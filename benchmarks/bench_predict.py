@@ -294,19 +294,24 @@ def main() -> None:
     figures["ratio_layers_vs_torch_eager"] = figures["slmcnn_layers_per_s"] / figures["torch_eager_layers_per_s"]
     if args.json:
         print(json.dumps(figures, indent=1))
-        return
+    else:
+        print_summary(figures)
+
+
+def print_summary(figures: dict) -> None:
+    """The figures as text (`--json` prints them all as one JSON object instead)."""
     print(f"\nmatmul GFLOP/s: fp32 {figures['matmul_fp32_gflops']:.0f}, bf16 {figures['matmul_bf16_gflops']:.0f}")
     if "tf_layers_per_s" in figures:
         print(f"(a) TensorFlow reference pipeline: {figures['tf_layers_per_s']:.2f} layers/s")
     print(f"(b) PyTorch eager reference pipeline: {figures['torch_eager_layers_per_s']:.2f} layers/s")
     print("(c) slmcnn end to end (network patches/s, GFLOP/s, tile agreement with fp32):")
-    for name, row in rows.items():
+    for name, row in figures["backends"].items():
         print(
             f"    {name:20s} {row['layers_per_s']:6.2f} layers/s  {row['network_patches_per_s']:7.1f} patches/s  "
             f"{row['network_gflops']:6.1f} GFLOP/s  agreement {row['tile_agreement_vs_fp32']:.4f}"
         )
     print(
-        f"auto picks {auto_name}: {figures['slmcnn_layers_per_s']:.2f} layers/s, network at "
+        f"auto picks {figures['auto_backend']}: {figures['slmcnn_layers_per_s']:.2f} layers/s, network at "
         f"{100 * figures['network_fraction_of_matmul']:.0f}% of matmul GFLOP/s in its precision"
     )
     for key in sorted(k for k in figures if k.startswith("ratio_")):
