@@ -130,14 +130,14 @@ def test_integrated_gradients_completeness(tiny_model_file):
 
 
 @pytest.mark.parametrize("positive_scales", [True, False])
-def test_bf16_explanations_keep_the_dense_head_in_float32(tiny_model_file, positive_scales):
+def test_bf16_explanations_keep_the_first_block_and_the_head_in_float32(tiny_model_file, positive_scales):
     import torch
 
     from slmcnn.explain import _Probability
     from slmcnn.preprocess import prepare
 
     model, _ = load_model(tiny_model_file)
-    if not positive_scales:  # unfoldable: the network's own classifier is the head
+    if not positive_scales:  # unfoldable: the network's own blocks and classifier
         with torch.no_grad():
             model.features[1][2].weight[0] = -1.0
     patches = np.random.default_rng(4).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
@@ -145,13 +145,18 @@ def test_bf16_explanations_keep_the_dense_head_in_float32(tiny_model_file, posit
         exact = _Probability(model, bf16=False)(prepare(patches))
         mixed = _Probability(model, bf16=True)
         probs = mixed(prepare(patches))
-    dtypes = {p.dtype for name, p in mixed.network.named_parameters() if "dense" in name or "last" in name}
-    dtypes |= {p.dtype for name, p in mixed.network.named_parameters() if "classifier" in name}
-    assert dtypes == {torch.float32}
-    assert torch.bfloat16 in {p.dtype for p in mixed.network.parameters()}
+    exact_parts = ("dense", "last", "classifier", "weights.0", "biases.0", "features.0.")
+    dtypes = {n: p.dtype for n, p in mixed.network.named_parameters()}
+    assert {d for n, d in dtypes.items() if n.startswith(exact_parts)} == {torch.float32}
+    assert {d for n, d in dtypes.items() if not n.startswith(exact_parts)} == {torch.bfloat16}
     assert probs.dtype == torch.float32
     assert torch.allclose(probs, exact, atol=0.02)
     assert next(model.parameters()).dtype == torch.float32  # the caller's model is untouched
+    from slmcnn.folding import FoldedSlmCnn
+
+    dense = mixed.network.dense if positive_scales else mixed.network.classifier[1]
+    original = FoldedSlmCnn(model).dense if positive_scales else model.classifier[1]
+    assert torch.equal(dense.weight, original.weight)  # never rounded through bf16
 
 
 def test_predict_layer_explain_writes_heatmap(tiny_model_file, tmp_path, write_image):

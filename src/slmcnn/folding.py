@@ -64,15 +64,20 @@ class FoldedSlmCnn(nn.Module):
             p.requires_grad_(False)
         self.eval()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The convolution blocks: NCHW patches in, flat features out."""
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+    def blocks(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Convolution blocks start..stop-1 (all by default) on NCHW feature maps."""
+        for i in range(start, len(self.weights) if stop is None else stop):
+            weight, bias = self.weights[i], self.biases[i]
             if i == 0:  # the image itself is zero padded
                 x = F.conv2d(x, weight, bias, padding=1)
             else:  # pad with the value the unfolded BatchNorm maps to 0
                 x = F.conv2d(F.pad(x, (1, 1, 1, 1)) + getattr(self, f"frame{i}").to(x.dtype), weight, bias)
             x = F.relu(F.max_pool2d(x, 2))
-        return torch.flatten(x, 1)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution blocks: NCHW patches in, flat features out."""
+        return torch.flatten(self.blocks(x), 1)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """The dense layers: flat features in, logits out."""
