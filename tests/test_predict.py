@@ -112,6 +112,20 @@ def test_explain_cli_writes_figures(tiny_build, tiny_model_file, tmp_path):
     assert "convergence delta" in result.stderr
 
 
+def test_explain_cli_refuses_adaptive_bf16_before_any_work(tiny_build, tiny_model_file, tmp_path):
+    patch = next((tiny_build / "patches" / "Object").glob("*.png"))
+    args = ("predict-patches", patch, "--model", tiny_model_file, "--explain", "--out", tmp_path / "ig")
+    result = run_cli(*args, "--ig-precision", "bf16")
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "slmcnn predict-patches: error: --method adaptive needs --ig-precision fp32; "
+        "with bf16 use a fixed rule such as gausslegendre"
+    ]
+    assert not (tmp_path / "ig").exists()
+    fixed = run_cli(*args, "--ig-precision", "bf16", "--method", "gausslegendre", "--steps", "4")
+    assert fixed.returncode == 0, fixed.stderr
+
+
 def test_integrated_gradients_completeness(tiny_model_file):
     import torch
 
