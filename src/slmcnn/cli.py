@@ -390,7 +390,8 @@ def cmd_predict_patches(args) -> int:
     if args.explain:
         from slmcnn.explain import DEFAULT_STEPS, check_settings
 
-        check_settings(DEFAULT_STEPS if args.steps is None else args.steps, args.method, args.ig_precision)
+        ig_steps = DEFAULT_STEPS if args.steps is None else args.steps
+        check_settings(ig_steps, args.method, args.ig_precision)
     table = _patch_table(args.inputs)
     model, info, backend, _ = _load(args, len(table) // 36)
     patches, kept, failures = [], [], 0
@@ -446,7 +447,7 @@ def cmd_predict_patches(args) -> int:
         print()
         print(compute_report(truth, predicted).to_text())
     if args.explain:
-        from slmcnn.explain import DEFAULT_STEPS, LARGE_DELTA, explain
+        from slmcnn.explain import LARGE_DELTA, explain
 
         out = Path(args.out or "ig-figures")
         out.mkdir(parents=True, exist_ok=True)
@@ -455,7 +456,7 @@ def cmd_predict_patches(args) -> int:
             model,
             patches_arr,
             targets,
-            DEFAULT_STEPS if args.steps is None else args.steps,
+            ig_steps,
             args.baseline,
             args.method,
             precision=args.ig_precision,
