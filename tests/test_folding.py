@@ -8,7 +8,10 @@ from slmcnn.model import create_model
 def trained_looking(arch: str, seed: int = 0) -> torch.nn.Module:
     """A network whose BatchNorm layers hold non-trivial statistics and affine parameters."""
     torch.manual_seed(seed)
-    model = create_model(arch)
+    return with_batchnorm_statistics(create_model(arch))
+
+
+def with_batchnorm_statistics(model: torch.nn.Module) -> torch.nn.Module:
     with torch.no_grad():
         for block in model.features:
             norm = block[2]
@@ -52,3 +55,20 @@ def test_folding_takes_a_snapshot():
         model.features[0][0].weight.mul_(2)
         assert torch.equal(folded(x), before)
         assert not torch.allclose(for_evaluation(model)(x), before)
+
+
+def test_small_feature_maps_fold_too():
+    """The last blocks of a 32-pixel network see 4x4 and 2x2 maps, all border: the shift that stands
+    for the BatchNorm must still meet zero padding exactly as the BatchNorm's output did."""
+    from dataclasses import replace
+
+    from slmcnn.model import MODEL_SPECS, SlmCnn
+
+    torch.manual_seed(1)
+    model = with_batchnorm_statistics(SlmCnn(replace(MODEL_SPECS["slmcnn-tiny"], patch=32)))
+    folded = for_evaluation(model)
+    assert isinstance(folded, FoldedSlmCnn)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        assert torch.allclose(folded(x), reference, atol=1e-4 * reference.abs().max().item())

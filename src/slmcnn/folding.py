@@ -2,11 +2,12 @@
 
 In evaluation BatchNorm is a per-channel affine map a*x + b. Where every a > 0 it commutes with
 max-pooling, and ReLU commutes with max-pooling, so each block Conv -> ReLU -> BN -> MaxPool equals
-Conv -> MaxPool -> ReLU followed by a*x + b, and that affine map folds into the next convolution's
-weights (or the first dense layer). The next convolution's zero padding becomes padding with -b/a,
-the value that the unfolded BatchNorm maps to 0. The result is the original function to float
-rounding, with no BatchNorm and ReLU on a quarter of the pixels; gradients through it are faster,
-which is what Integrated Gradients spends its time on.
+Conv -> MaxPool -> ReLU followed by a*x + b = a*(x + b/a). The scale a folds into the next
+convolution's weights, leaving a per-channel shift by b/a before it; zero padding stays zero
+padding, because a*(x + b/a) is the BatchNorm's output. Before the first dense layer both fold into
+its weights and bias. The result is the original function to float rounding, with no BatchNorm and
+ReLU on a quarter of the pixels; gradients through it are faster, which is what Integrated
+Gradients spends its time on.
 """
 
 import copy
@@ -31,22 +32,18 @@ class FoldedSlmCnn(nn.Module):
     def __init__(self, model: SlmCnn):
         super().__init__()
         side = model.spec.patch
-        weights, biases, frames = [], [], []
+        weights, biases, shifts = [], [], []
         previous = None  # (a, b) of the BatchNorm before this convolution
         with torch.no_grad():
             for block in model.features:
                 conv, norm = block[0], block[2]
-                weight, bias = conv.weight.detach().clone(), conv.bias.detach().clone()
-                frame = torch.zeros(1, conv.in_channels, side + 2, side + 2)
+                weight = conv.weight.detach().clone()
                 if previous is not None:
                     a, b = previous
-                    bias = bias + weight.sum((2, 3)) @ b
-                    frame[:] = (-b / a).view(1, -1, 1, 1)
-                    frame[:, :, 1:-1, 1:-1] = 0
+                    shifts.append((b / a).view(1, -1, 1, 1))
                     weight = weight * a.view(1, -1, 1, 1)
                 weights.append(weight.contiguous(memory_format=torch.channels_last))
-                biases.append(bias)
-                frames.append(frame.contiguous(memory_format=torch.channels_last))
+                biases.append(conv.bias.detach().clone())
                 previous = batchnorm_affine(norm)
                 side //= 2
             dense, last = model.classifier[1], model.classifier[4]
@@ -58,8 +55,8 @@ class FoldedSlmCnn(nn.Module):
             self.last = copy.deepcopy(last)
         self.weights = nn.ParameterList(nn.Parameter(w) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(b) for b in biases)
-        for i, frame in enumerate(frames):
-            self.register_buffer(f"frame{i}", frame)
+        for i, shift in enumerate(shifts, start=1):
+            self.register_buffer(f"shift{i}", shift)
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()
@@ -67,12 +64,9 @@ class FoldedSlmCnn(nn.Module):
     def blocks(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Convolution blocks start..stop-1 (all by default) on NCHW feature maps."""
         for i in range(start, len(self.weights) if stop is None else stop):
-            weight, bias = self.weights[i], self.biases[i]
-            if i == 0:  # the image itself is zero padded
-                x = F.conv2d(x, weight, bias, padding=1)
-            else:  # pad with the value the unfolded BatchNorm maps to 0
-                x = F.conv2d(F.pad(x, (1, 1, 1, 1)) + getattr(self, f"frame{i}").to(x.dtype), weight, bias)
-            x = F.relu(F.max_pool2d(x, 2))
+            if i > 0:  # what is left of the previous block's BatchNorm
+                x = x + getattr(self, f"shift{i}").to(x.dtype)
+            x = F.relu(F.max_pool2d(F.conv2d(x, self.weights[i], self.biases[i], padding=1), 2))
         return x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,9 +82,8 @@ class FoldedSlmCnn(nn.Module):
 
 
 def foldable(model: nn.Module) -> bool:
-    """True for an SlmCnn whose BatchNorm scales are all positive (the usual case after training)
-    and whose feature maps stay at least 3 pixels wide."""
-    if not isinstance(model, SlmCnn) or model.spec.patch // 2 ** (len(model.spec.filters) - 1) < 3:
+    """True for an SlmCnn whose BatchNorm scales are all positive (the usual case after training)."""
+    if not isinstance(model, SlmCnn):
         return False
     return all(bool((batchnorm_affine(block[2])[0] > 0).all()) for block in model.features)
 
