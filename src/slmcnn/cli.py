@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         help="also random quarter turns (all 8 mirror/rotation views): for data whose recoater direction varies",
     )
     p.add_argument(
+        "--augment",
+        choices=["none", "camera"],
+        default="none",
+        help="camera: draw each training patch as another camera might see it (gamma, exposure clipping, "
+        "light gradient, grain, blur, JPEG); for models that must read cameras they were not trained on",
+    )
+    p.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
@@ -612,6 +619,7 @@ def cmd_train(args) -> int:
         class_weights=args.class_weights,
         flips=not args.no_flips,
         turns=args.turns,
+        augment=args.augment,
         precision=args.precision,
         init=args.init,
     )

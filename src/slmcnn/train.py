@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sklearn.utils.class_weight import compute_class_weight
 
 from slmcnn import CLASSES, checkpoint, render
+from slmcnn.augment import AUGMENTATIONS, camera_jitter
 from slmcnn.data import PatchTable, load_patches, load_sources, split
 from slmcnn.errors import DataError, SettingsError
 from slmcnn.inference import TorchBackend, bf16_supported
@@ -35,6 +36,7 @@ class TrainConfig:
     class_weights: str = "balanced"  # or "none"
     flips: bool = True
     turns: bool = False  # also random quarter turns: for data whose recoater direction varies
+    augment: str = "none"  # or "camera": each patch as another camera might see it (slmcnn.augment)
     precision: str = "auto"  # auto | fp32 | bf16
     init: str | None = None
     patch: int = 128
@@ -44,6 +46,8 @@ class TrainConfig:
             raise SettingsError(f"schedule must be constant or cosine (got {self.schedule!r})")
         if self.turns and not self.flips:
             raise SettingsError("--turns adds quarter turns to the flips; it cannot be used with --no-flips")
+        if self.augment not in AUGMENTATIONS:
+            raise SettingsError(f"augment must be one of {', '.join(AUGMENTATIONS)} (got {self.augment!r})")
 
     def resolved_precision(self) -> str:
         if self.precision == "auto":
@@ -133,7 +137,11 @@ def fit(
                 for begin in batches:
                     idx = order[begin : begin + config.batch]
                     batch = train_x[idx.numpy()]
-                    x = prepare(random_flips(batch, generator, config.turns) if config.flips else batch)
+                    if config.flips:
+                        batch = random_flips(batch, generator, config.turns)
+                    if config.augment == "camera":
+                        batch = camera_jitter(batch, generator)
+                    x = prepare(batch)
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                         logits = model(x)
                     loss = loss_fn(logits.float(), labels[idx])

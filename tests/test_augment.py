@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from slmcnn.augment import CameraJitter, camera_jitter
+from slmcnn.errors import SettingsError
+from slmcnn.train import TrainConfig, fit
+
+
+def _patches(n: int = 32, size: int = 64) -> np.ndarray:
+    """Gray powder with a dark vertical streak (columns 30-33) in every patch."""
+    rng = np.random.default_rng(0)
+    gray = rng.normal(200, 4, (n, size, size)).clip(0, 255)
+    gray[:, :, 30:34] -= 45
+    return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=3)
+
+
+def test_jitter_is_deterministic_keeps_shape_and_gray():
+    patches = _patches()
+    a = camera_jitter(patches, torch.Generator().manual_seed(3))
+    b = camera_jitter(patches, torch.Generator().manual_seed(3))
+    assert a.dtype == np.uint8 and a.shape == patches.shape
+    assert np.array_equal(a, b)
+    assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])
+    assert not np.array_equal(a, patches)
+
+
+def test_jitter_changes_the_look_widely():
+    out = camera_jitter(_patches(200), torch.Generator().manual_seed(1)).astype(np.float32)
+    means = out.mean(axis=(1, 2, 3))
+    assert means.min() < 120 and means.max() > 200  # dark and bright cameras both drawn
+    grain = np.abs(np.diff(out[:, :, :20, 0], axis=2)).mean(axis=(1, 2))
+    assert grain.max() > 2 * np.median(grain)  # some patches much grainier than others
+
+
+def test_a_defect_stays_visible_in_every_patch():
+    out = camera_jitter(_patches(200), torch.Generator().manual_seed(2)).astype(np.float32)[..., 0]
+    streak = out[:, :, 30:34].mean(axis=(1, 2))
+    beside = np.concatenate([out[:, :, 10:26], out[:, :, 38:54]], axis=2).mean(axis=(1, 2))
+    assert (beside - streak > 5).all()
+
+
+def test_share_zero_leaves_patches_alone():
+    patches = _patches(8)
+    out = camera_jitter(patches, torch.Generator().manual_seed(0), CameraJitter(share=0.0))
+    assert np.array_equal(out, patches)
+
+
+def test_non_uint8_input_is_refused():
+    with pytest.raises(TypeError):
+        camera_jitter(_patches(2).astype(np.uint16), torch.Generator())
+
+
+def test_training_with_camera_augmentation_runs_and_unknown_mode_is_refused():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (24, 128, 128, 3), dtype=np.uint8)
+    y = np.arange(24) % 3
+    config = TrainConfig(arch="slmcnn-tiny", epochs=1, batch=8, precision="fp32", augment="camera")
+    result = fit(config, x, y, x[:6], y[:6], log=lambda *_: None, show_progress=False)
+    assert len(result.history) == 1 and np.isfinite(result.history[0]["loss"])
+    with pytest.raises(SettingsError, match="augment"):
+        TrainConfig(augment="sometimes")
