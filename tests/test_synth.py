@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,7 +12,8 @@ from slmcnn.images import read
 from slmcnn.labels import ERROR, OBJECT, LabelRule
 from slmcnn.synth import SynthSettings, generate_build
 from slmcnn.synth.build import plan_build, render_layer
-from slmcnn.synth.defects import DEFECT_KINDS
+from slmcnn.synth.defects import DEFECT_KINDS, VISIBLE
+from slmcnn.synth.stats import camera_stats
 
 
 def digest(folder):
@@ -124,3 +126,96 @@ def test_cli_live_writes_atomically_and_previews(tmp_path):
     assert bad.returncode == 2 and "error" in bad.stderr and "Traceback" not in bad.stderr
     unknown = run_cli("synth", tmp_path / "bad2", "--defects", "cracks=0.5", "--size", "256")
     assert unknown.returncode == 2 and "cracks" in unknown.stderr
+
+
+def quiet(**kw):
+    """Settings for pixel checks: no defects, no perspective, a straight recoater."""
+    return SynthSettings(**{"layers": 4, "size": 256, "defect_rates": {}, "perspective": 0.0, **kw})
+
+
+def test_after_exposure_parts_are_bright_objects_not_errors():
+    for seed in range(3):
+        settings = quiet(seed=seed, after_exposure=(1.0, 1.0), parts=(4, 6))
+        rendered = render_layer(plan_build(settings), 1)  # layer 1: no finished parts show through yet
+        gray = rendered.image[..., 0].astype(float)
+        assert rendered.photo == "exposed" and "melted" in rendered.looks
+        assert not (rendered.mask == ERROR).any()
+        part, powder = rendered.mask == OBJECT, rendered.mask == 0
+        assert np.median(gray[part]) - np.median(gray[powder]) >= 40
+    recoated = render_layer(plan_build(quiet(seed=0, after_exposure=(0.0, 0.0))), 1)
+    assert recoated.photo == "recoated" and "melted" not in recoated.looks
+
+
+def test_finished_parts_show_faintly_as_objects():
+    settings = quiet(seed=1, layers=12, parts=(8, 10), after_exposure=(1.0, 1.0))
+    plan = plan_build(settings)
+    layer = next(n for n in range(2, 13) if any(p.last < n <= p.last + 3 for p in plan.parts))
+    rendered = render_layer(plan, layer)
+    ghost = next(p for p in plan.parts if p.last < layer <= p.last + 3)
+    y, x = int(ghost.cy), int(ghost.cx)
+    assert rendered.mask[y - 2 : y + 3, x - 2 : x + 3].max() == OBJECT or ghost.kind in ("ring", "lattice", "text")
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_error_labels_only_where_the_photo_visibly_changed(kind):
+    settings = quiet(
+        seed=3, layers=6, parts=(3, 5), defect_rates={kind: 0.7}, jpeg_share=1.0, after_exposure=(0.5, 0.5)
+    )
+    plan = plan_build(settings)
+    clean_plan = dataclasses.replace(plan, defects=[])
+    changed_any = False
+    for layer in range(1, 7):
+        rendered, clean = render_layer(plan, layer), render_layer(clean_plan, layer)
+        diff = np.abs(rendered.image[..., 0].astype(int) - clean.image[..., 0])
+        error = rendered.mask == ERROR
+        assert (diff[error] >= VISIBLE).all()
+        assert (rendered.mask[~error] == clean.mask[~error]).all()
+        changed_any |= bool(error.any())
+    assert changed_any
+
+
+def test_camera_looks_span_dark_grainy_jpeg_to_bright_clean():
+    centres, grains, jpegs, photos = [], [], [], set()
+    for seed in range(16):
+        plan = plan_build(quiet(seed=seed))
+        rendered = render_layer(plan, 2)
+        stats = camera_stats(rendered.image)
+        centres.append(stats["centre"])
+        grains.append(stats["grain_std"])
+        jpegs.append(plan.camera.jpeg)
+        photos |= set(plan.photos)
+    assert min(centres) < 130 and max(centres) > 200
+    assert max(grains) > 6 and min(grains) < 5
+    assert 0 in jpegs and any(jpegs)
+    assert photos == {"recoated", "exposed"}
+
+
+def test_jpeg_walls_and_gradient_are_applied():
+    base = render_layer(plan_build(quiet(seed=4, jpeg_share=0.0, walls_share=0.0)), 1).image
+    jpeg = render_layer(plan_build(quiet(seed=4, jpeg_share=1.0, jpeg_quality=(30, 30), walls_share=0.0)), 1).image
+    assert (base != jpeg).mean() > 0.3
+    walled = render_layer(plan_build(quiet(seed=4, walls_share=1.0, defect_rates={"streak": 1.0})), 1)
+    gray, rim = walled.image[..., 0].astype(float), walled.mask.copy()
+    border = np.zeros(rim.shape, bool)
+    border[:6], border[-6:], border[:, :6], border[:, -6:] = True, True, True, True
+    assert (rim[border] == 0).all()  # the chamber is Powder, never Error
+    assert np.median(gray[border]) < np.median(gray[96:160, 96:160]) - 40
+    flat = plan_build(quiet(seed=5, light_gradient=(0.0, 0.0), falloff=(0.0, 0.0))).camera
+    steep = plan_build(quiet(seed=5, light_gradient=(0.35, 0.35), falloff=(0.0, 0.0))).camera
+    assert np.ptp(flat.illumination(64)) < 0.15 < np.ptp(steep.illumination(64))
+
+
+def test_new_settings_reach_the_cli_through_config(tmp_path):
+    config = tmp_path / "look.json"
+    config.write_text(
+        json.dumps({"after_exposure": [1, 1], "jpeg_share": 1, "jpeg_quality": [40, 60], "walls_share": 0})
+    )
+    out = tmp_path / "b"
+    result = run_cli("synth", out, "--layers", "2", "--size", "256", "--config", config, "--no-patches")
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "build.json").read_text())
+    assert [layer["photo"] for layer in info["layers"]] == ["exposed", "exposed"]
+    assert 40 <= info["camera"]["jpeg"] <= 60
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"jpeg_share": 2}))
+    assert run_cli("synth", tmp_path / "c", "--size", "256", "--config", bad).returncode == 2

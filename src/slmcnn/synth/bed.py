@@ -1,4 +1,5 @@
-"""The empty bed: illumination fall-off, powder grain, blade-parallel banding, the plate and its edge."""
+"""The empty bed: illumination fall-off, powder grain, blade-parallel banding, the plate and its edge,
+and, for frames that were not calibrated, the chamber walls and the parked recoater around the plate."""
 
 from dataclasses import dataclass
 
@@ -35,20 +36,28 @@ class Camera:
     perspective: float
     light_angle: float
     specks: int
+    jpeg: int  # JPEG quality applied to the photo; 0: saved losslessly
+    melt: float  # how much brighter than powder freshly melted part tops are, in gray levels
+    walls: bool  # the chamber and recoater show around the plate (an uncalibrated frame)
+    wall_level: float
+    recoater_top: bool
 
     @classmethod
     def draw(cls, rng: np.random.Generator, size: int, ranges) -> "Camera":
         u = rng.uniform
+        gradient, direction = u(*ranges.light_gradient), u(0, 2 * np.pi)
+        walls = bool(rng.random() < ranges.walls_share)
+        margin = u(0.06, 0.14) if walls else u(0.0, 0.03)
         return cls(
             level=u(*ranges.powder_level),
             centre=(u(0.3, 0.7) * size, u(0.3, 0.7) * size),
             falloff=u(*ranges.falloff),
-            gradient=(u(-0.08, 0.08), u(-0.08, 0.08)),
+            gradient=(gradient * np.cos(direction), gradient * np.sin(direction)),
             field_seed=int(rng.integers(2**31)),
             grain=u(*ranges.grain),
             grain_blur=u(0.5, 1.0),
             banding=u(*ranges.banding),
-            plate_margin=int(u(0.0, 0.02) * size),
+            plate_margin=int(margin * size),
             plate_radius=int(u(0.03, 0.1) * size),
             border_gain=u(0.78, 0.92),
             edge_line=u(-25, 20) * (rng.random() < 0.7),
@@ -59,14 +68,22 @@ class Camera:
             perspective=u(0, ranges.perspective),
             light_angle=u(0, 2 * np.pi),
             specks=int(u(0, 600)),
+            jpeg=int(u(*ranges.jpeg_quality)) if rng.random() < ranges.jpeg_share else 0,
+            melt=u(*ranges.melt_brightness),
+            walls=walls,
+            wall_level=u(10, 70),
+            recoater_top=bool(rng.random() < 0.5),
         )
 
     def illumination(self, size: int) -> np.ndarray:
         """Multiplicative light field: bright centre (or side), darker corners, slow variation."""
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        coarse = max(8, size // 8)  # a smooth field: computed coarse, resized
+        step = size / coarse
+        yy, xx = (np.mgrid[0:coarse, 0:coarse].astype(np.float32) + 0.5) * step
         r2 = ((xx - self.centre[0]) ** 2 + (yy - self.centre[1]) ** 2) / (0.75 * size) ** 2
         field = 1.0 - self.falloff * r2
         field += self.gradient[0] * (xx / size - 0.5) + self.gradient[1] * (yy / size - 0.5)
+        field = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
         field += 0.025 * smooth_noise(np.random.default_rng(self.field_seed), size, 4)
         return np.clip(field, 0.3, 1.2)
 
@@ -110,4 +127,36 @@ def powder(rng: np.random.Generator, camera: Camera, size: int, field: np.ndarra
         bed[border] *= camera.border_gain
         edge = cv2.morphologyEx(plate, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
         bed[edge] += camera.edge_line
+    if camera.walls:
+        outside = walls_mask(camera, size)
+        bed[outside] = walls(rng, camera, size, field)[outside]
     return bed
+
+
+def walls_mask(camera: Camera, size: int) -> np.ndarray:
+    """Where the chamber shows: beyond a powder border of a few percent around the plate."""
+    if not camera.walls:
+        return np.zeros((size, size), bool)
+    inset = max(1, camera.plate_margin - int(0.035 * size))
+    outside = np.ones((size, size), bool)
+    outside[inset:-inset, inset:-inset] = False
+    return outside
+
+
+def walls(rng: np.random.Generator, camera: Camera, size: int, field: np.ndarray) -> np.ndarray:
+    """Dark machined metal with a few bright edges, and the recoater parked across one end."""
+    level = camera.wall_level
+    wall = level + 0.25 * level * smooth_noise(rng, size, 6) + rng.normal(0, 2.0, (size, size)).astype(np.float32)
+    inset = max(1, camera.plate_margin - int(0.035 * size))
+    for _ in range(3):  # edges of the chamber's steps and slots catch the light
+        k = int(rng.integers(0, inset))
+        value = rng.uniform(20, 90)
+        wall[k, :] += value
+        wall[:, k] += value
+        wall[size - 1 - k, :] += value
+        wall[:, size - 1 - k] += value
+    bar = max(4, int(inset * rng.uniform(0.5, 0.9)))
+    rows = slice(0, bar) if camera.recoater_top else slice(size - bar, size)
+    profile = np.linspace(0, np.pi, bar, dtype=np.float32)
+    wall[rows] = (rng.uniform(90, 190) * np.clip(np.sin(profile), 0, 1) ** 0.5)[:, None] + rng.normal(0, 3, (bar, size))
+    return wall * (0.6 + 0.4 * field)

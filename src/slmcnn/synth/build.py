@@ -19,14 +19,26 @@ from slmcnn import CLASSES
 from slmcnn.errors import SettingsError
 from slmcnn.images import write_png
 from slmcnn.labels import AMBIGUOUS, LabelRule
-from slmcnn.synth.bed import Camera, powder
-from slmcnn.synth.defects import DEFECT_KINDS, LayerContext, plan_defects, render_defect
-from slmcnn.synth.parts import PART_KINDS, draw_part, paint_parts, plan_parts
+from slmcnn.synth.bed import Camera, powder, walls_mask
+from slmcnn.synth.defects import DEFECT_KINDS, VISIBLE, LayerContext, plan_defects, render_defect
+from slmcnn.synth.parts import PART_KINDS, draw_part, paint_ghosts, paint_parts, plan_parts
 from slmcnn.tiles import tile
 
 DIRECTIONS = ("down", "up", "left", "right")
 ROTATIONS = {"down": 0, "up": 2, "left": 1, "right": 3}  # quarter turns of the canonical (vertical) frame
-DEFAULT_RATES = {"streak": 0.15, "short_feed": 0.06, "swelling": 0.12, "debris": 0.15, "chatter": 0.05}
+DEFAULT_RATES = {
+    "streak": 0.15,
+    "short_feed": 0.06,
+    "swelling": 0.12,
+    "debris": 0.15,
+    "chatter": 0.05,
+    "hole": 0.1,
+    "spatter": 0.1,
+    "spread_line": 0.06,
+    "scratch": 0.04,
+    "ridge": 0.04,
+}
+GHOST_LAYERS = 6  # how many layers a finished part still shows through the powder
 
 
 @dataclass
@@ -42,13 +54,19 @@ class SynthSettings:
     part_kinds: tuple[str, ...] = PART_KINDS
     defect_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     exposed_share: tuple[float, float] = (0.15, 0.7)
-    powder_level: tuple[float, float] = (204.0, 240.0)
-    falloff: tuple[float, float] = (0.14, 0.3)
-    grain: tuple[float, float] = (3.0, 6.5)
-    banding: tuple[float, float] = (1.8, 3.4)
+    after_exposure: tuple[float, float] = (0.0, 1.0)  # share of layers photographed after the laser pass
+    melt_brightness: tuple[float, float] = (50.0, 120.0)  # melted part tops above powder, gray levels
+    powder_level: tuple[float, float] = (95.0, 235.0)
+    falloff: tuple[float, float] = (0.1, 0.55)
+    light_gradient: tuple[float, float] = (0.0, 0.35)
+    grain: tuple[float, float] = (2.5, 10.0)
+    banding: tuple[float, float] = (1.5, 5.0)
     gamma: tuple[float, float] = (0.85, 1.15)
-    contrast: tuple[float, float] = (0.9, 1.12)
+    contrast: tuple[float, float] = (0.6, 1.12)
     blur: tuple[float, float] = (0.0, 0.8)
+    jpeg_share: float = 0.5  # share of builds saved as JPEG
+    jpeg_quality: tuple[float, float] = (30.0, 92.0)
+    walls_share: float = 0.1  # share of builds whose frame shows the chamber around the plate
     perspective: float = 0.02
     label_rule: LabelRule = field(default_factory=LabelRule)
     keep_ambiguous: bool = False
@@ -70,6 +88,12 @@ class SynthSettings:
             raise SettingsError(f"unknown defect type(s) {sorted(unknown)}; known: {', '.join(DEFECT_KINDS)}")
         if any(not 0 <= r <= 1 for r in self.defect_rates.values()):
             raise SettingsError("defect rates are per-layer probabilities between 0 and 1")
+        for name in ("after_exposure", "jpeg_share", "walls_share"):
+            value = getattr(self, name)
+            if not all(0 <= v <= 1 for v in np.atleast_1d(value)):
+                raise SettingsError(f"{name} is a share between 0 and 1 (got {value})")
+        if not 1 <= min(self.jpeg_quality) <= max(self.jpeg_quality) <= 100:
+            raise SettingsError(f"jpeg_quality must lie within 1-100 (got {self.jpeg_quality})")
         bad = set(self.part_kinds) - set(PART_KINDS)
         if bad:
             raise SettingsError(f"unknown part kind(s) {sorted(bad)}; known: {', '.join(PART_KINDS)}")
@@ -83,6 +107,7 @@ class BuildPlan:
     homography: np.ndarray | None
     parts: list
     defects: list
+    photos: list[str]  # per layer: "recoated" or "exposed"
 
 
 def plan_build(settings: SynthSettings) -> BuildPlan:
@@ -100,7 +125,9 @@ def plan_build(settings: SynthSettings) -> BuildPlan:
         src = np.float32([[0, 0], [size, 0], [size, size], [0, size]])
         dst = src + rng.uniform(-1, 1, (4, 2)).astype(np.float32) * camera.perspective * size
         homography = cv2.getPerspectiveTransform(src, dst)
-    return BuildPlan(settings, camera, direction, homography, parts, defects)
+    share = rng.uniform(*settings.after_exposure)
+    photos = ["exposed" if r < share else "recoated" for r in rng.random(settings.layers)]
+    return BuildPlan(settings, camera, direction, homography, parts, defects, photos)
 
 
 @dataclass
@@ -109,30 +136,45 @@ class RenderedLayer:
     mask: np.ndarray  # HxW uint8: 0 powder, 1 object, 2 error
     defects: list[dict]
     looks: list[str]
+    photo: str = "recoated"
 
 
 def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
     """Render one layer photo and its label mask."""
     s = plan.settings
     size, cam = s.size, plan.camera
+    photo = plan.photos[layer - 1]
     rng = np.random.default_rng([s.seed, layer])
     field_map = cam.illumination(size)
     plate = cam.plate(size)
     bed = powder(rng, cam, size, field_map, plate)
     ids = np.zeros((size, size), np.uint8)
-    active = [(i, p) for i, p in enumerate(plan.parts) if p.active(layer)]
-    for i, part in active:
-        draw_part(ids, part, layer, i + 1)
+    ghosts = np.zeros((size, size), np.uint8)
+    for i, part in enumerate(plan.parts):
+        if part.active(layer):
+            draw_part(ids, part, layer, i + 1)
+        elif part.last < layer <= part.last + GHOST_LAYERS:
+            draw_part(ghosts, part, part.last, i + 1)
     ids[plate == 0] = 0
+    ghosts[(plate == 0) | (ids > 0)] = 0
+    shown = paint_ghosts(rng, bed, ghosts, field_map, cam.grain)
     exposed = rng.uniform(*s.exposed_share)
-    looks = paint_parts(rng, bed, ids, len(plan.parts), layer, cam.level, field_map, cam.grain, exposed)
+    looks = paint_parts(
+        rng, bed, ids, len(plan.parts), layer, cam.level, field_map, cam.grain, exposed, photo, cam.melt / cam.contrast
+    )
     ctx = LayerContext(size, cam.level, field_map, plate, plan.parts, ids, layer)
-    defect_masks = []
-    for event in plan.defects:
-        if event.active(layer):
-            defect_masks.append((event, render_defect(event, bed, ctx)))
-    image = _camera(bed, cam, rng.uniform(-3, 3))
-    mask = np.where(ids > 0, 1, 0).astype(np.uint8)
+    exposure = rng.uniform(-3, 3)
+    events = [event for event in plan.defects if event.active(layer)]
+    clean = bed.copy() if events else None
+    defect_masks = [(event, render_defect(event, bed, ctx)) for event in events]
+    outside = walls_mask(cam, size)
+    if clean is not None and outside.any():
+        bed[outside] = clean[outside]  # defects happen on the powder bed, not on the chamber walls
+    image = _camera(bed, cam, exposure)
+    if clean is not None:  # label only what the saved photo visibly shows
+        changed = np.abs(image.astype(np.int16) - _camera(clean, cam, exposure)) >= VISIBLE
+        defect_masks = [(event, visible & changed) for event, visible in defect_masks]
+    mask = np.where((ids > 0) | shown, 1, 0).astype(np.uint8)
     for _, visible in defect_masks:
         mask[visible] = 2
     image, mask = _geometry(plan, image, mask)
@@ -150,18 +192,23 @@ def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
                 }
             )
     rgb = np.repeat(image[:, :, None], 3, axis=2)
-    return RenderedLayer(rgb, mask, records, looks)
+    return RenderedLayer(rgb, mask, records, looks, photo)
 
 
 def _camera(bed: np.ndarray, cam: Camera, exposure: float) -> np.ndarray:
-    """Sensor response: exposure, gamma, contrast, optics blur, 8-bit clipping (saturation)."""
+    """Sensor response: exposure, gamma, contrast (about the camera's powder level, so that the same
+    bed always gives the same photo), optics blur, 8-bit clipping (saturation), JPEG compression."""
     img = np.clip(bed + exposure, 0, None) / 255.0
     img = np.power(img, cam.gamma, dtype=np.float32)
-    mean = float(img.mean())
-    img = (img - mean) * cam.contrast + mean
+    pivot = (cam.level / 255.0) ** cam.gamma
+    img = (img - pivot) * cam.contrast + pivot
     if cam.blur > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), cam.blur)
-    return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if cam.jpeg:
+        ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
+        img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return img
 
 
 def _geometry(plan: BuildPlan, image: np.ndarray | None, mask: np.ndarray):
@@ -198,7 +245,13 @@ def _write_layer(args) -> dict:
     else:
         write_png(out / "layers" / name, rendered.image)
     rows = _write_patches(plan, out, layer, rendered) if plan.settings.write_patches else []
-    return {"layer": layer, "defects": rendered.defects, "parts": rendered.looks, "patches": rows}
+    return {
+        "layer": layer,
+        "photo": rendered.photo,
+        "defects": rendered.defects,
+        "parts": rendered.looks,
+        "patches": rows,
+    }
 
 
 def _write_patches(plan: BuildPlan, out: Path, layer: int, rendered: RenderedLayer) -> list[list]:
@@ -317,6 +370,7 @@ def _build_json(plan: BuildPlan, records: list[dict]) -> dict:
                 "layer": r["layer"],
                 "file": f"layers/{layer_name(r['layer'])}",
                 "mask": f"masks/{layer_name(r['layer'])}",
+                "photo": r["photo"],
                 "defects": r["defects"],
                 "parts": r["parts"],
             }

@@ -1,4 +1,5 @@
-"""Process errors and how each looks: streaks, short feed, swelling, debris and spatter, chatter.
+"""Process errors and how each looks: streaks, short feed, swelling, debris, chatter, holes, spatter
+around parts, horizontal spreading lines, broad scratch columns and ridged raised regions.
 
 Each defect is planned once for the build (where, when, how long) and rendered per layer. A defect
 labels only the pixels where it visibly changes the image (at least `VISIBLE` gray levels), so a
@@ -13,7 +14,18 @@ import numpy as np
 from slmcnn.synth.bed import smooth_noise
 from slmcnn.synth.parts import PartSpec, hatch
 
-DEFECT_KINDS = ("streak", "short_feed", "swelling", "debris", "chatter")
+DEFECT_KINDS = (
+    "streak",
+    "short_feed",
+    "swelling",
+    "debris",
+    "chatter",
+    "hole",
+    "spatter",
+    "spread_line",
+    "scratch",
+    "ridge",
+)
 VISIBLE = 6.0
 
 
@@ -47,7 +59,18 @@ def plan_defects(
 ) -> list[DefectEvent]:
     """Draw each defect's start layer, duration and geometry; persistence is part of the plan."""
     events: list[DefectEvent] = []
-    durations = {"streak": (2, 12), "short_feed": (1, 2), "swelling": (3, 8), "debris": (1, 3), "chatter": (1, 3)}
+    durations = {
+        "streak": (2, 12),
+        "short_feed": (1, 2),
+        "swelling": (3, 8),
+        "debris": (1, 3),
+        "chatter": (1, 3),
+        "hole": (1, 2),
+        "spatter": (1, 3),
+        "spread_line": (1, 2),
+        "scratch": (3, 15),
+        "ridge": (2, 6),
+    }
     for layer in range(1, layers + 1):
         for kind in DEFECT_KINDS:
             if rng.random() >= rates.get(kind, 0.0):
@@ -56,7 +79,7 @@ def plan_defects(
             event = DefectEvent(
                 kind, layer, min(layers, layer + int(rng.integers(lo, hi + 1)) - 1), int(rng.integers(2**31))
             )
-            if kind == "swelling":
+            if kind in ("swelling", "ridge", "spatter", "spread_line"):
                 candidates = [i for i, p in enumerate(parts) if p.active(layer) and p.kind != "text"]
                 if not candidates:
                     continue
@@ -200,4 +223,147 @@ def chatter(event, bed, ctx, rng, age) -> np.ndarray:
     return band if mask.any() else mask
 
 
-RENDERERS = {"streak": streak, "short_feed": short_feed, "swelling": swelling, "debris": debris, "chatter": chatter}
+def _part_points(event: DefectEvent, ctx: LayerContext) -> np.ndarray | None:
+    """Outline points (x, y) of the part a defect belongs to, as drawn in this layer."""
+    ids = (ctx.part_ids == event.params["part"] + 1).astype(np.uint8)
+    if not ids.any():
+        return None
+    contour = cv2.findContours(ids, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0]
+    return np.concatenate(contour)[:, 0]
+
+
+def _window(ctx: LayerContext, xs: np.ndarray, ys: np.ndarray, pad: float) -> tuple[int, int, int, int]:
+    s = ctx.size
+    x0, y0 = max(0, int(xs.min() - pad)), max(0, int(ys.min() - pad))
+    x1, y1 = min(s, int(xs.max() + pad) + 1), min(s, int(ys.max() + pad) + 1)
+    return y0, y1, x0, x1
+
+
+def hole(event, bed, ctx, rng, age) -> np.ndarray:
+    """Missing powder: a cluster of small dark spots (the rough layer below shows), shadowed on one side."""
+    s = ctx.size
+    inside = np.argwhere(ctx.plate > 0)
+    cy, cx = inside[rng.integers(len(inside))]
+    n = int(rng.integers(2, 25))
+    spread = rng.uniform(3, 35)
+    xs = np.clip(cx + rng.normal(0, spread, n), 0, s - 1)
+    ys = np.clip(cy + rng.normal(0, spread, n), 0, s - 1)
+    y0, y1, x0, x1 = _window(ctx, xs, ys, 10)
+    delta = np.zeros((y1 - y0, x1 - x0), np.float32)
+    light = rng.uniform(0, 2 * np.pi)
+    for x, y in zip(xs - x0, ys - y0):
+        r = rng.uniform(1.2, 4.5)
+        depth = ctx.level * rng.uniform(0.22, 0.55)
+        rim = (int(x - 0.8 * r * np.cos(light)), int(y - 0.8 * r * np.sin(light)))
+        cv2.circle(delta, rim, int(round(r)), 0.3 * depth, -1, lineType=cv2.LINE_AA)
+        cv2.circle(delta, (int(x), int(y)), int(round(r)), -depth, -1, lineType=cv2.LINE_AA)
+    return _additive(bed, delta * ctx.plate[y0:y1, x0:x1], y0, x0, ctx)
+
+
+def spatter(event, bed, ctx, rng, age) -> np.ndarray:
+    """Spatter landed around a part: many small droplets, bright (oxidised, specular) and dark."""
+    points = _part_points(event, ctx)
+    if points is None:
+        return np.zeros(bed.shape, bool)
+    layer_rng = np.random.default_rng([event.seed, ctx.layer])
+    n = int(rng.integers(40, 220))
+    spread = rng.uniform(6, 40)
+    base = points[layer_rng.integers(len(points), size=n)].astype(np.float32)
+    angle = layer_rng.uniform(0, 2 * np.pi, n)
+    dist = layer_rng.exponential(spread, n)
+    xs = np.clip(base[:, 0] + dist * np.cos(angle), 0, ctx.size - 1)
+    ys = np.clip(base[:, 1] + dist * np.sin(angle), 0, ctx.size - 1)
+    y0, y1, x0, x1 = _window(ctx, xs, ys, 4)
+    delta = np.zeros((y1 - y0, x1 - x0), np.float32)
+    bright = layer_rng.random(n) < rng.uniform(0.4, 0.8)
+    for x, y, b in zip(xs - x0, ys - y0, bright):
+        value = layer_rng.uniform(45, 110) if b else -ctx.level * layer_rng.uniform(0.25, 0.5)
+        cv2.circle(delta, (int(x), int(y)), int(layer_rng.integers(1, 3)), float(value), -1)
+    return _additive(bed, delta * ctx.plate[y0:y1, x0:x1], y0, x0, ctx)
+
+
+def spread_line(event, bed, ctx, rng, age) -> np.ndarray:
+    """A part disturbed the spreading: a thin dark line across the recoater's travel (horizontal),
+    leaving from the part's leading or trailing edge."""
+    points = _part_points(event, ctx)
+    if points is None:
+        return np.zeros(bed.shape, bool)
+    s = ctx.size
+    y = float(points[:, 1].min() if rng.random() < 0.5 else points[:, 1].max()) + rng.uniform(-3, 3)
+    left, right = float(points[:, 0].min()), float(points[:, 0].max())
+    reach = rng.uniform(0.1, 0.8) * s
+    x0, x1 = int(max(0, left - reach * rng.random())), int(min(s, right + reach * rng.random()))
+    width = rng.uniform(0.7, 2.2)
+    amp = -ctx.level * rng.uniform(0.12, 0.35)
+    xs = np.arange(x0, x1)
+    wobble = 1.2 * smooth_noise(rng, len(xs), 3)[0] if len(xs) > 3 else np.zeros(len(xs))
+    ya = int(max(0, y - 4 * width - 3))
+    yb = int(min(s, y + 4 * width + 4))
+    if yb <= ya or x1 <= x0:
+        return np.zeros(bed.shape, bool)
+    d = np.arange(ya, yb)[:, None] - (y + wobble[None, :])
+    along = np.clip(0.7 + 0.3 * smooth_noise(rng, len(xs), 5)[:1, :], 0.3, 1.0)
+    taper = np.minimum(1.0, np.minimum(xs - x0 + 1, x1 - xs) / 12.0)[None, :]
+    delta = amp * np.exp(-(d**2) / (2 * width**2)) * along * taper
+    return _additive(bed, (delta * ctx.plate[ya:yb, x0:x1]).astype(np.float32), ya, x0, ctx)
+
+
+def scratch(event, bed, ctx, rng, age) -> np.ndarray:
+    """A damaged blade drags a broad dark column along its travel (vertical), the same place each layer."""
+    s = ctx.size
+    x = rng.uniform(0.05, 0.95) * s
+    width = rng.uniform(6, 36)
+    y_start = int(rng.uniform(0.0, 0.4) * s) if rng.random() < 0.5 else 0
+    amp = -ctx.level * rng.uniform(0.1, 0.3) * (1.0 - 0.05 * age)
+    xa, xb = max(0, int(x - width)), min(s, int(x + width) + 1)
+    ys = np.arange(y_start, s)
+    d = np.abs(np.arange(xa, xb)[None, :] - x) / (width / 2)
+    profile = np.clip(1.5 - d, 0, 1) ** 1.5
+    along = np.clip(0.75 + 0.3 * smooth_noise(rng, len(ys), 8)[:, :1], 0.3, 1.1)
+    texture = 1 + 0.25 * cv2.GaussianBlur(rng.standard_normal((len(ys), xb - xa)).astype(np.float32), (0, 0), 1.5)
+    delta = amp * profile * along * texture * ctx.plate[y_start:, xa:xb]
+    return _additive(bed, delta.astype(np.float32), y_start, xa, ctx)
+
+
+def ridge(event, bed, ctx, rng, age) -> np.ndarray:
+    """A large raised region at a part's edge (a lifted part, powder swept off): ridges across the
+    recoater's travel, lit on one side and shadowed on the other, standing proud of the powder."""
+    points = _part_points(event, ctx)
+    if points is None:
+        return np.zeros(bed.shape, bool)
+    s = ctx.size
+    px, py = points[rng.integers(len(points))].astype(np.float32)
+    radius = min(0.3 * s, rng.uniform(20, 70) + age * rng.uniform(4, 12))
+    half = int(radius * 1.6 + 8)
+    y0, y1, x0, x1 = max(0, int(py) - half), min(s, int(py) + half), max(0, int(px) - half), min(s, int(px) + half)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    theta = np.arctan2(yy - py, xx - px)
+    wobble = 1 + 0.25 * np.sin(2 * theta + rng.uniform(0, 6.3)) + 0.15 * np.sin(3 * theta + rng.uniform(0, 6.3))
+    r = np.hypot(yy - py, xx - px) / (radius * wobble)
+    envelope = np.clip(1.3 * (1 - r**2), 0, 1)
+    tilt = np.deg2rad(rng.uniform(-25, 25))
+    period = rng.uniform(5, 14)
+    ridges = 0.5 + 0.5 * np.sin(2 * np.pi * (yy * np.cos(tilt) + xx * np.sin(tilt)) / period + rng.uniform(0, 6.3))
+    height = envelope * (0.6 + 0.8 * ridges)
+    gy, gx = np.gradient(cv2.GaussianBlur(height, (0, 0), 1.0))
+    light = rng.uniform(0, 2 * np.pi)
+    relief = (gx * np.cos(light) + gy * np.sin(light)) * period
+    delta = rng.uniform(15, 45) * envelope + rng.uniform(20, 45) * relief
+    shift = np.float32([[1, 0, -np.cos(light) * 0.2 * radius], [0, 1, -np.sin(light) * 0.2 * radius]])
+    shadow = np.clip(cv2.warpAffine(envelope, shift, envelope.shape[::-1]) - envelope, 0, 1)
+    delta -= ctx.level * rng.uniform(0.15, 0.35) * shadow
+    return _additive(bed, (delta * ctx.plate[y0:y1, x0:x1]).astype(np.float32), y0, x0, ctx)
+
+
+RENDERERS = {
+    "streak": streak,
+    "short_feed": short_feed,
+    "swelling": swelling,
+    "debris": debris,
+    "chatter": chatter,
+    "hole": hole,
+    "spatter": spatter,
+    "spread_line": spread_line,
+    "scratch": scratch,
+    "ridge": ridge,
+}

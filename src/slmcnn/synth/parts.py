@@ -133,9 +133,10 @@ def draw_part(canvas: np.ndarray, part: PartSpec, layer: int, value: int) -> Non
 
 def hatch(shape: tuple[int, int], angle: float, period: float, phase: float) -> np.ndarray:
     """Laser hatch-line texture: a sine across lines at `angle` (degrees), values in [-1, 1]."""
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     a = np.deg2rad(angle)
-    return np.sin(2 * np.pi * (xx * np.cos(a) + yy * np.sin(a)) / period + phase)
+    xs = np.arange(shape[1], dtype=np.float32) * np.float32(2 * np.pi * np.cos(a) / period)
+    ys = np.arange(shape[0], dtype=np.float32) * np.float32(2 * np.pi * np.sin(a) / period) + np.float32(phase)
+    return np.sin(ys[:, None] + xs[None, :])
 
 
 def paint_parts(
@@ -148,25 +149,33 @@ def paint_parts(
     field: np.ndarray,
     grain: float,
     exposed_share: float,
+    photo: str = "recoated",
+    melt: float = 80.0,
 ) -> list[str]:
-    """Give each part region its look for this layer: faint under powder, or exposed metal."""
+    """Give each part region its look for this layer: faint under powder, or exposed metal; in a photo
+    taken after exposure every part top is freshly melted metal."""
     looks = []
     full_hatch = None
     for index in range(1, count + 1):
         region = ids == index
-        if not region.any():
+        x0, y0, w, h = cv2.boundingRect(region.view(np.uint8))
+        if w == 0:
             looks.append("absent")
             continue
-        ys, xs = np.nonzero(region)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        y1, x1 = y0 + h, x0 + w
         sub = region[y0:y1, x0:x1]
         roll = rng.random()
-        if roll > exposed_share:
+        if photo == "exposed":
+            look = "melted"
+            if full_hatch is None:  # scan vectors turn from layer to layer
+                full_hatch = hatch(bed.shape, (layer * 67.0 + 23.0) % 180, rng.uniform(2.5, 6), rng.uniform(0, 6.3))
+            _melted(rng, bed[y0:y1, x0:x1], sub, full_hatch[y0:y1, x0:x1], level, melt, field[y0:y1, x0:x1])
+        elif roll > exposed_share:
             look = "covered"
             # Under fresh powder a part shows as a faint shape: a few gray levels off, a coarser
             # speckle (powder sits differently on metal) and a faint outline.
             soft = cv2.GaussianBlur(sub.astype(np.float32), (0, 0), 1.2)
-            offset = rng.uniform(5, 12) * rng.choice([-1.0, -1.0, 1.0])
+            offset = (rng.uniform(5, 12) + grain * rng.uniform(0.3, 0.8)) * rng.choice([-1.0, -1.0, 1.0])
             speckle = cv2.GaussianBlur(rng.standard_normal(sub.shape).astype(np.float32), (0, 0), 1.0)
             speckle *= grain * rng.uniform(1.0, 2.0)
             outline = cv2.morphologyEx(sub.astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
@@ -189,3 +198,45 @@ def paint_parts(
                 patch[rim] += rng.uniform(15, 55) * (1 if not bright or rng.random() < 0.5 else -1)
         looks.append(look)
     return looks
+
+
+def _melted(
+    rng: np.random.Generator,
+    patch: np.ndarray,
+    sub: np.ndarray,
+    tex: np.ndarray,
+    level: float,
+    melt: float,
+    field: np.ndarray,
+) -> None:
+    """A freshly melted top: flat and specular (it may saturate), striped by the scan vectors, with
+    sharp edges and a thin bright contour track."""
+    top = level + melt * rng.uniform(0.85, 1.15)
+    metal = top + rng.uniform(4, 22) * tex + rng.standard_normal(sub.shape).astype(np.float32) * rng.uniform(1, 4)
+    metal *= np.sqrt(field)  # specular: it follows the light less than diffuse powder does
+    patch[sub] = metal[sub]
+    if rng.random() < 0.8:
+        inner = sub & ~cv2.erode(sub.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        patch[inner] += rng.uniform(8, 40)
+
+
+def paint_ghosts(
+    rng: np.random.Generator, bed: np.ndarray, ghosts: np.ndarray, field: np.ndarray, grain: float
+) -> np.ndarray:
+    """Parts finished a few layers ago show faintly through the powder as darker outlines; returns
+    the footprints that visibly show (they are still Object)."""
+    shown = np.zeros(ghosts.shape, bool)
+    for index in np.unique(ghosts):
+        if index == 0:
+            continue
+        region = ghosts == index
+        x0, y0, w, h = cv2.boundingRect(region.view(np.uint8))
+        y1, x1 = y0 + h, x0 + w
+        sub = region[y0:y1, x0:x1].astype(np.uint8)
+        outline = cv2.morphologyEx(sub, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(np.float32)
+        # Faint, but above the grain: a footprint nobody could see would be a dishonest Object label.
+        inner, rim = grain * rng.uniform(0.4, 0.9) + 2, grain * rng.uniform(1.5, 3.0) + 6
+        delta = -(sub * inner + cv2.GaussianBlur(outline, (0, 0), 0.7) * rim)
+        bed[y0:y1, x0:x1] += delta * field[y0:y1, x0:x1]
+        shown[y0:y1, x0:x1] |= sub.astype(bool)
+    return shown
