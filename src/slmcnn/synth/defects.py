@@ -244,15 +244,15 @@ def hole(event, bed, ctx, rng, age) -> np.ndarray:
     s = ctx.size
     inside = np.argwhere(ctx.plate > 0)
     cy, cx = inside[rng.integers(len(inside))]
-    n = int(rng.integers(2, 25))
-    spread = rng.uniform(3, 35)
+    n = int(rng.integers(4, 32))
+    spread = rng.uniform(4, 30)
     xs = np.clip(cx + rng.normal(0, spread, n), 0, s - 1)
     ys = np.clip(cy + rng.normal(0, spread, n), 0, s - 1)
     y0, y1, x0, x1 = _window(ctx, xs, ys, 10)
     delta = np.zeros((y1 - y0, x1 - x0), np.float32)
     light = rng.uniform(0, 2 * np.pi)
     for x, y in zip(xs - x0, ys - y0):
-        r = rng.uniform(1.2, 4.5)
+        r = rng.uniform(1.5, 5.0)
         depth = ctx.level * rng.uniform(0.22, 0.55)
         rim = (int(x - 0.8 * r * np.cos(light)), int(y - 0.8 * r * np.sin(light)))
         cv2.circle(delta, rim, int(round(r)), 0.3 * depth, -1, lineType=cv2.LINE_AA)
@@ -293,8 +293,8 @@ def spread_line(event, bed, ctx, rng, age) -> np.ndarray:
     left, right = float(points[:, 0].min()), float(points[:, 0].max())
     reach = rng.uniform(0.1, 0.8) * s
     x0, x1 = int(max(0, left - reach * rng.random())), int(min(s, right + reach * rng.random()))
-    width = rng.uniform(0.7, 2.2)
-    amp = -ctx.level * rng.uniform(0.12, 0.35)
+    width = rng.uniform(0.8, 2.6)
+    amp = -ctx.level * rng.uniform(0.15, 0.4)
     xs = np.arange(x0, x1)
     wobble = 1.2 * smooth_noise(rng, len(xs), 3)[0] if len(xs) > 3 else np.zeros(len(xs))
     ya = int(max(0, y - 4 * width - 3))
@@ -343,12 +343,14 @@ def ridge(event, bed, ctx, rng, age) -> np.ndarray:
     envelope = np.clip(1.3 * (1 - r**2), 0, 1)
     tilt = np.deg2rad(rng.uniform(-25, 25))
     period = rng.uniform(5, 14)
-    ridges = 0.5 + 0.5 * np.sin(2 * np.pi * (yy * np.cos(tilt) + xx * np.sin(tilt)) / period + rng.uniform(0, 6.3))
+    bend = 2.5 * smooth_noise(rng, max(y1 - y0, x1 - x0), 3)[: y1 - y0, : x1 - x0]  # ridges are not ruled lines
+    across = yy * np.cos(tilt) + xx * np.sin(tilt)
+    ridges = 0.5 + 0.5 * np.sin(2 * np.pi * across / period + bend + rng.uniform(0, 6.3))
     height = envelope * (0.6 + 0.8 * ridges)
     gy, gx = np.gradient(cv2.GaussianBlur(height, (0, 0), 1.0))
     light = rng.uniform(0, 2 * np.pi)
     relief = (gx * np.cos(light) + gy * np.sin(light)) * period
-    delta = rng.uniform(15, 45) * envelope + rng.uniform(20, 45) * relief
+    delta = rng.uniform(25, 60) * envelope + rng.uniform(20, 45) * relief
     shift = np.float32([[1, 0, -np.cos(light) * 0.2 * radius], [0, 1, -np.sin(light) * 0.2 * radius]])
     shadow = np.clip(cv2.warpAffine(envelope, shift, envelope.shape[::-1]) - envelope, 0, 1)
     delta -= ctx.level * rng.uniform(0.15, 0.35) * shadow
