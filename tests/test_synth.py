@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -147,13 +148,17 @@ def test_after_exposure_parts_are_bright_objects_not_errors():
 
 
 def test_finished_parts_show_faintly_as_objects():
-    settings = quiet(seed=1, layers=12, parts=(8, 10), after_exposure=(1.0, 1.0))
-    plan = plan_build(settings)
-    layer = next(n for n in range(2, 13) if any(p.last < n <= p.last + 3 for p in plan.parts))
-    rendered = render_layer(plan, layer)
-    ghost = next(p for p in plan.parts if p.last < layer <= p.last + 3)
-    y, x = int(ghost.cy), int(ghost.cx)
-    assert rendered.mask[y - 2 : y + 3, x - 2 : x + 3].max() == OBJECT or ghost.kind in ("ring", "lattice", "text")
+    plan = plan_build(quiet(seed=1, layers=6, parts=(1, 1), part_kinds=("square",), after_exposure=(1.0, 1.0)))
+    plan.parts[0].first, plan.parts[0].last = 1, 2
+    rendered = render_layer(plan, 4)
+    part = rendered.mask == OBJECT
+    assert part.any() and rendered.looks == ["absent"]
+    gray = rendered.image[..., 0].astype(float)
+    kernel = np.ones((5, 5), np.uint8)
+    outline = part & ~cv2.erode(part.astype(np.uint8), kernel).astype(bool)
+    around = cv2.dilate(part.astype(np.uint8), kernel, iterations=3).astype(bool) & ~part
+    assert gray[outline].mean() < gray[around].mean() - 4  # a darker outline, not a bright top
+    assert gray[part].mean() < gray[around].mean()
 
 
 @pytest.mark.parametrize("kind", DEFECT_KINDS)
@@ -219,3 +224,41 @@ def test_new_settings_reach_the_cli_through_config(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"jpeg_share": 2}))
     assert run_cli("synth", tmp_path / "c", "--size", "256", "--config", bad).returncode == 2
+
+
+@pytest.mark.parametrize("kind", ["pins", "cells", "large", "lattice"])
+def test_new_part_kinds_draw_objects(kind):
+    settings = quiet(seed=6, parts=(2, 3), part_kinds=(kind,), after_exposure=(1.0, 1.0))
+    rendered = render_layer(plan_build(settings), 1)
+    part = rendered.mask == OBJECT
+    assert part.any() and "melted" in rendered.looks
+    count, _ = cv2.connectedComponents(part.astype(np.uint8))
+    if kind == "pins":
+        assert count - 1 >= 16  # a grid of separate small squares or pins
+    if kind == "large":
+        assert part.mean() > 0.05
+    gray = rendered.image[..., 0].astype(float)
+    assert gray[part].mean() > gray[rendered.mask == 0].mean() + 30
+
+
+def test_bed_scale_varies_part_sizes_relative_to_the_tile():
+    def mean_size(tile_mm):
+        sizes = []
+        for seed in range(6):
+            plan = plan_build(quiet(seed=seed, size=768, tile_mm=(tile_mm, tile_mm), part_kinds=("circle", "square")))
+            assert plan.tile_mm == pytest.approx(tile_mm)
+            sizes += [p.size for p in plan.parts]
+        return np.mean(sizes)
+
+    assert mean_size(5.0) > 3 * mean_size(40.0)
+    spans = {round(plan_build(quiet(seed=s)).tile_mm) for s in range(12)}
+    assert min(spans) < 10 and max(spans) > 25
+
+
+def test_powder_nuisances_are_powder():
+    for seed in range(6):
+        settings = quiet(seed=seed, parts=(0, 0), walls_share=0.5)
+        rendered = render_layer(plan_build(settings), 2)
+        assert (rendered.mask == 0).all()  # corners, edge lines, top line, banding, walls: all Powder
+        stats = camera_stats(rendered.image)
+        assert stats["corner"] < stats["centre"]

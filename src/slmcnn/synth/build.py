@@ -18,10 +18,10 @@ import numpy as np
 from slmcnn import CLASSES
 from slmcnn.errors import SettingsError
 from slmcnn.images import write_png
-from slmcnn.labels import AMBIGUOUS, LabelRule
+from slmcnn.labels import AMBIGUOUS, LabelRule, tile_labels
 from slmcnn.synth.bed import Camera, powder, walls_mask
 from slmcnn.synth.defects import DEFECT_KINDS, VISIBLE, LayerContext, plan_defects, render_defect
-from slmcnn.synth.parts import PART_KINDS, draw_part, paint_ghosts, paint_parts, plan_parts
+from slmcnn.synth.parts import PART_KINDS, REFERENCE_TILE_MM, draw_part, paint_ghosts, paint_parts, plan_parts
 from slmcnn.tiles import tile
 
 DIRECTIONS = ("down", "up", "left", "right")
@@ -52,6 +52,7 @@ class SynthSettings:
     direction: str = "down"  # down | up | left | right | random
     parts: tuple[int, int] = (4, 12)
     part_kinds: tuple[str, ...] = PART_KINDS
+    tile_mm: tuple[float, float] = (5.0, 40.0)  # bed a patch covers (log-uniform): part sizes vary 8x
     defect_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     exposed_share: tuple[float, float] = (0.15, 0.7)
     after_exposure: tuple[float, float] = (0.0, 1.0)  # share of layers photographed after the laser pass
@@ -92,6 +93,8 @@ class SynthSettings:
             value = getattr(self, name)
             if not all(0 <= v <= 1 for v in np.atleast_1d(value)):
                 raise SettingsError(f"{name} is a share between 0 and 1 (got {value})")
+        if min(self.tile_mm) <= 0 or self.tile_mm[0] > self.tile_mm[1]:
+            raise SettingsError(f"tile_mm range {self.tile_mm} is impossible")
         if not 1 <= min(self.jpeg_quality) <= max(self.jpeg_quality) <= 100:
             raise SettingsError(f"jpeg_quality must lie within 1-100 (got {self.jpeg_quality})")
         bad = set(self.part_kinds) - set(PART_KINDS)
@@ -108,6 +111,7 @@ class BuildPlan:
     parts: list
     defects: list
     photos: list[str]  # per layer: "recoated" or "exposed"
+    tile_mm: float = REFERENCE_TILE_MM
 
 
 def plan_build(settings: SynthSettings) -> BuildPlan:
@@ -118,7 +122,10 @@ def plan_build(settings: SynthSettings) -> BuildPlan:
     camera = Camera.draw(rng, size, settings)
     direction = str(rng.choice(DIRECTIONS)) if settings.direction == "random" else settings.direction
     count = int(rng.integers(settings.parts[0], settings.parts[1] + 1))
-    parts = plan_parts(rng, size, settings.layers, count, tuple(settings.part_kinds), camera.plate_margin)
+    tile_mm = float(np.exp(rng.uniform(*np.log(settings.tile_mm))))
+    scale = REFERENCE_TILE_MM / tile_mm * settings.patch / 128
+    count = int(round(count * np.clip(1 / scale, 1.0, 2.0)))  # a wide view holds more, smaller parts
+    parts = plan_parts(rng, size, settings.layers, count, tuple(settings.part_kinds), camera.plate_margin, scale)
     defects = plan_defects(rng, settings.layers, size, settings.defect_rates, parts)
     homography = None
     if camera.perspective > 0:
@@ -127,7 +134,7 @@ def plan_build(settings: SynthSettings) -> BuildPlan:
         homography = cv2.getPerspectiveTransform(src, dst)
     share = rng.uniform(*settings.after_exposure)
     photos = ["exposed" if r < share else "recoated" for r in rng.random(settings.layers)]
-    return BuildPlan(settings, camera, direction, homography, parts, defects, photos)
+    return BuildPlan(settings, camera, direction, homography, parts, defects, photos, tile_mm)
 
 
 @dataclass
@@ -257,10 +264,7 @@ def _write_layer(args) -> dict:
 def _write_patches(plan: BuildPlan, out: Path, layer: int, rendered: RenderedLayer) -> list[list]:
     s = plan.settings
     grid = tile(rendered.image, s.patch)
-    mask_tiles = tile(rendered.mask[:, :, None], s.patch).patches[..., 0]
-    labels = s.label_rule.labels(mask_tiles)
-    if not s.keep_ambiguous:
-        labels = np.where(s.label_rule.ambiguous(mask_tiles), AMBIGUOUS, labels)
+    labels = tile_labels(rendered.mask, grid.geometry, s.label_rule, ambiguous=s.keep_ambiguous)
     rows_n, cols_n = grid.shape
     rows = []
     for index, label in enumerate(labels):
@@ -362,6 +366,7 @@ def _build_json(plan: BuildPlan, records: list[dict]) -> dict:
         "seed": s.seed,
         "settings": {**asdict(s), "label_rule": s.label_rule.as_dict()},
         "direction": plan.direction,
+        "tile_mm": plan.tile_mm,
         "camera": asdict(plan.camera),
         "parts": [asdict(p) for p in plan.parts],
         "patch_counts": counts,

@@ -5,7 +5,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-PART_KINDS = ("circle", "square", "ring", "triangle", "wall", "text", "cylinders", "lattice", "irregular")
+PART_KINDS = (
+    "circle",
+    "square",
+    "ring",
+    "triangle",
+    "wall",
+    "text",
+    "cylinders",
+    "lattice",
+    "irregular",
+    "pins",
+    "cells",
+    "large",
+)
+FINE_KINDS = ("cylinders", "lattice", "text", "pins", "cells")  # arrays of features at or below tile scale
+REFERENCE_TILE_MM = 20.0  # the bed a tile covers at which part sizes are drawn as they are
 
 
 @dataclass
@@ -31,21 +46,27 @@ class PartSpec:
 
 
 def plan_parts(
-    rng: np.random.Generator, size: int, layers: int, count: int, kinds: tuple[str, ...], margin: int
+    rng: np.random.Generator,
+    size: int,
+    layers: int,
+    count: int,
+    kinds: tuple[str, ...],
+    margin: int,
+    scale: float = 1.0,
 ) -> list[PartSpec]:
-    """Place parts on the plate without overlaps (rejection sampling on bounding circles)."""
+    """Place parts on the plate without overlaps (rejection sampling on bounding circles); `scale`
+    is how much larger than at REFERENCE_TILE_MM the bed looks (a camera zoomed in: > 1)."""
     parts: list[PartSpec] = []
     for _ in range(count * 20):
         if len(parts) >= count:
             break
         kind = str(rng.choice(kinds))
-        extent = (
-            rng.uniform(0.05, 0.2) * size
-            if kind not in ("cylinders", "lattice", "text")
-            else rng.uniform(0.12, 0.26) * size
-        )
+        extent = rng.uniform(0.12, 0.26) if kind in FINE_KINDS else rng.uniform(0.05, 0.2)
         if kind == "wall":
-            extent = rng.uniform(0.12, 0.3) * size
+            extent = rng.uniform(0.12, 0.3)
+        extent = min(0.5, extent * scale) * size
+        if kind == "large":  # as large as half the bed, whatever the camera
+            extent = rng.uniform(0.3, 0.5) * size
         lo, hi = margin + extent * 0.75 + 8, size - margin - extent * 0.75 - 8
         if lo >= hi:
             continue
@@ -89,7 +110,7 @@ def draw_part(canvas: np.ndarray, part: PartSpec, layer: int, value: int) -> Non
     elif part.kind == "ring":
         cv2.circle(canvas, centre, int(s), value, -1)
         cv2.circle(canvas, centre, int(s * rng.uniform(0.45, 0.75)), 0, -1)
-    elif part.kind in ("square", "wall", "triangle", "irregular"):
+    elif part.kind in ("square", "wall", "triangle", "irregular", "large"):
         if part.kind == "square":
             pts = np.array([[-s, -s], [s, -s], [s, s], [-s, s]], np.float32)
         elif part.kind == "wall":
@@ -98,7 +119,7 @@ def draw_part(canvas: np.ndarray, part: PartSpec, layer: int, value: int) -> Non
         elif part.kind == "triangle":
             pts = np.array([[0, -s], [s * 0.9, s * 0.7], [-s * 0.9, s * 0.7]], np.float32)
         else:
-            k = 9
+            k = 9 if part.kind == "irregular" else 14
             radii = s * (0.65 + 0.35 * rng.random(k))
             theta = np.linspace(0, 2 * np.pi, k, endpoint=False)
             pts = np.stack([radii * np.cos(theta), radii * np.sin(theta)], 1).astype(np.float32)
@@ -111,9 +132,32 @@ def draw_part(canvas: np.ndarray, part: PartSpec, layer: int, value: int) -> Non
         pts = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2).astype(np.float32)
         for x, y in _rotated(pts, cx, cy, ang):
             cv2.circle(canvas, (int(x), int(y)), radius, value, -1)
+    elif part.kind == "pins":  # witness pins and test grids: many small squares or discs
+        n = int(rng.integers(4, 13))
+        pitch = 2 * s / n
+        half = max(1, int(pitch * rng.uniform(0.12, 0.32)))
+        grid = (np.arange(n) - (n - 1) / 2) * pitch
+        pts = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2).astype(np.float32)
+        square = rng.random() < 0.6
+        for x, y in _rotated(pts, cx, cy, ang):
+            if square:
+                cv2.rectangle(canvas, (int(x) - half, int(y) - half), (int(x) + half, int(y) + half), value, -1)
+            else:
+                cv2.circle(canvas, (int(x), int(y)), half, value, -1)
+    elif part.kind == "cells":  # a label made of a cell pattern (a data-matrix-like code)
+        rows, cols = int(rng.integers(4, 10)), int(rng.integers(4, 12))
+        cell = 2 * s / max(rows, cols)
+        filled = rng.random((rows, cols)) < 0.5
+        filled[:, 0] = filled[-1, :] = True
+        local = np.zeros((rows, cols), np.uint8)
+        local[filled] = 1
+        for r, c in np.argwhere(local):
+            corner = np.array([[c, r], [c + 1, r], [c + 1, r + 1], [c, r + 1]], np.float32) * cell
+            corner -= np.array([cols * cell / 2, rows * cell / 2], np.float32)
+            cv2.fillPoly(canvas, [_rotated(corner * 0.92, cx, cy, ang)], value)
     elif part.kind == "lattice":
-        n = int(rng.integers(3, 6))
-        thick = max(2, int(rng.uniform(2, 5)))
+        n = int(rng.integers(3, 6)) if rng.random() < 0.5 else int(rng.integers(6, 13))
+        thick = max(1, int(rng.uniform(1, 5) * min(1.0, 6 / n)))
         ends = np.linspace(-s, s, n)
         for e in ends:
             for a, b in (([e, -s], [e, s]), ([-s, e], [s, e])):
