@@ -67,6 +67,17 @@ class SlmCnn(nn.Module):
             nn.Linear(spec.dense, spec.num_classes),
         )
 
+    def blocks(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Convolution blocks start..stop-1, so a caller can read inner feature maps in the same pass
+        (the camera profile); FoldedSlmCnn offers the same two methods."""
+        for block in self.features[start:stop]:
+            x = block(x)
+        return x
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """The dense layers on the last block's output."""
+        return self.classifier(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 

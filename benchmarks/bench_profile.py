@@ -1,0 +1,293 @@
+"""Measure the camera profile (slmcnn.profile) on real PBLM photos and on a synthetic camera style.
+
+PBLM (../shared/data/pblm, skipped with a message when absent): the bed is calibrated automatically
+on the first No_Defect photo, a profile is built from 10 distinct No_Defect photos, and the other
+distinct good photos and every defect folder (subsampled to --per-folder photos) are scored with and
+without the profile. A photo is flagged when it has at least one Error tile; its score is the
+largest tile anomaly (profile) or the largest Error probability (network alone). The normality
+models compared on the same features: patch-knn (the shipped choice), tile-knn (tile-mean features)
+and a PaDiM-style Gaussian per tile position (shared shrunk covariance).
+
+Synthetic: a camera style outside the generator's ranges (dark, low contrast, coarse grain), 20
+defect-free layers profiled, then other defect-free layers (with the same parts), layers with
+parts the profile never saw (profiled from part-free layers of the same camera), and layers with
+defects: Error tiles per 1,000 sound tiles and Error recall, with and without the profile.
+
+    nice .venv/bin/python benchmarks/bench_profile.py [--per-folder 150] [--json]
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slmcnn import images
+from slmcnn.camera import CameraCalibration, detect_corners
+from slmcnn.checkpoint import default_model_path, load_model
+from slmcnn.labels import LabelRule
+from slmcnn.profile import (
+    ERROR,
+    FeatureNet,
+    build_profile,
+    decide,
+    thresholds_from_scores,
+)
+from slmcnn.synth.build import SynthSettings, plan_build, render_layer
+from slmcnn.tiles import tile
+
+PBLM = Path(__file__).resolve().parents[2] / "shared" / "data" / "pblm"
+FOLDERS = ("Powder_Uneven", "Powder_Uneven_With_Scratch", "Deformation_With_Scratch", "Plateform_Powder_Uneven")
+UNSEEN_STYLE = dict(powder_level=(120.0, 135.0), contrast=(0.6, 0.7), grain=(8.0, 10.0), gamma=(1.3, 1.4))
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    if not len(negatives) or not len(positives):
+        return float("nan")
+    diff = positives[:, None] - negatives[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def distinct(paths: list[Path]) -> list[Path]:
+    seen, out = set(), []
+    for path in paths:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            out.append(path)
+    return out
+
+
+class Gaussian:
+    """PaDiM-style: the mean tile-feature of each position, one shrunk covariance shared by all."""
+
+    def __init__(self, features: np.ndarray):  # (frames, positions, D) tile-mean features
+        from sklearn.covariance import LedoitWolf
+
+        self.mean = features.mean(0)
+        centred = (features - self.mean).reshape(-1, features.shape[-1])
+        self.precision = LedoitWolf().fit(centred).precision_.astype(np.float32)
+        left_out = []
+        for i in range(len(features)):
+            mean = np.delete(features, i, 0).mean(0)
+            left_out.append(self._distance(features[i], mean))
+        self.thresholds, self.meta = thresholds_from_scores(np.array(left_out))
+
+    def _distance(self, features: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        d = features - mean
+        return np.sqrt(np.einsum("pd,de,pe->p", d, self.precision, d).clip(0))
+
+    def anomaly(self, features: np.ndarray) -> np.ndarray:
+        return self._distance(features, self.mean) / self.thresholds
+
+
+def evaluate(good: list, bad: dict, score) -> dict:
+    """Flag shares and AUROC for one method; `score(record) -> (flagged, photo score)`."""
+    good_scores = [score(r) for r in good]
+    result = {"good_flagged": float(np.mean([f for f, _ in good_scores]))}
+    negatives = np.array([s for _, s in good_scores])
+    positives = []
+    for folder, records in bad.items():
+        scored = [score(r) for r in records]
+        result[f"{folder}_flagged"] = float(np.mean([f for f, _ in scored]))
+        result[f"{folder}_auroc"] = auroc(negatives, np.array([s for _, s in scored]))
+        positives += [s for _, s in scored]
+    result["auroc"] = auroc(negatives, np.array(positives))
+    return result
+
+
+def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
+    good = distinct(sorted((root / "No_Defect").glob("*.jpg")))
+    reference = images.read(good[0])
+    calibration = CameraCalibration(detect_corners(reference).round(2).tolist(), 768)
+    started = time.perf_counter()
+    profile = build_profile(good[:frames], calibration, model, progress=True)
+    build_seconds = time.perf_counter() - started
+    tile_profile = build_profile(good[:frames], calibration, model, grid=1)
+    net = FeatureNet(model, precision=profile.meta["precision"])
+    rng = np.random.default_rng(seed)
+
+    def record(path: Path) -> dict:
+        frame = images.read(path)
+        own = calibration if frame.shape[:2] == reference.shape[:2] else None
+        own = own or CameraCalibration(detect_corners(frame).round(2).tolist(), 768)
+        probs, feats = net(tile(own.warp(frame), profile.patch).patches)
+        return {"probs": probs, "feats": feats}
+
+    profile_feats = np.stack([record(p)["feats"].mean(1) for p in good[:frames]])
+    gaussian = Gaussian(profile_feats)
+    good_records = [record(p) for p in good[frames:]]
+    bad_records = {}
+    for folder in FOLDERS:
+        paths = sorted((root / folder).glob("*.jpg"))
+        if len(paths) > per_folder:
+            paths = [paths[i] for i in sorted(rng.choice(len(paths), per_folder, replace=False))]
+        bad_records[folder] = [record(p) for p in paths]
+        print(f"  scored {folder}: {len(paths)} photos", file=sys.stderr)
+
+    def network(r):
+        return bool((r["probs"].argmax(1) == ERROR).any()), float(r["probs"][:, ERROR].max())
+
+    def with_profile(p, feats_of, confirm=None):
+        def score(r):
+            scores = p.score_features(r["probs"], feats_of(r), confirm)
+            return bool((scores.classes == ERROR).any()), scores.score
+
+        return score
+
+    def gauss(r):
+        anomaly = gaussian.anomaly(r["feats"].mean(1))
+        return bool((decide(r["probs"], anomaly) == ERROR).any()), float(anomaly.max())
+
+    methods = {
+        "network alone": network,
+        "patch-knn (shipped)": with_profile(profile, lambda r: r["feats"]),
+        "patch-knn, network Error never vetoed": with_profile(profile, lambda r: r["feats"], confirm=0.0),
+        "tile-knn": with_profile(tile_profile, lambda r: r["feats"].mean(1, keepdims=True)),
+        "gaussian per position": gauss,
+    }
+    results = {name: evaluate(good_records, bad_records, fn) for name, fn in methods.items()}
+    return {
+        "profile_frames": frames,
+        "good_test_photos": len(good_records),
+        "defect_photos": {k: len(v) for k, v in bad_records.items()},
+        "per_folder_cap": per_folder,
+        "profile_seconds": round(build_seconds, 2),
+        "profile": {k: profile.meta[k] for k in ("threshold", "marks", "estimate")},
+        "methods": results,
+    }
+
+
+def synthetic(model, layers: int) -> dict:
+    size = 768
+    base = dict(size=size, seed=11, layers=20 + layers, **UNSEEN_STYLE)
+    clean = plan_build(SynthSettings(defect_rates={}, **base))
+    no_parts = plan_build(SynthSettings(defect_rates={}, parts=(0, 0), **base))
+    defects = plan_build(SynthSettings(defect_rates={"streak": 0.5, "swelling": 0.4, "debris": 0.5}, **base))
+    rule = LabelRule()
+
+    def frames(plan, ids):
+        return [render_layer(plan, i) for i in ids]
+
+    started = time.perf_counter()
+    profile = build_profile([r.image for r in frames(clean, range(20))], None, model)
+    seconds = time.perf_counter() - started
+    unseen_parts = build_profile([r.image for r in frames(no_parts, range(20))], None, model)
+    net = FeatureNet(model, precision=profile.meta["precision"])
+    out = {"profile_seconds": round(seconds, 2), "profile": {k: profile.meta[k] for k in ("threshold", "estimate")}}
+    test = range(20, 20 + layers)
+    for name, plan, used in (
+        ("sound layers", clean, profile),
+        ("sound layers, parts unseen by the profile", clean, unseen_parts),
+        ("layers with defects", defects, profile),
+    ):
+        counts = {"tiles": 0, "sound": 0, "error_truth": 0}
+        for key in ("alone", "profile"):
+            counts |= {f"{key}_false": 0, f"{key}_found": 0}
+        for rendered in frames(plan, test):
+            probs, feats = net(tile(rendered.image, 128).patches)
+            truth = rule.labels(tile(rendered.mask[..., None], 128).patches[..., 0])
+            decided = used.score_features(probs, feats).classes
+            sound, error = truth != ERROR, truth == ERROR
+            counts["tiles"] += len(truth)
+            counts["sound"] += int(sound.sum())
+            counts["error_truth"] += int(error.sum())
+            for key, classes in (("alone", probs.argmax(1)), ("profile", decided)):
+                counts[f"{key}_false"] += int(((classes == ERROR) & sound).sum())
+                counts[f"{key}_found"] += int(((classes == ERROR) & error).sum())
+        for key in ("alone", "profile"):
+            counts[f"{key}_false_per_1000"] = round(1000 * counts[f"{key}_false"] / max(counts["sound"], 1), 2)
+            if counts["error_truth"]:
+                counts[f"{key}_recall"] = round(counts[f"{key}_found"] / counts["error_truth"], 4)
+        out[name] = counts
+    return out
+
+
+def layer_cost(model, profile_frames: list[np.ndarray]) -> dict:
+    """Seconds per 768x768 layer: the network alone (eager backend), the one-pass network + profile,
+    and the profile's own work when features are known."""
+    from slmcnn.inference import TorchBackend
+
+    profile = build_profile(profile_frames, None, model)
+    patches = tile(profile_frames[0], 128).patches
+    net = profile.feature_net(model)
+    backend = TorchBackend(model, precision=profile.meta["precision"])
+    probs, feats = net(patches)
+
+    def timed(fn, repeats=10):
+        fn()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - started) / repeats
+
+    return {
+        "network_backend_s": round(timed(lambda: backend.probabilities(patches)), 4),
+        "network_plus_profile_one_pass_s": round(timed(lambda: profile.score(patches, model)), 4),
+        "profile_only_s": round(timed(lambda: profile.score_features(probs, feats)), 4),
+        "features_pass_only_s": round(timed(lambda: net(patches)), 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pblm", type=Path, default=PBLM)
+    parser.add_argument("--per-folder", type=int, default=150, help="photos per defect folder at most")
+    parser.add_argument("--frames", type=int, default=10, help="No_Defect photos profiled")
+    parser.add_argument("--synth-layers", type=int, default=40, help="synthetic test layers per case")
+    parser.add_argument("--skip", choices=["pblm", "synth", "cost"], action="append", default=[])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model, _ = load_model(default_model_path())
+    results: dict = {"threads": torch.get_num_threads()}
+    if "pblm" not in args.skip:
+        if (args.pblm / "No_Defect").is_dir():
+            results["pblm"] = pblm(model, args.pblm, args.per_folder, args.frames, 0)
+        else:
+            print(f"PBLM not found at {args.pblm}: skipping the real-photo measurement", file=sys.stderr)
+    if "synth" not in args.skip:
+        results["synthetic"] = synthetic(model, args.synth_layers)
+    if "cost" not in args.skip:
+        plan = plan_build(SynthSettings(size=768, seed=11, layers=10, defect_rates={}, **UNSEEN_STYLE))
+        results["layer_cost"] = layer_cost(model, [render_layer(plan, i).image for i in range(10)])
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_summary(results)
+    return 0
+
+
+def print_summary(results: dict) -> None:
+    if "pblm" in results:
+        r = results["pblm"]
+        print(
+            f"PBLM: profile from {r['profile_frames']} No_Defect photos in {r['profile_seconds']} s; "
+            f"{r['good_test_photos']} other good photos; defect photos {r['defect_photos']}"
+        )
+        for name, m in r["methods"].items():
+            folders = ", ".join(f"{f[:14]} {m[f + '_flagged']:.0%}" for f in FOLDERS)
+            print(f"  {name:40s} good flagged {m['good_flagged']:.0%}; {folders}; AUROC {m['auroc']:.3f}")
+    if "synthetic" in results:
+        r = results["synthetic"]
+        print(f"synthetic unseen style: profile from 20 layers in {r['profile_seconds']} s")
+        for name, c in r.items():
+            if isinstance(c, dict) and "tiles" in c:
+                text = (
+                    f"  {name:45s} false Error per 1000 sound tiles: alone {c['alone_false_per_1000']}, "
+                    f"profile {c['profile_false_per_1000']}"
+                )
+                if "alone_recall" in c:
+                    text += f"; Error recall alone {c['alone_recall']:.3f}, profile {c['profile_recall']:.3f}"
+                print(text)
+    if "layer_cost" in results:
+        print("per 768x768 layer (s):", results["layer_cost"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

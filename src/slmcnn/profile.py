@@ -1,0 +1,572 @@
+"""The camera profile: what this camera's good layers look like, learned without labels.
+
+A shop has hundreds of good layers and no labels. From N good frames (straightened by a
+CameraCalibration, or full frames) the profile keeps the network's own features of every tile
+(block-3 and block-4 maps, pooled to a few locations per tile), reduced by greedy coreset
+subsampling to a memory bank (PatchCore). A tile's anomaly is the largest, over its locations, of
+the distance to the nearest memory entry, divided by the threshold of its position: above 1 it
+looks unlike every tile of the good layers.
+
+Thresholds come from the good frames themselves: each frame is scored against a memory without its
+own entries (leave-one-out over frame folds), an exponential tail is fitted to the largest of these
+scores (peaks over threshold), and the global threshold is set where the tail predicts
+`TARGET_FALSE_TILES` false tiles per layer, at most 1 false Error tile in 100 sound layers. Fixed
+marks of the plate or camera (tile positions over that threshold in at least two left-out frames)
+get their own threshold, `MARK_MARGIN` above the largest left-out score seen there. The estimate is
+stored with the thresholds.
+
+The profile learns the camera, not the parts: it only decides Powder tiles and confirms or vetoes
+the network's Error calls; a tile the network calls Object stays Object (`decide`). Measured on
+PBLM and on a synthetic camera style, see benchmarks/bench_profile.py and benchmarks/README.md.
+
+A profile is data: camera.json (geometry + metadata) and camera.profile.safetensors (arrays) beside
+it; loading never unpickles, and a profile is tied to the weights it was built with (sha256).
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slmcnn import __version__
+from slmcnn import images as image_io
+from slmcnn.camera import CameraCalibration
+from slmcnn.errors import SlmcnnError
+from slmcnn.folding import for_evaluation
+from slmcnn.preprocess import prepare
+from slmcnn.tiles import tile
+
+FORMAT = "slmcnn-camera-profile"
+FORMAT_VERSION = 1
+MIN_FRAMES = 4
+TAPS = (3, 4)  # feature maps after these blocks (1-based): mid-level texture, then larger structures
+GRID = 4  # feature locations per tile side
+CORESET = 4096  # memory entries kept at most
+FOLDS = 10  # leave-some-out folds over frames
+TARGET_FALSE_TILES = 0.01  # expected false Error tiles per sound layer: 1 in 100 layers
+TAIL_QUANTILE = 0.9  # the tail fit uses the scores above this quantile
+MARK_MARGIN = 1.25
+CONFIRM = 1.0  # the network's Error stays Error where the anomaly is above this
+ERROR, OBJECT, POWDER = 2, 1, 0
+
+
+class ProfileError(SlmcnnError):
+    """A camera profile that cannot be built or used: too few or mismatched frames, a corrupt or
+    foreign profile file, a profile built with another model."""
+
+
+def model_identity(model: torch.nn.Module) -> str:
+    """sha256 over the weights and BatchNorm statistics, so a profile knows the network it needs."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _bf16() -> bool:
+    from slmcnn.inference import bf16_supported
+
+    return bf16_supported()
+
+
+class FeatureNet:
+    """One pass of the network: class probabilities and per-location features of each tile.
+
+    Features: the maps after blocks 3 and 4, the first average-pooled to the second's size,
+    concatenated, averaged over 3x3 neighbourhoods (PatchCore's local context) and pooled to
+    GRID x GRID locations per tile."""
+
+    def __init__(self, model: torch.nn.Module, grid: int = GRID, precision: str = "auto", batch: int = 32):
+        self.net = for_evaluation(model.eval().to(memory_format=torch.channels_last))
+        self.grid = grid
+        self.bf16 = precision == "bf16" or (precision == "auto" and _bf16())
+        self.precision = "bf16" if self.bf16 else "fp32"
+        self.batch = batch
+
+    @torch.inference_mode()
+    def __call__(self, patches: np.ndarray, probabilities: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        """(tiles, classes) probabilities (None when not asked for) and (tiles, GRID*GRID, D) features."""
+        probs, feats = [], []
+        first, second = TAPS
+        for start in range(0, len(patches), self.batch):
+            x = prepare(patches[start : start + self.batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                mid = self.net.blocks(x, 0, first)
+                deep = self.net.blocks(mid, first, second)
+                if probabilities:
+                    logits = self.net.head(torch.flatten(self.net.blocks(deep, second), 1))
+                    probs.append(torch.softmax(logits.float(), 1).numpy())
+            mid = F.adaptive_avg_pool2d(mid.float(), deep.shape[-2:])
+            maps = torch.cat([mid, deep.float()], 1)
+            maps = F.avg_pool2d(maps, 3, 1, 1, count_include_pad=False)
+            maps = F.adaptive_avg_pool2d(maps, self.grid)
+            feats.append(maps.flatten(2).transpose(1, 2).contiguous().numpy())
+        width = feats[0].shape[2] if feats else 0
+        features = np.concatenate(feats) if feats else np.zeros((0, self.grid**2, width), np.float32)
+        return (np.concatenate(probs) if probabilities else None), features
+
+
+@dataclass
+class TileScores:
+    """What the profile says about the tiles of one layer (row-major)."""
+
+    anomaly: np.ndarray  # (tiles,) distance / threshold of the position: above 1 is unlike the good layers
+    classes: np.ndarray  # (tiles,) the decided class (`decide`)
+    probabilities: np.ndarray  # (tiles, classes): the network's, or the decided class on top where it changed
+    network: np.ndarray  # (tiles,) the network's own class
+
+    @property
+    def score(self) -> float:
+        """Per-photo anomaly: the largest tile anomaly."""
+        return float(self.anomaly.max()) if len(self.anomaly) else 0.0
+
+
+def decide(probabilities: np.ndarray, anomaly: np.ndarray, confirm: float = CONFIRM) -> np.ndarray:
+    """Error where the network calls Powder and the tile is anomalous (anomaly > 1), or where the
+    network calls Error and the anomaly confirms it (> `confirm`); an Error the profile does not
+    confirm becomes the better of Powder and Object. A tile the network calls Object stays Object:
+    parts the good layers never showed are not errors."""
+    network = probabilities.argmax(1)
+    fallback = probabilities[:, :ERROR].argmax(1)
+    classes = np.where(network == ERROR, np.where(anomaly > confirm, ERROR, fallback), network)
+    return np.where((network == POWDER) & (anomaly > 1.0), ERROR, classes)
+
+
+def _on_top(probabilities: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The network's probabilities, except that a changed tile's decided class gets the top value."""
+    out = probabilities.copy()
+    rows = np.flatnonzero(probabilities.argmax(1) != classes)
+    out[rows, classes[rows]] = probabilities[rows].max(1) + 1e-3
+    out[rows] /= out[rows].sum(1, keepdims=True)
+    return out
+
+
+def greedy_coreset(points: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `size` points chosen farthest-first (k-centre greedy) in a random projection to at
+    most 128 dimensions, as PatchCore: the memory covers every kind of tile, not only the common ones.
+    Each step is one matrix-vector product (|p|^2 - 2 p.c + |c|^2)."""
+    if len(points) <= size:
+        return torch.arange(len(points))
+    generator = torch.Generator().manual_seed(seed)
+    if points.shape[1] > 128:
+        points = points @ (torch.randn(points.shape[1], 128, generator=generator) / 128**0.5)
+    norms = (points**2).sum(1)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(len(points), (1,), generator=generator))
+    nearest = torch.full((len(points),), float("inf"))
+    step = torch.empty(len(points))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 0.3 ms per step instead of 3 ms: the steps are too small to share
+    try:
+        for i in range(1, size):
+            c = chosen[i - 1]
+            torch.mv(points, points[c], out=step)
+            torch.minimum(nearest, norms - 2 * step + norms[c], out=nearest)
+            chosen[i] = nearest.argmax()
+    finally:
+        torch.set_num_threads(threads)
+    return chosen
+
+
+def nearest_distance(queries: np.ndarray, memory: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest memory row."""
+    keys = torch.from_numpy(memory)
+    key_norms = (keys**2).sum(1)
+    out = []
+    for start in range(0, len(queries), chunk):
+        q = torch.from_numpy(queries[start : start + chunk])
+        d2 = (q**2).sum(1, keepdim=True) + key_norms[None, :] - 2 * q @ keys.T
+        out.append(d2.min(1).values.clamp_min(0).sqrt().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def tail_fit(scores: np.ndarray) -> tuple[float, float, float]:
+    """(u, q, beta): the scores above u (share q) fitted by an exponential tail of mean excess beta."""
+    u = float(np.quantile(scores, TAIL_QUANTILE))
+    excess = scores[scores > u] - u
+    beta = float(excess.mean()) if len(excess) else float(scores.std() + 1e-6)
+    return u, float((scores > u).mean()), max(beta, 1e-6)
+
+
+def tail_probability(fit: tuple[float, float, float], threshold: np.ndarray) -> np.ndarray:
+    u, q, beta = fit
+    return q * np.exp(-(np.asarray(threshold) - u) / beta)
+
+
+def thresholds_from_scores(left_out: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Per-position thresholds and the false-alarm estimate from (frames, positions) left-out scores.
+
+    The tail threshold is where the fitted tail predicts TARGET_FALSE_TILES per layer; positions
+    over it in at least two left-out frames are fixed marks with their own threshold; the global
+    threshold never lies below a left-out score elsewhere (with few frames the tail is uncertain)."""
+    frames, positions = left_out.shape
+    fit = tail_fit(left_out.ravel())
+    u, q, beta = fit
+    tail = u + beta * np.log(q * positions / TARGET_FALSE_TILES)
+    marks = np.flatnonzero((left_out > tail).sum(0) >= 2)
+    others = np.delete(left_out, marks, axis=1)
+    threshold = max(tail, float(others.max()) if others.size else tail)
+    thresholds = np.full(positions, threshold, np.float32)
+    thresholds[marks] = np.maximum(MARK_MARGIN * left_out[:, marks].max(0), threshold)
+    estimate = {
+        "false_error_tiles_per_100_layers": round(float(100 * tail_probability(fit, thresholds).sum()), 4),
+        "left_out_tiles_over": int((left_out > thresholds[None, :]).sum()),
+        "left_out_layers": int(frames),
+        "tail": {"u": u, "q": q, "beta": beta, "threshold": float(tail)},
+    }
+    return thresholds, {"threshold": float(threshold), "marks": marks.tolist(), "estimate": estimate}
+
+
+@dataclass
+class CameraProfile:
+    """A camera's geometry (None: full frames) and what its good layers look like."""
+
+    calibration: CameraCalibration | None
+    frame_shape: tuple[int, int]  # raw frame height, width
+    grid_shape: tuple[int, int]  # tile rows, cols of the (straightened) image
+    patch: int
+    model: dict  # arch, sha256
+    mean: np.ndarray  # (D,) feature mean over the good frames
+    scale: np.ndarray  # (D,) feature standard deviation
+    memory: np.ndarray  # (M, D) standardised features
+    memory_frame: np.ndarray  # (M,) the good frame each entry came from
+    left_out: np.ndarray  # (frames, positions) tile scores against the memory without that frame
+    thresholds: np.ndarray  # (positions,)
+    meta: dict = field(default_factory=dict)  # threshold, marks, estimate, precision, grid, timings
+    _nets: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def frames(self) -> int:
+        return int(self.left_out.shape[0])
+
+    @property
+    def positions(self) -> int:
+        return self.grid_shape[0] * self.grid_shape[1]
+
+    def straighten(self, frame: np.ndarray) -> np.ndarray:
+        """The image the profile's tiles are cut from, checked against the profile's frame size."""
+        if frame.shape[:2] != tuple(self.frame_shape):
+            raise ProfileError(
+                f"frame is {frame.shape[1]}x{frame.shape[0]} px, the camera profile was built from "
+                f"{self.frame_shape[1]}x{self.frame_shape[0]} px frames"
+            )
+        return self.calibration.warp(frame) if self.calibration else frame
+
+    def feature_net(self, model: torch.nn.Module) -> FeatureNet:
+        """The network pass for this profile, after checking that `model` is the one it was built with."""
+        key = id(model)
+        if key not in self._nets:
+            digest = model_identity(model)
+            if digest != self.model["sha256"]:
+                raise ProfileError(
+                    f"the camera profile was built with another model ({self.model['arch']} "
+                    f"{self.model['sha256'][:12]}, this one is {digest[:12]}); rebuild it with `slmcnn calibrate`"
+                )
+            precision = self.meta.get("precision", "fp32")
+            self._nets[key] = FeatureNet(model, self.meta.get("grid", GRID), "bf16" if precision == "bf16" else "fp32")
+        return self._nets[key]
+
+    def distances(self, features: np.ndarray, exclude_frames: Sequence[int] = ()) -> np.ndarray:
+        """(tiles,) raw score: the largest nearest-memory distance over each tile's locations."""
+        memory = self.memory
+        if len(exclude_frames):
+            memory = memory[~np.isin(self.memory_frame, exclude_frames)]
+        queries = ((features - self.mean) / self.scale).astype(np.float32)
+        return nearest_distance(queries.reshape(-1, queries.shape[-1]), memory).reshape(len(features), -1).max(1)
+
+    def score(
+        self,
+        patches: np.ndarray,
+        model: torch.nn.Module,
+        probabilities: np.ndarray | None = None,
+        confirm: float | None = None,
+    ) -> TileScores:
+        """Score the tiles of one straightened layer (row-major, stride = patch). Without
+        `probabilities` the network runs once for both classes and features."""
+        if len(patches) != self.positions:
+            raise ProfileError(
+                f"a layer of {len(patches)} tiles, the camera profile has {self.positions} "
+                f"({self.grid_shape[0]}x{self.grid_shape[1]} tiles of {self.patch} px, stride = patch)"
+            )
+        probs, features = self.feature_net(model)(patches, probabilities=probabilities is None)
+        return self.score_features(probs if probabilities is None else probabilities, features, confirm)
+
+    def score_features(
+        self, probabilities: np.ndarray, features: np.ndarray, confirm: float | None = None
+    ) -> TileScores:
+        """Score tiles whose features (`FeatureNet`) are known already."""
+        anomaly = self.distances(features) / self.thresholds
+        classes = decide(probabilities, anomaly, self.meta.get("confirm", CONFIRM) if confirm is None else confirm)
+        return TileScores(anomaly, classes, _on_top(probabilities, classes), probabilities.argmax(1))
+
+    def score_frame(self, frame: np.ndarray, model: torch.nn.Module, **kwargs) -> TileScores:
+        """Score a raw frame: straighten, tile, score."""
+        return self.score(tile(image_io.to_uint8(self.straighten(frame)), self.patch).patches, model, **kwargs)
+
+    def summary(self) -> str:
+        estimate = self.meta["estimate"]
+        return (
+            f"camera profile from {self.frames} good frames: {self.positions} tile positions, "
+            f"{len(self.memory)} memory entries, {len(self.meta['marks'])} fixed marks; expected false "
+            f"Error tiles per 100 sound layers {estimate['false_error_tiles_per_100_layers']:.2f} "
+            f"(left-out good tiles over threshold: {estimate['left_out_tiles_over']} of "
+            f"{self.left_out.size})"
+        )
+
+
+def _frame_arrays(frames: Iterable) -> Iterable[tuple[str, np.ndarray]]:
+    for i, frame in enumerate(frames):
+        if isinstance(frame, np.ndarray):
+            yield f"frame {i + 1}", frame
+        else:
+            yield str(frame), image_io.read(frame)
+
+
+def _progress(enabled: bool):
+    from contextlib import nullcontext
+
+    from rich.progress import Progress
+
+    return Progress(transient=True) if enabled else nullcontext()
+
+
+def _extract(
+    frames: Sequence, calibration: CameraCalibration | None, net: FeatureNet, patch: int, frame_shape, progress: bool
+) -> tuple[tuple[int, int], tuple[int, int], np.ndarray, np.ndarray]:
+    """(frame shape, grid shape, features (frames, positions, L, D), probabilities) of good frames."""
+    feats, probs, grid_shape = [], [], None
+    with _progress(progress) as bar:
+        task = bar.add_task("camera profile: good frames", total=len(frames)) if bar else None
+        for name, frame in _frame_arrays(frames):
+            frame = image_io.to_uint8(frame)
+            if frame_shape is None:
+                frame_shape = frame.shape[:2]
+            if frame.shape[:2] != tuple(frame_shape):
+                raise ProfileError(
+                    f"{name} is {frame.shape[1]}x{frame.shape[0]} px, the other frames "
+                    f"{frame_shape[1]}x{frame_shape[0]} px: one profile is one camera, give frames of one size"
+                )
+            image = calibration.warp(frame) if calibration else frame
+            grid = tile(image, patch)
+            grid_shape = grid.shape
+            p, f = net(grid.patches)
+            probs.append(p)
+            feats.append(f)
+            if bar:
+                bar.advance(task)
+    return tuple(frame_shape), grid_shape, np.stack(feats), np.stack(probs)
+
+
+def _left_out(profile: CameraProfile, features: np.ndarray, frame_ids: np.ndarray) -> np.ndarray:
+    """Score each frame against the memory without its fold's entries."""
+    folds = np.array_split(np.arange(len(frame_ids)), min(FOLDS, len(frame_ids)))
+    scores = np.zeros((len(frame_ids), features.shape[1]), np.float32)
+    for fold in folds:
+        held = frame_ids[fold]
+        flat = features[fold].reshape(-1, *features.shape[2:])
+        scores[fold] = profile.distances(flat, held).reshape(len(fold), -1)
+    return scores
+
+
+def _check_frames(names: int, minimum: int = MIN_FRAMES) -> None:
+    if names < minimum:
+        raise ProfileError(
+            f"a camera profile needs at least {minimum} good frames (got {names}); 10-50 good layers are best"
+        )
+
+
+def _check_consistent(left_out: np.ndarray, first: int = 0) -> None:
+    """A frame whose typical tile is farther from the memory than nearly every tile of the other
+    frames is not a good layer of this camera."""
+    for i, scores in enumerate(left_out):
+        others = np.delete(left_out, i, axis=0)
+        if others.size and np.median(scores) > np.quantile(others, 0.99):
+            raise ProfileError(
+                f"good frame {first + i + 1}: most of its tiles look unlike the other frames' tiles; "
+                "is it from another camera, or not a good layer?"
+            )
+
+
+def build_profile(
+    frames: Sequence,
+    calibration: CameraCalibration | None,
+    model: torch.nn.Module,
+    *,
+    coreset: int = CORESET,
+    grid: int = GRID,
+    precision: str = "auto",
+    progress: bool = False,
+    seed: int = 0,
+) -> CameraProfile:
+    """Learn a camera from good frames (paths or arrays): raw frames straightened by `calibration`,
+    or full frames when it is None."""
+    _check_frames(len(frames))
+    started = time.perf_counter()
+    patch = model.spec.patch
+    net = FeatureNet(model, grid, precision)
+    frame_shape, grid_shape, features, _ = _extract(frames, calibration, net, patch, None, progress)
+    flat = features.reshape(-1, features.shape[-1])
+    mean, scale = flat.mean(0), flat.std(0) + 1e-6
+    standard = ((features - mean) / scale).astype(np.float32)
+    per_frame = standard.shape[1] * standard.shape[2]
+    points = standard.reshape(-1, standard.shape[-1])
+    frame_of = np.repeat(np.arange(len(frames)), per_frame)
+    keep = greedy_coreset(torch.from_numpy(points), coreset, seed).numpy()
+    profile = CameraProfile(
+        calibration,
+        frame_shape,
+        grid_shape,
+        patch,
+        {"arch": getattr(model, "arch", type(model).__name__), "sha256": model_identity(model)},
+        mean.astype(np.float32),
+        scale.astype(np.float32),
+        points[keep],
+        frame_of[keep].astype(np.int32),
+        np.zeros((0, grid_shape[0] * grid_shape[1]), np.float32),
+        np.zeros(grid_shape[0] * grid_shape[1], np.float32),
+        {"precision": net.precision, "grid": grid, "coreset": coreset, "confirm": CONFIRM, "taps": list(TAPS)},
+    )
+    profile.left_out = _left_out(profile, features, np.arange(len(frames)))
+    _finish(profile, time.perf_counter() - started)
+    return profile
+
+
+def _finish(profile: CameraProfile, seconds: float) -> None:
+    _check_consistent(profile.left_out)
+    profile.thresholds, found = thresholds_from_scores(profile.left_out)
+    profile.meta.update(found)
+    profile.meta["seconds"] = round(seconds, 2)
+    profile.meta["created_with"] = __version__
+
+
+def update_profile(
+    profile: CameraProfile, frames: Sequence, model: torch.nn.Module, *, progress: bool = False
+) -> CameraProfile:
+    """Add good frames to a profile: their features join the memory (coreset again), they are scored
+    leaving their own fold out, and the thresholds are fitted again on all left-out scores. The
+    feature standardisation of the first build is kept, so earlier left-out scores stay valid."""
+    started = time.perf_counter()
+    net = profile.feature_net(model)
+    _, grid_shape, features, _ = _extract(
+        frames, profile.calibration, net, profile.patch, profile.frame_shape, progress
+    )
+    if grid_shape != tuple(profile.grid_shape):
+        raise ProfileError(f"new frames give {grid_shape} tiles, the profile has {tuple(profile.grid_shape)}")
+    first = profile.frames
+    standard = ((features - profile.mean) / profile.scale).astype(np.float32)
+    points = np.concatenate([profile.memory, standard.reshape(-1, standard.shape[-1])])
+    frame_of = np.concatenate(
+        [profile.memory_frame, np.repeat(np.arange(first, first + len(frames)), standard.shape[1] * standard.shape[2])]
+    )
+    keep = greedy_coreset(torch.from_numpy(points), profile.meta.get("coreset", CORESET)).numpy()
+    updated = replace(profile, memory=points[keep], memory_frame=frame_of[keep].astype(np.int32), _nets={})
+    new_scores = _left_out(updated, features, np.arange(first, first + len(frames)))
+    updated.left_out = np.concatenate([profile.left_out, new_scores])
+    updated.meta = dict(profile.meta)
+    _finish(updated, time.perf_counter() - started)
+    return updated
+
+
+ARRAYS = ("mean", "scale", "memory", "memory_frame", "left_out", "thresholds")
+
+
+def arrays_path(json_path: str | Path) -> Path:
+    path = Path(json_path)
+    return path.with_name(path.stem + ".profile.safetensors")
+
+
+def save_camera(
+    path: str | Path, calibration: CameraCalibration | None, profile: CameraProfile | None, force: bool = False
+) -> Path:
+    """Write camera.json (geometry, or full frame, plus the profile's metadata) and, with a profile,
+    camera.profile.safetensors beside it. An existing file is only replaced with `force`."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise ProfileError(f"{path} exists; pass `force` to replace it")
+    doc = calibration.to_json() if calibration else {"full_frame": True}
+    if profile is not None:
+        tensors = {name: np.ascontiguousarray(getattr(profile, name)) for name in ARRAYS}
+        target = arrays_path(path)
+        save_file(tensors, str(target), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        doc["profile"] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "arrays": target.name,
+            "arrays_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "model": profile.model,
+            "frames": profile.frames,
+            "frame_shape": list(profile.frame_shape),
+            "grid_shape": list(profile.grid_shape),
+            "patch": profile.patch,
+            **profile.meta,
+        }
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def load_camera(path: str | Path) -> tuple[CameraCalibration | None, CameraProfile | None]:
+    """Read camera.json: the geometry (None for full frames) and the profile, if it has one."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such camera file") from None
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"{path}: not a camera file ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ProfileError(f"{path}: not a camera file")
+    meta = doc.pop("profile", None)
+    calibration = None
+    if not doc.pop("full_frame", False):
+        try:
+            calibration = CameraCalibration(**doc)
+        except TypeError as exc:
+            raise ProfileError(f"{path}: not a camera calibration ({exc})") from None
+    return calibration, (_load_profile(path, calibration, meta) if meta is not None else None)
+
+
+def _load_profile(path: Path, calibration: CameraCalibration | None, meta: dict) -> CameraProfile:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ProfileError(f"{path}: its profile is not an slmcnn camera profile")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ProfileError(
+            f"{path}: camera profile format {meta.get('format_version')}, this slmcnn ({__version__}) reads "
+            f"format {FORMAT_VERSION}; rebuild it with `slmcnn calibrate`"
+        )
+    target = path.with_name(str(meta.get("arrays", "")))
+    if not target.is_file():
+        raise ProfileError(f"{path}: its profile arrays {target.name} are missing")
+    if hashlib.sha256(target.read_bytes()).hexdigest() != meta.get("arrays_sha256"):
+        raise ProfileError(f"{target} does not belong to {path} (changed or from another profile)")
+    try:
+        arrays = load_file(str(target))
+        meta = dict(meta)
+        fixed = {k: meta.pop(k) for k in ("model", "frame_shape", "grid_shape", "patch")}
+        for k in ("format", "format_version", "arrays", "arrays_sha256", "frames"):
+            meta.pop(k, None)
+        profile = CameraProfile(
+            calibration,
+            tuple(fixed["frame_shape"]),
+            tuple(fixed["grid_shape"]),
+            int(fixed["patch"]),
+            dict(fixed["model"]),
+            *(arrays[name] for name in ARRAYS),
+            meta=meta,
+        )
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
+        raise ProfileError(f"{path}: corrupt camera profile ({type(exc).__name__}: {exc})") from None
+    if profile.thresholds.shape != (profile.positions,) or profile.memory.shape[1] != profile.mean.shape[0]:
+        raise ProfileError(f"{path}: corrupt camera profile (arrays of the wrong shape)")
+    return profile

@@ -1,0 +1,204 @@
+"""The camera profile on generated frames: learned from good layers, no labels."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from slmcnn.camera import CameraCalibration
+from slmcnn.checkpoint import default_model_path, load_model
+from slmcnn.errors import SlmcnnError
+from slmcnn.model import create_model
+from slmcnn.profile import (
+    ERROR,
+    OBJECT,
+    POWDER,
+    ProfileError,
+    arrays_path,
+    build_profile,
+    decide,
+    load_camera,
+    save_camera,
+    update_profile,
+)
+from slmcnn.synth.build import SynthSettings, plan_build, render_layer
+from slmcnn.tiles import tile
+
+SIZE = 384  # 3x3 tiles of 128 px
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The shipped network: its features are what a profile is made of (an untrained one sees little)."""
+    path = default_model_path()
+    if not path.is_file():
+        pytest.skip("no shipped model in this checkout")
+    return load_model(path)[0]
+
+
+@pytest.fixture(scope="module")
+def good_frames() -> list[np.ndarray]:
+    plan = plan_build(SynthSettings(size=SIZE, seed=3, layers=14, parts=(0, 0), defect_rates={}, perspective=0))
+    return [render_layer(plan, i).image for i in range(14)]
+
+
+@pytest.fixture(scope="module")
+def profile(good_frames, model):
+    return build_profile(good_frames[:8], None, model)
+
+
+def with_blob(frame: np.ndarray, y: int, x: int, value: int, radius: int = 18) -> np.ndarray:
+    out = frame.copy()
+    yy, xx = np.mgrid[: out.shape[0], : out.shape[1]]
+    out[(yy - y) ** 2 + (xx - x) ** 2 < radius**2] = value
+    return out
+
+
+def network_says(classes: list[int]) -> np.ndarray:
+    """Probabilities of a network that calls each tile `classes[i]` with 0.8."""
+    probs = np.full((len(classes), 3), 0.1, np.float32)
+    probs[np.arange(len(classes)), classes] = 0.8
+    return probs
+
+
+def test_profile_from_good_frames(profile, good_frames, model):
+    assert profile.frames == 8 and profile.positions == 9
+    assert profile.thresholds.shape == (9,) and (profile.thresholds > 0).all()
+    estimate = profile.meta["estimate"]
+    assert estimate["left_out_layers"] == 8 and estimate["left_out_tiles_over"] == 0
+    assert 0 < estimate["false_error_tiles_per_100_layers"] <= 1.0 + 1e-6
+    assert "8 good frames" in profile.summary()
+    # the good frames' own tiles are in the memory: far below every threshold
+    assert profile.score_frame(good_frames[0], model).score < 0.5
+
+
+def test_a_defect_raises_its_tile(profile, good_frames, model):
+    frame = good_frames[10]
+    sound = profile.score_frame(frame, model)
+    defect = profile.score_frame(with_blob(frame, 64 + 128, 64 + 256, 30), model)  # tile row 1, col 2
+    assert defect.anomaly[5] > 1.0 and defect.anomaly[5] > 2 * sound.anomaly[5]
+    assert defect.score > sound.score
+    scores = profile.score(tile(with_blob(frame, 192, 320, 30), 128).patches, model, network_says([POWDER] * 9))
+    assert scores.classes[5] == ERROR and scores.probabilities[5].argmax() == ERROR
+    assert (np.delete(scores.classes, 5) == POWDER).all()
+
+
+def test_a_part_the_good_layers_never_showed_is_not_an_error(profile, good_frames, model):
+    frame = with_blob(good_frames[11], 192, 192, 20, radius=50)  # a part in tile 4
+    told = [POWDER, ERROR, POWDER, POWDER, OBJECT] + [POWDER] * 4  # tile 4 Object, tile 1 Error
+    scores = profile.score(tile(frame, 128).patches, model, network_says(told))
+    assert scores.anomaly[4] > 1.0  # unlike the good layers...
+    assert scores.classes[4] == OBJECT  # ...but the network calls it Object, so it stays Object
+    assert scores.classes[1] == POWDER  # the network's Error on sound powder is not confirmed
+    assert scores.network[4] == OBJECT and scores.network[1] == ERROR
+
+
+def test_decide_rule():
+    probs = network_says([POWDER, POWDER, OBJECT, ERROR, ERROR])
+    anomaly = np.array([0.5, 1.5, 9.0, 0.5, 1.5])
+    assert decide(probs, anomaly).tolist() == [POWDER, ERROR, OBJECT, POWDER, ERROR]
+    assert decide(probs, anomaly, confirm=0.0).tolist() == [POWDER, ERROR, OBJECT, ERROR, ERROR]
+
+
+def test_save_load_round_trip(tmp_path, profile, good_frames, model):
+    path = save_camera(tmp_path / "camera.json", None, profile)
+    doc = json.loads(path.read_text())
+    assert doc["full_frame"] and doc["profile"]["frames"] == 8
+    assert doc["profile"]["threshold"] == profile.meta["threshold"]
+    assert "false_error_tiles_per_100_layers" in doc["profile"]["estimate"]
+    calibration, loaded = load_camera(path)
+    assert calibration is None
+    for name in ("memory", "memory_frame", "thresholds", "left_out", "mean", "scale"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(profile, name))
+    a, b = profile.score_frame(good_frames[12], model), loaded.score_frame(good_frames[12], model)
+    np.testing.assert_allclose(a.anomaly, b.anomaly, rtol=1e-5)
+
+
+def test_calibrated_profile_keeps_its_geometry(tmp_path, good_frames, model):
+    raw = [np.pad(f, ((40, 40), (60, 60), (0, 0))) for f in good_frames[:5]]
+    corners = [[60, 40], [60 + SIZE, 40], [60 + SIZE, 40 + SIZE], [60, 40 + SIZE]]
+    calibration = CameraCalibration(corners, size=SIZE)
+    built = build_profile(raw, calibration, model)
+    assert built.frame_shape == raw[0].shape[:2] and built.grid_shape == (3, 3)
+    path = save_camera(tmp_path / "camera.json", calibration, built)
+    loaded_calibration, loaded = load_camera(path)
+    assert loaded_calibration.corners == calibration.corners and loaded.calibration is not None
+    assert CameraCalibration(**{k: v for k, v in json.loads(path.read_text()).items() if k != "profile"})
+    with pytest.raises(ProfileError, match="frame is"):
+        loaded.score_frame(good_frames[0], model)
+
+
+def test_update_adds_frames(profile, good_frames, model):
+    updated = update_profile(profile, good_frames[8:12], model)
+    assert updated.frames == 12 and profile.frames == 8
+    assert set(np.unique(updated.memory_frame)) > set(np.unique(profile.memory_frame))
+    np.testing.assert_array_equal(updated.left_out[:8], profile.left_out)
+    assert updated.meta["estimate"]["left_out_layers"] == 12
+
+
+def test_no_overwrite_without_force(tmp_path, profile):
+    path = save_camera(tmp_path / "camera.json", None, profile)
+    with pytest.raises(ProfileError, match="exists"):
+        save_camera(path, None, profile)
+    save_camera(path, None, profile, force=True)
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    assert isinstance(exc.value, SlmcnnError) and exc.value.exit_code == 2
+    assert "\n" not in str(exc.value)
+    return str(exc.value)
+
+
+def test_bad_frames_are_one_clear_error(good_frames, model):
+    with pytest.raises(ProfileError, match="at least 4 good frames") as exc:
+        build_profile(good_frames[:2], None, model)
+    one_line(exc)
+    mixed = good_frames[:4] + [good_frames[4][:256, :256]]
+    with pytest.raises(ProfileError, match="256x256 px, the other frames 384x384") as exc:
+        build_profile(mixed, None, model)
+    one_line(exc)
+    with pytest.raises(ProfileError, match="another camera") as exc:
+        build_profile(good_frames[:6] + [255 - good_frames[6]], None, model)
+    one_line(exc)
+
+
+def test_bad_profile_files_are_one_clear_error(tmp_path, profile, good_frames):
+    path = save_camera(tmp_path / "camera.json", None, profile)
+    target = arrays_path(path)
+    original = target.read_bytes()
+
+    target.write_bytes(original[: len(original) // 2])
+    with pytest.raises(ProfileError, match="does not belong") as exc:
+        load_camera(path)
+    one_line(exc)
+
+    target.unlink()
+    with pytest.raises(ProfileError, match="missing") as exc:
+        load_camera(path)
+    one_line(exc)
+    target.write_bytes(original)
+
+    doc = json.loads(path.read_text())
+    doc["profile"]["format_version"] = 99
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ProfileError, match="format 99") as exc:
+        load_camera(path)
+    one_line(exc)
+
+    path.write_text("{not json")
+    with pytest.raises(ProfileError, match="not a camera file") as exc:
+        load_camera(path)
+    one_line(exc)
+    with pytest.raises(ProfileError, match="no such camera file"):
+        load_camera(tmp_path / "missing.json")
+
+
+def test_profile_for_another_model_is_one_clear_error(profile, good_frames):
+    torch.manual_seed(1)
+    other = create_model("slmcnn-tiny").eval()
+    with pytest.raises(ProfileError, match="another model") as exc:
+        profile.score_frame(good_frames[0], other)
+    one_line(exc)
+    with pytest.raises(ProfileError, match="a layer of 4 tiles"):
+        profile.score(tile(good_frames[0][:256, :256], 128).patches, other)
