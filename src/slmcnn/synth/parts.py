@@ -5,6 +5,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from slmcnn.synth.bed import smooth_noise
+
 PART_KINDS = (
     "circle",
     "square",
@@ -256,7 +258,8 @@ def _melted(
     """A freshly melted top: flat and specular (it may saturate), striped by the scan vectors, with
     sharp edges and a thin bright contour track."""
     top = level + melt * rng.uniform(0.85, 1.15)
-    metal = top + rng.uniform(4, 22) * tex + rng.standard_normal(sub.shape).astype(np.float32) * rng.uniform(1, 4)
+    tracks = rng.uniform(4, 22) * tex * (1 + 0.5 * smooth_noise(rng, max(sub.shape), 3)[: sub.shape[0], : sub.shape[1]])
+    metal = top + tracks + rng.standard_normal(sub.shape).astype(np.float32) * rng.uniform(1, 4)
     metal *= np.sqrt(field)  # specular: it follows the light less than diffuse powder does
     patch[sub] = metal[sub]
     if rng.random() < 0.8:
