@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from slmcnn import checkpoint
+from slmcnn.backends import OnnxBackend, TorchBackend, create_backend
 from slmcnn.explain import DEFAULT_STEPS, explain
 from slmcnn.export import export_onnx
 from slmcnn.images import read
-from slmcnn.inference import OnnxBackend, TorchBackend
 from slmcnn.model import create_model
-from slmcnn.predict import LayerFailure, Predictor
+from slmcnn.outputs import RunFiles
+from slmcnn.pipeline import RunOptions, run_layers
 from slmcnn.preprocess import standardise, to_unit_tensor
-from slmcnn.store import LayerWriter
 from slmcnn.synth import SynthSettings, generate_build
 from slmcnn.tiles import tile
 from slmcnn.train import TrainConfig, fit
@@ -74,10 +74,9 @@ def slmcnn_pipeline(backend, paths: list[Path], out: Path, workers: int = 2) -> 
     """End to end as predict-layer does it: read, tile, network, stitch, and per layer the overlay PNG,
     the class-map PNG and the JSON written (more output than the reference's overlay alone)."""
     start = time.perf_counter()
-    with LayerWriter(out) as writer:
-        for result in Predictor(backend, 128, workers=workers).predict(paths):
-            assert not isinstance(result, LayerFailure), result
-            writer.submit(result, result.path.stem)
+    with RunFiles(out, summary=False) as files:
+        for outcome in run_layers(paths, backend, RunOptions(workers=workers), files=files):
+            assert outcome.error is None, outcome.error
     return len(paths) / (time.perf_counter() - start)
 
 
@@ -260,9 +259,7 @@ def main() -> None:
                 "tile_agreement_vs_fp32": agreement,
             }
         figures["backends"] = rows
-        from slmcnn.export import make_backend
-
-        auto = make_backend("auto", model, 128, layers=len(paths))
+        auto = create_backend(model, "auto", layers=len(paths))
         if isinstance(auto, OnnxBackend):
             auto_name = "onnx-fp32"
         else:

@@ -1,5 +1,7 @@
 """Test data is generated here, never downloaded: a tiny synthetic build and a tiny model file."""
 
+import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +48,21 @@ def write_image(tmp_path):
     return write
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run `slmcnn ARGS` in this process (cli.main, as the console script does), capturing its
+    output: no torch start-up per call. A bug raises here instead of printing a traceback."""
+    from slmcnn import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help, --version, usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["slmcnn", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `slmcnn ARGS` in a fresh process, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "slmcnn", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from slmcnn.backends import TorchBackend
 from slmcnn.camera import CameraCalibration, detect_corners, tile_ignored
 from slmcnn.errors import SettingsError
-from slmcnn.inference import TorchBackend
 from slmcnn.predict import Predictor
 from slmcnn.synth import SynthSettings
 from slmcnn.synth.build import plan_build, render_layer
@@ -69,7 +69,7 @@ def test_ignored_tiles_never_count(tiny_model_file):
     result = next(iter(Predictor(AlwaysError(), 128, camera=camera).predict([("f", frame)])))
     assert result.ignored.sum() >= 4 and (result.tile_classes[result.ignored.reshape(result.grid.shape)] == -1).all()
     assert (result.tile_classes != 2).sum() == result.ignored.sum()
-    assert result.fractions["Error"] == pytest.approx(1.0) and result.extra["ignored_tiles"] == result.ignored.sum()
+    assert result.fractions["Error"] == pytest.approx(1.0) and result.to_json()["ignored_tiles"] == result.ignored.sum()
     assert result.image.shape == (512, 512, 3)
     plain = next(iter(Predictor(TorchBackend(model), 128).predict([("f", frame)])))
     assert plain.image.shape == frame.shape and plain.ignored is None

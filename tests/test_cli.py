@@ -1,9 +1,24 @@
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_process
+from slmcnn import cli
 
-COMMANDS = ["train", "evaluate", "synth", "predict-layer", "predict-patches", "export"]
+COMMANDS = [
+    "train",
+    "evaluate",
+    "synth",
+    "predict-layer",
+    "predict-patches",
+    "export",
+    "calibrate",
+    "monitor",
+    "report",
+]
+
+
+def test_the_command_table_is_complete():
+    assert sorted(cli.COMMANDS) == sorted(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -11,6 +26,20 @@ def test_every_command_has_help_with_an_example(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0
     assert "example:" in result.stdout and f"slmcnn {command}" in result.stdout
+
+
+def test_the_console_script_runs_in_its_own_process():
+    result = run_process("--version")
+    assert result.returncode == 0 and result.stdout.startswith("slmcnn ")
+
+
+def test_library_errors_name_the_commands_flags():
+    from slmcnn.errors import SettingsError
+
+    error = SettingsError("`method=adaptive` needs `precision=fp32`; `turns` needs `flips=False`, `resize=True`")
+    assert str(error) == "method=adaptive needs precision=fp32; turns needs flips=False, resize=True"
+    flags = {"precision": "--ig-precision", "flips=False": "--no-flips"}
+    assert error.for_cli(flags) == "--method adaptive needs --ig-precision fp32; --turns needs --no-flips, --resize"
 
 
 def one_line_error(result, code=2):
@@ -40,3 +69,10 @@ def test_bad_model_files(tmp_path, tiny_build):
     (tmp_path / "m.safetensors").write_bytes(b"garbage!" * 4)
     one_line_error(run_cli("evaluate", tmp_path / "m.safetensors", tiny_build))
     assert "not found" in one_line_error(run_cli("evaluate", tmp_path / "missing.safetensors", tiny_build))
+
+
+def test_init_refuses_another_arch(tiny_build, tiny_model_file, tmp_path):
+    args = ("train", tiny_build, "--out", tmp_path / "r", "--init", tiny_model_file, "--epochs", "1", "--quiet")
+    message = one_line_error(run_cli(*args, "--arch", "slmcnn"))
+    assert "--arch slmcnn" in message and "slmcnn-tiny" in message and "--init" in message
+    assert not (tmp_path / "r").exists()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slmcnn.backends import TorchBackend
 from slmcnn.checkpoint import default_model_path, load_model, read_info
-from slmcnn.inference import TorchBackend
 from slmcnn.metrics import tile_truth_and_predictions
 from slmcnn.model import count_parameters
 

@@ -1,10 +1,10 @@
 import numpy as np
 
 from conftest import run_cli
+from slmcnn.backends import OnnxBackend, TorchBackend, create_backend
 from slmcnn.checkpoint import load_model
-from slmcnn.export import export_onnx, make_backend, max_probability_difference
+from slmcnn.export import export_onnx, max_probability_difference
 from slmcnn.images import read
-from slmcnn.inference import OnnxBackend, TorchBackend
 from slmcnn.tiles import tile
 
 
@@ -21,10 +21,10 @@ def test_backends_agree_on_tiles(tiny_model_file, tiny_build):
     model, _ = load_model(tiny_model_file)
     patches = np.concatenate([tile(read(p), 128).patches for p in sorted((tiny_build / "layers").glob("*.png"))])
     reference = TorchBackend(model, "fp32").probabilities(patches).argmax(1)
-    for backend in (make_backend("onnx", model, 128), make_backend("torch", model, 128, "bf16")):
+    for backend in (create_backend(model, "onnx"), create_backend(model, "torch", "bf16")):
         agreement = (backend.probabilities(patches).argmax(1) == reference).mean()
         assert agreement >= 0.95, (backend.name, agreement)
-    assert isinstance(make_backend("onnx", model, 128), OnnxBackend)
+    assert isinstance(create_backend(model, "onnx"), OnnxBackend)
 
 
 def test_export_cli(tiny_model_file, tiny_build, tmp_path):
@@ -40,3 +40,6 @@ def test_compiled_backend_matches_eager(tiny_model_file, tiny_build):
     compiled = TorchBackend(model, "fp32", compile=True)
     np.testing.assert_allclose(compiled.probabilities(patches), TorchBackend(model).probabilities(patches), atol=1e-4)
     assert compiled.probabilities(patches[:3]).shape == (3, 3)  # another batch size, no recompilation needed
+    import torch._inductor.config as inductor
+
+    assert not inductor.freezing  # frozen weights for this compilation only, not the whole process

@@ -8,12 +8,13 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from conftest import run_cli
 from slmcnn.checkpoint import default_model_path
-from slmcnn.monitor import AlertRules, evaluate_rules, layer_number
+from slmcnn.monitoring import AlertRules, evaluate_rules, layer_number, layer_timestamp
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -33,6 +34,19 @@ def test_layer_numbers_from_names(tmp_path):
     assert layer_number(tmp_path / "job3_layer_0042.tif", None) == 42
     assert layer_number(tmp_path / "L12_cam3.png", re.compile(r"L(\d+)")) == 12
     assert layer_number(tmp_path / "photo.png", None) is None
+
+
+def test_timestamps_in_names_order_layers_and_are_no_layer_numbers(tmp_path):
+    from datetime import datetime
+
+    from slmcnn.monitoring.watch import layer_order
+
+    assert layer_number(tmp_path / "cam_20210916_104213.jpg") is None
+    assert layer_timestamp(tmp_path / "cam_20210916_104213.jpg") == datetime(2021, 9, 16, 10, 42, 13)
+    assert layer_number(tmp_path / "job3_layer_0042_20210916-104213.jpg") == 42
+    assert layer_timestamp(tmp_path / "00017.png") is None
+    names = ["cam_20210916_235959.jpg", "cam_20210917_000001.jpg", "cam_20210916_104213.jpg"]
+    assert sorted(names, key=lambda n: layer_order(tmp_path / n)) == [names[2], names[0], names[1]]
 
 
 def test_alert_rules():
@@ -181,9 +195,18 @@ def test_live_build_with_kill_and_restart(tmp_path):
     assert starts <= alerted, (sorted(starts), sorted(alerted))
     report = tmp_path / "report.html"
     assert run_cli("report", db, "--out", report).returncode == 0
+    shown = render_in_chromium(report, tmp_path)
+    body = re.search(r'<body data-images-shown="(\d+)" data-images-total="(\d+)"', shown.stdout)
+    assert body and body.group(1) == body.group(2) and int(body.group(1)) >= 2 + 2 * layers
+    assert 'id="curve-1"' in shown.stdout and 'id="heatmap-1"' in shown.stdout
+    assert "CONSOLE" not in shown.stderr, shown.stderr
+
+
+def render_in_chromium(page, tmp_path) -> subprocess.CompletedProcess:
+    """The DOM of a page after headless Chromium loaded it (skips the test without Chromium)."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs it)")
-    shown = subprocess.run(
+    return subprocess.run(
         [
             CHROMIUM,
             *CHROMIUM_FLAGS,
@@ -192,16 +215,12 @@ def test_live_build_with_kill_and_restart(tmp_path):
             "--v=0",
             "--virtual-time-budget=5000",
             "--dump-dom",
-            report.as_uri(),
+            page.as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    body = re.search(r'<body data-images-shown="(\d+)" data-images-total="(\d+)"', shown.stdout)
-    assert body and body.group(1) == body.group(2) and int(body.group(1)) >= 2 + 2 * layers
-    assert 'id="curve"' in shown.stdout and 'id="heatmap"' in shown.stdout
-    assert "CONSOLE" not in shown.stderr, shown.stderr
 
 
 def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, tiny_model_file, tmp_path):
@@ -226,7 +245,7 @@ def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, tin
 
 
 def test_database_from_the_first_version_gets_the_raised_column(tmp_path):
-    from slmcnn.store import ResultStore
+    from slmcnn.monitoring import Database
 
     db = tmp_path / "old.sqlite"
     with sqlite3.connect(db) as conn:
@@ -235,5 +254,107 @@ def test_database_from_the_first_version_gets_the_raised_column(tmp_path):
             "layer integer, file varchar, rule varchar, message text, value float, created float)"
         )
         conn.execute("insert into alerts values (1, 1, 1, 7, 'a.png', 'error-fraction', 'm', 0.5, 0)")
-    ResultStore(db)
+    Database(db)
     assert _db_rows(db, "select layer, raised from alerts") == [(7, 1)]
+
+
+class Constant:
+    """A backend that calls every tile the same class."""
+
+    name = "constant"
+
+    def __init__(self, probabilities=(0.7, 0.2, 0.1)):
+        self.row = np.array(probabilities, np.float32)
+
+    def probabilities(self, patches):
+        return np.tile(self.row, (len(patches), 1))
+
+
+def _follow(watch, db, build=None, backend=None, **options):
+    from slmcnn.monitoring import Database, Monitor, MonitorConfig
+    from slmcnn.pipeline import RunOptions
+
+    config = MonitorConfig(watch, settle=0.0, build=build, out=options.pop("out", None))
+    monitor = Monitor(config, Database(db), backend or Constant(), RunOptions(workers=1, **options))
+    monitor.process_ready()
+    return monitor
+
+
+def _builds(db) -> dict[str, list[str]]:
+    rows = _db_rows(
+        db, "select b.name, l.file from builds b join layers l on l.build_id = b.id order by b.id, l.number"
+    )
+    found: dict[str, list[str]] = {}
+    for name, file in rows:
+        found.setdefault(name, []).append(file)
+    return found
+
+
+def test_new_builds_in_the_same_folder_are_recognised_and_never_skipped(tiny_build, tmp_path):
+    watch, db = tmp_path / "cam", tmp_path / "b.sqlite"
+    watch.mkdir()
+    layers = sorted((tiny_build / "layers").glob("*.png"))
+    for i in (1, 2, 3):
+        shutil.copy(layers[i - 1], watch / f"{i:05d}.png")
+    _follow(watch, db)
+    os.utime(watch / "00001.png")  # touched, not rewritten: nothing new
+    _follow(watch, db)
+    assert _builds(db) == {"cam": ["00001.png", "00002.png", "00003.png"]}
+    for i in (1, 2):  # the next build writes the same names again
+        shutil.copy(layers[4 + i], watch / f"{i:05d}.png")
+    _follow(watch, db)
+    assert _builds(db)["cam #2"] == ["00001.png", "00002.png"]
+    shutil.copy(layers[8], watch / "run3_00001.png")  # numbering starts again under other names
+    _follow(watch, db)
+    assert _builds(db)["cam #3"] == ["run3_00001.png"]
+    shutil.copy(layers[9], watch / "run3_00002.png")
+    _follow(watch, db, build="mine")
+    assert _builds(db)["mine"] == ["run3_00002.png"] and len(_builds(db)) == 4
+    _follow(watch, db)
+    assert sum(map(len, _builds(db).values())) == 7  # each file once per build that wrote it
+    report = tmp_path / "report.html"
+    assert run_cli("report", db, "--out", report).returncode == 0
+    page = report.read_text()
+    assert all(f'id="build-{n}"' in page for n in (1, 2, 3, 4)) and "image missing" not in page
+
+
+def _camera_frames(watch, tmp_path):
+    from slmcnn.camera import CameraCalibration
+    from test_camera import TRUE_CORNERS, synthetic_frame
+
+    for i in (1, 2):
+        cv2.imwrite(str(watch / f"frame_{i:03d}.png"), synthetic_frame(i)[0])
+    ignore = [[[170, 80], [560, 80], [560, 480], [170, 480]]]
+    return CameraCalibration(TRUE_CORNERS.tolist(), size=512, ignore=ignore).save(tmp_path / "camera.json")
+
+
+def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
+    """The report draws the straightened bed, not the raw frame, and never counts ignored tiles."""
+    from slmcnn.camera import CameraCalibration
+    from slmcnn.monitoring import Database
+    from slmcnn.monitoring.report import error_frequency
+
+    watch, db = tmp_path / "cam", tmp_path / "b.sqlite"
+    watch.mkdir()
+    camera = _camera_frames(watch, tmp_path)
+    args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--camera", camera, "--backend", "torch")
+    result = run_cli(*args, "--exit-when-idle", "0.5", "--settle", "0.1", "--alert-error-fraction", "-1")
+    assert result.returncode == 0, result.stderr
+    assert _db_rows(db, "select count(*) from layers where status = 'done'")[0][0] == 2
+    ignored = _db_rows(db, "select count(*) from tiles where cls = -1")[0][0]
+    assert ignored >= 2 * 4
+    report = tmp_path / "report.html"
+    assert run_cli("report", db, "--out", report).returncode == 0
+    assert "image missing" not in report.read_text()
+
+    _follow(watch, tmp_path / "all-error.sqlite", backend=Constant((0, 0, 1)), camera=CameraCalibration.load(camera))
+    stored = Database(tmp_path / "all-error.sqlite")
+    heat = error_frequency(stored, stored.layers(1))
+    classes, _ = stored.tile_grid(stored.layers(1)[0].id)
+    assert (heat[classes == -1] == 0).all() and (heat[classes != -1] == 1).all()
+    assert all(layer.fractions["Error"] == 1 for layer in stored.layers(1))
+
+    shown = render_in_chromium(report, tmp_path)
+    body = re.search(r'<body data-images-shown="(\d+)" data-images-total="(\d+)"', shown.stdout)
+    assert body and body.group(1) == body.group(2) and int(body.group(1)) >= 2 + 2 * 2
+    assert "CONSOLE" not in shown.stderr, shown.stderr

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from slmcnn.backends import TorchBackend
 from slmcnn.checkpoint import load_model
 from slmcnn.explain import explain
-from slmcnn.inference import TorchBackend
 from slmcnn.predict import LayerFailure, LayerResult, Predictor
 
 
@@ -236,23 +236,62 @@ def test_unknown_ig_method_is_a_settings_error(tiny_model_file):
     from slmcnn.errors import SettingsError
 
     model, _ = load_model(tiny_model_file)
-    with pytest.raises(SettingsError, match="--method"):
+    with pytest.raises(SettingsError, match="^method must be one of"):  # API terms; the CLI says --method
         explain(model, np.zeros((1, 128, 128, 3), np.uint8), method="simpson")
 
 
 def test_layer_writer_raises_what_went_wrong_in_the_background(tmp_path, monkeypatch):
-    from slmcnn import store
+    from slmcnn import outputs
 
     written = []
 
-    def write(result, out, stem):
-        if stem == "bad":
+    def write(outcome, files):
+        if files == "bad":
             raise OSError("disk full")
-        written.append(stem)
+        written.append(files)
 
-    monkeypatch.setattr(store, "write_layer", write)
+    monkeypatch.setattr(outputs, "write_layer", write)
+    writer = outputs.LayerWriter(max_pending=2)
     with pytest.raises(OSError, match="disk full"):
-        with store.LayerWriter(tmp_path, max_pending=2) as writer:
+        try:
             for stem in ("a", "b", "bad", "c"):
                 writer.submit(None, stem)
+        finally:
+            writer.close()
     assert written[:2] == ["a", "b"]
+
+
+def test_one_path_is_one_layer_and_arrays_are_layers_too(tiny_build, tiny_model_file):
+    model, _ = load_model(tiny_model_file)
+    predictor = Predictor(TorchBackend(model), 128)
+    path = str(tiny_build / "layers" / "00001.png")
+    (single,) = list(predictor.predict(path))
+    assert isinstance(single, LayerResult) and str(single.path) == path
+    gray = np.full((256, 384), 90, np.uint8)
+    results = list(predictor.predict([gray, ("named", gray)]))
+    assert [str(r.path) for r in results] == ["array-00000", "named"] and results[0].grid.shape == (2, 3)
+    (alone,) = list(predictor.predict(gray))
+    assert alone.class_map.shape == (256, 384)
+
+
+def test_run_layers_scores_explains_and_writes(tiny_build, tiny_model_file, tmp_path):
+    from slmcnn.outputs import RunFiles
+    from slmcnn.pipeline import RunOptions, run_layers
+
+    model, _ = load_model(tiny_model_file)
+    layers = sorted((tiny_build / "layers").glob("*.png"))[:2]
+    options = RunOptions(truth=tiny_build / "masks", explain=True, explain_steps=4, stride=64)
+    with RunFiles(tmp_path, ("overlay", "json", "attribution"), layers, html_title="{layers} layers") as files:
+        outcomes = list(
+            run_layers([*layers, tmp_path / "missing.png"], TorchBackend(model), options, files=files, model=model)
+        )
+    first, second, missing = outcomes
+    assert 0 <= first.score.tile_accuracy <= 1 and second.score is not None
+    assert sum(t.support for t in first.score.tiles.values()) == 25
+    assert first.attribution.shape == (384, 384) and set(first.files) == {"overlay", "json", "attribution"}
+    assert all(path.is_file() for path in first.files.values())
+    assert json.loads(first.files["json"].read_text())["truth"]["tile_accuracy"] == first.score.tile_accuracy
+    assert missing.result is None and "no such file" in missing.error
+    assert "2 layers" in (tmp_path / "index.html").read_text()
+    with pytest.raises(Exception, match="model"):
+        run_layers(layers, TorchBackend(model), RunOptions(explain=True))

@@ -134,7 +134,7 @@ def test_impossible_training_settings_are_refused_by_the_config():
     from slmcnn.errors import SettingsError
     from slmcnn.train import TrainConfig
 
-    with pytest.raises(SettingsError, match="--no-flips"):
+    with pytest.raises(SettingsError, match="flips=False"):  # API terms; the CLI says --no-flips
         TrainConfig(flips=False, turns=True)
     with pytest.raises(SettingsError, match="cosine"):
         TrainConfig(schedule="step")

@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 
 from slmcnn.errors import SettingsError
+from slmcnn.labels import NOT_A_CLASS
 
-IGNORED = -1
+IGNORED = NOT_A_CLASS
 IGNORE_SHARE = 0.5
 
 
@@ -103,11 +104,11 @@ def detect_corners(frame: np.ndarray) -> np.ndarray:
     bright = cv2.morphologyEx(cv2.morphologyEx(bright, cv2.MORPH_CLOSE, kernel), cv2.MORPH_OPEN, kernel)
     contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
-        raise SettingsError("no bright bed found in the frame; give the corners with --corners")
+        raise SettingsError("no bright bed found in the frame; give the `corners`")
     outline = max(contours, key=cv2.contourArea)
     hull = cv2.convexHull(outline)
     if cv2.contourArea(hull) < 0.05 * small.size:
-        raise SettingsError("the brightest region is too small to be the bed; give the corners with --corners")
+        raise SettingsError("the brightest region is too small to be the bed; give the `corners`")
     perimeter = cv2.arcLength(hull, True)
     quad = None
     for eps in np.linspace(0.01, 0.1, 19):
@@ -181,3 +182,15 @@ def tile_ignored(ignore: np.ndarray, ys: np.ndarray, xs: np.ndarray, patch: int)
     y1, x1 = y0 + patch, x0 + patch
     inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
     return (inside / patch**2 >= IGNORE_SHARE).ravel()
+
+
+def points(text: str, what: str = "points", count: int | None = None) -> list[list[float]]:
+    """x,y points from "x1,y1,x2,y2,...": `count` of them, else a polygon of at least 3."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SettingsError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if len(values) % 2 or len(values) < 2 * (count or 3) or (count and len(values) != 2 * count):
+        wanted = f"{count} points" if count else "x,y pairs (at least 3 points)"
+        raise SettingsError(f"{what}: expected {wanted}, got {len(values)} numbers")
+    return [values[i : i + 2] for i in range(0, len(values), 2)]

@@ -156,7 +156,7 @@ def load_patches(table: PatchTable, patch: int = 128, resize: bool = False, work
             if not resize:
                 raise DataError(
                     f"{path}: image is {image.shape[1]}x{image.shape[0]}, the model needs {patch}x{patch}; "
-                    "pass --resize to scale patches, or use predict-layer for whole layers"
+                    "pass `resize=True` to scale patches, or predict whole layers"
                 )
             image = cv2.resize(image, (patch, patch), interpolation=cv2.INTER_AREA)
         return image

@@ -1,10 +1,39 @@
-"""Errors a user can cause. The CLI prints them as one line and exits non-zero; anything else is a bug."""
+"""Errors a user can cause. The CLI prints them as one line and exits non-zero; anything else is a bug.
+
+Messages name settings in the Python API's terms, in backticks: "`steps` must be at least 2",
+"`method=adaptive` needs `precision=fp32`". `str(error)` drops the backticks; the CLI calls
+`for_cli(flags)` to name its own flags instead ("--steps", "--method adaptive").
+"""
+
+import re
+from collections.abc import Mapping
+
+_SETTING = re.compile(r"`([^`]+)`")
 
 
 class SlmcnnError(Exception):
     """Base class: a problem with the user's input or settings, not with slmcnn."""
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return _SETTING.sub(r"\1", super().__str__())
+
+    def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with each `setting` named by its command-line flag: `flags` maps a setting
+        (or `setting=value`) to its flag; otherwise `name` is --name, `name=True` is --name and
+        `name=value` is --name value."""
+        flags = flags or {}
+
+        def flag(match: re.Match) -> str:
+            text = match[1]
+            if text in flags:
+                return flags[text]
+            name, eq, value = text.partition("=")
+            option = flags.get(name, "--" + name.replace("_", "-"))
+            return option if not eq or value == "True" else f"{option} {value}"
+
+        return _SETTING.sub(flag, super().__str__())
 
 
 class ImageReadError(SlmcnnError):

@@ -80,7 +80,7 @@ def baseline_images(patches: np.ndarray, kind: str, seed: int = 0) -> np.ndarray
     if kind == "noise":
         rng = np.random.default_rng(seed)
         return rng.integers(0, 256, patches.shape, dtype=np.uint8).astype(patches.dtype)
-    raise SettingsError(f"--baseline must be one of {', '.join(BASELINES)} (got {kind!r})")
+    raise SettingsError(f"`baseline` must be one of {', '.join(BASELINES)} (got {kind!r})")
 
 
 @dataclass
@@ -161,14 +161,14 @@ def _adaptive(ig, x, base, targets, steps: int, internal_batch: int) -> tuple[to
 def check_settings(steps: int, method: str, precision: str) -> None:
     """Refuse IG settings that cannot work, before any work is done."""
     if steps < 2:
-        raise SettingsError("--steps must be at least 2")
+        raise SettingsError("`steps` must be at least 2")
     if precision not in PRECISIONS:
-        raise SettingsError(f"IG precision must be {' or '.join(PRECISIONS)} (got {precision!r})")
+        raise SettingsError(f"`precision` must be {' or '.join(PRECISIONS)} (got {precision!r})")
     if method not in METHODS:
-        raise SettingsError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
+        raise SettingsError(f"`method` must be one of {', '.join(METHODS)} (got {method!r})")
     if method == "adaptive" and precision == "bf16":
         raise SettingsError(
-            "--method adaptive needs --ig-precision fp32; with bf16 use a fixed rule such as gausslegendre"
+            "`method=adaptive` needs `precision=fp32`; with bf16 use a fixed rule such as gausslegendre"
         )
 
 

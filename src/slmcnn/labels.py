@@ -5,14 +5,24 @@ Error when it holds at least `error_min_pixels` visibly rendered error pixels, e
 least `object_min_fraction` of it is part, else Powder. Patches with a trace of error below the
 minimum, or a sliver of part between `object_ambiguous_fraction` and the object minimum, are
 *ambiguous*: by default they are left out of training sets, and scored by the same hard rule.
+
+`tile_labels` is the one place where a mask becomes tile labels (training sets, scoring, examples).
 """
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-POWDER, OBJECT, ERROR = 0, 1, 2
-AMBIGUOUS = -1
+from slmcnn import CLASSES
+from slmcnn.errors import DataError
+from slmcnn.tiles import TileGeometry, cut
+
+POWDER, OBJECT, ERROR = (CLASSES.index(name) for name in ("Powder", "Object", "Error"))
+NOT_A_CLASS = -1
+"""The one label that is no class: an ambiguous tile, an ignored tile. Never counted as anything."""
+NOT_A_CLASS_PIXEL = np.uint8(NOT_A_CLASS % 256)
+"""NOT_A_CLASS as stored in uint8 per-pixel class maps (255)."""
+AMBIGUOUS = NOT_A_CLASS
 
 
 @dataclass(frozen=True)
@@ -42,3 +52,16 @@ class LabelRule:
         faint_error = (errors > 0) & (errors < self.error_min_pixels)
         sliver = (errors == 0) & (objects > self.object_ambiguous_fraction) & (objects < self.object_min_fraction)
         return faint_error | sliver
+
+
+def tile_labels(
+    mask: np.ndarray, where: TileGeometry, rule: LabelRule | None = None, ambiguous: bool = True
+) -> np.ndarray:
+    """Per-tile labels (row-major) of an HxW label mask for the tiles at `where`, by `rule`; with
+    `ambiguous=False`, tiles the rule calls ambiguous are NOT_A_CLASS instead of their hard label."""
+    rule = rule or LabelRule()
+    if mask.shape[:2] != (where.height, where.width):
+        raise DataError(f"the mask is {mask.shape[1]}x{mask.shape[0]}, the layer is {where.width}x{where.height}")
+    tiles = cut(mask.reshape(mask.shape[0], mask.shape[1], 1), where)[..., 0]
+    labels = rule.labels(tiles)
+    return labels if ambiguous else np.where(rule.ambiguous(tiles), NOT_A_CLASS, labels)

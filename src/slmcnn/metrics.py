@@ -1,7 +1,7 @@
 """The reference's results table (precision / recall / F1 per class, accuracy, averages), via scikit-learn."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix, jaccard_score, precision_recall_fscore_support
@@ -87,19 +87,40 @@ def summarise_runs(reports: list[Report]) -> str:
     return "\n".join(lines)
 
 
-def score_layer(tile_truth: np.ndarray, tile_pred: np.ndarray, mask: np.ndarray, class_map: np.ndarray) -> dict:
+@dataclass
+class ClassScore:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class LayerScore:
+    """One layer against its label mask: tile accuracy, per-class tile scores and pixel IoU."""
+
+    tile_accuracy: float
+    tiles: dict[str, ClassScore]
+    pixel_iou: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {
+            "tile_accuracy": self.tile_accuracy,
+            "tiles": {c: asdict(score) for c, score in self.tiles.items()},
+            "pixel_iou": self.pixel_iou,
+        }
+
+
+def score_layer(tile_truth: np.ndarray, tile_pred: np.ndarray, mask: np.ndarray, class_map: np.ndarray) -> LayerScore:
     """Per-class tile precision / recall / F1 and per-class pixel IoU of one layer against its mask."""
     labels = list(range(len(CLASSES)))
     p, r, f, s = precision_recall_fscore_support(tile_truth, tile_pred, labels=labels, zero_division=0)
     iou = jaccard_score(mask.ravel(), class_map.ravel(), labels=labels, average=None, zero_division=0)
-    return {
-        "tile_accuracy": float(np.mean(tile_truth == tile_pred)),
-        "tiles": {
-            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-            for i, c in enumerate(CLASSES)
-        },
-        "pixel_iou": {c: float(iou[i]) for i, c in enumerate(CLASSES)},
-    }
+    return LayerScore(
+        float(np.mean(tile_truth == tile_pred)) if len(tile_truth) else 0.0,
+        {c: ClassScore(float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, c in enumerate(CLASSES)},
+        {c: float(iou[i]) for i, c in enumerate(CLASSES)},
+    )
 
 
 def tile_truth_and_predictions(backend, layers: list, masks_dir, patch: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -107,12 +128,12 @@ def tile_truth_and_predictions(backend, layers: list, masks_dir, patch: int = 12
     from pathlib import Path
 
     from slmcnn.images import read
-    from slmcnn.labels import LabelRule
+    from slmcnn.labels import tile_labels
     from slmcnn.tiles import tile
 
     truth, predicted = [], []
     for layer in layers:
-        mask = read(Path(masks_dir) / Path(layer).name)[..., 0]
-        truth.append(LabelRule().labels(tile(mask[:, :, None], patch).patches[..., 0]))
-        predicted.append(backend.probabilities(tile(read(layer), patch).patches).argmax(1))
+        grid = tile(read(layer), patch)
+        truth.append(tile_labels(read(Path(masks_dir) / Path(layer).name)[..., 0], grid.geometry))
+        predicted.append(backend.probabilities(grid.patches).argmax(1))
     return np.concatenate(truth), np.concatenate(predicted)

@@ -1,6 +1,6 @@
 """Whole-layer classification: decode and tile the next layers while the network runs on this batch.
 
-A Predictor takes paths (or arrays), batches the tiles of several layers into one network call, and
+A Predictor takes paths or arrays, batches the tiles of several layers into one network call, and
 returns a LayerResult per layer with tile probabilities, a per-pixel class map and class fractions.
 """
 
@@ -8,52 +8,56 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from slmcnn import CLASSES
 from slmcnn import images as image_io
-from slmcnn.camera import IGNORED, CameraCalibration, tile_ignored
+from slmcnn.backends import Backend
+from slmcnn.camera import CameraCalibration, tile_ignored
 from slmcnn.errors import SlmcnnError
-from slmcnn.tiles import TileGrid, stitch_classes, tile
+from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
+from slmcnn.tiles import TileGeometry, TileGrid, stitch_classes, tile
 
-IGNORED_PIXEL = 255
+LayerInput = str | Path | np.ndarray | tuple[str, np.ndarray]
+"""A layer: an image file, an HxW(x3) array, or a (name, array) pair."""
 
 
 @dataclass
 class LayerResult:
     """Everything predicted for one layer photo."""
 
-    path: Path
-    image: np.ndarray
-    grid: TileGrid
+    path: Path  # the file, or the name given to an array
+    image: np.ndarray  # the layer as classified (straightened when a camera calibration was used)
+    grid: TileGeometry
     probabilities: np.ndarray  # (tiles, classes), row-major over the grid
-    class_map: np.ndarray  # (H, W) uint8; IGNORED_PIXEL where a calibration says to ignore
+    class_map: np.ndarray  # (H, W) uint8; NOT_A_CLASS_PIXEL where a calibration says to ignore
     seconds: float
     model: str = ""
-    extra: dict = field(default_factory=dict)
+    camera: CameraCalibration | None = None
     ignored: np.ndarray | None = None  # per tile, row-major: mostly in an ignored area
+    anomaly: np.ndarray | None = None  # per tile, row-major: an extra score (e.g. a camera profile's)
 
     @property
     def tile_classes(self) -> np.ndarray:
-        """Class index per tile; IGNORED (-1) for ignored tiles, which never count as anything."""
+        """Class index per tile (rows, cols); NOT_A_CLASS for ignored tiles, which never count."""
         classes = self.probabilities.argmax(1)
         if self.ignored is not None:
-            classes = np.where(self.ignored, IGNORED, classes)
+            classes = np.where(self.ignored, NOT_A_CLASS, classes)
         return classes.reshape(self.grid.shape)
 
     @property
     def fractions(self) -> dict[str, float]:
         """Share of the (not ignored) bed per class."""
-        counts = np.bincount(self.class_map.ravel(), minlength=IGNORED_PIXEL + 1)[: len(CLASSES)]
+        counts = np.bincount(self.class_map.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
         total = max(int(counts.sum()), 1)
         return {c: float(n) / total for c, n in zip(CLASSES, counts)}
 
     def to_json(self) -> dict:
         rows, cols = self.grid.shape
-        return {
+        doc = {
             "image": str(self.path),
             "width": self.grid.width,
             "height": self.grid.height,
@@ -66,8 +70,14 @@ class LayerResult:
             "fractions": self.fractions,
             "model": self.model,
             "seconds": round(self.seconds, 4),
-            **self.extra,
         }
+        if self.camera is not None:
+            doc["camera"] = self.camera.to_json()
+        if self.ignored is not None:
+            doc["ignored_tiles"] = int(self.ignored.sum())
+        if self.anomaly is not None:
+            doc["anomaly"] = np.round(self.anomaly.reshape(rows, cols), 5).tolist()
+        return doc
 
 
 @dataclass
@@ -76,18 +86,46 @@ class LayerFailure:
     message: str
 
 
+def layer_inputs(items: LayerInput | Iterable[LayerInput]) -> Iterable[LayerInput]:
+    """One layer or many: a single path or array is one layer, never a sequence of characters or rows."""
+    if isinstance(items, str | Path | np.ndarray | tuple):
+        return [items]
+    return items
+
+
+def layer_name(item: LayerInput, index: int) -> Path:
+    """The path of a file, the name of a (name, array) pair, or array-<index>."""
+    if isinstance(item, tuple):
+        return Path(item[0])
+    if isinstance(item, np.ndarray):
+        return Path(f"array-{index:05d}")
+    return Path(item)
+
+
+def classify_pixels(
+    grid: TileGeometry, probabilities: np.ndarray, ignore: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The per-pixel class map of a layer's tiles, NOT_A_CLASS_PIXEL where `ignore` (an HxW mask)
+    says so, and which tiles are ignored (None without a mask)."""
+    class_map = stitch_classes(grid, probabilities)
+    if ignore is None:
+        return class_map, None
+    class_map[ignore] = NOT_A_CLASS_PIXEL
+    return class_map, tile_ignored(ignore, grid.ys, grid.xs, grid.patch)
+
+
 class Predictor:
-    """Classify layers with any backend that maps uint8 patches to probabilities."""
+    """Classify layers with any Backend."""
 
     def __init__(
         self,
-        backend,
+        backend: Backend,
         patch: int = 128,
         stride: int | None = None,
         workers: int = 2,
         batch_tiles: int = 256,
         model_name: str = "",
-        camera: "CameraCalibration | None" = None,
+        camera: CameraCalibration | None = None,
     ):
         self.backend = backend
         self.patch = patch
@@ -98,39 +136,42 @@ class Predictor:
         self.camera = camera
         self.ignore = camera.ignore_mask() if camera and camera.ignore else None
 
-    def _load(self, item) -> tuple[Path, np.ndarray, TileGrid]:
-        path, image = (Path(item), image_io.read(item)) if not isinstance(item, tuple) else item
+    def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGrid]:
+        path = layer_name(item, index)
+        if isinstance(item, tuple | np.ndarray):
+            image = image_io.as_rgb(np.asarray(item[1] if isinstance(item, tuple) else item), str(path))
+        else:
+            image = image_io.read(item)
         if self.camera:
             image = self.camera.warp(image)
         return path, image, tile(image, self.patch, self.stride)
 
-    def predict(self, items: Iterable) -> Iterator[LayerResult | LayerFailure]:
-        """Yield results in input order; items are paths or (name, array) pairs. Bad files yield a
-        LayerFailure instead of stopping the run."""
+    def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
+        """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run."""
         with ThreadPoolExecutor(self.workers) as pool:
             pending: deque = deque()
-            source = iter(items)
+            source = enumerate(layer_inputs(items))
             ready: list = []
 
             def refill() -> None:
                 while len(pending) < self.workers + 2:
                     try:
-                        item = next(source)
+                        index, item = next(source)
                     except StopIteration:
                         return
-                    pending.append((item, time.perf_counter(), pool.submit(self._load, item)))
+                    pending.append((layer_name(item, index), time.perf_counter(), pool.submit(self._load, item, index)))
 
             refill()
             while pending or ready:
                 tiles_ready = sum(len(r[2].patches) for r in ready if not isinstance(r, LayerFailure))
                 if pending and tiles_ready < self.batch_tiles:
-                    item, started, future = pending.popleft()
+                    name, started, future = pending.popleft()
                     refill()
                     try:
                         path, image, grid = future.result()
                         ready.append((path, image, grid, started))
                     except SlmcnnError as exc:
-                        ready.append(LayerFailure(Path(item[0] if isinstance(item, tuple) else item), str(exc)))
+                        ready.append(LayerFailure(name, str(exc)))
                     continue
                 yield from self._run(ready)
                 ready = []
@@ -147,22 +188,15 @@ class Predictor:
             n = len(grid.patches)
             layer_probs = probs[offset : offset + n]
             offset += n
-            class_map = stitch_classes(grid, layer_probs)
-            ignored = None
-            extra = {"camera": self.camera.to_json()} if self.camera else {}
-            if self.ignore is not None:
-                class_map[self.ignore] = IGNORED_PIXEL
-                ignored = tile_ignored(self.ignore, grid.ys, grid.xs, grid.patch)
-                extra["ignored_tiles"] = int(ignored.sum())
-            grid.patches = grid.patches[:0]  # the pixels are no longer needed; keep the geometry
+            class_map, ignored = classify_pixels(grid.geometry, layer_probs, self.ignore)
             yield LayerResult(
                 path,
                 image,
-                grid,
+                grid.geometry,
                 layer_probs,
                 class_map,
                 time.perf_counter() - started,
                 self.model_name,
-                extra,
+                self.camera,
                 ignored,
             )

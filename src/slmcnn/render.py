@@ -1,17 +1,21 @@
-"""Pictures a person looks at: overlays, class maps, training curves, confusion matrices, IG figures."""
+"""Pictures a person looks at: overlays, class maps, training curves, confusion matrices, IG figures.
+
+Figures are matplotlib `Figure` objects drawn without pyplot, so importing slmcnn never changes the
+process's matplotlib backend.
+"""
 
 import base64
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from slmcnn import CLASS_COLOURS, CLASSES  # noqa: E402
-from slmcnn.images import to_uint8  # noqa: E402
+from slmcnn import CLASS_COLOURS, CLASSES
+from slmcnn.images import to_uint8
+from slmcnn.metrics import LayerScore
 
 PALETTE = np.full((256, 3), 128, np.uint8)  # anything that is not a class (ignored areas) is gray
 PALETTE[: len(CLASSES)] = [CLASS_COLOURS[c] for c in CLASSES]
@@ -45,25 +49,25 @@ def plot_history(history: list[dict], out_dir: Path) -> None:
     """accuracy.png and loss.png: training vs validation per epoch, like the reference's figures."""
     epochs = [row["epoch"] for row in history]
     for key, title in (("accuracy", "model accuracy"), ("loss", "model loss")):
-        fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+        fig = Figure(figsize=(5, 4), dpi=100)
+        ax = fig.subplots()
         ax.plot(epochs, [row[key] for row in history], label="train")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], label="validation")
         ax.set(title=title, xlabel="epoch", ylabel=key)
         ax.legend()
         fig.tight_layout()
         fig.savefig(out_dir / f"{key}.png")
-        plt.close(fig)
 
 
 def plot_confusion(confusion: np.ndarray, path: Path) -> None:
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, ax = plt.subplots(figsize=(4.5, 4), dpi=100)
+    fig = Figure(figsize=(4.5, 4), dpi=100)
+    ax = fig.subplots()
     ConfusionMatrixDisplay(confusion, display_labels=list(CLASSES)).plot(ax=ax, colorbar=False, cmap="Blues")
     ax.set_title("confusion matrix (rows: true)")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def attribution_figure(
@@ -72,7 +76,8 @@ def attribution_figure(
     """The reference's 2x2 IG figure: baseline, original, attribution mask, overlay."""
     heat = np.abs(attribution).sum(axis=-1) if attribution.ndim == 3 else np.abs(attribution)
     heat = heat / (np.percentile(heat, 99.5) + 1e-12)
-    fig, axes = plt.subplots(2, 2, figsize=(6.5, 6.5), dpi=100)
+    fig = Figure(figsize=(6.5, 6.5), dpi=100)
+    axes = fig.subplots(2, 2)
     panels = (
         ("Baseline image", to_uint8(baseline), None),
         ("Original image", to_uint8(image), None),
@@ -90,13 +95,12 @@ def attribution_figure(
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def heatmap_png(heat: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Layer-wide attribution heatmap blended over the gray image (RGB uint8)."""
     norm = np.clip(heat / (np.percentile(heat, 99.5) + 1e-12), 0, 1)
-    colours = (plt.get_cmap("inferno")(norm)[..., :3] * 255).astype(np.float32)
+    colours = (matplotlib.colormaps["inferno"](norm)[..., :3] * 255).astype(np.float32)
     gray = to_uint8(image).astype(np.float32)
     return np.clip(0.5 * gray + 0.5 * colours, 0, 255).astype(np.uint8)
 
@@ -113,27 +117,44 @@ def png_data_uri(array: np.ndarray, max_side: int | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def layers_page(entries: list[dict], title: str, extra_html: str = "") -> str:
-    """A self-contained HTML page: each layer beside its overlay, with class fractions (and scores).
+def figure_png(fig: Figure) -> np.ndarray:
+    """A figure as an RGB array."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    from PIL import Image
 
-    Each entry has `name`, `image` and `overlay` (RGB arrays), `fractions`, and optionally `truth`.
-    """
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+@dataclass
+class PageEntry:
+    """One layer on a page: its photo and overlay (RGB), class fractions and, if scored, its score."""
+
+    name: str
+    image: np.ndarray
+    overlay: np.ndarray
+    fractions: dict[str, float]
+    score: LayerScore | None = None
+
+
+def layers_page(entries: list[PageEntry], title: str, extra_html: str = "") -> str:
+    """A self-contained HTML page: each layer beside its overlay, with class fractions (and scores)."""
     import html
 
     cards = []
     for e in entries:
-        f = e["fractions"]
+        f = e.fractions
         score = ""
-        if e.get("truth"):
-            t = e["truth"]
+        if e.score:
             score = (
-                f"<br>tile accuracy {t['tile_accuracy']:.3f} &middot; Error F1 {t['tiles']['Error']['f1']:.3f}"
-                f" &middot; Error pixel IoU {t['pixel_iou']['Error']:.3f}"
+                f"<br>tile accuracy {e.score.tile_accuracy:.3f} &middot; Error F1 {e.score.tiles['Error'].f1:.3f}"
+                f" &middot; Error pixel IoU {e.score.pixel_iou['Error']:.3f}"
             )
+        name = html.escape(e.name)
         cards.append(
-            f'<div class="layer"><h3>{html.escape(e["name"])}</h3>'
-            f'<img src="{png_data_uri(to_uint8(e["image"]), 384)}" alt="layer {html.escape(e["name"])}">'
-            f'<img src="{png_data_uri(e["overlay"], 384)}" alt="overlay {html.escape(e["name"])}">'
+            f'<div class="layer"><h3>{name}</h3>'
+            f'<img src="{png_data_uri(to_uint8(e.image), 384)}" alt="layer {name}">'
+            f'<img src="{png_data_uri(e.overlay, 384)}" alt="overlay {name}">'
             f'<p><b class="err">error {f["Error"]:.3f}</b> &middot; object {f["Object"]:.3f} &middot; '
             f"powder {f['Powder']:.3f}{score}</p></div>"
         )

@@ -25,11 +25,10 @@ def tile_starts(length: int, patch: int, stride: int) -> np.ndarray:
     return starts
 
 
-@dataclass
-class TileGrid:
-    """Patches of one image and where they came from."""
+@dataclass(frozen=True)
+class TileGeometry:
+    """Where the tiles of an image are: row and column origins, image size, tile size and step."""
 
-    patches: np.ndarray  # (rows*cols, patch, patch, 3), row-major
     ys: np.ndarray
     xs: np.ndarray
     height: int
@@ -41,17 +40,59 @@ class TileGrid:
     def shape(self) -> tuple[int, int]:
         return len(self.ys), len(self.xs)
 
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def to_json(self) -> dict:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "patch": self.patch,
+            "stride": self.stride,
+            "ys": self.ys.tolist(),
+            "xs": self.xs.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "TileGeometry":
+        return cls(np.array(doc["ys"]), np.array(doc["xs"]), doc["height"], doc["width"], doc["patch"], doc["stride"])
+
+
+def geometry(height: int, width: int, patch: int = 128, stride: int | None = None) -> TileGeometry:
+    """The tile layout of an image of this size."""
+    stride = stride or patch
+    return TileGeometry(
+        tile_starts(height, patch, stride), tile_starts(width, patch, stride), height, width, patch, stride
+    )
+
+
+def cut(image: np.ndarray, where: TileGeometry) -> np.ndarray:
+    """The (tiles, patch, patch, C) patches of an HxWxC image at `where`, row-major: one gather from
+    a window view, which copies each patch once (25x faster than gathering rows, then columns)."""
+    p = where.patch
+    windows = sliding_window_view(image, (p, p), axis=(0, 1))  # (H-p+1, W-p+1, C, p, p), a view
+    patches = windows[where.ys[:, None], where.xs[None, :]].transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(patches).reshape(-1, p, p, image.shape[2])
+
+
+@dataclass
+class TileGrid:
+    """Patches of one image and where they came from (`geometry`)."""
+
+    patches: np.ndarray  # (rows*cols, patch, patch, 3), row-major
+    geometry: TileGeometry
+
+    def __getattr__(self, name: str):  # ys, xs, height, width, patch, stride, shape, count
+        if name == "geometry":
+            raise AttributeError(name)
+        return getattr(self.geometry, name)
+
 
 def tile(image: np.ndarray, patch: int = 128, stride: int | None = None) -> TileGrid:
-    """Cut an HxWxC image into a row-major grid of patches: one gather from a window view, which
-    copies each patch once (25x faster than gathering rows, then columns)."""
-    stride = stride or patch
-    height, width = image.shape[:2]
-    ys, xs = tile_starts(height, patch, stride), tile_starts(width, patch, stride)
-    windows = sliding_window_view(image, (patch, patch), axis=(0, 1))  # (H-p+1, W-p+1, C, p, p), a view
-    patches = windows[ys[:, None], xs[None, :]].transpose(0, 1, 3, 4, 2)
-    patches = np.ascontiguousarray(patches).reshape(-1, patch, patch, image.shape[2])
-    return TileGrid(patches, ys, xs, height, width, patch, stride)
+    """Cut an HxWxC image into a row-major grid of patches."""
+    where = geometry(image.shape[0], image.shape[1], patch, stride)
+    return TileGrid(cut(image, where), where)
 
 
 def coverage(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
@@ -60,7 +101,7 @@ def coverage(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
     return ((pos >= starts[None, :]) & (pos < starts[None, :] + patch)).astype(np.float32)
 
 
-def stitch(grid: TileGrid, values: np.ndarray) -> np.ndarray:
+def stitch(grid: TileGeometry | TileGrid, values: np.ndarray) -> np.ndarray:
     """Per-tile vectors (rows*cols, K) -> per-pixel mean over covering tiles (H, W, K)."""
     rows, cols = grid.shape
     per_tile = values.reshape(rows, cols, -1).astype(np.float32)
@@ -71,7 +112,7 @@ def stitch(grid: TileGrid, values: np.ndarray) -> np.ndarray:
     return summed / counts[:, :, None]
 
 
-def stitch_classes(grid: TileGrid, probabilities: np.ndarray) -> np.ndarray:
+def stitch_classes(grid: TileGeometry | TileGrid, probabilities: np.ndarray) -> np.ndarray:
     """Per-pixel class (H, W) uint8: the tile's class where tiles do not overlap (a lookup), else the
     argmax of the mean probability of the covering tiles."""
     cover_y = coverage(grid.ys, grid.patch, grid.height)
@@ -82,7 +123,7 @@ def stitch_classes(grid: TileGrid, probabilities: np.ndarray) -> np.ndarray:
     return stitch(grid, probabilities).argmax(2).astype(np.uint8)
 
 
-def stitch_maps(grid: TileGrid, maps: np.ndarray) -> np.ndarray:
+def stitch_maps(grid: TileGeometry | TileGrid, maps: np.ndarray) -> np.ndarray:
     """Per-tile pixel maps (rows*cols, p, p) -> one (H, W) map, the mean where tiles overlap."""
     rows, cols = grid.shape
     offsets = np.arange(grid.patch)

@@ -4,6 +4,7 @@ early stopping on validation accuracy with the best weights restored. Plain loop
 import copy
 import csv
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,13 +16,15 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from slmcnn import CLASSES, checkpoint, render
 from slmcnn.augment import AUGMENTATIONS, camera_jitter
+from slmcnn.backends import TorchBackend, resolve_precision
 from slmcnn.data import PatchTable, load_patches, load_sources, split
 from slmcnn.errors import DataError, SettingsError
-from slmcnn.inference import TorchBackend, bf16_supported
 from slmcnn.memory import keep_freed_memory
 from slmcnn.metrics import Report, compute_report, summarise_runs
 from slmcnn.model import create_model
 from slmcnn.preprocess import prepare
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,14 +48,12 @@ class TrainConfig:
         if self.schedule not in ("constant", "cosine"):
             raise SettingsError(f"schedule must be constant or cosine (got {self.schedule!r})")
         if self.turns and not self.flips:
-            raise SettingsError("--turns adds quarter turns to the flips; it cannot be used with --no-flips")
+            raise SettingsError("`turns` adds quarter turns to the flips; it cannot be used with `flips=False`")
         if self.augment not in AUGMENTATIONS:
             raise SettingsError(f"augment must be one of {', '.join(AUGMENTATIONS)} (got {self.augment!r})")
 
     def resolved_precision(self) -> str:
-        if self.precision == "auto":
-            return "bf16" if bf16_supported() else "fp32"
-        return self.precision
+        return resolve_precision(self.precision)
 
 
 @dataclass
@@ -103,7 +104,7 @@ def fit(
     train_y: np.ndarray,
     val_x: np.ndarray,
     val_y: np.ndarray,
-    log=print,
+    log=logger.info,
     show_progress: bool = True,
 ) -> FitResult:
     """Train one network; Ctrl-C stops early and still returns the best weights so far."""
@@ -223,7 +224,7 @@ def make_splits(data, seed: int, val_data=None, test_data=None) -> DataSplits:
         train, test = _merge(train, test), load_sources(as_list(test_data))
     for name, table in (("training", train), ("validation", val)):
         if not len(table):
-            raise DataError(f"the {name} split of {data} is empty: add data or give --val")
+            raise DataError(f"the {name} split of {data} is empty: add data or give `val`")
     return DataSplits(train, val, test)
 
 
@@ -239,7 +240,7 @@ def run_training(
     val_data=None,
     test_data=None,
     resize: bool = False,
-    log=print,
+    log=logger.info,
     show_progress: bool = True,
 ) -> list[Report]:
     """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`."""

@@ -1,0 +1,130 @@
+"""Alerts: the rules that raise them, and where a raised alert goes (the log, alerts.jsonl, a hook)."""
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slmcnn.labels import ERROR, OBJECT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AlertRules:
+    """When to raise an alert; each rule can be switched off with None / False."""
+
+    error_fraction: float | None = 0.02
+    persistent_layers: int | None = 3
+    near_part: bool = True
+    jump: float | None = 0.1
+    jump_window: int = 5
+
+    @property
+    def history_needed(self) -> int:
+        return max(self.persistent_layers or 1, self.jump_window)
+
+
+@dataclass
+class Alert:
+    layer: int
+    file: str
+    rule: str
+    message: str
+    value: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def env(self) -> dict[str, str]:
+        return {f"SLMCNN_ALERT_{k.upper()}": str(v) for k, v in asdict(self).items()}
+
+
+def evaluate_rules(
+    rules: AlertRules,
+    number: int,
+    file: str,
+    grid: np.ndarray,
+    fraction: float,
+    history: list[tuple[np.ndarray, float]],
+) -> list[Alert]:
+    """Alerts for one layer given the tile classes and error fractions of the layers before it
+    (oldest first). Ignored tiles (NOT_A_CLASS) are neither error nor part."""
+    error = grid == ERROR
+    alerts = []
+    if rules.error_fraction is not None and fraction >= rules.error_fraction:
+        alerts.append(
+            Alert(number, file, "error-fraction", f"error fraction {fraction:.3f} >= {rules.error_fraction}", fraction)
+        )
+    if rules.persistent_layers and len(history) >= rules.persistent_layers - 1:
+        recent = [g for g, _ in history[-(rules.persistent_layers - 1) :]] if rules.persistent_layers > 1 else []
+        persistent = error.copy()
+        for g in recent:
+            persistent &= (g == ERROR) if g.shape == grid.shape else False
+        if persistent.any():
+            cells = [tuple(map(int, c)) for c in np.argwhere(persistent)]
+            alerts.append(
+                Alert(
+                    number,
+                    file,
+                    "persistent-error",
+                    f"error at the same tile for {rules.persistent_layers} layers: cells {cells[:5]}",
+                    len(cells),
+                )
+            )
+    if rules.near_part and error.any():
+        part = grid == OBJECT
+        grown = part.copy()
+        grown[1:] |= part[:-1]
+        grown[:-1] |= part[1:]
+        grown[:, 1:] |= part[:, :-1]
+        grown[:, :-1] |= part[:, 1:]
+        touching = int((error & grown).sum())
+        if touching:
+            alerts.append(Alert(number, file, "error-near-part", f"{touching} error tile(s) touch a part", touching))
+    if rules.jump is not None and history:
+        baseline = float(np.mean([f for _, f in history[-rules.jump_window :]]))
+        if fraction - baseline >= rules.jump:
+            alerts.append(
+                Alert(
+                    number,
+                    file,
+                    "error-jump",
+                    f"error fraction jumped {baseline:.3f} -> {fraction:.3f}",
+                    fraction - baseline,
+                )
+            )
+    return alerts
+
+
+@dataclass
+class AlertHook:
+    """Where a raised alert goes: the log, `journal` (one JSON line each) and `command`, a shell
+    command that gets the alert in SLMCNN_ALERT_* variables and `timeout` seconds to finish."""
+
+    journal: Path | None = None
+    command: str | None = None
+    timeout: float = 10.0
+
+    def __call__(self, alert: Alert) -> None:
+        log.info("ALERT layer %s [%s] %s", alert.layer, alert.rule, alert.message)
+        if self.journal:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.journal, "a") as handle:
+                handle.write(json.dumps(alert.as_dict()) + "\n")
+        if self.command:
+            try:
+                subprocess.run(
+                    self.command,
+                    shell=True,
+                    env={**os.environ, **alert.env()},
+                    timeout=self.timeout,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            except subprocess.TimeoutExpired:
+                log.warning("alert command still running after %ss: left behind, monitoring goes on", self.timeout)

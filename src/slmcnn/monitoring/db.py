@@ -1,0 +1,382 @@
+"""The monitor's database: schema, one handle per build, and the queries the report reads.
+
+A path means an SQLite file; anything with '://' is an SQLAlchemy URL (e.g. PostgreSQL). Each
+finished layer is one transaction with its tiles and alerts. A folder may hold several builds one
+after another (builds.watch_dir is not unique); each stored layer keeps the size, modification
+time and SHA-1 of its file, so a rewritten file is recognised.
+"""
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+
+from slmcnn import CLASSES
+from slmcnn.monitoring.alerts import Alert
+from slmcnn.predict import LayerResult
+from slmcnn.tiles import TileGeometry
+
+schema = MetaData()
+builds = Table(
+    "builds",
+    schema,
+    Column("id", Integer, primary_key=True),
+    Column("watch_dir", String, nullable=False),
+    Column("model", String),
+    Column("started", Float),
+    Column("name", String),
+)
+layers = Table(
+    "layers",
+    schema,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", ForeignKey("builds.id"), nullable=False),
+    Column("number", Integer),
+    Column("file", String, nullable=False),
+    Column("path", String),
+    Column("status", String, nullable=False),  # done | failed
+    Column("message", Text),
+    Column("processed", Float),
+    Column("seconds", Float),
+    Column("powder", Float),
+    Column("object", Float),
+    Column("error", Float),
+    Column("geometry", Text),  # JSON: width, height, patch, stride, tile origins (+ camera calibration)
+    Column("overlay", String),
+    Column("size", Integer),
+    Column("mtime", Float),
+    Column("digest", String),
+    UniqueConstraint("build_id", "file"),
+)
+tiles = Table(
+    "tiles",
+    schema,
+    Column("layer_id", ForeignKey("layers.id"), primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("col", Integer, primary_key=True),
+    Column("cls", Integer, nullable=False),  # the tile's class, NOT_A_CLASS (-1) where ignored
+    Column("p_powder", Float),
+    Column("p_object", Float),
+    Column("p_error", Float),
+    Column("anomaly", Float),
+)
+alerts = Table(
+    "alerts",
+    schema,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", ForeignKey("builds.id"), nullable=False),
+    Column("layer_id", ForeignKey("layers.id"), nullable=False),
+    Column("layer", Integer),
+    Column("file", String),
+    Column("rule", String),
+    Column("message", Text),
+    Column("value", Float),
+    Column("created", Float),
+    # 0 until printed, appended to alerts.jsonl and handed to --on-alert: a monitor killed in between
+    # raises it again when restarted, so no alert is lost
+    Column("raised", Integer, nullable=False, server_default="0"),
+)
+PROBABILITY_COLUMNS = {"Powder": "p_powder", "Object": "p_object", "Error": "p_error"}
+ADDED_COLUMNS = {("alerts", "raised"): "INTEGER NOT NULL DEFAULT 1"}  # slmcnn 0.1.0's alerts were all raised
+
+
+def database_url(db: str | Path) -> str:
+    """A path means an SQLite file; anything with '://' is an SQLAlchemy URL (e.g. PostgreSQL)."""
+    return str(db) if "://" in str(db) else f"sqlite:///{Path(db).resolve()}"
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What a layer file was when it was stored: a changed size or time with another SHA-1 is a new file."""
+
+    size: int
+    mtime: float
+    digest: str = ""
+
+    @classmethod
+    def of(cls, path: Path, digest: bool = True) -> "FileStamp":
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime, hashlib.sha1(path.read_bytes()).hexdigest() if digest else "")
+
+    def same_stat(self, other: "FileStamp") -> bool:
+        return self.size == other.size and abs(self.mtime - other.mtime) < 1e-6
+
+
+@dataclass
+class StoredFile:
+    file: str
+    build_id: int
+    status: str
+    stamp: FileStamp | None
+
+
+@dataclass
+class BuildRow:
+    id: int
+    watch_dir: str
+    name: str
+    model: str
+    started: float
+
+
+@dataclass
+class StoredLayer:
+    """A layer as the monitor stored it."""
+
+    id: int
+    number: int | None
+    file: str
+    path: str | None
+    status: str
+    message: str | None
+    fractions: dict[str, float]
+    geometry: dict | None
+    overlay: str | None
+
+
+class Database:
+    """Builds, layers, tiles and alerts in one database."""
+
+    def __init__(self, db: str | Path):
+        self.engine = create_engine(database_url(db))
+        schema.create_all(self.engine)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a database of an older slmcnn to this schema: add missing columns, and let a folder
+        hold several builds (slmcnn 0.1 made builds.watch_dir unique)."""
+        found = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in schema.sorted_tables:
+                have = {c["name"] for c in found.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have:
+                        kind = ADDED_COLUMNS.get((table.name, column.name), column.type.compile(self.engine.dialect))
+                        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        unique = [u for u in found.get_unique_constraints("builds") if u["column_names"] == ["watch_dir"]]
+        if not unique:
+            return
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name != "sqlite":
+                conn.execute(text(f"ALTER TABLE builds DROP CONSTRAINT {unique[0]['name']}"))
+                return
+            # SQLite cannot drop a constraint: copy the table (renaming the new one, never the old,
+            # keeps the layers' and alerts' references to "builds" as they are)
+            columns = ", ".join(c.name for c in builds.columns)
+            builds.to_metadata(MetaData(), name="builds_new").create(conn)
+            conn.execute(text(f"INSERT INTO builds_new ({columns}) SELECT {columns} FROM builds"))
+            conn.execute(text("DROP TABLE builds"))
+            conn.execute(text("ALTER TABLE builds_new RENAME TO builds"))
+
+    def builds(self, watch_dir: str | None = None) -> list[BuildRow]:
+        """Builds in the order they started (of one folder, or all)."""
+        query = select(builds).order_by(builds.c.id)
+        if watch_dir is not None:
+            query = query.where(builds.c.watch_dir == watch_dir)
+        with self.engine.connect() as conn:
+            return [
+                BuildRow(r.id, r.watch_dir, r.name or Path(r.watch_dir).name, r.model or "", r.started or 0.0)
+                for r in conn.execute(query)
+            ]
+
+    def new_build(self, watch_dir: str, name: str, model: str = "") -> "BuildHandle":
+        with self.engine.begin() as conn:
+            values = {"watch_dir": watch_dir, "name": name, "model": model, "started": time.time()}
+            build_id = conn.execute(insert(builds).values(**values)).inserted_primary_key[0]
+        return BuildHandle(self, BuildRow(build_id, watch_dir, name, model, values["started"]))
+
+    def open_build(self, watch_dir: str, name: str | None = None, model: str = "") -> "BuildHandle":
+        """The folder's build called `name` (or its latest build), created when there is none."""
+        found = [b for b in self.builds(watch_dir) if name is None or b.name == name]
+        if found:
+            return BuildHandle(self, found[-1])
+        return self.new_build(watch_dir, name or Path(watch_dir).name, model)
+
+    def stored_files(self, watch_dir: str) -> dict[str, list[StoredFile]]:
+        """Every file stored for any build of this folder, by name."""
+        query = (
+            select(layers.c.file, layers.c.build_id, layers.c.status, layers.c.size, layers.c.mtime, layers.c.digest)
+            .join(builds, builds.c.id == layers.c.build_id)
+            .where(builds.c.watch_dir == watch_dir)
+        )
+        found: dict[str, list[StoredFile]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(query):
+                stamp = FileStamp(r.size, r.mtime, r.digest or "") if r.size is not None else None
+                found.setdefault(r.file, []).append(StoredFile(r.file, r.build_id, r.status, stamp))
+        return found
+
+    # what the report reads
+    def layers(self, build_id: int) -> list[StoredLayer]:
+        query = select(layers).where(layers.c.build_id == build_id).order_by(layers.c.number, layers.c.id)
+        with self.engine.connect() as conn:
+            return [
+                StoredLayer(
+                    r.id,
+                    r.number,
+                    r.file,
+                    r.path,
+                    r.status,
+                    r.message,
+                    {"Powder": r.powder, "Object": r.object, "Error": r.error},
+                    json.loads(r.geometry) if r.geometry else None,
+                    r.overlay,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def alerts(self, build_id: int) -> list[Alert]:
+        query = select(alerts).where(alerts.c.build_id == build_id).order_by(alerts.c.layer, alerts.c.id)
+        with self.engine.connect() as conn:
+            return [Alert(r.layer, r.file, r.rule, r.message, r.value) for r in conn.execute(query)]
+
+    def tile_grid(self, layer_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """A layer's stored tile classes (rows, cols) and probabilities (rows*cols, classes)."""
+        columns = [tiles.c.row, tiles.c.col, tiles.c.cls, *(tiles.c[PROBABILITY_COLUMNS[c]] for c in CLASSES)]
+        query = select(*columns).where(tiles.c.layer_id == layer_id).order_by(tiles.c.row, tiles.c.col)
+        with self.engine.connect() as conn:
+            cells = conn.execute(query).all()
+        shape = (max(c[0] for c in cells) + 1, max(c[1] for c in cells) + 1)
+        classes = np.array([c[2] for c in cells], np.int64).reshape(shape)
+        return classes, np.array([c[3:] for c in cells], np.float32)
+
+
+class BuildHandle:
+    """One build: what the monitor reads and writes while following it."""
+
+    def __init__(self, db: Database, row: BuildRow):
+        self.db, self.row = db, row
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+    def _scalar(self, query):
+        with self.db.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+    def first_number(self) -> int | None:
+        return self._scalar(select(func.min(layers.c.number)).where(layers.c.build_id == self.id))
+
+    def next_number(self) -> int:
+        last = self._scalar(select(func.max(layers.c.number)).where(layers.c.build_id == self.id))
+        return (last or 0) + 1
+
+    def history(self, count: int) -> list[tuple[np.ndarray, float]]:
+        """Tile classes and error fractions of the last `count` finished layers, oldest first."""
+        query = (
+            select(layers.c.id, layers.c.error)
+            .where(layers.c.build_id == self.id, layers.c.status == "done")
+            .order_by(layers.c.number.desc())
+            .limit(count)
+        )
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(self.db.tile_grid(layer_id)[0], error) for layer_id, error in reversed(rows)]
+
+    def add_layer(
+        self, number: int, result: LayerResult, alert_list: list[Alert], overlay: Path | None, stamp: FileStamp
+    ) -> None:
+        """Store a finished layer, its tiles and its alerts in one transaction."""
+        f = result.fractions
+        geometry = result.grid.to_json()
+        if result.camera is not None:
+            geometry["camera"] = result.camera.to_json()
+        classes = result.tile_classes.ravel()
+        cols = result.grid.shape[1]
+        with self.db.engine.begin() as conn:
+            layer_id = conn.execute(
+                insert(layers).values(
+                    build_id=self.id,
+                    number=number,
+                    file=result.path.name,
+                    path=str(result.path),
+                    status="done",
+                    processed=time.time(),
+                    seconds=result.seconds,
+                    powder=f["Powder"],
+                    object=f["Object"],
+                    error=f["Error"],
+                    geometry=json.dumps(geometry),
+                    overlay=str(overlay) if overlay else None,
+                    size=stamp.size,
+                    mtime=stamp.mtime,
+                    digest=stamp.digest,
+                )
+            ).inserted_primary_key[0]
+            probs = result.probabilities
+            conn.execute(
+                insert(tiles),
+                [
+                    {
+                        "layer_id": layer_id,
+                        "row": i // cols,
+                        "col": i % cols,
+                        "cls": int(classes[i]),
+                        **{PROBABILITY_COLUMNS[c]: float(probs[i, k]) for k, c in enumerate(CLASSES)},
+                        "anomaly": float(result.anomaly[i]) if result.anomaly is not None else None,
+                    }
+                    for i in range(len(classes))
+                ],
+            )
+            if alert_list:
+                created = time.time()
+                conn.execute(
+                    insert(alerts),
+                    [
+                        {**a.as_dict(), "build_id": self.id, "layer_id": layer_id, "created": created}
+                        for a in alert_list
+                    ],
+                )
+
+    def add_failed(self, file: str, number: int | None, message: str, stamp: FileStamp | None) -> None:
+        values = {"build_id": self.id, "number": number, "file": file, "status": "failed", "message": message}
+        if stamp is not None:
+            values.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
+        with self.db.engine.begin() as conn:
+            conn.execute(insert(layers).values(**values, processed=time.time()))
+
+    def forget_failed(self, file: str) -> None:
+        """Drop a failed layer's row, so that a rewritten file is tried again in this build."""
+        with self.db.engine.begin() as conn:
+            conn.execute(
+                delete(layers).where(layers.c.build_id == self.id, layers.c.file == file, layers.c.status == "failed")
+            )
+
+    def unraised_alerts(self) -> list[tuple[int, Alert]]:
+        """Alerts stored but not yet fully raised (the monitor stopped in between), oldest first."""
+        columns = [alerts.c.id, alerts.c.layer, alerts.c.file, alerts.c.rule, alerts.c.message, alerts.c.value]
+        query = select(*columns).where(alerts.c.build_id == self.id, alerts.c.raised == 0).order_by(alerts.c.id)
+        with self.db.engine.connect() as conn:
+            return [(r.id, Alert(r.layer, r.file, r.rule, r.message, r.value)) for r in conn.execute(query)]
+
+    def mark_raised(self, alert_ids: list[int]) -> None:
+        if alert_ids:
+            with self.db.engine.begin() as conn:
+                conn.execute(update(alerts).where(alerts.c.id.in_(alert_ids)).values(raised=1))
+
+
+def geometry_of(layer: StoredLayer) -> TileGeometry:
+    return TileGeometry.from_json(layer.geometry)

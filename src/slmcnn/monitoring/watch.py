@@ -1,0 +1,249 @@
+"""Follow a running build: classify each new layer photo as soon as its file is complete, store it
+with its alerts in one transaction, and raise the alerts early enough to stop the machine.
+
+Layer order: the number that `pattern`'s first group finds in the file name; else the last number
+in the name once a date-and-time stamp (20210916_104213, 20210916-104213, 20210916T104213) is taken
+out; else that time stamp (layers are then numbered in time order); else the file's modification
+time. A layer is complete when it arrived by an atomic rename, or when its size has not changed for
+`settle` seconds. A monitor killed at any moment and started again loses nothing and repeats nothing.
+
+Builds: a folder may receive one build after another. A new build starts when `build` names one
+not seen before, when a file already stored for the current build is written again (a new first
+layer over the old one, say), or when layer numbers start again at or below the current build's
+first. Files stay with the build they were stored for, and no layer is ever skipped.
+"""
+
+import logging
+import queue
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from slmcnn.backends import Backend
+from slmcnn.errors import SettingsError
+from slmcnn.images import IMAGE_SUFFIXES
+from slmcnn.monitoring.alerts import AlertHook, AlertRules, evaluate_rules
+from slmcnn.monitoring.db import Database, FileStamp, StoredFile
+from slmcnn.outputs import RunFiles
+from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
+
+log = logging.getLogger(__name__)
+TIMESTAMP = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[_T-]?(\d{2})(\d{2})(\d{2})(?!\d)")
+
+
+@dataclass
+class MonitorConfig:
+    """What to watch and how (the `slmcnn monitor` options)."""
+
+    watch_dir: Path
+    out: Path | None = None  # overlays and alerts.jsonl
+    build: str | None = None  # name of the build being followed (default: the folder's latest)
+    pattern: str | None = None  # regex whose first group is the layer number
+    settle: float = 0.5
+    poll: bool = False  # poll the folder instead of OS events (network shares)
+    retries: int = 3
+    rules: AlertRules = field(default_factory=AlertRules)
+    on_alert: str | None = None
+    on_alert_timeout: float = 10.0
+
+    def __post_init__(self):
+        if not Path(self.watch_dir).is_dir():
+            raise SettingsError(f"{self.watch_dir}: no such folder to watch")
+
+
+def layer_timestamp(path: Path) -> datetime | None:
+    """The date and time stamp in a file name, if any."""
+    match = TIMESTAMP.search(path.stem)
+    try:
+        return datetime(*map(int, match.groups())) if match else None
+    except ValueError:
+        return None
+
+
+def layer_number(path: Path, pattern: re.Pattern | None = None) -> int | None:
+    """The layer number in a file name: the pattern's first group, or the last number in the stem
+    that is not part of a date-and-time stamp."""
+    if pattern is not None:
+        match = pattern.search(path.name)
+        return int(match.group(1)) if match else None
+    numbers = re.findall(r"\d+", TIMESTAMP.sub(" ", path.stem))
+    return int(numbers[-1]) if numbers else None
+
+
+def layer_order(path: Path, pattern: re.Pattern | None = None) -> tuple:
+    number = layer_number(path, pattern)
+    if number is not None:
+        return (0, number, path.name)
+    stamp = layer_timestamp(path)
+    return (1, stamp.timestamp(), path.name) if stamp else (2, path.stat().st_mtime, path.name)
+
+
+class Monitor:
+    """Watch a folder, classify new layers in order, store them per build, raise alerts."""
+
+    def __init__(self, config: MonitorConfig, db: Database, backend: Backend, options: RunOptions | None = None):
+        self.config = config
+        self.db = db
+        self.options = options or RunOptions(workers=1)
+        self.watch_dir = config.watch_dir.resolve()
+        self.key = str(self.watch_dir)
+        self.pattern = re.compile(config.pattern) if config.pattern else None
+        self.hook = AlertHook(
+            config.out / "alerts.jsonl" if config.out else None, config.on_alert, config.on_alert_timeout
+        )
+        self.files = RunFiles(config.out, ("overlay",), summary=False, background=False) if config.out else None
+        self.pipeline = LayerPipeline(backend, self.options, self.files)
+        self.stored = db.stored_files(self.key)
+        self.digests: dict[tuple[str, int, float], str] = {}
+        self.attempts: dict[str, int] = {}
+        self._use(db.open_build(self.key, config.build, self.options.model_name))
+        self.events: queue.Queue = queue.Queue()
+
+    def _use(self, build) -> None:
+        self.build = build
+        first = self.db.builds(self.key)[0].id == build.id
+        if self.files:
+            self.files.prefix = "" if first else f"build{build.id}_"
+
+    def _is_new(self, path: Path) -> bool:
+        rows = self.stored.get(path.name)
+        if not rows:
+            return True
+        now = FileStamp.of(path, digest=False)
+        if any(r.stamp is None or r.stamp.same_stat(now) for r in rows):
+            return False
+        key = (path.name, now.size, now.mtime)
+        if key not in self.digests:
+            self.digests[key] = FileStamp.of(path).digest
+        return all(r.stamp.digest != self.digests[key] for r in rows)
+
+    def candidates(self) -> list[Path]:
+        """Layer files in the folder not stored yet (or written again since), in layer order."""
+        files = [
+            p
+            for p in self.watch_dir.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and self._is_new(p)
+        ]
+        return sorted(files, key=lambda p: layer_order(p, self.pattern))
+
+    def _settled(self, path: Path) -> bool:
+        try:
+            first = path.stat()
+        except FileNotFoundError:
+            return False
+        if time.time() - first.st_mtime >= self.config.settle:
+            return True
+        time.sleep(min(self.config.settle, 0.2))
+        try:
+            return path.stat().st_size == first.st_size and time.time() - path.stat().st_mtime >= self.config.settle
+        except FileNotFoundError:
+            return False
+
+    def _new_build_reason(self, path: Path, number: int | None) -> str | None:
+        mine = [r for r in self.stored.get(path.name, []) if r.build_id == self.build.id]
+        if mine and all(r.status == "failed" for r in mine):  # a failed layer written again: try it again
+            self.build.forget_failed(path.name)
+            self.stored[path.name] = [r for r in self.stored[path.name] if r not in mine]
+            return None
+        if mine:
+            return f"{path.name} was written again"
+        first = self.build.first_number()
+        if number is not None and first is not None and number <= first:
+            return f"layer numbers start again at {number}"
+        return None
+
+    def _start_build(self, reason: str) -> None:
+        count = len(self.db.builds(self.key))
+        name = f"{self.config.build or self.watch_dir.name} #{count + 1}"
+        self._use(self.db.new_build(self.key, name, self.options.model_name))
+        self.attempts.clear()
+        log.info("new build %r: %s", name, reason)
+
+    def _remember(self, path: Path, status: str, stamp: FileStamp | None) -> None:
+        self.stored.setdefault(path.name, []).append(StoredFile(path.name, self.build.id, status, stamp))
+
+    def process_ready(self) -> int:
+        """Process every complete, unstored layer in order; return how many were finished."""
+        finished = 0
+        for path in self.candidates():
+            if not self._settled(path):
+                break  # keep layer order: wait for this one before later ones
+            number = layer_number(path, self.pattern)
+            stamp = FileStamp.of(path)
+            reason = self._new_build_reason(path, number)
+            if reason:
+                self._start_build(reason)
+            outcome = next(iter(self.pipeline.run([path])))
+            if outcome.error is not None:
+                tries = self.attempts[path.name] = self.attempts.get(path.name, 0) + 1
+                if tries < self.config.retries:
+                    log.info(
+                        "layer %s: unreadable (try %d/%d), will retry: %s",
+                        path.name,
+                        tries,
+                        self.config.retries,
+                        outcome.error,
+                    )
+                    break
+                self.build.add_failed(path.name, number, outcome.error, stamp)
+                self._remember(path, "failed", stamp)
+                log.info("layer %s: FAILED after %d tries: %s", path.name, tries, outcome.error)
+            else:
+                self._finish(outcome, number if number is not None else self.build.next_number(), stamp)
+                self._remember(path, "done", stamp)
+            finished += 1
+        return finished
+
+    def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
+        result = outcome.result
+        history = self.build.history(self.config.rules.history_needed)
+        fraction = result.fractions["Error"]
+        alerts = evaluate_rules(self.config.rules, number, result.path.name, result.tile_classes, fraction, history)
+        self.build.add_layer(number, result, alerts, outcome.files.get("overlay"), stamp)
+        f = result.fractions
+        log.info(
+            "layer %5d %s: powder %.3f object %.3f error %.3f (%.2fs)",
+            number, result.path.name, f["Powder"], f["Object"], f["Error"], result.seconds,
+        )  # fmt: skip
+        self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raise every stored alert not raised yet: this layer's, and any a killed run left behind."""
+        for alert_id, alert in self.build.unraised_alerts():
+            self.hook(alert)
+            self.build.mark_raised([alert_id])
+
+    def run(self, exit_when_idle: float | None = None) -> None:
+        """Process what is there, then follow file events until stopped (or idle for `exit_when_idle` s)."""
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        events = self.events
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event):
+                events.put(event)
+
+        observer = PollingObserver(timeout=0.5) if self.config.poll else Observer()
+        observer.schedule(Handler(), str(self.watch_dir), recursive=False)
+        observer.start()
+        self.raise_pending()
+        last_work = time.time()
+        try:
+            while True:
+                if self.process_ready():
+                    last_work = time.time()
+                try:
+                    events.get(timeout=0.25)
+                    while not events.empty():
+                        events.get_nowait()
+                except queue.Empty:
+                    pass
+                if exit_when_idle is not None and time.time() - last_work > exit_when_idle and not self.candidates():
+                    break
+        finally:
+            observer.stop()
+            observer.join(timeout=5)

@@ -1,0 +1,198 @@
+"""The files of a run: per layer an overlay, a class map, a JSON document (and an attribution
+heat map when explained), plus summary.csv and index.html for the whole run.
+
+PNG compression releases the GIL, so layers are written on a background thread while the network
+runs on the next ones; at most `max_pending` layers wait, which bounds memory.
+"""
+
+import csv
+import json
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from slmcnn import CLASSES, render
+from slmcnn.images import to_uint8, write_png
+
+if TYPE_CHECKING:
+    from slmcnn.pipeline import LayerOutcome
+
+FILE_KINDS = ("overlay", "classes", "json", "attribution")
+SUMMARY_FIELDS = ["image", "width", "height", "tiles", *(f"{c.lower()}_fraction" for c in CLASSES), "seconds"]
+SCORE_FIELDS = ["tile_accuracy", "error_f1", "error_iou"]
+
+
+def unique_stems(paths: Iterable[Path]) -> dict[Path, str]:
+    """Output names per input; layers of the same name in different folders get the folder prefixed."""
+    stems: dict[str, list[Path]] = {}
+    for p in paths:
+        stems.setdefault(p.stem, []).append(p)
+    names = {}
+    for stem, group in stems.items():
+        for p in group:
+            names[p] = stem if len(group) == 1 else f"{p.parent.name}_{stem}"
+    return names
+
+
+def layer_files(out: Path, stem: str, kinds: Iterable[str]) -> dict[str, Path]:
+    suffix = {"overlay": ".overlay.png", "classes": ".classes.png", "json": ".json", "attribution": ".attribution.png"}
+    return {kind: out / f"{stem}{suffix[kind]}" for kind in kinds}
+
+
+def layer_document(outcome: "LayerOutcome") -> dict:
+    """The JSON of one layer: the result, and its score against a mask when there is one."""
+    doc = outcome.result.to_json()
+    if outcome.score is not None:
+        doc["truth"] = outcome.score.to_json()
+    return doc
+
+
+def write_layer(outcome: "LayerOutcome", files: dict[str, Path]) -> None:
+    result = outcome.result
+    for kind, path in files.items():
+        if kind == "overlay":
+            write_png(path, render.overlay(result.image, result.class_map))
+        elif kind == "classes":
+            write_png(path, result.class_map)
+        elif kind == "json":
+            path.write_text(json.dumps(layer_document(outcome)))
+        elif kind == "attribution":
+            write_png(path, render.heatmap_png(outcome.attribution, result.image))
+
+
+class LayerWriter:
+    """write_layer on a background thread; an error while writing is raised by the next submit()
+    or by close()."""
+
+    def __init__(self, max_pending: int = 4):
+        self.max_pending = max_pending
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="slmcnn-writer")
+        self.pending: deque = deque()
+
+    def submit(self, outcome: "LayerOutcome", files: dict[str, Path]) -> None:
+        while len(self.pending) >= self.max_pending:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(write_layer, outcome, files))
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+class SummaryWriter:
+    """summary.csv with one row per layer, written as layers finish."""
+
+    def __init__(self, path: Path, scored: bool = False):
+        self.handle = open(path, "w", newline="")
+        fields = SUMMARY_FIELDS + (SCORE_FIELDS if scored else [])
+        self.writer = csv.DictWriter(self.handle, fieldnames=fields, extrasaction="ignore")
+        self.writer.writeheader()
+
+    def add(self, outcome: "LayerOutcome") -> None:
+        result, score = outcome.result, outcome.score
+        row = {
+            "image": str(result.path),
+            "width": result.grid.width,
+            "height": result.grid.height,
+            "tiles": result.grid.count,
+            "seconds": round(result.seconds, 4),
+            **{f"{c.lower()}_fraction": round(f, 5) for c, f in result.fractions.items()},
+        }
+        if score is not None:
+            row.update(
+                tile_accuracy=score.tile_accuracy,
+                error_f1=score.tiles["Error"].f1,
+                error_iou=score.pixel_iou["Error"],
+            )
+        self.writer.writerow(row)
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class RunFiles:
+    """Where a run's files go: `kinds` per layer in `out`, named after the layer's file (with the
+    folder's name where `inputs` holds several of one name; with `prefix`), and optionally summary.csv
+    and an index.html page of all layers (`html_title` may use {layers})."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        kinds: Iterable[str] = ("overlay", "classes", "json"),
+        inputs: Iterable[Path] = (),
+        prefix: str = "",
+        summary: bool = True,
+        scored: bool = False,
+        html_title: str | None = None,
+        background: bool = True,
+    ):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.kinds = tuple(kinds)
+        self.names = unique_stems(inputs)
+        self.prefix = prefix
+        self.summary = SummaryWriter(self.out / "summary.csv", scored) if summary else None
+        self.html_title = html_title
+        self.page: list[render.PageEntry] = []
+        self.writer = LayerWriter() if background else None
+
+    def add(self, outcome: "LayerOutcome") -> dict[str, Path]:
+        """Write (or queue) the files of one classified layer; return their paths."""
+        result = outcome.result
+        name = self.prefix + self.names.get(result.path, result.path.stem)
+        kinds = [k for k in self.kinds if k != "attribution" or outcome.attribution is not None]
+        files = layer_files(self.out, name, kinds)
+        if self.writer:
+            self.writer.submit(outcome, files)
+        else:
+            write_layer(outcome, files)
+        if self.summary:
+            self.summary.add(outcome)
+        if self.html_title is not None:
+            small = to_uint8(result.image)[::2, ::2]
+            overlay = render.overlay(result.image, result.class_map)[::2, ::2]
+            self.page.append(render.PageEntry(name, small, overlay, result.fractions, outcome.score))
+        return files
+
+    def close(self) -> None:
+        try:
+            if self.writer:
+                self.writer.close()
+        finally:
+            if self.summary:
+                self.summary.close()
+        if self.html_title is not None:
+            title = self.html_title.format(layers=len(self.page))
+            (self.out / "index.html").write_text(render.layers_page(self.page, title))
+
+    def __enter__(self) -> "RunFiles":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_explanation(out: Path, path: Path, patch: np.ndarray, explanation) -> Path:
+    """<stem>.ig.png: the reference's 2x2 figure (baseline, patch, attribution, overlay)."""
+    out.mkdir(parents=True, exist_ok=True)
+    e = explanation
+    title = f"{path.name}: {CLASSES[e.target]} p={e.probability:.3f}, delta={e.delta:+.4f}"
+    figure = out / f"{path.stem}.ig.png"
+    render.attribution_figure(e.baseline_image, patch, e.attribution, title, figure)
+    return figure
+
+
+def write_evaluation(report, out: str | Path) -> None:
+    """confusion_matrix.png and report.json of an evaluation."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    render.plot_confusion(report.confusion, out / "confusion_matrix.png")
+    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2))

@@ -1,0 +1,231 @@
+"""The one conductor of the layer pipeline, used by `predict-layer`, the monitor and the Python API:
+classify layers (predict.Predictor), score them against label masks, explain them, write their
+files (outputs.RunFiles); one LayerOutcome per layer, in input order.
+
+    outcomes = run_layers(paths, backend, RunOptions(truth=Path("masks")), files=RunFiles("out"))
+
+`classify_patches` is its counterpart for single patches (`predict-patches`).
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from slmcnn import CLASSES, images
+from slmcnn.backends import Backend
+from slmcnn.camera import CameraCalibration
+from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
+from slmcnn.errors import DataError, SlmcnnError
+from slmcnn.explain import explain
+from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
+from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
+from slmcnn.outputs import RunFiles
+from slmcnn.predict import LayerFailure, LayerInput, LayerResult, Predictor
+from slmcnn.tiles import cut, stitch_maps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """How layers are classified and what is done with each."""
+
+    patch: int | None = None  # tile size (default: the backend's model's, else 128)
+    stride: int | None = None  # tile step (default: patch); 64 = 50% overlap
+    workers: int = 2  # threads decoding and tiling the next layers
+    camera: CameraCalibration | None = None  # straighten raw frames first, ignore what it says
+    truth: Path | None = None  # folder of label masks <stem>.png: score each layer against its own
+    label_rule: LabelRule = field(default_factory=LabelRule)
+    explain: bool = False  # an Integrated-Gradients heat map over all tiles (needs the torch model)
+    explain_steps: int = 32
+    model_name: str = ""
+
+
+@dataclass
+class LayerOutcome:
+    """What became of one layer: its result (None when it could not be read, then `error` says
+    why), its score against a mask, its attribution heat map, and the files written for it."""
+
+    path: Path
+    result: LayerResult | None = None
+    error: str | None = None
+    score: LayerScore | None = None
+    attribution: np.ndarray | None = None  # (H, W)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def score_against_mask(result: LayerResult, mask: np.ndarray, rule: LabelRule | None = None) -> LayerScore:
+    """Score a layer against its HxW label mask (0 powder, 1 object, 2 error); ignored tiles and
+    pixels are left out."""
+    if mask.shape != result.class_map.shape:
+        raise DataError(
+            f"the mask is {mask.shape[1]}x{mask.shape[0]}, the layer is "
+            f"{result.class_map.shape[1]}x{result.class_map.shape[0]}"
+        )
+    truth = tile_labels(mask, result.grid, rule)
+    predicted = result.tile_classes.ravel()
+    kept, pixels = predicted != NOT_A_CLASS, result.class_map != NOT_A_CLASS_PIXEL
+    return score_layer(truth[kept], predicted[kept], mask[pixels], result.class_map[pixels])
+
+
+def explain_layer(model: torch.nn.Module, result: LayerResult, steps: int = 32) -> np.ndarray:
+    """An (H, W) heat map of |IG attribution| for each tile's predicted class."""
+    patches = cut(result.image, result.grid)
+    explanations = explain(model, patches, result.probabilities.argmax(1), steps=steps)
+    return stitch_maps(result.grid, np.stack([np.abs(e.attribution).sum(-1) for e in explanations]))
+
+
+class LayerPipeline:
+    """run_layers with its settings fixed, for callers that feed layers one at a time (the monitor)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        options: RunOptions | None = None,
+        files: RunFiles | None = None,
+        model: torch.nn.Module | None = None,
+    ):
+        self.options = options or RunOptions()
+        if self.options.explain and model is None:
+            raise SlmcnnError("`explain` needs the torch model (`model`)")
+        self.files, self.model = files, model
+        o = self.options
+        patch = o.patch or getattr(getattr(model, "spec", None), "patch", 128)
+        self.predictor = Predictor(backend, patch, o.stride, o.workers, model_name=o.model_name, camera=o.camera)
+
+    def run(self, inputs: LayerInput | Iterable[LayerInput]) -> Iterator[LayerOutcome]:
+        for item in self.predictor.predict(inputs):
+            if isinstance(item, LayerFailure):
+                yield LayerOutcome(item.path, error=item.message)
+                continue
+            outcome = LayerOutcome(item.path, item)
+            try:
+                outcome.score = self._score(item)
+            except SlmcnnError as exc:
+                raise type(exc)(f"{item.path}: {exc}") from None
+            if self.options.explain:
+                outcome.attribution = explain_layer(self.model, item, self.options.explain_steps)
+            if self.files is not None:
+                outcome.files = self.files.add(outcome)
+            yield outcome
+
+    def _score(self, result: LayerResult) -> LayerScore | None:
+        if self.options.truth is None:
+            return None
+        mask_path = Path(self.options.truth) / f"{result.path.stem}.png"
+        if not mask_path.is_file():
+            log.info("%s: no mask %s, not scored", result.path, mask_path)
+            return None
+        return score_against_mask(result, images.read(mask_path)[..., 0], self.options.label_rule)
+
+
+def run_layers(
+    inputs: LayerInput | Iterable[LayerInput],
+    backend: Backend,
+    options: RunOptions | None = None,
+    *,
+    files: RunFiles | None = None,
+    model: torch.nn.Module | None = None,
+) -> Iterator[LayerOutcome]:
+    """Classify layers (paths, arrays or (name, array) pairs) and yield one LayerOutcome each, in
+    input order: scored when `options.truth` is set, explained when `options.explain` (which needs
+    `model`), written when `files` is given. An unreadable layer yields an outcome with `error`."""
+    return LayerPipeline(backend, options, files, model).run(inputs)
+
+
+@dataclass
+class PatchOutcome:
+    """Classified patches: the ones that could be read, their probabilities and what was skipped."""
+
+    paths: list[Path]
+    patches: np.ndarray  # (N, p, p, 3)
+    probabilities: np.ndarray  # (N, classes)
+    kept: list[int]  # index into the input list of each classified patch
+    skipped: list[SlmcnnError]  # why each patch that was not classified was not
+
+    def rows(self, truth: np.ndarray | None = None) -> list[dict]:
+        """One dict per patch: image, true class (if known), predicted class, probabilities."""
+        predicted = self.probabilities.argmax(1)
+        return [
+            {
+                "image": str(path),
+                "true": CLASSES[truth[j]] if truth is not None else None,
+                "predicted": CLASSES[predicted[j]],
+                "probabilities": {c: round(float(self.probabilities[j, n]), 5) for n, c in enumerate(CLASSES)},
+            }
+            for j, path in enumerate(self.paths)
+        ]
+
+    def to_text(self, truth: np.ndarray | None = None) -> str:
+        """A table of the rows, and the scores when the truth is known."""
+        rows = self.rows(truth)
+        width = max(len(r["image"]) for r in rows)
+        lines = [f"{'file':<{width}}  {'true':<7} {'predicted':<9} " + " ".join(f"{c:>7}" for c in CLASSES)]
+        for r in rows:
+            probabilities = " ".join(f"{r['probabilities'][c]:7.4f}" for c in CLASSES)
+            lines.append(f"{r['image']:<{width}}  {r['true'] or '-':<7} {r['predicted']:<9} {probabilities}")
+        if truth is not None:
+            lines += ["", compute_report(truth, self.probabilities.argmax(1)).to_text()]
+        return "\n".join(lines)
+
+
+def load_patch_images(paths: list[Path], patch: int, resize: bool = False) -> PatchOutcome:
+    """Read patch images of the model's size (scaled when `resize`); the others are skipped."""
+    arrays, kept, skipped = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            image = images.read(path)
+        except SlmcnnError as exc:
+            skipped.append(exc)
+            continue
+        if image.shape[:2] != (patch, patch):
+            if not resize:
+                size = f"{image.shape[1]}x{image.shape[0]} is not {patch}x{patch}"
+                skipped.append(DataError(f"{path}: {size} (pass `resize=True`, or predict whole layers)"))
+                continue
+            image = cv2.resize(image, (patch, patch), interpolation=cv2.INTER_AREA)
+        arrays.append(image)
+        kept.append(i)
+    if not arrays:
+        raise DataError("no readable patches" + (f" ({skipped[0]})" if skipped else ""))
+    if len({a.dtype for a in arrays}) > 1:
+        arrays = [images.to_uint8(a) for a in arrays]
+    return PatchOutcome([paths[k] for k in kept], np.stack(arrays), np.zeros((0, 0)), kept, skipped)
+
+
+def classify_patches(paths: list[Path], backend: Backend, patch: int = 128, resize: bool = False) -> PatchOutcome:
+    """Class probabilities of patch image files; unreadable or wrongly sized ones are skipped."""
+    outcome = load_patch_images(paths, patch, resize)
+    outcome.probabilities = backend.probabilities(outcome.patches)
+    return outcome
+
+
+def patch_sources(inputs: list[str]) -> PatchTable:
+    """A class-folder data set (truth known) or plain patch images (truth unknown)."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        try:
+            return load_source(inputs[0])
+        except DataError:
+            pass
+    paths = images.list_images(inputs)
+    if not paths:
+        raise DataError(f"no images found in {' '.join(map(str, inputs))}")
+    return PatchTable(paths, None, [str(p) for p in paths])
+
+
+def evaluate_patches(
+    model: torch.nn.Module, data: list[str], part: str = "all", seed: int = 0, resize: bool = False
+) -> Report:
+    """The reference's scores of a model on labelled patches (or one part of their by-layer split)."""
+    from slmcnn.backends import TorchBackend
+
+    table = load_sources(data)
+    if part != "all":
+        table = split(table, seed=seed)[part]
+    patches = load_patches(table, model.spec.patch, resize)
+    return compute_report(table.labels, TorchBackend(model).probabilities(patches).argmax(1))
