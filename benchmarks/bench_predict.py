@@ -266,7 +266,7 @@ def main() -> None:
             auto_name = f"torch-{'compiled-' if auto.compiled else ''}{auto.precision}"
         figures["auto_backend"] = auto_name
         figures["slmcnn_layers_per_s"] = rows[auto_name]["layers_per_s"]
-        figures["slmcnn_patches_per_s"] = figures["slmcnn_layers_per_s"] * 36
+        figures["slmcnn_patches_per_s"] = figures["slmcnn_layers_per_s"] * len(tile(read(paths[0]), 128).patches)
         figures["network_gflops"] = rows[auto_name]["network_gflops"]
         matmul = figures["matmul_bf16_gflops"] if "bf16" in auto_name else figures["matmul_fp32_gflops"]
         figures["network_fraction_of_matmul"] = figures["network_gflops"] / matmul

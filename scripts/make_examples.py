@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from slmcnn import CLASSES
-from slmcnn.labels import LabelRule
+from slmcnn.labels import NOT_A_CLASS, LabelRule, tile_labels
 from slmcnn.synth import SynthSettings, generate_build
 from slmcnn.tiles import tile
 
@@ -25,9 +25,9 @@ def write_patches(build: Path, layers: list[int], out: Path, per_class: int = 2)
         name = f"{number:05d}.png"
         image = cv2.imread(str(build / "layers" / name), cv2.IMREAD_GRAYSCALE)
         mask = cv2.imread(str(build / "masks" / name), cv2.IMREAD_GRAYSCALE)
-        patches, masks = tile(image[:, :, None], 128).patches, tile(mask[:, :, None], 128).patches[..., 0]
-        labels, ambiguous = rule.labels(masks), rule.ambiguous(masks)
-        for index in np.flatnonzero(~ambiguous):
+        grid = tile(image[:, :, None], 128)
+        patches, labels = grid.patches, tile_labels(mask, grid.geometry, rule, ambiguous=False)
+        for index in np.flatnonzero(labels != NOT_A_CLASS):
             label = CLASSES[labels[index]]
             if found[label] < per_class and (label == "Error" or number == layers[-1] or found[label] == 0):
                 (out / label).mkdir(parents=True, exist_ok=True)
