@@ -70,7 +70,7 @@ def test_bad_folders(tmp_path):
 def test_wrong_patch_size_offers_resize(write_image, tmp_path):
     write_image("s/Powder/a.png", np.zeros((64, 64, 3), np.uint8))
     table = load_source(tmp_path / "s")
-    with pytest.raises(DataError, match="--resize"):
+    with pytest.raises(DataError, match="resize=True"):  # API terms; the CLI says --resize
         load_patches(table)
     assert load_patches(table, resize=True).shape == (1, 128, 128, 3)
 

@@ -8,7 +8,7 @@ files (outputs.RunFiles); one LayerOutcome per layer, in input order.
 """
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ class RunOptions:
     explain: bool = False  # an Integrated-Gradients heat map over all tiles (needs the torch model)
     explain_steps: int = 32
     model_name: str = ""
+    anomaly: Callable[[LayerResult], np.ndarray] | None = None  # an extra per-tile score (a camera profile's)
 
 
 @dataclass
@@ -103,6 +104,8 @@ class LayerPipeline:
             if isinstance(item, LayerFailure):
                 yield LayerOutcome(item.path, error=item.message)
                 continue
+            if self.options.anomaly is not None:
+                item.anomaly = np.asarray(self.options.anomaly(item), np.float32).ravel()
             outcome = LayerOutcome(item.path, item)
             try:
                 outcome.score = self._score(item)
