@@ -6,9 +6,14 @@ after another (builds.watch_dir is not unique); each stored layer keeps the size
 time and SHA-1 of its file, so a rewritten file is recognised.
 """
 
+import contextlib
+import fcntl
 import hashlib
+import importlib.util
 import json
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +37,11 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from slmcnn import CLASSES
+from slmcnn.errors import DatabaseError
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.predict import LayerResult
 from slmcnn.tiles import TileGeometry
@@ -98,13 +106,117 @@ alerts = Table(
     # raises it again when restarted, so no alert is lost
     Column("raised", Integer, nullable=False, server_default="0"),
 )
+attempts = Table(  # layers being classified: a row left behind means the monitor died on that file
+    "attempts",
+    schema,
+    Column("watch_dir", String, primary_key=True),
+    Column("file", String, primary_key=True),
+    Column("size", Integer),
+    Column("mtime", Float),
+    Column("count", Integer, nullable=False),
+)
 PROBABILITY_COLUMNS = {"Powder": "p_powder", "Object": "p_object", "Error": "p_error"}
 ADDED_COLUMNS = {("alerts", "raised"): "INTEGER NOT NULL DEFAULT 1"}  # slmcnn 0.1.0's alerts were all raised
 
 
-def database_url(db: str | Path) -> str:
-    """A path means an SQLite file; anything with '://' is an SQLAlchemy URL (e.g. PostgreSQL)."""
-    return str(db) if "://" in str(db) else f"sqlite:///{Path(db).resolve()}"
+SQLITE_HEADER = b"SQLite format 3\x00"
+DRIVERS = {"postgresql": ("psycopg", "postgresql+psycopg", "pip install 'slmcnn[postgres]'")}
+
+
+def shown_url(db: str | Path) -> str:
+    """The database as it may be printed: a URL without its password."""
+    if "://" not in str(db):
+        return str(db)
+    try:
+        return make_url(str(db)).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", str(db))
+
+
+def database_url(db: str | Path, create: bool = True) -> str:
+    """A path means an SQLite file; anything with '://' is an SQLAlchemy URL: sqlite:///FILE or
+    postgresql://user@host/db (with the psycopg driver of `slmcnn[postgres]`). Anything else, a
+    folder, a file that is not SQLite or a missing driver is a DatabaseError saying what to fix."""
+    if "://" not in str(db):
+        path = Path(db)
+        if path.is_dir():
+            raise DatabaseError(f"{path} is a folder; give an SQLite database file, e.g. {path / 'build.sqlite'}")
+        if path.is_file() and path.stat().st_size and not _is_sqlite(path):
+            raise DatabaseError(f"{path} is not an SQLite database; give the monitor's database or a new file name")
+        if not path.is_file() and not create:
+            raise DatabaseError(f"{path}: no such database")
+        if not path.parent.is_dir():
+            raise DatabaseError(f"{path}: no such folder {path.parent}")
+        return f"sqlite:///{path.resolve()}"
+    try:
+        url = make_url(str(db))
+    except (ArgumentError, ValueError):
+        raise DatabaseError(f"{shown_url(db)} is not a database URL; use postgresql://user@host/db or a file") from None
+    kind = {"postgres": "postgresql"}.get(url.get_backend_name(), url.get_backend_name())
+    if kind == "sqlite":
+        return database_url(url.database or "", create) if url.database else str(db)
+    if kind not in DRIVERS:
+        raise DatabaseError(
+            f"{shown_url(db)}: unknown database kind {url.drivername!r}; use an SQLite file or postgresql://user@host/db"
+        )
+    module, default, install = DRIVERS[kind]
+    if "+" not in url.drivername:
+        url = url.set(drivername=default)
+    if url.drivername == default and importlib.util.find_spec(module) is None:
+        raise DatabaseError(f"{shown_url(db)}: the {kind} driver {module} is not installed; {install}")
+    return url.render_as_string(hide_password=False)
+
+
+def _is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(16) == SQLITE_HEADER
+
+
+@contextlib.contextmanager
+def database_errors(db: str | Path) -> Iterator[None]:
+    """Database errors (no server, wrong password, a full disk, a driver missing) as one DatabaseError."""
+    try:
+        yield
+    except ImportError as exc:
+        raise DatabaseError(
+            f"{shown_url(db)}: {exc}; install that driver, or use postgresql:// with slmcnn[postgres]"
+        ) from None
+    except SQLAlchemyError as exc:
+        first = (
+            str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        )
+        raise DatabaseError(f"{shown_url(db)}: {first}") from None
+
+
+class MonitorLock:
+    """One monitor per folder and database: an exclusive lock held while the monitor runs (a lock
+    file beside an SQLite database, an advisory lock in PostgreSQL), released when the process ends
+    in any way, kill -9 included."""
+
+    def __init__(self, db: "Database", watch_dir: str):
+        key = hashlib.sha1(f"{watch_dir}".encode()).hexdigest()
+        self.handle, self.connection = None, None
+        busy = DatabaseError(f"another monitor is following {watch_dir} with {shown_url(db.source)}; stop it first")
+        if db.engine.dialect.name == "sqlite":
+            path = Path(db.engine.url.database)
+            self.handle = open(path.with_name(f".{path.name}.{key[:10]}.lock"), "a+")
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.handle.close()
+                raise busy from None
+        elif db.engine.dialect.name == "postgresql":
+            self.connection = db.engine.connect()
+            number = int(key[:15], 16)
+            if not self.connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": number}).scalar():
+                self.connection.close()
+                raise busy
+
+    def release(self) -> None:
+        for thing in (self.handle, self.connection):
+            if thing is not None:
+                thing.close()
+        self.handle = self.connection = None
 
 
 @dataclass(frozen=True)
@@ -156,13 +268,53 @@ class StoredLayer:
     overlay: str | None
 
 
+@dataclass
+class StoredAlert:
+    id: int
+    layer_id: int
+    alert: Alert
+    created: float | None
+
+
 class Database:
     """Builds, layers, tiles and alerts in one database."""
 
-    def __init__(self, db: str | Path):
-        self.engine = create_engine(database_url(db))
-        schema.create_all(self.engine)
-        self._upgrade()
+    def __init__(self, db: str | Path, create: bool = True):
+        """Open (with `create`, make) a monitor's database; without `create` a database that lacks
+        the monitor's tables is refused and left untouched."""
+        self.source = db
+        with database_errors(db):
+            self.engine = create_engine(database_url(db, create))
+            if not create:
+                missing = {"builds", "layers", "tiles", "alerts"} - set(inspect(self.engine).get_table_names())
+                if missing:
+                    raise DatabaseError(
+                        f"{shown_url(db)} is not a monitor's database (no {', '.join(sorted(missing))} table)"
+                    )
+            schema.create_all(self.engine)
+            self._upgrade()
+
+    def lock(self, watch_dir: str) -> MonitorLock:
+        """Hold the one-monitor lock for `watch_dir`, or raise DatabaseError when another has it."""
+        with database_errors(self.source):
+            return MonitorLock(self, watch_dir)
+
+    def begin_attempt(self, watch_dir: str, file: str, stamp: FileStamp) -> int:
+        """Note that classifying `file` starts; return how many earlier tries of this same file
+        (size and time) never finished: a layer that kills the monitor is known on restart."""
+        where = (attempts.c.watch_dir == watch_dir, attempts.c.file == file)
+        with self.engine.begin() as conn:
+            row = conn.execute(select(attempts).where(*where)).first()
+            same = row is not None and row.size == stamp.size and abs(row.mtime - stamp.mtime) < 1e-6
+            count = row.count if same else 0
+            conn.execute(delete(attempts).where(*where))
+            values = {"watch_dir": watch_dir, "file": file, "size": stamp.size, "mtime": stamp.mtime}
+            conn.execute(insert(attempts).values(**values, count=count + 1))
+        return count
+
+    def end_attempt(self, watch_dir: str, file: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(attempts).where(attempts.c.watch_dir == watch_dir, attempts.c.file == file))
 
     def _upgrade(self) -> None:
         """Bring a database of an older slmcnn to this schema: add missing columns, and let a folder
@@ -251,6 +403,22 @@ class Database:
         query = select(alerts).where(alerts.c.build_id == build_id).order_by(alerts.c.layer, alerts.c.id)
         with self.engine.connect() as conn:
             return [Alert(r.layer, r.file, r.rule, r.message, r.value) for r in conn.execute(query)]
+
+    def alert_rows(self, build_id: int) -> list[StoredAlert]:
+        """A build's alerts with their ids and layers (the app's review queue)."""
+        query = select(alerts).where(alerts.c.build_id == build_id).order_by(alerts.c.layer, alerts.c.id)
+        with self.engine.connect() as conn:
+            return [
+                StoredAlert(r.id, r.layer_id, Alert(r.layer, r.file, r.rule, r.message, r.value), r.created)
+                for r in conn.execute(query)
+            ]
+
+    def tile_anomaly(self, layer_id: int) -> np.ndarray | None:
+        """A layer's per-tile anomaly scores (row-major), None where no camera profile scored it."""
+        query = select(tiles.c.anomaly).where(tiles.c.layer_id == layer_id).order_by(tiles.c.row, tiles.c.col)
+        with self.engine.connect() as conn:
+            values = [r[0] for r in conn.execute(query)]
+        return None if not values or any(v is None for v in values) else np.array(values, np.float32)
 
     def tile_grid(self, layer_id: int) -> tuple[np.ndarray, np.ndarray]:
         """A layer's stored tile classes (rows, cols) and probabilities (rows*cols, classes)."""

@@ -1,0 +1,173 @@
+"""Export labelled tiles (class folders + split.csv with each tile's build and layer) and fine-tune
+the current model on them in a background `slmcnn train --init` process, then compare old and new
+on labelled layers held out from the fine-tune."""
+
+import csv
+import logging
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slmcnn import CLASSES, images
+from slmcnn.app.sources import straightened, tile_patch
+from slmcnn.app.store import LabelStore
+from slmcnn.camera import CameraCalibration
+from slmcnn.data import SPLIT_COLUMNS, SPLIT_FILE
+from slmcnn.errors import SlmcnnError
+from slmcnn.tiles import TileGeometry
+
+log = logging.getLogger(__name__)
+EPOCH_LINE = re.compile(r"^epoch\s+(\d+)\s+loss ([\d.]+)\s+acc ([\d.]+)\s+val_loss ([\d.]+)\s+val_acc ([\d.]+)")
+
+
+@dataclass
+class Export:
+    folder: Path
+    tiles: int
+    layers: int
+    counts: dict[str, int]
+    splits: dict[str, int] = field(default_factory=dict)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def layer_splits(groups: list[str], seed: int = 0) -> dict[str, str]:
+    """Held-out layers for a fine-tune: about a fifth for the comparison (test), a tenth for early
+    stopping (val), at least one each; the rest train."""
+    if len(groups) < 3:
+        raise SlmcnnError(f"labels on {len(groups)} layer(s): label tiles on at least 3 layers to fine-tune")
+    order = [groups[i] for i in np.random.default_rng(seed).permutation(len(groups))]
+    n_test, n_val = max(1, round(0.2 * len(groups))), max(1, round(0.1 * len(groups)))
+    return {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(order)}
+
+
+def export_labels(store: LabelStore, out: Path, held_out: bool = False, seed: int = 0) -> Export:
+    """Every labelled tile as out/<Class>/<build>_<layer>_r<row>c<col>.png and out/split.csv; with
+    `held_out`, the split column names the layers kept out of training (else `slmcnn train` splits
+    by layer itself)."""
+    labels = store.labels()
+    if not labels:
+        raise SlmcnnError("no labelled tiles to export: label some tiles first")
+    by_layer: dict[tuple[str, str], list] = {}
+    for label in labels:
+        by_layer.setdefault((label.ref.set_key, label.ref.layer), []).append(label)
+    groups = sorted({f"{v[0].ref.build}/{v[0].ref.number}" for v in by_layer.values()})
+    roles = layer_splits(groups, seed) if held_out else {}
+    for name in CLASSES:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    rows, counts = [], dict.fromkeys(CLASSES, 0)
+    for tiles in by_layer.values():
+        ref = tiles[0].ref
+        camera = CameraCalibration(**ref.camera) if ref.camera else None
+        image, geometry = straightened(ref.image, camera), TileGeometry.from_json(ref.geometry)
+        group = f"{ref.build}/{ref.number}"
+        for t in tiles:
+            name = CLASSES[t.cls]
+            relative = f"{name}/{_safe(ref.build)}_{_safe(ref.number)}_r{t.row}c{t.col}.png"
+            images.write_png(out / relative, tile_patch(image, geometry, t.row, t.col))
+            rows.append([relative, name, ref.build, ref.number, t.row, t.col, roles.get(group, "")])
+            counts[name] += 1
+    with open(out / SPLIT_FILE, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SPLIT_COLUMNS)
+        writer.writerows(rows)
+    splits = {s: sum(1 for r in rows if r[-1] == s) for s in ("train", "val", "test")} if held_out else {}
+    return Export(out, len(rows), len(by_layer), counts, splits)
+
+
+def held_out_accuracy(old: Path, new: Path, export: Path) -> dict:
+    """Tile accuracy of the old and the new model on the export's held-out (test) layers."""
+    from slmcnn import load_model
+    from slmcnn.backends import TorchBackend
+    from slmcnn.data import load_patches, load_source
+
+    table = load_source(export / SPLIT_FILE)
+    test = table.subset(np.array(table.splits or [""] * len(table)) == "test")
+    result = {"tiles": len(test), "layers": len(set(test.groups))}
+    patches = load_patches(test, resize=True)
+    for name, path in (("old", old), ("new", new)):
+        predicted = TorchBackend(load_model(path), "fp32").probabilities(patches).argmax(1)
+        result[name] = float((predicted == test.labels).mean())
+    return result
+
+
+@dataclass
+class FineTuneState:
+    state: str = "idle"  # idle | running | done | failed
+    epoch: int = 0
+    epochs: int = 0
+    started: float = 0.0
+    seconds: float = 0.0
+    log: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    run: str = ""
+    export: dict = field(default_factory=dict)
+    comparison: dict = field(default_factory=dict)
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "log": self.log[-20:]}
+
+
+class FineTune:
+    """One fine-tune at a time, in a background process whose output is followed line by line."""
+
+    def __init__(self, work: Path):
+        self.work, self.state = work, FineTuneState()
+        self._lock, self._process = threading.Lock(), None
+
+    def start(self, store: LabelStore, model: Path, epochs: int, lr: float, batch: int = 32) -> FineTuneState:
+        with self._lock:
+            if self.state.state == "running":
+                raise SlmcnnError("a fine-tune is running already")
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run = self.work / f"finetune-{stamp}"
+            export = export_labels(store, run / "data", held_out=True)
+            self.state = FineTuneState("running", 0, epochs, time.time(), run=str(run))
+            self.state.export = {**asdict(export), "folder": str(export.folder)}
+            command = [
+                sys.executable, "-u", "-m", "slmcnn", "train", str(export.folder), "--init", str(model),
+                "--out", str(run / "model"), "--epochs", str(epochs), "--lr", str(lr), "--batch", str(batch),
+                "--patience", str(max(3, epochs // 3)), "--quiet",
+            ]  # fmt: skip
+            self._process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            )
+            threading.Thread(target=self._follow, args=(self._process, model, run), daemon=True).start()
+            return self.state
+
+    def _follow(self, process: subprocess.Popen, old: Path, run: Path) -> None:
+        state = self.state
+        for line in process.stdout:
+            line = line.rstrip()
+            state.log.append(line)
+            match = EPOCH_LINE.match(line)
+            if match:
+                epoch, loss, acc, val_loss, val_acc = match.groups()
+                state.epoch = int(epoch)
+                state.history.append({"epoch": int(epoch), "loss": float(loss), "val_accuracy": float(val_acc)})
+            state.seconds = time.time() - state.started
+        code = process.wait()
+        state.seconds = time.time() - state.started
+        new = run / "model" / "model.safetensors"
+        if code != 0 or not new.is_file():
+            state.state, state.message = "failed", (state.log[-1] if state.log else f"exit code {code}")
+            return
+        try:
+            state.comparison = held_out_accuracy(old, new, Path(state.export["folder"]))
+            state.state = "done"
+        except Exception as exc:  # a failed comparison must not hide the trained model
+            state.state, state.message = "done", f"comparison failed: {exc}"
+            log.exception("fine-tune comparison")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()

@@ -1,0 +1,238 @@
+"""The web app's routes: pages (Jinja2 templates, plain JavaScript, every asset in the package) and
+a JSON API. Requests name sets, layers and tiles by id, never by path; every state-changing request
+needs the page's token, and a server bound beyond this machine needs it for every request."""
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from slmcnn import CLASS_COLOURS, CLASSES, __version__
+from slmcnn.app.finetune import export_labels
+from slmcnn.app.sources import BuildSet, NotFound
+from slmcnn.app.workspace import AppConfig, Workspace
+from slmcnn.errors import SlmcnnError
+
+HERE = Path(__file__).parent
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_HEADER = "x-slmcnn-token"
+BODY = Body(default={})
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI:
+    """The app for a configuration; `config.token` (made up when not given) guards it."""
+    token = config.token or secrets.token_urlsafe(24)
+    config.token = token
+    ws = workspace or Workspace(config)
+    remote = not is_loopback(config.host)
+    app = FastAPI(title="slmcnn", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.workspace, app.state.token = ws, token
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def given_token(request: Request) -> str:
+        return request.headers.get(TOKEN_HEADER) or request.cookies.get("slmcnn_token") or ""
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        query = request.query_params.get("token", "")
+        ok = hmac.compare_digest(given_token(request), token) or hmac.compare_digest(query, token)
+        if remote and not ok:
+            return JSONResponse({"error": "this server needs its token: open the URL it printed"}, 401)
+        if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
+            request.headers.get(TOKEN_HEADER, ""), token
+        ):
+            return JSONResponse({"error": "missing or wrong token"}, 403)
+        response = await call_next(request)
+        if query and ok:
+            response.set_cookie("slmcnn_token", token, httponly=True, samesite="strict")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    for error, status in ((NotFound, 404), (PermissionError, 403), (SlmcnnError, 400)):
+        app.add_exception_handler(error, lambda request, exc, status=status: JSONResponse({"error": str(exc)}, status))
+
+    def page(request: Request, template: str, **context):
+        colours = {c: "#{:02x}{:02x}{:02x}".format(*CLASS_COLOURS[c]) for c in CLASSES}
+        shared = {"token": token, "user": config.user, "classes": list(CLASSES), "colours": colours}
+        return templates.TemplateResponse(request, template, {**shared, **context})
+
+    def who(body: dict) -> str:
+        return str(body.get("who") or config.user or "anonymous")[:80]
+
+    # pages
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request):
+        return page(request, "index.html", model=ws.model_path.name)
+
+    @app.get("/sets/{set_id}", response_class=HTMLResponse)
+    def set_page(request: Request, set_id: str):
+        s = ws.get_set(set_id)
+        return page(request, "set.html", set_id=s.id, name=s.name, kind=s.kind)
+
+    @app.get("/sets/{set_id}/layers/{index}", response_class=HTMLResponse)
+    def layer_page(request: Request, set_id: str, index: int):
+        s = ws.get_set(set_id)
+        return page(request, "layer.html", set_id=s.id, name=s.name, index=index, count=s.count())
+
+    # sets
+    @app.get("/api/sets")
+    def list_sets():
+        return [set_json(s) for s in ws.sets()]
+
+    @app.post("/api/sets")
+    def open_set(body: dict = BODY):
+        return set_json(ws.open_folder(str(body.get("folder", ""))))
+
+    def set_json(s) -> dict:
+        doc = {
+            "id": s.id,
+            "kind": s.kind,
+            "name": s.name,
+            "layers": s.count(),
+            "labelled": sum(ws.store.counts(s.key).values()),
+        }
+        if isinstance(s, BuildSet):
+            doc["source"] = Path(s.source.removeprefix("sqlite:///")).name
+        return doc
+
+    @app.get("/api/sets/{set_id}")
+    def set_summary(set_id: str):
+        from slmcnn.monitoring.report import error_frequency
+
+        s = ws.get_set(set_id)
+        labelled = ws.store.counts(s.key)
+        doc: dict[str, Any] = set_json(s)
+        if isinstance(s, BuildSet):
+            stored = s.stored()
+            doc["layer_list"] = [
+                {"index": i, "number": layer.number, "file": layer.file, **{k.lower(): v for k, v in layer.fractions.items()},
+                 "labelled": labelled.get(layer.file, 0)}
+                for i, layer in enumerate(stored)
+            ]  # fmt: skip
+            where = {layer.id: i for i, layer in enumerate(stored)}
+            reviews = ws.store.reviews(s.key)
+            doc["alerts"] = [
+                {"id": a.id, "layer": a.alert.layer, "index": where.get(a.layer_id), "file": a.alert.file,
+                 "rule": a.alert.rule, "message": a.alert.message, "value": a.alert.value,
+                 "verdict": reviews.get(a.id, (None,))[0], "who": reviews.get(a.id, (None, None))[1]}
+                for a in s.db.alert_rows(s.build_id)
+            ]  # fmt: skip
+            doc["recurrence"] = error_frequency(s.db, stored).round(4).tolist() if stored else []
+        else:
+            doc["layer_list"] = [
+                {"index": i, "file": p.name, "labelled": labelled.get(p.name, 0)} for i, p in enumerate(s.files())
+            ]
+            doc["alerts"], doc["recurrence"] = [], []
+        return doc
+
+    # layers
+    @app.get("/api/sets/{set_id}/layers/{index}")
+    def layer_json(set_id: str, index: int):
+        data = ws.layer(set_id, index)
+        rows, cols = data.geometry.shape
+        labels = ws.store.layer_labels(data.ref.set_key, data.ref.layer)
+        cell = lambda r, c, k: labels[(r, c)][k] if (r, c) in labels else None  # noqa: E731
+        return {
+            "set": set_id, "index": index, "count": ws.get_set(set_id).count(), "file": data.ref.layer,
+            "number": data.ref.number, "build": data.ref.build, **data.geometry.to_json(), "rows": rows, "cols": cols,
+            "classes": data.classes.tolist(),
+            "probabilities": data.probabilities.reshape(rows, cols, -1).round(4).tolist(),
+            "anomaly": data.anomaly.reshape(rows, cols).round(3).tolist() if data.anomaly is not None else None,
+            "labels": [[cell(r, c, 0) for c in range(cols)] for r in range(rows)],
+            "checked": [[bool(cell(r, c, 1)) for c in range(cols)] for r in range(rows)],
+            "straightened": data.camera is not None, "model": ws.model_path.name,
+        }  # fmt: skip
+
+    @app.get("/api/sets/{set_id}/layers/{index}/image")
+    def layer_image(set_id: str, index: int):
+        data = ws.layer(set_id, index)
+        return Response(ws.jpeg(data), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+
+    @app.get("/api/sets/{set_id}/layers/{index}/explain")
+    def explain_tile(set_id: str, index: int, row: int, col: int):
+        png, what = ws.explain_tile(ws.layer(set_id, index), row, col)
+        headers = {"X-Target": what["target"], "X-Delta": f"{what['delta']:.5f}"}
+        return Response(png, media_type="image/png", headers=headers)
+
+    @app.post("/api/sets/{set_id}/layers/{index}/labels")
+    def set_labels(set_id: str, index: int, body: dict = BODY):
+        """One label ({row, col, cls, checked}) or several ({labels: [...]}); cls null clears."""
+        data = ws.layer(set_id, index)
+        rows, cols = data.geometry.shape
+        items = body.get("labels") if isinstance(body.get("labels"), list) else [body]
+        checked_items = []
+        for item in items:
+            row, col, cls = item.get("row"), item.get("col"), item.get("cls")
+            if not (isinstance(row, int) and isinstance(col, int) and 0 <= row < rows and 0 <= col < cols):
+                raise NotFound(f"no tile ({row}, {col}) in a {rows}x{cols} grid")
+            if cls is not None and cls not in range(len(CLASSES)):
+                raise SlmcnnError(f"cls must be null or one of 0..{len(CLASSES) - 1} ({', '.join(CLASSES)})")
+            checked_items.append((row, col, cls, bool(item.get("checked", cls is not None))))
+        for row, col, cls, checked in checked_items:
+            ws.store.set_label(data.ref, row, col, cls, checked, who(body))
+        return {"stored": len(checked_items)}
+
+    # review
+    @app.post("/api/sets/{set_id}/alerts/{alert_id}")
+    def review_alert(set_id: str, alert_id: int, body: dict = BODY):
+        s = ws.get_set(set_id)
+        verdict = body.get("verdict")
+        if verdict not in ("confirmed", "false_alarm"):
+            raise SlmcnnError("verdict must be confirmed or false_alarm")
+        alert = (
+            next((a for a in s.db.alert_rows(s.build_id) if a.id == alert_id), None)
+            if isinstance(s, BuildSet)
+            else None
+        )
+        if alert is None:
+            raise NotFound(f"no alert {alert_id} in {set_id}")
+        ws.store.review(s.key, alert_id, verdict, who(body))
+        labelled = ws.false_alarm_labels(set_id, alert.layer_id, who(body)) if verdict == "false_alarm" else 0
+        return {"verdict": verdict, "labelled": labelled}
+
+    # export and fine-tune
+    @app.post("/api/export")
+    def export(body: dict = BODY):
+        import time
+
+        done = export_labels(ws.store, ws.work / f"export-{time.strftime('%Y%m%d-%H%M%S')}")
+        return {"folder": str(done.folder), "tiles": done.tiles, "layers": done.layers, "counts": done.counts}
+
+    @app.get("/api/model")
+    def model_info():
+        info = ws.model.info
+        return {"name": ws.model_path.name, "path": str(ws.model_path), "arch": info.arch, "patch": info.patch,
+                "current": str(ws.work / "current.safetensors")}  # fmt: skip
+
+    @app.get("/api/finetune")
+    def finetune_state():
+        return ws.finetune.state.to_json()
+
+    @app.post("/api/finetune")
+    def finetune_start(body: dict = BODY):
+        epochs, lr = int(body.get("epochs", 15)), float(body.get("lr", 3e-4))
+        if not (1 <= epochs <= 500 and 0 < lr < 1):
+            raise SlmcnnError("epochs must be 1..500 and lr in (0, 1)")
+        return ws.finetune.start(ws.store, ws.model_path, epochs, lr).to_json()
+
+    @app.post("/api/finetune/current")
+    def make_current(body: dict = BODY):
+        state = ws.finetune.state
+        new = Path(state.run) / "model" / "model.safetensors"
+        if state.state != "done" or not new.is_file():
+            raise SlmcnnError("no finished fine-tune to make current")
+        target = ws.make_current(new, who(body))
+        return {"model": str(target), "monitor": f"slmcnn monitor ... --model {target}"}
+
+    return app

@@ -1,0 +1,143 @@
+"""What the app shows: sets of layers. A monitored build (its stored tiles, read through
+monitoring.db) or a folder of photos (classified on demand with the current model). Every file the
+app reads is reached from a set, never from a path in a request."""
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slmcnn import images
+from slmcnn.app.store import LayerRef
+from slmcnn.camera import CameraCalibration
+from slmcnn.errors import SlmcnnError
+from slmcnn.monitoring.db import Database, StoredLayer
+from slmcnn.monitoring.watch import layer_number
+from slmcnn.tiles import TileGeometry, cut
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(SlmcnnError):
+    """A set, layer, tile or alert that does not exist (HTTP 404)."""
+
+
+@dataclass
+class LayerData:
+    """One layer as the layer view shows it."""
+
+    ref: LayerRef
+    index: int
+    geometry: TileGeometry
+    probabilities: np.ndarray  # (tiles, classes), row-major
+    classes: np.ndarray  # (rows, cols); NOT_A_CLASS where ignored
+    anomaly: np.ndarray | None  # (tiles,)
+    camera: CameraCalibration | None
+
+
+def straightened(path: str | Path, camera: CameraCalibration | None) -> np.ndarray:
+    """The photo as the network saw it: 8-bit RGB, straightened when calibrated."""
+    image = images.read(path)
+    return images.to_uint8(camera.warp(image) if camera is not None else image)
+
+
+class Cache:
+    """A small thread-safe LRU of computed things (straightened photos, predictions, JPEGs)."""
+
+    def __init__(self, size: int = 24):
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key, make):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class BuildSet:
+    """A build a monitor stored: its done layers, tiles, anomaly scores and alerts."""
+
+    kind = "build"
+
+    def __init__(self, id: str, db: Database, source: str, build_id: int, name: str):
+        self.id, self.db, self.source, self.build_id, self.name = id, db, source, build_id, name
+        self.key = f"{source}#{build_id}"
+
+    def stored(self) -> list[StoredLayer]:
+        return [layer for layer in self.db.layers(self.build_id) if layer.status == "done"]
+
+    def count(self) -> int:
+        return len(self.stored())
+
+    def _stored(self, index: int) -> StoredLayer:
+        layers = self.stored()
+        if not 0 <= index < len(layers):
+            raise NotFound(f"{self.name} has no layer {index}")
+        return layers[index]
+
+    def layer(self, index: int, workspace=None) -> LayerData:
+        stored = self._stored(index)
+        geometry = TileGeometry.from_json(stored.geometry)
+        camera_doc = stored.geometry.get("camera")
+        camera = CameraCalibration(**camera_doc) if camera_doc else None
+        classes, probabilities = self.db.tile_grid(stored.id)
+        number = str(stored.number) if stored.number is not None else Path(stored.file).stem
+        ref = LayerRef(self.key, stored.file, self.name, number, stored.path or "", geometry.to_json(), camera_doc)
+        return LayerData(ref, index, geometry, probabilities, classes, self.db.tile_anomaly(stored.id), camera)
+
+
+class FolderSet:
+    """A folder of layer photos opened to label: classified with the app's model when first shown."""
+
+    kind = "folder"
+
+    def __init__(self, id: str, folder: Path, camera: CameraCalibration | None = None):
+        self.id, self.folder, self.camera = id, folder, camera
+        self.name = folder.name if folder.name not in ("layers", "") else folder.parent.name
+        self.key = str(folder)
+
+    def files(self) -> list[Path]:
+        found = [p for p in images.list_images([self.folder]) if p.parent == self.folder]
+        return sorted(found, key=lambda p: (layer_number(p) is None, layer_number(p) or 0, p.name))
+
+    def count(self) -> int:
+        return len(self.files())
+
+    def layer(self, index: int, workspace) -> LayerData:
+        files = self.files()
+        if not 0 <= index < len(files):
+            raise NotFound(f"{self.name} has no layer {index}")
+        path = files[index]
+        result, anomaly = workspace.predict(path, self.camera)
+        number = layer_number(path)
+        camera_doc = self.camera.to_json() if self.camera else None
+        ref = LayerRef(
+            self.key, path.name, self.name, str(number) if number is not None else path.stem, str(path),
+            result.grid.to_json(), camera_doc,
+        )  # fmt: skip
+        return LayerData(ref, index, result.grid, result.probabilities, result.tile_classes, anomaly, self.camera)
+
+
+def tile_patch(image: np.ndarray, geometry: TileGeometry, row: int, col: int) -> np.ndarray:
+    """One tile of a straightened layer."""
+    if not (0 <= row < geometry.shape[0] and 0 <= col < geometry.shape[1]):
+        raise NotFound(f"no tile ({row}, {col}) in a {geometry.shape[0]}x{geometry.shape[1]} grid")
+    y, x, p = int(geometry.ys[row]), int(geometry.xs[col]), geometry.patch
+    return image[y : y + p, x : x + p]
+
+
+def cut_tiles(image: np.ndarray, geometry: TileGeometry) -> np.ndarray:
+    return cut(image, geometry)

@@ -1,0 +1,95 @@
+// A build (or photo set): fractions per layer, where errors recur, the alert queue, the layers.
+// Polls every 2 s, so a build that a monitor is writing grows on the page.
+"use strict";
+const SET = document.getElementById("set").dataset.set;
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function drawChart(layers) {
+  const chart = document.getElementById("chart");
+  const W = 600, H = 220, L = 40, B = 20, T = 8;
+  const done = layers.filter((l) => l.error !== undefined);
+  chart.replaceChildren();
+  if (!done.length) return;
+  const top = Math.max(0.05, ...done.map((l) => Math.max(l.error, l.object)));
+  const x = (i) => L + (done.length === 1 ? 0 : (i * (W - L - 10)) / (done.length - 1));
+  const y = (v) => T + (1 - v / top) * (H - T - B);
+  for (const v of [0, top / 2, top]) {
+    chart.append(svg("line", { x1: L, x2: W - 10, y1: y(v), y2: y(v), stroke: "#ddd" }));
+    const label = svg("text", { x: 2, y: y(v) + 4, "font-size": 10, fill: "#666" });
+    label.textContent = (100 * v).toFixed(1) + "%";
+    chart.append(label);
+  }
+  for (const [key, colour] of [["object", "#26d"], ["error", "#d22"]]) {
+    const points = done.map((l, i) => `${x(i)},${y(l[key])}`).join(" ");
+    chart.append(svg("polyline", { points, fill: "none", stroke: colour, "stroke-width": 1.5 }));
+  }
+  done.forEach((l, i) => {
+    const dot = svg("circle", { cx: x(i), cy: y(l.error), r: 3, fill: "#d22", class: "dot" });
+    const title = svg("title", {});
+    title.textContent = `layer ${l.number}: error ${pct(l.error)}, object ${pct(l.object)}`;
+    dot.append(title);
+    dot.addEventListener("click", () => (location.href = `/sets/${SET}/layers/${l.index}`));
+    chart.append(dot);
+  });
+}
+
+function drawHeat(heat) {
+  const box = document.getElementById("heat");
+  if (!heat.length) return box.replaceChildren();
+  box.style.gridTemplateColumns = `repeat(${heat[0].length}, 1fr)`;
+  box.replaceChildren(...heat.flat().map((v) => {
+    const cell = el("div", { title: pct(v) }, v > 0 ? Math.round(100 * v) : "");
+    cell.style.background = `rgba(220, 30, 30, ${Math.min(1, v * 1.5)})`;
+    return cell;
+  }));
+}
+
+async function review(id, verdict) {
+  const done = await api("POST", `/api/sets/${SET}/alerts/${id}`, { verdict });
+  toast(verdict === "false_alarm" ? `false alarm: ${done.labelled} tile(s) labelled` : "alert confirmed");
+  refresh();
+}
+
+function drawAlerts(alerts) {
+  const open = alerts.filter((a) => !a.verdict).length;
+  document.getElementById("alert-count").textContent = `${open} open of ${alerts.length}`;
+  const rows = [...alerts].sort((a, b) => (!!a.verdict - !!b.verdict) || a.layer - b.layer);
+  document.querySelector("#alerts tbody").replaceChildren(...rows.map((a) =>
+    el("tr", { "data-alert": a.id },
+      el("td", {}, a.index !== null ? el("a", { href: `/sets/${SET}/layers/${a.index}` }, a.layer) : a.layer),
+      el("td", {}, a.rule), el("td", {}, a.message),
+      el("td", { class: `verdict-${a.verdict}` }, a.verdict ? `${a.verdict.replace("_", " ")} (${a.who})` : "open"),
+      el("td", {},
+        el("button", { class: "ok confirm", onclick: () => review(a.id, "confirmed") }, "Confirmed"), " ",
+        el("button", { class: "bad false-alarm", onclick: () => review(a.id, "false_alarm") }, "False alarm")))));
+}
+
+function drawLayers(layers) {
+  document.querySelector("#layers tbody").replaceChildren(...layers.map((l) =>
+    el("tr", {},
+      el("td", {}, el("a", { href: `/sets/${SET}/layers/${l.index}` }, l.number ?? l.index)), el("td", {}, l.file),
+      el("td", {}, pct(l.powder)), el("td", {}, pct(l.object)), el("td", {}, pct(l.error)), el("td", {}, l.labelled))));
+}
+
+let shown = "";
+async function refresh() {
+  const doc = await api("GET", `/api/sets/${SET}`);
+  const key = JSON.stringify(doc);
+  if (key !== shown) {
+    shown = key;
+    drawChart(doc.layer_list);
+    drawHeat(doc.recurrence);
+    drawAlerts(doc.alerts);
+    drawLayers(doc.layer_list);
+  }
+  document.body.dataset.ready = "1";
+}
+
+refresh();
+setInterval(() => refresh().catch(() => {}), 2000);

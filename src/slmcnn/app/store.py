@@ -1,0 +1,130 @@
+"""The app's own database (SQLite): every tile label with who and when, alert reviews, the model
+made current. Each change is committed at once, so nothing is lost when the browser or the server
+stops; `label_log` keeps every change, `labels` the latest per tile."""
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+  set_key TEXT NOT NULL, layer TEXT NOT NULL, row INTEGER NOT NULL, col INTEGER NOT NULL,
+  cls INTEGER, checked INTEGER NOT NULL DEFAULT 0, who TEXT, at REAL,
+  build TEXT, number TEXT, image TEXT, geometry TEXT, camera TEXT,
+  PRIMARY KEY (set_key, layer, row, col)
+);
+CREATE TABLE IF NOT EXISTS label_log (
+  id INTEGER PRIMARY KEY, set_key TEXT, layer TEXT, row INTEGER, col INTEGER,
+  cls INTEGER, checked INTEGER, who TEXT, at REAL, why TEXT
+);
+CREATE TABLE IF NOT EXISTS reviews (
+  source TEXT NOT NULL, alert_id INTEGER NOT NULL, verdict TEXT NOT NULL, who TEXT, at REAL,
+  PRIMARY KEY (source, alert_id)
+);
+CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, path TEXT NOT NULL, source TEXT, who TEXT, at REAL);
+"""
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """Where a label's tile comes from: enough to cut it again at export time."""
+
+    set_key: str
+    layer: str  # the layer's file name
+    build: str  # the build (or folder) name, for the split file
+    number: str  # the layer number (or file stem), for the split file
+    image: str  # the photo
+    geometry: dict  # TileGeometry.to_json()
+    camera: dict | None = None  # calibration that straightens the photo
+
+
+@dataclass
+class Label:
+    ref: LayerRef
+    row: int
+    col: int
+    cls: int | None
+    checked: bool
+    who: str
+    at: float
+
+
+class LabelStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def set_label(
+        self, ref: LayerRef, row: int, col: int, cls: int | None, checked: bool, who: str, why: str = "label"
+    ) -> None:
+        """Store one tile's label (None clears it) in one transaction, with its log entry."""
+        at = time.time()
+        camera = json.dumps(ref.camera) if ref.camera else None
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN")
+            c.execute(
+                "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, ref.build, ref.number, ref.image,
+                 json.dumps(ref.geometry), camera),
+            )  # fmt: skip
+            c.execute(
+                "INSERT INTO label_log (set_key, layer, row, col, cls, checked, who, at, why) VALUES (?,?,?,?,?,?,?,?,?)",
+                (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, why),
+            )
+            c.execute("COMMIT")
+
+    def layer_labels(self, set_key: str, layer: str) -> dict[tuple[int, int], tuple[int | None, bool, str, float]]:
+        rows = self._run(
+            "SELECT row, col, cls, checked, who, at FROM labels WHERE set_key=? AND layer=?", (set_key, layer)
+        )
+        return {(r, c): (cls, bool(ch), who, at) for r, c, cls, ch, who, at in rows}
+
+    def counts(self, set_key: str) -> dict[str, int]:
+        """Labelled tiles per layer file of a set."""
+        rows = self._run(
+            "SELECT layer, count(*) FROM labels WHERE set_key=? AND cls IS NOT NULL GROUP BY layer", (set_key,)
+        )
+        return dict(rows)
+
+    def labels(self) -> list[Label]:
+        """Every tile that has a class, in a stable order."""
+        rows = self._run(
+            "SELECT set_key, layer, build, number, image, geometry, camera, row, col, cls, checked, who, at "
+            "FROM labels WHERE cls IS NOT NULL ORDER BY set_key, layer, row, col"
+        )
+        return [
+            Label(LayerRef(k, layer, b, n, img, json.loads(g), json.loads(cam) if cam else None), r, c, cls, bool(ch), w, at)
+            for k, layer, b, n, img, g, cam, r, c, cls, ch, w, at in rows
+        ]  # fmt: skip
+
+    def log_count(self) -> int:
+        return self._run("SELECT count(*) FROM label_log")[0][0]
+
+    def review(self, source: str, alert_id: int, verdict: str, who: str) -> None:
+        self._run("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?,?)", (source, alert_id, verdict, who, time.time()))
+
+    def reviews(self, source: str) -> dict[int, tuple[str, str, float]]:
+        rows = self._run("SELECT alert_id, verdict, who, at FROM reviews WHERE source=?", (source,))
+        return {a: (v, w, t) for a, v, w, t in rows}
+
+    def made_current(self, path: str, source: str, who: str) -> None:
+        self._run("INSERT INTO models (path, source, who, at) VALUES (?,?,?,?)", (path, source, who, time.time()))
+
+    def current_model(self) -> str | None:
+        rows = self._run("SELECT path FROM models ORDER BY id DESC LIMIT 1")
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,235 @@
+"""The app's state: the databases and folders it was given, the sets of layers in them, the current
+model (and its backend), the camera, the label store and the fine-tune job."""
+
+import io
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from slmcnn import CLASSES
+from slmcnn.app.finetune import FineTune
+from slmcnn.app.sources import BuildSet, Cache, FolderSet, LayerData, NotFound, straightened, tile_patch
+from slmcnn.app.store import LabelStore
+from slmcnn.camera import CameraCalibration
+from slmcnn.errors import SettingsError, SlmcnnError
+from slmcnn.labels import ERROR, NOT_A_CLASS
+from slmcnn.monitoring.db import Database, database_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppConfig:
+    dbs: list[Path] = field(default_factory=list)
+    data: list[Path] = field(default_factory=list)
+    model: Path | None = None
+    camera: Path | None = None
+    labels: Path | None = None  # default: beside the first database, else ./slmcnn-app/labels.sqlite
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    user: str = ""
+
+    @property
+    def labels_path(self) -> Path:
+        if self.labels:
+            return Path(self.labels)
+        if self.dbs and "://" not in str(self.dbs[0]):
+            db = Path(self.dbs[0])
+            return db.with_name(f"{db.stem}.labels.sqlite")
+        return Path("slmcnn-app") / "labels.sqlite"
+
+    @property
+    def work(self) -> Path:
+        """Where exports, fine-tunes and the current model go: beside the labels database."""
+        return self.labels_path.with_name(f"{self.labels_path.stem}-app")
+
+
+def inside(path: Path, roots: list[Path]) -> bool:
+    """True when `path` (resolved, symbolic links followed) lies in one of `roots`."""
+    path = path.resolve()
+    return any(path == r or r in path.parents for r in (root.resolve() for root in roots))
+
+
+class Workspace:
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self.roots = [Path(d).resolve() for d in config.data]
+        for root in self.roots:
+            if not root.is_dir():
+                raise SettingsError(f"--data {root}: no such folder")
+        self.store = LabelStore(config.labels_path)
+        self.work = config.work
+        self.finetune = FineTune(self.work)
+        self.camera, self.profile = self._camera(config.camera)
+        self.images, self.predictions, self.jpegs = Cache(16), Cache(64), Cache(64)
+        self._model_lock = threading.Lock()
+        self.load_model(config.model or self.store.current_model())
+        self.databases = []
+        for db in config.dbs:
+            if "://" not in str(db) and not Path(db).is_file():
+                raise SettingsError(f"--db {db}: no such database file")
+            self.databases.append((database_url(db), Database(db)))
+        self.folders: list[FolderSet] = []
+        for root in self.roots:
+            for candidate in (root, root / "layers"):
+                if candidate.is_dir() and any(p.is_file() for p in candidate.iterdir()):
+                    folder = FolderSet(f"f{len(self.folders)}", candidate, self.camera)
+                    if folder.count():
+                        self.folders.append(folder)
+                        break
+
+    @staticmethod
+    def _camera(path: Path | None):
+        if path is None:
+            return None, None
+        from slmcnn.profile import load_camera
+
+        return load_camera(path)
+
+    # the model
+    def load_model(self, path: str | Path | None) -> None:
+        import slmcnn
+
+        model = slmcnn.load_model(path)
+        backend = slmcnn.create_backend(model, "torch")
+        with self._model_lock:
+            self.model, self.backend = model, backend
+            self.predictions.clear()
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model.source)
+
+    def make_current(self, new: Path, who: str) -> Path:
+        """Copy a fine-tuned model to work/current.safetensors (the file monitors are pointed at), use it."""
+        target = self.work / "current.safetensors"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        shutil.copyfile(new, partial)
+        os.replace(partial, target)
+        self.store.made_current(str(target), str(new), who)
+        self.load_model(target)
+        return target
+
+    # sets and layers
+    def sets(self) -> list:
+        found = []
+        for d, (url, db) in enumerate(self.databases):
+            found += [BuildSet(f"b{d}-{b.id}", db, url, b.id, b.name) for b in db.builds()]
+        return found + self.folders
+
+    def get_set(self, set_id: str):
+        for s in self.sets():
+            if s.id == set_id:
+                return s
+        raise NotFound(f"no set {set_id!r}")
+
+    def open_folder(self, folder: str) -> FolderSet:
+        """A folder of photos as a set to label; only inside the --data folders."""
+        if not self.roots:
+            raise PermissionError("no --data folder was given: the app opens no folders")
+        path = Path(folder)
+        path = path if path.is_absolute() else self.roots[0] / path
+        if not inside(path, self.roots):
+            raise PermissionError(f"{folder}: outside the --data folders")
+        path = path.resolve()
+        if not path.is_dir():
+            raise NotFound(f"{folder}: no such folder")
+        for existing in self.folders:
+            if existing.folder == path:
+                return existing
+        opened = FolderSet(f"f{len(self.folders)}", path, self.camera)
+        if not opened.count():
+            raise NotFound(f"{folder}: no photos in it")
+        self.folders.append(opened)
+        return opened
+
+    def predict(self, path: Path, camera: CameraCalibration | None):
+        """A folder layer's result with the current model (cached), and its anomaly scores."""
+
+        def run():
+            from slmcnn.pipeline import RunOptions, run_layers
+
+            options = RunOptions(camera=camera, workers=1, model_name=self.model_path.name)
+            outcome = next(run_layers([path], self.backend, options, model=self.model))
+            if outcome.error:
+                raise SlmcnnError(outcome.error)
+            result, anomaly = outcome.result, None
+            if self.profile is not None:
+                try:
+                    patches = tile_patches(result)
+                    anomaly = self.profile.score(patches, self.model, result.probabilities).anomaly
+                except SlmcnnError as exc:
+                    log.info("%s: no anomaly scores (%s)", path, exc)
+            return result, anomaly
+
+        stat = path.stat()
+        return self.predictions.get((str(path), stat.st_mtime, str(self.model_path)), run)
+
+    def layer(self, set_id: str, index: int) -> LayerData:
+        s = self.get_set(set_id)
+        return s.layer(index, self)
+
+    def image(self, data: LayerData) -> np.ndarray:
+        key = (data.ref.image, str(data.ref.camera))
+        return self.images.get(key, lambda: straightened(data.ref.image, data.camera))
+
+    def jpeg(self, data: LayerData) -> bytes:
+        def encode():
+            buffer = io.BytesIO()
+            Image.fromarray(self.image(data)).save(buffer, format="JPEG", quality=90)
+            return buffer.getvalue()
+
+        return self.jpegs.get((data.ref.image, str(data.ref.camera)), encode)
+
+    def explain_tile(self, data: LayerData, row: int, col: int) -> tuple[bytes, dict]:
+        """A PNG of the tile's |IG| attribution for its predicted class, and what it explains."""
+        from matplotlib import colormaps
+
+        from slmcnn.explain import explain
+
+        patch = tile_patch(self.image(data), data.geometry, row, col)
+        with self._model_lock:
+            model = self.model
+        (e,) = explain(model, patch[None])
+        heat = np.abs(e.attribution).sum(-1)
+        norm = np.clip(heat / (np.percentile(heat, 99.5) + 1e-12), 0, 1)
+        rgba = (colormaps["inferno"](norm) * 255).astype(np.uint8)
+        rgba[..., 3] = (norm * 230).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
+        return buffer.getvalue(), {"target": CLASSES[e.target], "delta": e.delta, "probability": e.probability}
+
+    # review
+    def false_alarm_labels(self, set_id: str, alert_layer_id: int, who: str) -> int:
+        """Label the Error tiles of a false alarm's layer with the class they most likely are instead."""
+        s = self.get_set(set_id)
+        if not isinstance(s, BuildSet):
+            raise NotFound("alerts belong to builds")
+        index = next((i for i, layer in enumerate(s.stored()) if layer.id == alert_layer_id), None)
+        if index is None:
+            return 0
+        data = s.layer(index)
+        cols, count = data.geometry.shape[1], 0
+        for i in np.flatnonzero(data.classes.ravel() == ERROR):
+            instead = int(np.argmax(np.delete(data.probabilities[i], ERROR)))
+            instead += instead >= ERROR
+            self.store.set_label(data.ref, int(i // cols), int(i % cols), instead, True, who, why="false alarm")
+            count += 1
+        return count
+
+
+def tile_patches(result) -> np.ndarray:
+    from slmcnn.tiles import cut
+
+    return cut(result.image, result.grid)
+
+
+__all__ = ["AppConfig", "Workspace", "NOT_A_CLASS", "inside"]
