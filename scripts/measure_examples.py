@@ -4,8 +4,8 @@ the figure MODEL_CARD.md quotes and tests/test_default_model.py holds the model 
 import json
 from pathlib import Path
 
+from slmcnn.backends import TorchBackend
 from slmcnn.checkpoint import default_model_path, load_model
-from slmcnn.inference import TorchBackend
 from slmcnn.metrics import tile_truth_and_predictions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

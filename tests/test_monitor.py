@@ -358,3 +358,27 @@ def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
     body = re.search(r'<body data-images-shown="(\d+)" data-images-total="(\d+)"', shown.stdout)
     assert body and body.group(1) == body.group(2) and int(body.group(1)) >= 2 + 2 * 2
     assert "CONSOLE" not in shown.stderr, shown.stderr
+
+
+def test_database_of_the_first_version_takes_a_second_build_of_a_folder(tmp_path):
+    from slmcnn.monitoring import Database
+
+    db = tmp_path / "v1.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "create table builds (id integer primary key, watch_dir varchar not null unique, model varchar, "
+            "started float)"
+        )
+        conn.execute(
+            "create table layers (id integer primary key, build_id integer not null references builds (id), "
+            "number integer, file varchar not null, path varchar, status varchar not null, message text, "
+            "processed float, seconds float, powder float, object float, error float, geometry text, "
+            "overlay varchar, unique (build_id, file))"
+        )
+        conn.execute("insert into builds values (1, '/cam', 'm', 0)")
+        conn.execute("insert into layers (build_id, number, file, status) values (1, 1, '00001.png', 'done')")
+    stored = Database(db)
+    assert stored.open_build("/cam").id == 1 and stored.stored_files("/cam")["00001.png"][0].stamp is None
+    second = stored.new_build("/cam", "cam #2")
+    assert [b.id for b in stored.builds("/cam")] == [1, second.id] and stored.builds()[0].name == "cam"
+    assert _db_rows(db, "select count(*) from layers where build_id = 1")[0][0] == 1

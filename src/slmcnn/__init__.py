@@ -117,7 +117,6 @@ def predict_layers(
 ) -> list[LayerResult]:
     """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list).
     `camera` is a calibration (or its file) that straightens raw frames first."""
-    from slmcnn.camera import CameraCalibration
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
     from slmcnn.predict import layer_inputs
@@ -125,8 +124,6 @@ def predict_layers(
     net = _model(model)
     items = list(layer_inputs(layers))
     engine = create_backend(net, backend, layers=len(items)) if isinstance(backend, str) else backend
-    if camera is not None and not isinstance(camera, CameraCalibration):
-        camera = CameraCalibration.load(camera)
     name = Path(getattr(net, "source", "")).name
     options = RunOptions(stride=stride, camera=camera, workers=workers, model_name=name)
     results = []
@@ -165,10 +162,12 @@ def train(
     test: Sequence[str | Path] | None = None,
     resize: bool = False,
     show_progress: bool = False,
+    force: bool = False,
     **settings: Any,
 ) -> list[Report]:
     """Train on labelled patches (class folders, an Image;Label CSV, synth builds) and write the run
-    folder(s) to `out`; `settings` are TrainConfig's (arch, epochs, batch, lr, init, ...). With
+    folder(s) to `out` (a new or empty folder; `force` writes into a used one); `settings` are
+    TrainConfig's (arch, epochs, batch, lr, init, ...). With
     `init` (fine-tuning), the architecture is the init model's; a different `arch` is an error."""
     from slmcnn.checkpoint import read_info
     from slmcnn.errors import SettingsError
@@ -184,10 +183,14 @@ def train(
         settings.update(arch=info.arch, patch=info.patch)
     elif settings.get("arch") is None:
         settings.pop("arch", None)
-    if min(runs, settings.get("epochs", 1), settings.get("batch", 1)) < 1:
-        raise SettingsError("`runs`, `epochs` and `batch` must be at least 1")
+    if not isinstance(runs, int) or runs < 1:
+        raise SettingsError(f"`runs` must be a whole number of at least 1 (got {runs!r})")
+    unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {unknown}; known: {', '.join(TrainConfig.__dataclass_fields__)}")
     sources = [data] if isinstance(data, str | Path) else list(data)
-    return run_training(sources, out, TrainConfig(**settings), runs, val, test, resize, show_progress=show_progress)
+    config = TrainConfig(**settings)
+    return run_training(sources, out, config, runs, val, test, resize, show_progress=show_progress, force=force)
 
 
 def calibrate(

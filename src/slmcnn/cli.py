@@ -10,7 +10,9 @@ from pathlib import Path
 
 import slmcnn
 from slmcnn import CLASSES, __version__
+from slmcnn.app import APP_OPTIONS, cmd_app
 from slmcnn.errors import SlmcnnError
+from slmcnn.files import check_new, describe, run_folder
 
 FLAGS = {"flips=False": "--no-flips"}
 COMMAND_FLAGS = {"predict-patches": {"precision": "--ig-precision"}}
@@ -37,13 +39,12 @@ def _pick(args, settings_class, **more):
 
 def _engine(args, layers: int | None = None, patches: int | None = None, **options):
     """The model, its backend and the RunOptions the arguments ask for."""
-    from slmcnn.camera import CameraCalibration
     from slmcnn.pipeline import RunOptions
 
     model = slmcnn.load_model(args.model)
     backend = slmcnn.create_backend(model, args.backend, args.precision, layers=layers, patches=patches)
-    camera = CameraCalibration.load(args.camera) if getattr(args, "camera", None) else None
-    return model, backend, _pick(args, RunOptions, camera=camera, model_name=model.source.name, **options)
+    patch = getattr(args, "patch", None) or model.info.patch
+    return model, backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
 
 
 def cmd_predict_layer(args) -> int:
@@ -57,6 +58,7 @@ def cmd_predict_layer(args) -> int:
         raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
     truth = Path(args.truth) if args.truth else None
     model, backend, options = _engine(args, len(paths), truth=truth, explain_steps=args.steps)
+    run_folder(args.out, args.force)
     title = f"slmcnn: {{layers}} layer(s), model {model.source.name}" if args.html else None
     files = outputs.RunFiles(args.out, outputs.FILE_KINDS, paths, scored=truth is not None, html_title=title)
     failures = 0
@@ -94,6 +96,7 @@ def cmd_predict_patches(args) -> int:
     truth = table.labels[done.kept] if table.labels is not None else None
     print(json.dumps(done.rows(truth), indent=1) if args.json else done.to_text(truth))
     if args.explain:
+        run_folder(args.out, args.force)
         targets = [CLASSES.index(args.target)] * len(done.paths) if args.target else None
         figures = explain(model, done.patches, targets, steps, args.baseline, args.method, precision=args.ig_precision)
         for path, patch, e in zip(done.paths, done.patches, figures):
@@ -110,9 +113,7 @@ def cmd_export(args) -> int:
 
     model = slmcnn.load_model(args.model)
     out = Path(args.out) if args.out else model.source.with_suffix(".onnx")
-    if out.resolve() == model.source.resolve():
-        raise SlmcnnError("--out would overwrite the model file")
-    export_onnx(model, out, model.info.patch)
+    export_onnx(model, out, model.info.patch, force=args.force, inputs=[model.source])
     (what, _, difference), *checks = compare(model, out, args.check, model.info.patch)
     print(f"wrote {out}; max |p_torch - p_onnx| on {what}: {difference:.2e}")
     for what, count, difference in checks:
@@ -123,14 +124,13 @@ def cmd_export(args) -> int:
 def cmd_monitor(args) -> int:
     from slmcnn.monitoring import AlertRules, Database, Monitor, MonitorConfig
 
-    watch = Path(args.watch_dir)
     model, backend, options = _engine(args, workers=1)
     on = lambda value: value if value >= 0 else None  # noqa: E731
     rules = AlertRules(on(args.alert_error_fraction), args.alert_persist or None, not args.no_alert_near_part)
     rules.jump = on(args.alert_jump)
-    config = _pick(args, MonitorConfig, watch_dir=watch, out=args.out and Path(args.out), rules=rules)
+    config = _pick(args, MonitorConfig, rules=rules)
     monitor = Monitor(config, Database(args.db), backend, options)
-    print(f"watching {watch} (Ctrl-C to stop)", flush=True)
+    print(f"watching {config.watch_dir} (Ctrl-C to stop)", flush=True)
     monitor.run(args.exit_when_idle)
     return 0
 
@@ -139,9 +139,8 @@ def cmd_calibrate(args) -> int:
     from slmcnn.camera import points, preview
     from slmcnn.images import read, write_png
 
-    out, shown = Path(args.out), Path(args.out).with_suffix(".preview.png")
-    if out.exists() and not args.force:
-        raise SlmcnnError(f"{out} exists; pass --force to replace it")
+    shown = Path(args.out).with_suffix(".preview.png")
+    out, shown = (check_new(p, args.force, [args.frame]) for p in (args.out, shown))
     corners = points(args.corners, "--corners", 4) if args.corners else None
     frame, ignore = read(args.frame), [points(p, "--ignore") for p in args.ignore]
     calibration = slmcnn.calibrate(frame, corners, args.size, args.bed_mm, ignore)
@@ -154,7 +153,7 @@ def cmd_calibrate(args) -> int:
 def cmd_report(args) -> int:
     from slmcnn.monitoring import write_report
 
-    print(f"wrote {write_report(args.db, args.out)}")
+    print(f"wrote {write_report(args.db, args.out, force=args.force)}")
     return 0
 
 
@@ -163,7 +162,7 @@ def cmd_train(args) -> int:
 
     settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     settings.update(flips=not args.no_flips, runs=args.runs, val=args.val, test=args.test, resize=args.resize)
-    slmcnn.train(args.data, args.out, show_progress=not args.quiet, **settings)
+    slmcnn.train(args.data, args.out, show_progress=not args.quiet, force=args.force, **settings)
     return 0
 
 
@@ -171,10 +170,11 @@ def cmd_evaluate(args) -> int:
     from slmcnn.outputs import write_evaluation
     from slmcnn.pipeline import evaluate_patches
 
+    out = run_folder(args.out, args.force) if args.out else None
     report = evaluate_patches(slmcnn.load_model(args.model), args.data, args.split, args.seed, args.resize)
     print(report.format(args.format))
-    if args.out:
-        write_evaluation(report, args.out)
+    if out:
+        write_evaluation(report, out)
     return 0
 
 
@@ -183,6 +183,7 @@ def _synth_settings(args):
     from slmcnn.labels import LabelRule
     from slmcnn.synth import SynthSettings
     from slmcnn.synth.build import DEFAULT_RATES
+    from slmcnn.validate import settings_file
 
     rates, overrides, flagged = dict(DEFAULT_RATES), {}, SYNTH_FLAGS
     for item in filter(None, (args.defects or "").split(",")):
@@ -192,19 +193,12 @@ def _synth_settings(args):
         except ValueError:
             raise SlmcnnError(f"--defects: {item!r} is not NAME=RATE") from None
     if args.config:
-        try:
-            overrides = json.loads(Path(args.config).read_text())
-        except (OSError, ValueError) as exc:
-            raise SlmcnnError(f"--config {args.config}: not a readable JSON file ({exc})") from None
         known = {f.name for f in fields(SynthSettings)} - {*flagged, "label_rule", "defect_rates", "write_patches"}
-        if set(overrides) - known:
-            unknown = sorted(set(overrides) - known)
-            raise SlmcnnError(f"--config: unknown setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        overrides = settings_file(args.config, SynthSettings, known, "--config")
     overrides.update({"part_kinds": args.parts.split(",")} if args.parts else {})
     overrides.update({name: getattr(args, name) for name in flagged})
     rule = LabelRule(args.error_min_pixels, args.object_min_fraction)
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return SynthSettings(**settings, defect_rates=rates, label_rule=rule, write_patches=not args.no_patches)
+    return SynthSettings(**overrides, defect_rates=rates, label_rule=rule, write_patches=not args.no_patches)
 
 
 def cmd_synth(args) -> int:
@@ -230,8 +224,10 @@ BACKEND = [
     ("--precision", dict(default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")),
     ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
 ]
+LIMITS = [("--max-megapixels", dict(type=float, help="refuse images larger than this, from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
 CAMERA = [("--camera", dict(help="calibration file from `slmcnn calibrate`: straighten raw frames first"))]
 MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
+FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
 COMMANDS = {  # name: (handler, help, example, options)
     "train": (cmd_train, "Train the CNN on labelled patches (class folders, reference CSV or a synth build).", "slmcnn train builds/train --val builds/val --out runs/first --epochs 30", [
         ("data", dict(nargs="+", help="class folders Powder/ Object/ Error/, an Image;Label CSV, a split.csv or a synth build (several are joined)")),
@@ -252,12 +248,12 @@ COMMANDS = {  # name: (handler, help, example, options)
         ("--precision", dict(choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 autocast where the CPU has native bf16, else fp32")),
         ("--init", dict(help="start from this model file (fine-tuning)")),
         ("--resize", dict(action="store_true", help="scale patches that are not the model's size")),
-        ("--quiet", dict(action="store_true", help="no progress bars")),]),
+        ("--quiet", dict(action="store_true", help="no progress bars")), *FORCE,]),
     "evaluate": (cmd_evaluate, "Score a model on labelled patches: the reference's table and a confusion matrix.", "slmcnn evaluate runs/first/model.safetensors builds/test --format md", [
         ("model", {}), ("data", dict(nargs="+")),
         ("--split", dict(choices=["all", "train", "val", "test"], default="all", help="evaluate one part of DATA's by-layer split (seed --seed)")),
         ("--seed", dict(type=int, default=0)), ("--format", dict(choices=["text", "md", "json"], default="text")),
-        ("--out", dict(help="folder for confusion_matrix.png and report.json")), ("--resize", dict(action="store_true")),]),
+        ("--out", dict(help="folder for confusion_matrix.png and report.json")), ("--resize", dict(action="store_true")), *FORCE,]),
     "synth": (cmd_synth, "Generate a synthetic build: layer photos, label masks, patches and build.json.", "slmcnn synth builds/demo --layers 20 --seed 1 --preview", [
         ("out", {}), ("--layers", dict(type=int, default=20)), ("--seed", dict(type=int, default=0)),
         ("--size", dict(type=int, default=768)), ("--patch", dict(type=int, default=128)),
@@ -275,13 +271,13 @@ COMMANDS = {  # name: (handler, help, example, options)
         ("--config", dict(help='JSON file overriding any generator setting, e.g. {"grain": [3, 5], "falloff": [0.1, 0.2], "perspective": 0.0, "parts": [2, 6]}')),]),
     "predict-layer": (cmd_predict_layer, "Classify whole layer photos into powder / object / error maps and overlays.", "slmcnn predict-layer examples/layers/*.png --out out/ --stride 64 --truth examples/masks", [
         ("inputs", dict(nargs="+", metavar="INPUT", help="image files, folders or globs (PNG, JPEG, TIFF; 8/16 bit)")),
-        ("--out", dict(required=True, help="output folder (files of the same name are replaced, nothing else)")),
+        ("--out", dict(required=True, help="output folder, new or empty (with --force files of the same name are replaced, nothing else)")), *FORCE,
         *MODEL, ("--patch", dict(type=int, help="tile size (default: the model's, 128)")),
         ("--stride", dict(type=int, help="tile step (default: patch, no overlap; 64 = 50%% overlap, where a pixel's class is the mean of the covering tiles' probabilities). When a side is not a multiple of the stride, one more tile is placed flush with the far edge, so nothing is cropped")),
         ("--truth", dict(help="folder of label masks (as slmcnn synth writes) to score each layer")),
         ("--html", dict(action="store_true", help="also write DIR/index.html: each layer beside its overlay")),
         ("--explain", dict(action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")),
-        ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA,]),
+        ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *LIMITS,]),
     "predict-patches": (cmd_predict_patches, "Classify patch images; with --explain draw Integrated Gradients figures.", "slmcnn predict-patches data/Patches --explain --out figures/", [
         ("inputs", dict(nargs="+", metavar="INPUT", help="patch images, folders, or a class-folder data set")), *MODEL,
         ("--out", dict(default="ig-figures", help="folder for IG figures (default: ig-figures)")),
@@ -292,11 +288,11 @@ COMMANDS = {  # name: (handler, help, example, options)
         ("--method", dict(default="adaptive", choices=["adaptive", "gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"], help="IG quadrature: adaptive (trapezoid rule on a path grid refined where its error is largest) or one of captum's rules (riemann_trapezoid is the reference's)")),
         ("--target", dict(choices=CLASSES, type=lambda name: name.capitalize(), help="explain this class instead of the predicted one")),
         ("--baseline", dict(default="black", choices=["black", "blur", "noise"])),
-        ("--resize", dict(action="store_true", help="scale patches that are not the model's size")), *BACKEND,]),
+        ("--resize", dict(action="store_true", help="scale patches that are not the model's size")), *BACKEND, *FORCE,]),
     "export": (cmd_export, "Export a model to ONNX and check it against PyTorch.", "slmcnn export runs/first/model.safetensors --format onnx --out model.onnx", [
         ("model", dict(nargs="?", help="model file (default: the shipped model)")),
         ("--format", dict(choices=["onnx"], default="onnx")), ("--out", dict(help="output file (default: MODEL with .onnx)")),
-        ("--check", dict(nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images")),]),
+        ("--check", dict(nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images")), *FORCE,]),
     "calibrate": (cmd_calibrate, "Find the bed in a raw camera frame and write a calibration with a preview.", "slmcnn calibrate frame.jpg --out camera.json --ignore 100,100,200,100,200,200,100,200", [
         ("frame", dict(help="a raw camera frame showing the bed")), ("--out", dict(default="camera.json")),
         ("--corners", dict(help="x1,y1,...,x4,y4 clockwise from top-left, instead of detecting them")),
@@ -311,16 +307,17 @@ COMMANDS = {  # name: (handler, help, example, options)
         ("--pattern", dict(help="regex whose first group is the layer number (default: the last number in the name that is not part of a date_time stamp; else the stamp orders the layers)")),
         ("--settle", dict(type=float, default=0.5, help="seconds a file's size must stay unchanged")),
         ("--poll", dict(action="store_true", help="poll the folder instead of OS events (network shares)")),
-        ("--retries", dict(type=int, default=3, help="tries for an unreadable layer before it is marked failed")),
+        ("--retries", dict(type=int, default=3, help="tries (2 s apart) of an unreadable layer whose file does not change before it is marked failed; a changed file is tried again")),
         ("--alert-error-fraction", dict(type=float, default=0.02, help="alert when a layer's error share reaches this (<0: off)")),
         ("--alert-persist", dict(type=int, default=3, help="alert when a tile is Error this many layers running (0: off)")),
         ("--no-alert-near-part", dict(action="store_true", help="no alert for error tiles touching a part")),
         ("--alert-jump", dict(type=float, default=0.1, help="alert when the error share jumps this much over recent layers (<0: off)")),
         ("--on-alert", dict(help="shell command run per alert; fields in SLMCNN_ALERT_* variables")),
         ("--on-alert-timeout", dict(type=float, default=10.0)),
-        ("--exit-when-idle", dict(type=float, help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA,]),
+        ("--exit-when-idle", dict(type=float, help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA, *LIMITS,]),
     "report": (cmd_report, "Write a self-contained HTML report of the builds in a monitor's database.", 'slmcnn report build.sqlite --out report.html', [
-        ("db", dict(help="the monitor's database (SQLite file or URL)")), ("--out", dict(default="report.html")),]),
+        ("db", dict(help="the monitor's database (SQLite file or URL)")), ("--out", dict(default="report.html")), *FORCE,]),
+    "app": (cmd_app, "Look at builds, label tiles, review alerts and fine-tune, in the browser (a local web app).", "slmcnn app --db build.sqlite --data photos/", APP_OPTIONS),
 }
 # fmt: on
 
@@ -343,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.for_cli({**FLAGS, **COMMAND_FLAGS.get(args.command, {})})
         print(f"slmcnn {args.command}: error: {message}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the file system said no (full, read-only, /proc) where no library check did
+        print(f"slmcnn {args.command}: error: {describe(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"slmcnn {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         library.removeHandler(handler)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slmcnn import CLASSES, render
+from slmcnn.files import atomic_path, writable, write_text
 from slmcnn.images import to_uint8, write_png
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def write_layer(outcome: "LayerOutcome", files: dict[str, Path]) -> None:
         elif kind == "classes":
             write_png(path, result.class_map)
         elif kind == "json":
-            path.write_text(json.dumps(layer_document(outcome)))
+            write_text(path, json.dumps(layer_document(outcome)))
         elif kind == "attribution":
             write_png(path, render.heatmap_png(outcome.attribution, result.image))
 
@@ -87,10 +88,12 @@ class LayerWriter:
 
 
 class SummaryWriter:
-    """summary.csv with one row per layer, written as layers finish."""
+    """summary.csv with one row per layer, written as layers finish under a temporary name that
+    becomes summary.csv when the run closes."""
 
     def __init__(self, path: Path, scored: bool = False):
-        self.handle = open(path, "w", newline="")
+        self.atomic = atomic_path(path)
+        self.handle = open(self.atomic.__enter__(), "w", newline="")
         fields = SUMMARY_FIELDS + (SCORE_FIELDS if scored else [])
         self.writer = csv.DictWriter(self.handle, fieldnames=fields, extrasaction="ignore")
         self.writer.writeheader()
@@ -116,6 +119,7 @@ class SummaryWriter:
 
     def close(self) -> None:
         self.handle.close()
+        self.atomic.__exit__(None, None, None)
 
 
 class RunFiles:
@@ -134,8 +138,7 @@ class RunFiles:
         html_title: str | None = None,
         background: bool = True,
     ):
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = writable(out)
         self.kinds = tuple(kinds)
         self.names = unique_stems(inputs)
         self.prefix = prefix
@@ -170,8 +173,8 @@ class RunFiles:
             if self.summary:
                 self.summary.close()
         if self.html_title is not None:
-            title = self.html_title.format(layers=len(self.page))
-            (self.out / "index.html").write_text(render.layers_page(self.page, title))
+            title = self.html_title.replace("{layers}", str(len(self.page)))
+            write_text(self.out / "index.html", render.layers_page(self.page, title))
 
     def __enter__(self) -> "RunFiles":
         return self
@@ -182,7 +185,7 @@ class RunFiles:
 
 def write_explanation(out: Path, path: Path, patch: np.ndarray, explanation) -> Path:
     """<stem>.ig.png: the reference's 2x2 figure (baseline, patch, attribution, overlay)."""
-    out.mkdir(parents=True, exist_ok=True)
+    writable(out)
     e = explanation
     title = f"{path.name}: {CLASSES[e.target]} p={e.probability:.3f}, delta={e.delta:+.4f}"
     figure = out / f"{path.stem}.ig.png"
@@ -192,7 +195,6 @@ def write_explanation(out: Path, path: Path, patch: np.ndarray, explanation) -> 
 
 def write_evaluation(report, out: str | Path) -> None:
     """confusion_matrix.png and report.json of an evaluation."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable(out)
     render.plot_confusion(report.confusion, out / "confusion_matrix.png")
-    (out / "report.json").write_text(json.dumps(report.to_json(), indent=2))
+    write_text(out / "report.json", json.dumps(report.to_json(), indent=2))

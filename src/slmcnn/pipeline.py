@@ -20,13 +20,14 @@ from slmcnn import CLASSES, images
 from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration
 from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
-from slmcnn.errors import DataError, SlmcnnError
+from slmcnn.errors import DataError, SettingsError, SlmcnnError
 from slmcnn.explain import explain
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
 from slmcnn.outputs import RunFiles
 from slmcnn.predict import LayerFailure, LayerInput, LayerResult, Predictor
 from slmcnn.tiles import cut, stitch_maps
+from slmcnn.validate import whole
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,29 @@ class RunOptions:
     patch: int | None = None  # tile size (default: the backend's model's, else 128)
     stride: int | None = None  # tile step (default: patch); 64 = 50% overlap
     workers: int = 2  # threads decoding and tiling the next layers
-    camera: CameraCalibration | None = None  # straighten raw frames first, ignore what it says
+    camera: CameraCalibration | str | Path | None = None  # (a file of) a calibration: straighten, ignore
     truth: Path | None = None  # folder of label masks <stem>.png: score each layer against its own
     label_rule: LabelRule = field(default_factory=LabelRule)
     explain: bool = False  # an Integrated-Gradients heat map over all tiles (needs the torch model)
     explain_steps: int = 32
     model_name: str = ""
     anomaly: Callable[[LayerResult], np.ndarray] | None = None  # an extra per-tile score (a camera profile's)
+    max_megapixels: float | None = None  # sets images.LIMITS for this process: larger images are refused unread
+
+    def __post_init__(self):
+        if self.camera is not None and not isinstance(self.camera, CameraCalibration):
+            self.camera = CameraCalibration.load(self.camera)
+        images.set_limits(self.max_megapixels)
+        whole(self.patch, "patch", 8, optional=True)
+        whole(self.stride, "stride", 1, optional=True)
+        whole(self.workers, "workers", 1)
+        whole(self.explain_steps, "explain_steps", 2)
+        if self.patch and self.stride and self.stride > self.patch:
+            raise SettingsError(
+                f"`stride` {self.stride} is larger than `patch` {self.patch}: bands would go unclassified"
+            )
+        if self.truth is not None and not Path(self.truth).is_dir():
+            raise SettingsError(f"`truth` {self.truth}: no such folder of label masks")
 
 
 @dataclass
@@ -63,11 +80,6 @@ class LayerOutcome:
 def score_against_mask(result: LayerResult, mask: np.ndarray, rule: LabelRule | None = None) -> LayerScore:
     """Score a layer against its HxW label mask (0 powder, 1 object, 2 error); ignored tiles and
     pixels are left out."""
-    if mask.shape != result.class_map.shape:
-        raise DataError(
-            f"the mask is {mask.shape[1]}x{mask.shape[0]}, the layer is "
-            f"{result.class_map.shape[1]}x{result.class_map.shape[0]}"
-        )
     truth = tile_labels(mask, result.grid, rule)
     predicted = result.tile_classes.ravel()
     kept, pixels = predicted != NOT_A_CLASS, result.class_map != NOT_A_CLASS_PIXEL
@@ -79,6 +91,17 @@ def explain_layer(model: torch.nn.Module, result: LayerResult, steps: int = 32) 
     patches = cut(result.image, result.grid)
     explanations = explain(model, patches, result.probabilities.argmax(1), steps=steps)
     return stitch_maps(result.grid, np.stack([np.abs(e.attribution).sum(-1) for e in explanations]))
+
+
+def network_patch(backend: Backend, model: torch.nn.Module | None = None) -> int | None:
+    """The patch side the network takes, where the model or the backend tells it."""
+    for net in (model, getattr(backend, "model", None)):
+        patch = getattr(getattr(net, "spec", None), "patch", None)
+        if patch:
+            return patch
+    session = getattr(backend, "session", None)
+    side = session.get_inputs()[0].shape[-1] if session is not None else None
+    return side if isinstance(side, int) else None
 
 
 class LayerPipeline:
@@ -96,7 +119,12 @@ class LayerPipeline:
             raise SlmcnnError("`explain` needs the torch model (`model`)")
         self.files, self.model = files, model
         o = self.options
-        patch = o.patch or getattr(getattr(model, "spec", None), "patch", 128)
+        network = network_patch(backend, model)
+        patch = o.patch or network or 128
+        if network and patch != network:
+            raise SettingsError(f"`patch` {patch} is not the model's patch size {network}; leave it out")
+        if o.stride and o.stride > patch:
+            raise SettingsError(f"`stride` {o.stride} is larger than `patch` {patch}: bands would go unclassified")
         self.predictor = Predictor(backend, patch, o.stride, o.workers, model_name=o.model_name, camera=o.camera)
 
     def run(self, inputs: LayerInput | Iterable[LayerInput]) -> Iterator[LayerOutcome]:
@@ -110,7 +138,7 @@ class LayerPipeline:
             try:
                 outcome.score = self._score(item)
             except SlmcnnError as exc:
-                raise type(exc)(f"{item.path}: {exc}") from None
+                raise type(exc)(f"{item.path}: {exc.args[0]}") from None
             if self.options.explain:
                 outcome.attribution = explain_layer(self.model, item, self.options.explain_steps)
             if self.files is not None:
@@ -122,7 +150,7 @@ class LayerPipeline:
             return None
         mask_path = Path(self.options.truth) / f"{result.path.stem}.png"
         if not mask_path.is_file():
-            log.info("%s: no mask %s, not scored", result.path, mask_path)
+            log.debug("%s: no mask %s, not scored", result.path, mask_path)
             return None
         return score_against_mask(result, images.read(mask_path)[..., 0], self.options.label_rule)
 

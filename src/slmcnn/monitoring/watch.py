@@ -7,12 +7,21 @@ out; else that time stamp (layers are then numbered in time order); else the fil
 time. A layer is complete when it arrived by an atomic rename, or when its size has not changed for
 `settle` seconds. A monitor killed at any moment and started again loses nothing and repeats nothing.
 
+Unreadable layers: a layer that cannot be read is tried again each time its file changes (size or
+modification time: a slow writer), and `retries` times in all while it stays the same, `retry_wait`
+seconds apart; only then is it stored as failed, and it is tried again if its file changes later.
+So a layer is given up at most `settle` + `retries` x `retry_wait` seconds after its last change.
+Images over the size limits (images.LIMITS) are refused from their header, before decoding. A layer
+whose classification killed the monitor (out of memory, say) `POISON_TRIES` times is stored as
+failed on the next start and skipped, so one bad file never stops a build's monitoring.
+
 Builds: a folder may receive one build after another. A new build starts when `build` names one
 not seen before, when a file already stored for the current build is written again (a new first
 layer over the old one, say), or when layer numbers start again at or below the current build's
 first. Files stay with the build they were stored for, and no layer is ever skipped.
 """
 
+import contextlib
 import logging
 import queue
 import re
@@ -22,14 +31,17 @@ from datetime import datetime
 from pathlib import Path
 
 from slmcnn.backends import Backend
-from slmcnn.errors import SettingsError
+from slmcnn.errors import DatabaseError, OutputError, SettingsError
 from slmcnn.images import IMAGE_SUFFIXES
-from slmcnn.monitoring.alerts import AlertHook, AlertRules, evaluate_rules
-from slmcnn.monitoring.db import Database, FileStamp, StoredFile
+from slmcnn.monitoring.alerts import AlertHook, AlertRules, AlertSender, evaluate_rules
+from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
 from slmcnn.outputs import RunFiles
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
+from slmcnn.validate import number, whole
 
 log = logging.getLogger(__name__)
+POISON_TRIES = 2  # a layer whose classification killed the monitor this often is stored as failed
+POISON = "poison layer:"
 TIMESTAMP = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[_T-]?(\d{2})(\d{2})(\d{2})(?!\d)")
 
 
@@ -44,13 +56,33 @@ class MonitorConfig:
     settle: float = 0.5
     poll: bool = False  # poll the folder instead of OS events (network shares)
     retries: int = 3
+    retry_wait: float = 2.0  # seconds between tries of an unreadable layer whose file does not change
     rules: AlertRules = field(default_factory=AlertRules)
     on_alert: str | None = None
     on_alert_timeout: float = 10.0
 
     def __post_init__(self):
-        if not Path(self.watch_dir).is_dir():
+        self.watch_dir, self.out = Path(self.watch_dir), Path(self.out) if self.out is not None else None
+        if not self.watch_dir.is_dir():
             raise SettingsError(f"{self.watch_dir}: no such folder to watch")
+        number(self.settle, "settle", 0, 3600)
+        number(self.retry_wait, "retry_wait", 0, 3600)
+        number(self.on_alert_timeout, "on_alert_timeout", 0.001)
+        whole(self.retries, "retries", 1)
+        compile_pattern(self.pattern)
+
+
+def compile_pattern(pattern: str | None) -> re.Pattern | None:
+    """The layer-number pattern, checked: a valid regular expression with a group for the number."""
+    if pattern is None:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise SettingsError(f"`pattern` {pattern!r} is not a regular expression ({exc})") from None
+    if compiled.groups < 1:
+        raise SettingsError(f"`pattern` {pattern!r} has no group: put the layer number in one, e.g. 'layer_(\\d+)'")
+    return compiled
 
 
 def layer_timestamp(path: Path) -> datetime | None:
@@ -67,7 +99,8 @@ def layer_number(path: Path, pattern: re.Pattern | None = None) -> int | None:
     that is not part of a date-and-time stamp."""
     if pattern is not None:
         match = pattern.search(path.name)
-        return int(match.group(1)) if match else None
+        number = match.group(1) if match else None
+        return int(number) if number and number.isdigit() else None
     numbers = re.findall(r"\d+", TIMESTAMP.sub(" ", path.stem))
     return int(numbers[-1]) if numbers else None
 
@@ -89,15 +122,18 @@ class Monitor:
         self.options = options or RunOptions(workers=1)
         self.watch_dir = config.watch_dir.resolve()
         self.key = str(self.watch_dir)
-        self.pattern = re.compile(config.pattern) if config.pattern else None
+        self.lock = db.lock(self.key)
+        self.pattern = compile_pattern(config.pattern)
         self.hook = AlertHook(
             config.out / "alerts.jsonl" if config.out else None, config.on_alert, config.on_alert_timeout
         )
-        self.files = RunFiles(config.out, ("overlay",), summary=False, background=False) if config.out else None
+        self.sender: AlertSender | None = None
+        self.retry: dict[str, tuple[tuple[int, float], int, float]] = {}  # name: (size, mtime), tries, next try
+        out = config.out.resolve() if config.out else None  # the report reads the overlays from anywhere
+        self.files = RunFiles(out, ("overlay",), summary=False, background=False) if out else None
         self.pipeline = LayerPipeline(backend, self.options, self.files)
         self.stored = db.stored_files(self.key)
         self.digests: dict[tuple[str, int, float], str] = {}
-        self.attempts: dict[str, int] = {}
         self._use(db.open_build(self.key, config.build, self.options.model_name))
         self.events: queue.Queue = queue.Queue()
 
@@ -158,7 +194,7 @@ class Monitor:
         count = len(self.db.builds(self.key))
         name = f"{self.config.build or self.watch_dir.name} #{count + 1}"
         self._use(self.db.new_build(self.key, name, self.options.model_name))
-        self.attempts.clear()
+        self.retry.clear()
         log.info("new build %r: %s", name, reason)
 
     def _remember(self, path: Path, status: str, stamp: FileStamp | None) -> None:
@@ -170,15 +206,23 @@ class Monitor:
         for path in self.candidates():
             if not self._settled(path):
                 break  # keep layer order: wait for this one before later ones
+            try:
+                stamp = FileStamp.of(path)
+            except FileNotFoundError:
+                break
+            previous = self.retry.get(path.name)
+            if previous and previous[0] == (stamp.size, stamp.mtime) and time.time() < previous[2]:
+                break  # unchanged since the last failed try: wait for the next one
             number = layer_number(path, self.pattern)
-            stamp = FileStamp.of(path)
             reason = self._new_build_reason(path, number)
             if reason:
                 self._start_build(reason)
-            outcome = next(iter(self.pipeline.run([path])))
+            outcome = self._classify(path, stamp)
             if outcome.error is not None:
-                tries = self.attempts[path.name] = self.attempts.get(path.name, 0) + 1
-                if tries < self.config.retries:
+                changed = previous is None or previous[0] != (stamp.size, stamp.mtime)
+                tries = 1 if changed else previous[1] + 1
+                if tries < self.config.retries and not outcome.error.startswith(POISON):
+                    self.retry[path.name] = ((stamp.size, stamp.mtime), tries, time.time() + self.config.retry_wait)
                     log.info(
                         "layer %s: unreadable (try %d/%d), will retry: %s",
                         path.name,
@@ -189,12 +233,31 @@ class Monitor:
                     break
                 self.build.add_failed(path.name, number, outcome.error, stamp)
                 self._remember(path, "failed", stamp)
-                log.info("layer %s: FAILED after %d tries: %s", path.name, tries, outcome.error)
+                log.warning("layer %s: FAILED after %d tries: %s", path.name, tries, outcome.error)
             else:
                 self._finish(outcome, number if number is not None else self.build.next_number(), stamp)
                 self._remember(path, "done", stamp)
+            self.retry.pop(path.name, None)
+            self.db.end_attempt(self.key, path.name)
             finished += 1
         return finished
+
+    def _classify(self, path: Path, stamp: FileStamp) -> LayerOutcome:
+        """The layer's outcome; an error in `error`, never raised, except for what stops the
+        monitor (an output that cannot be written). A file that killed the monitor POISON_TRIES
+        times before is not opened again."""
+        crashed = self.db.begin_attempt(self.key, path.name, stamp)
+        if crashed >= POISON_TRIES:
+            return LayerOutcome(path, error=f"{POISON} the monitor stopped {crashed} times while classifying it")
+        try:
+            return next(iter(self.pipeline.run([path])))
+        except (OutputError, DatabaseError, KeyboardInterrupt):
+            with contextlib.suppress(Exception):
+                self.db.end_attempt(self.key, path.name)  # the monitor stops, but not because of this layer
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad layer must not stop the monitoring of a build
+            log.debug("layer %s", path.name, exc_info=True)
+            return LayerOutcome(path, error=f"{path}: {type(exc).__name__}: {exc}"[:500])
 
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
         result = outcome.result
@@ -210,10 +273,14 @@ class Monitor:
         self.raise_pending()
 
     def raise_pending(self) -> None:
-        """Raise every stored alert not raised yet: this layer's, and any a killed run left behind."""
+        """Raise every stored alert not raised yet (this layer's, and any a killed run left behind),
+        on the sender's thread when the monitor runs, else here."""
         for alert_id, alert in self.build.unraised_alerts():
-            self.hook(alert)
-            self.build.mark_raised([alert_id])
+            if self.sender is not None:
+                self.sender.send(alert_id, alert)
+            else:
+                self.hook(alert, alert_id)
+                self.build.mark_raised([alert_id])
 
     def run(self, exit_when_idle: float | None = None) -> None:
         """Process what is there, then follow file events until stopped (or idle for `exit_when_idle` s)."""
@@ -230,20 +297,30 @@ class Monitor:
         observer = PollingObserver(timeout=0.5) if self.config.poll else Observer()
         observer.schedule(Handler(), str(self.watch_dir), recursive=False)
         observer.start()
-        self.raise_pending()
-        last_work = time.time()
+        self.sender = AlertSender(self.hook, self.build.mark_raised)
+        stopped = True
         try:
-            while True:
-                if self.process_ready():
-                    last_work = time.time()
-                try:
-                    events.get(timeout=0.25)
-                    while not events.empty():
-                        events.get_nowait()
-                except queue.Empty:
-                    pass
-                if exit_when_idle is not None and time.time() - last_work > exit_when_idle and not self.candidates():
-                    break
+            with database_errors(self.db.source):
+                self._follow(events, exit_when_idle)
+            stopped = False
         finally:
             observer.stop()
             observer.join(timeout=5)
+            self.sender.close(wait=0 if stopped else None)  # interrupted: unraised alerts wait for the restart
+            self.sender = None
+            self.lock.release()
+
+    def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
+        self.raise_pending()
+        last_work = time.time()
+        while True:
+            if self.process_ready():
+                last_work = time.time()
+            try:
+                events.get(timeout=0.25)
+                while not events.empty():
+                    events.get_nowait()
+            except queue.Empty:
+                pass
+            if exit_when_idle is not None and time.time() - last_work > exit_when_idle and not self.candidates():
+                return
