@@ -1,0 +1,223 @@
+"""`slmcnn app`'s API: every route, refused paths and tokens, labels that survive a restart,
+review, export that `slmcnn train` splits by layer, and a one-epoch fine-tune of a tiny model."""
+
+import csv
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+from slmcnn.app.server import create_app  # noqa: E402
+from slmcnn.app.store import LabelStore  # noqa: E402
+from slmcnn.app.workspace import AppConfig  # noqa: E402
+
+TOKEN = "test-token"
+AUTH = {"X-Slmcnn-Token": TOKEN}
+
+
+def monitored_build(build: Path, model: Path, root: Path, layers: int) -> Path:
+    """A monitor's database of the first `layers` layers of a synthetic build (alerts on every layer)."""
+    watch, db = root / "camera", root / "build.sqlite"
+    watch.mkdir(parents=True)
+    for path in sorted((build / "layers").glob("*.png"))[:layers]:
+        shutil.copy(path, watch / path.name)
+    args = ["monitor", watch, "--db", db, "--model", model, "--exit-when-idle", "0.5", "--settle", "0.05"]
+    done = run_cli(*args, "--alert-error-fraction", "0", "--backend", "torch")
+    assert done.returncode == 0, done.stderr
+    return db
+
+
+@pytest.fixture(scope="module")
+def env(tiny_build, tiny_model_file, tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    db = monitored_build(tiny_build, tiny_model_file, root, 4)
+    data = root / "data"
+    (data / "photos").mkdir(parents=True)
+    for path in sorted((tiny_build / "layers").glob("*.png"))[4:7]:
+        shutil.copy(path, data / "photos" / path.name)
+    (root / "secret").mkdir()
+    (root / "secret" / "00001.png").write_bytes((tiny_build / "layers" / "00001.png").read_bytes())
+    os.symlink(root / "secret", data / "escape")
+    config = AppConfig([db], [data], tiny_model_file, labels=root / "labels.sqlite", token=TOKEN, user="tester")
+    client = TestClient(create_app(config))
+    return {"root": root, "db": db, "data": data, "client": client, "config": config, "model": tiny_model_file}
+
+
+def test_pages_carry_the_token_and_assets_come_from_the_package(env):
+    client = env["client"]
+    for url in ("/", "/sets/b0-1", "/sets/b0-1/layers/0"):
+        page = client.get(url)
+        assert page.status_code == 200 and f'content="{TOKEN}"' in page.text
+        assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+    for asset in ("app.css", "common.js", "index.js", "set.js", "layer.js"):
+        assert client.get(f"/static/{asset}").status_code == 200
+    assert client.get("/sets/nope").status_code == 404
+
+
+def test_sets_summary_and_layer(env):
+    client = env["client"]
+    sets = {s["id"]: s for s in client.get("/api/sets").json()}
+    assert sets["b0-1"]["kind"] == "build" and sets["b0-1"]["layers"] == 4
+    summary = client.get("/api/sets/b0-1").json()
+    assert [entry["number"] for entry in summary["layer_list"]] == [1, 2, 3, 4]
+    assert summary["alerts"] and summary["alerts"][0]["verdict"] is None
+    assert len(summary["recurrence"]) == 3  # 384 px: 3x3 tiles
+    layer = client.get("/api/sets/b0-1/layers/1").json()
+    assert (layer["rows"], layer["cols"], layer["width"]) == (3, 3, 384)
+    assert len(layer["probabilities"][0][0]) == 3 and layer["labels"] == [[None] * 3] * 3
+    image = client.get("/api/sets/b0-1/layers/1/image")
+    assert image.headers["content-type"] == "image/jpeg" and image.content[:2] == b"\xff\xd8"
+    for url in ("/api/sets/b0-1/layers/9", "/api/sets/b9-9", "/api/sets/b0-1/layers/-1/image"):
+        assert client.get(url).status_code == 404
+    assert client.get("/api/model").json()["arch"] == "slmcnn-tiny"
+
+
+def test_integrated_gradients_of_one_tile(env):
+    client = env["client"]
+    heat = client.get("/api/sets/b0-1/layers/0/explain", params={"row": 1, "col": 2})
+    assert heat.status_code == 200 and heat.content[:4] == b"\x89PNG" and heat.headers["x-target"]
+    assert client.get("/api/sets/b0-1/layers/0/explain", params={"row": 5, "col": 0}).status_code == 404
+
+
+def test_state_changes_need_the_page_token(env):
+    client, label = env["client"], {"row": 0, "col": 0, "cls": 1}
+    assert client.post("/api/sets/b0-1/layers/0/labels", json=label).status_code == 403
+    assert client.post("/api/sets/b0-1/layers/0/labels", json=label, headers={"X-Slmcnn-Token": "x"}).status_code == 403
+    for url in ("/api/export", "/api/finetune", "/api/finetune/current", "/api/sets", "/api/sets/b0-1/alerts/1"):
+        assert client.post(url, json={}).status_code == 403, url
+    assert client.get("/api/sets/b0-1/layers/0").json()["labels"][0][0] is None
+
+
+def test_labels_are_stored_at_once_with_who_and_when(env):
+    client, url = env["client"], "/api/sets/b0-1/layers/2/labels"
+    assert client.post(url, json={"row": 0, "col": 1, "cls": 2, "who": "ana"}, headers=AUTH).json() == {"stored": 1}
+    batch = {"labels": [{"row": 1, "col": 1, "cls": 0}, {"row": 2, "col": 2, "cls": 1}]}
+    assert client.post(url, json=batch, headers=AUTH).json() == {"stored": 2}
+    assert client.post(url, json={"row": 2, "col": 2, "cls": None}, headers=AUTH).status_code == 200  # 0 clears
+    assert client.post(url, json={"row": 3, "col": 0, "cls": 1}, headers=AUTH).status_code == 404
+    assert client.post(url, json={"row": 0, "col": 0, "cls": 7}, headers=AUTH).status_code == 400
+    layer = client.get("/api/sets/b0-1/layers/2").json()
+    assert layer["labels"][0][1] == 2 and layer["checked"][0][1] and layer["labels"][2][2] is None
+    again = LabelStore(env["config"].labels_path)  # another connection, as after a restart
+    stored = again.layer_labels(client.app.state.workspace.get_set("b0-1").key, "00003.png")
+    cls, checked, who, at = stored[(0, 1)]
+    assert (cls, checked, who) == (2, True, "ana") and time.time() - at < 60
+    assert stored[(1, 1)][2] == "tester" and again.log_count() >= 4
+    again.close()
+
+
+def test_open_folders_only_inside_the_data_folders(env):
+    client, root = env["client"], env["root"]
+    opened = client.post("/api/sets", json={"folder": "photos"}, headers=AUTH)
+    assert opened.status_code == 200 and opened.json()["layers"] == 3
+    layer = client.get(f"/api/sets/{opened.json()['id']}/layers/0").json()
+    assert layer["file"] == "00005.png" and len(layer["classes"]) == 3
+    for folder in ("..", "../secret", str(root / "secret"), "/etc", "photos/../../secret", "escape"):
+        refused = client.post("/api/sets", json={"folder": folder}, headers=AUTH)
+        assert refused.status_code == 403, folder
+    assert client.post("/api/sets", json={"folder": "missing"}, headers=AUTH).status_code == 404
+    for url in (
+        "/static/../app/server.py",
+        "/static/%2e%2e/server.py",
+        "/static/..%2fserver.py",
+        "/static//etc/passwd",
+    ):
+        response = client.get(url)
+        assert response.status_code == 404 and b"import" not in response.content, url
+
+
+def test_a_server_beyond_this_machine_needs_its_token(env):
+    config = AppConfig([env["db"]], [], env["model"], labels=env["root"] / "remote.sqlite", host="0.0.0.0", token="t0k")
+    remote = TestClient(create_app(config))
+    assert remote.get("/").status_code == 401 and remote.get("/api/sets").status_code == 401
+    assert remote.get("/static/app.css").status_code == 401
+    assert remote.get("/", params={"token": "t0k"}).status_code == 200  # sets the cookie
+    assert remote.get("/api/sets").status_code == 200
+    assert remote.post("/api/export", json={}).status_code == 403  # the cookie alone changes nothing
+    refused = run_cli("app", "--db", env["db"], "--host", "0.0.0.0")
+    assert refused.returncode != 0 and "--token" in refused.stderr
+
+
+def test_review_alerts(env):
+    client = env["client"]
+    alerts = client.get("/api/sets/b0-1").json()["alerts"]
+    first, second = alerts[0], alerts[-1]
+    url = "/api/sets/b0-1/alerts/{}"
+    assert client.post(url.format(first["id"]), json={"verdict": "confirmed"}, headers=AUTH).json()["labelled"] == 0
+    rejected = client.post(url.format(second["id"]), json={"verdict": "false_alarm"}, headers=AUTH).json()
+    layer = client.get(f"/api/sets/b0-1/layers/{second['index']}").json()
+    errors = sum(c == 2 for row in layer["classes"] for c in row)
+    assert rejected["labelled"] == errors
+    relabelled = [layer["labels"][r][c] for r in range(3) for c in range(3) if layer["classes"][r][c] == 2]
+    assert all(label in (0, 1) for label in relabelled)
+    verdicts = {a["id"]: a["verdict"] for a in client.get("/api/sets/b0-1").json()["alerts"]}
+    assert verdicts[first["id"]] == "confirmed" and verdicts[second["id"]] == "false_alarm"
+    assert client.post(url.format(first["id"]), json={"verdict": "maybe"}, headers=AUTH).status_code == 400
+    assert client.post(url.format(99999), json={"verdict": "confirmed"}, headers=AUTH).status_code == 404
+
+
+def label_layers(client, set_id: str, layers: range) -> None:
+    for i in layers:
+        cells = [{"row": r, "col": c, "cls": (r + c + i) % 3} for r in range(3) for c in range(3)]
+        assert (
+            client.post(f"/api/sets/{set_id}/layers/{i}/labels", json={"labels": cells}, headers=AUTH).status_code
+            == 200
+        )
+
+
+def test_export_writes_class_folders_and_a_split_file_train_splits_by_layer(env):
+    from slmcnn.data import load_source, split
+
+    client = env["client"]
+    label_layers(client, "b0-1", range(4))
+    done = client.post("/api/export", json={}, headers=AUTH).json()
+    folder = Path(done["folder"])
+    assert done["tiles"] == sum(done["counts"].values()) >= 36 and done["layers"] >= 4
+    rows = list(csv.DictReader(open(folder / "split.csv")))
+    assert list(rows[0]) == ["path", "label", "build", "layer", "row", "col", "split"]
+    assert all((folder / r["path"]).is_file() and r["path"].startswith(r["label"] + "/") for r in rows)
+    table = load_source(folder)
+    parts = split(table)
+    layers = {name: {g for g in part.groups} for name, part in parts.items()}
+    assert not (layers["train"] & layers["val"]) and not (layers["train"] & layers["test"])
+
+
+def test_train_on_plain_class_folders_warns_it_cannot_split_by_layer(env, tmp_path):
+    done = sorted((env["root"] / "labels-app").glob("export-*"))[-1]
+    plain = tmp_path / "plain"
+    for name in ("Powder", "Object", "Error"):
+        shutil.copytree(done / name, plain / name)
+    out = run_cli("train", plain, "--out", tmp_path / "run", "--arch", "slmcnn-tiny", "--epochs", "1", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "cannot be split by layer" in out.stderr
+    by_layer = run_cli("train", done, "--out", tmp_path / "run2", "--arch", "slmcnn-tiny", "--epochs", "1", "--quiet")
+    assert by_layer.returncode == 0 and "cannot be split by layer" not in by_layer.stderr
+
+
+def test_fine_tune_in_the_background_then_make_current(env):
+    client = env["client"]
+    assert client.post("/api/finetune/current", json={}, headers=AUTH).status_code == 400
+    assert client.post("/api/finetune", json={"epochs": 0}, headers=AUTH).status_code == 400
+    label_layers(client, "b0-1", range(4))
+    started = client.post("/api/finetune", json={"epochs": 1, "lr": 0.001}, headers=AUTH)
+    assert started.status_code == 200 and started.json()["state"] == "running"
+    assert client.post("/api/finetune", json={"epochs": 1}, headers=AUTH).status_code == 400  # one at a time
+    deadline = time.time() + 240
+    while (state := client.get("/api/finetune").json())["state"] == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert state["state"] == "done", state
+    assert state["epoch"] == 1 and state["comparison"]["tiles"] > 0
+    assert 0 <= state["comparison"]["old"] <= 1 and 0 <= state["comparison"]["new"] <= 1
+    run = Path(state["run"])
+    assert (run / "model" / "model.safetensors").is_file() and (run / "data" / "split.csv").is_file()
+    made = client.post("/api/finetune/current", json={}, headers=AUTH).json()
+    assert Path(made["model"]).is_file() and made["model"] in made["monitor"]
+    assert client.get("/api/model").json()["path"] == made["model"]
+    assert LabelStore(env["config"].labels_path).current_model() == made["model"]
