@@ -226,7 +226,7 @@ viewer.addEventListener("wheel", (e) => {
 }, { passive: false });
 
 document.addEventListener("keydown", (e) => {
-  if (!L || e.target.tagName === "INPUT") return;
+  if (!L || e.target.matches("input:not([type=radio]), textarea")) return;
   const [r, c] = sel;
   const key = e.key;
   let handled = true;

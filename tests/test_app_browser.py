@@ -1,0 +1,187 @@
+"""`slmcnn app` in headless Chromium (Debian's, driven by Playwright): a synthetic 768x768 build
+monitored with a tiny model; labelling by clicks and keys, review, export and a one-epoch fine-tune.
+Skipped only where Chromium or Playwright cannot be had (.ci/run installs Chromium)."""
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if not CHROMIUM:
+    pytest.skip("chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+import uvicorn  # noqa: E402
+
+from slmcnn.app.server import create_app  # noqa: E402
+from slmcnn.app.workspace import AppConfig  # noqa: E402
+from slmcnn.synth import SynthSettings, generate_build  # noqa: E402
+from test_app import monitored_build  # noqa: E402
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+FLAGS += ["--disable-component-update", "--no-first-run"]
+TOKEN = "browser-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_file, tmp_path_factory):
+    root = tmp_path_factory.mktemp("appweb")
+    rates = {"streak": 0.5, "debris": 0.5, "swelling": 0.3}
+    generate_build(SynthSettings(layers=5, seed=11, size=768, defect_rates=rates), root / "synth", workers=1)
+    db = monitored_build(root / "synth", tiny_model_file, root, 5)
+    config = AppConfig([db], [root / "synth"], tiny_model_file, labels=root / "labels.sqlite", token=TOKEN)
+    config.port = free_port()
+    app = create_app(config)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{config.port}", "app": app, "root": root}
+    uv.should_exit = True
+    app.state.workspace.finetune.stop()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        except sync_api.Error as exc:
+            pytest.skip(f"chromium does not start here: {exc}")
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def layer_state(server, index: int) -> dict:
+    ws = server["app"].state.workspace
+    data = ws.layer("b0-1", index)
+    return ws.store.layer_labels(data.ref.set_key, data.ref.layer)
+
+
+def open_layer(page, server, index: int) -> None:
+    page.goto(f"{server['url']}/sets/b0-1/layers/{index}")
+    page.wait_for_selector(f'body[data-ready="{index}"]')
+
+
+def tile_point(page, row: int, col: int) -> tuple[float, float]:
+    """The page coordinates of a tile's centre."""
+    return page.evaluate(
+        """([r, c]) => { const b = document.getElementById('overlay').getBoundingClientRect();
+           const s = b.width / 768; return [b.left + (c * 128 + 64) * s, b.top + (r * 128 + 64) * s]; }""",
+        [row, col],
+    )
+
+
+def test_build_view_shows_fractions_recurrence_and_alerts(page, server):
+    page.goto(f"{server['url']}/sets/b0-1")
+    page.wait_for_selector('body[data-ready="1"]')
+    assert page.locator("#chart polyline").count() == 2
+    assert page.locator("#heat div").count() == 36
+    assert page.locator("#layers tbody tr").count() == 5
+    assert page.locator("#alerts tbody tr").count() >= 2
+
+
+def test_layer_view_opens_fast_and_shows_probabilities(page, server):
+    shown = []
+    for index in (0, 1, 2):
+        start = time.perf_counter()
+        open_layer(page, server, index)
+        shown.append((page.evaluate("window.layerShownMs"), (time.perf_counter() - start) * 1000))
+    print("layer view shown in (ms, in page / with navigation):", shown)
+    assert min(ms for ms, _ in shown) < 300
+    page.mouse.move(*tile_point(page, 2, 3))
+    assert "%" in page.inner_text("#hover") and "row 2, col 3" in page.inner_text("#hover")
+    assert page.locator("#overlay-anomaly").is_disabled()  # no camera profile scored this build
+    page.check('input[value="none"]')
+    page.check('input[value="classes"]')
+    page.keyboard.press("e")  # Integrated Gradients of the selected tile
+    page.wait_for_selector("#ig:not([hidden])")
+
+
+def test_label_a_layer_by_keyboard_in_36_presses(page, server):
+    open_layer(page, server, 0)
+    presses = ["2"] + ["3"] + ["Enter"] * 33 + ["1"]
+    for key in presses:
+        page.keyboard.press(key)
+    page.wait_for_selector('body[data-ready="1"]')  # the last tile moves on to the next layer
+    page.evaluate("window.slmcnnFlush()")
+    labels = layer_state(server, 0)
+    assert len(presses) == 36 and len(labels) == 36 and all(checked for _, checked, _, _ in labels.values())
+    assert labels[(0, 0)][0] == 1 and labels[(0, 1)][0] == 2 and labels[(5, 5)][0] == 0
+    predicted = server["app"].state.workspace.layer("b0-1", 0).classes
+    confirmed = [(r, c) for r in range(6) for c in range(6) if 2 <= 6 * r + c <= 34]  # by Enter: as predicted
+    assert all(labels[cell][0] == predicted[cell] for cell in confirmed)
+
+
+def test_clicks_cycle_arrows_move_and_undo(page, server):
+    open_layer(page, server, 1)
+    predicted = server["app"].state.workspace.layer("b0-1", 1).classes
+    page.mouse.click(*tile_point(page, 1, 1))  # confirms the prediction
+    page.mouse.click(*tile_point(page, 1, 1))  # then cycles
+    page.evaluate("window.slmcnnFlush()")
+    assert layer_state(server, 1)[(1, 1)][:2] == ((predicted[1, 1] + 1) % 3, True)
+    page.keyboard.press("u")
+    page.evaluate("window.slmcnnFlush()")
+    assert layer_state(server, 1)[(1, 1)][:2] == (predicted[1, 1], True)
+    page.keyboard.press("0")
+    page.evaluate("window.slmcnnFlush()")
+    assert layer_state(server, 1)[(1, 1)][0] is None
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("3")
+    page.evaluate("window.slmcnnFlush()")
+    assert layer_state(server, 1)[(2, 2)][0] == 2
+    page.keyboard.press("Shift+ArrowRight")
+    page.wait_for_selector('body[data-ready="2"]')
+    page.keyboard.press("a")  # confirm all as shown
+    page.evaluate("window.slmcnnFlush()")
+    assert len(layer_state(server, 2)) == 36
+    box = page.locator("#overlay").bounding_box()
+    page.mouse.move(box["x"] + 200, box["y"] + 200)
+    page.mouse.wheel(0, -400)  # zoom in
+    assert page.locator("#overlay").bounding_box()["width"] > box["width"] * 1.2
+
+
+def test_review_alerts_in_the_queue(page, server):
+    page.goto(f"{server['url']}/sets/b0-1")
+    page.wait_for_selector('body[data-ready="1"]')
+    open_before = page.locator("#alerts tbody tr", has_text="open").count()
+    page.locator("#alerts tbody tr", has_text="open").first.locator("button.confirm").click()
+    page.wait_for_selector("#alerts .verdict-confirmed")
+    page.locator("#alerts tbody tr", has_text="open").first.locator("button.false-alarm").click()
+    page.wait_for_selector("#alerts .verdict-false_alarm")
+    assert page.locator("#alerts tbody tr", has_text="open").count() == open_before - 2
+
+
+def test_export_and_fine_tune_a_tiny_model_for_one_epoch(page, server):
+    open_layer(page, server, 3)
+    page.keyboard.press("a")
+    page.evaluate("window.slmcnnFlush()")
+    page.goto(server["url"] + "/")
+    page.click("#export")
+    page.wait_for_function("document.getElementById('export-result').textContent.includes('tiles')")
+    folder = Path(page.inner_text("#export-result").split("→ ")[1].split(" (")[0])
+    assert (folder / "split.csv").is_file() and any((folder / "Powder").iterdir())
+    page.fill("#epochs", "1")
+    page.click("#finetune")
+    page.wait_for_function("document.getElementById('finetune-text').textContent.startsWith('done')", timeout=240_000)
+    assert "old" in page.inner_text("#finetune-compare")
+    page.click("#make-current")
+    page.wait_for_function("document.getElementById('current-result').textContent.includes('monitor')")
+    current = Path(server["root"] / "labels-app" / "current.safetensors")
+    assert current.is_file() and page.inner_text("#model-name") == "current.safetensors"
