@@ -35,6 +35,7 @@ from slmcnn.profile import (
     FeatureNet,
     build_profile,
     decide,
+    profile_from_features,
     thresholds_from_scores,
 )
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
@@ -101,26 +102,53 @@ def evaluate(good: list, bad: dict, score) -> dict:
     return result
 
 
+VARIANTS = {  # name: (locations per tile side, confirm, object_error)
+    "patch-knn": (4, 1.0, 1.01),
+    "tile-knn": (1, 1.0, 1.01),
+    "tile-knn, network Error never vetoed": (1, 0.0, 1.01),
+    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3),
+    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2),
+}
+
+
+def variant_profiles(model, features: np.ndarray, grid_shape, precision: str) -> dict:
+    """One profile per feature grid from (frames, tiles, 16, D) features of good frames."""
+    return {
+        grid: profile_from_features(pooled(features, grid), grid_shape, model, None, (0, 0), precision)
+        for grid in {v[0] for v in VARIANTS.values()}
+    }
+
+
+def pooled(features: np.ndarray, grid: int) -> np.ndarray:
+    """Features of GRID 4 (16 locations) pooled to grid 1 (the tile mean) when asked."""
+    return features if grid == 4 else features.mean(-2, keepdims=True)
+
+
+def decided(profiles: dict, name: str, probs: np.ndarray, feats: np.ndarray):
+    grid, confirm, object_error = VARIANTS[name]
+    anomaly = profiles[grid].score_features(probs, pooled(feats, grid)).anomaly
+    return decide(probs, anomaly, confirm, object_error), anomaly
+
+
 def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
     good = distinct(sorted((root / "No_Defect").glob("*.jpg")))
     reference = images.read(good[0])
     calibration = CameraCalibration(detect_corners(reference).round(2).tolist(), 768)
     started = time.perf_counter()
-    profile = build_profile(good[:frames], calibration, model, progress=True)
+    shipped = build_profile(good[:frames], calibration, model, progress=True)
     build_seconds = time.perf_counter() - started
-    tile_profile = build_profile(good[:frames], calibration, model, grid=1)
-    net = FeatureNet(model, precision=profile.meta["precision"])
+    net = FeatureNet(model, grid=4, precision=shipped.meta["precision"])
     rng = np.random.default_rng(seed)
 
-    def record(path: Path) -> dict:
+    def record(path: Path) -> tuple[np.ndarray, np.ndarray]:
         frame = images.read(path)
         own = calibration if frame.shape[:2] == reference.shape[:2] else None
         own = own or CameraCalibration(detect_corners(frame).round(2).tolist(), 768)
-        probs, feats = net(tile(own.warp(frame), profile.patch).patches)
-        return {"probs": probs, "feats": feats}
+        return net(tile(own.warp(frame), shipped.patch).patches)
 
-    profile_feats = np.stack([record(p)["feats"].mean(1) for p in good[:frames]])
-    gaussian = Gaussian(profile_feats)
+    profiles = variant_profiles(
+        model, np.stack([record(p)[1] for p in good[:frames]]), shipped.grid_shape, shipped.meta["precision"]
+    )
     good_records = [record(p) for p in good[frames:]]
     bad_records = {}
     for folder in FOLDERS:
@@ -131,26 +159,22 @@ def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
         print(f"  scored {folder}: {len(paths)} photos", file=sys.stderr)
 
     def network(r):
-        return bool((r["probs"].argmax(1) == ERROR).any()), float(r["probs"][:, ERROR].max())
+        return bool((r[0].argmax(1) == ERROR).any()), float(r[0][:, ERROR].max())
 
-    def with_profile(p, feats_of, confirm=None):
+    def with_profile(name):
         def score(r):
-            scores = p.score_features(r["probs"], feats_of(r), confirm)
-            return bool((scores.classes == ERROR).any()), scores.score
+            classes, anomaly = decided(profiles, name, *r)
+            return bool((classes == ERROR).any()), float(anomaly.max())
 
         return score
 
     def gauss(r):
-        anomaly = gaussian.anomaly(r["feats"].mean(1))
-        return bool((decide(r["probs"], anomaly) == ERROR).any()), float(anomaly.max())
+        anomaly = gaussian.anomaly(r[1].mean(1))
+        return bool((decide(r[0], anomaly) == ERROR).any()), float(anomaly.max())
 
-    methods = {
-        "network alone": network,
-        "patch-knn (shipped)": with_profile(profile, lambda r: r["feats"]),
-        "patch-knn, network Error never vetoed": with_profile(profile, lambda r: r["feats"], confirm=0.0),
-        "tile-knn": with_profile(tile_profile, lambda r: r["feats"].mean(1, keepdims=True)),
-        "gaussian per position": gauss,
-    }
+    gaussian = Gaussian(np.stack([record(p)[1].mean(1) for p in good[:frames]]))
+    methods = {"network alone": network, **{name: with_profile(name) for name in VARIANTS}}
+    methods["gaussian per position (PaDiM-style)"] = gauss
     results = {name: evaluate(good_records, bad_records, fn) for name, fn in methods.items()}
     return {
         "profile_frames": frames,
@@ -158,7 +182,7 @@ def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
         "defect_photos": {k: len(v) for k, v in bad_records.items()},
         "per_folder_cap": per_folder,
         "profile_seconds": round(build_seconds, 2),
-        "profile": {k: profile.meta[k] for k in ("threshold", "marks", "estimate")},
+        "profile": {k: shipped.meta[k] for k in ("threshold", "marks", "estimate")},
         "methods": results,
     }
 
@@ -170,41 +194,43 @@ def synthetic(model, layers: int) -> dict:
     no_parts = plan_build(SynthSettings(defect_rates={}, parts=(0, 0), **base))
     defects = plan_build(SynthSettings(defect_rates={"streak": 0.5, "swelling": 0.4, "debris": 0.5}, **base))
     rule = LabelRule()
-
-    def frames(plan, ids):
-        return [render_layer(plan, i) for i in ids]
-
     started = time.perf_counter()
-    profile = build_profile([r.image for r in frames(clean, range(20))], None, model)
+    shipped = build_profile([render_layer(clean, i).image for i in range(20)], None, model)
     seconds = time.perf_counter() - started
-    unseen_parts = build_profile([r.image for r in frames(no_parts, range(20))], None, model)
-    net = FeatureNet(model, precision=profile.meta["precision"])
-    out = {"profile_seconds": round(seconds, 2), "profile": {k: profile.meta[k] for k in ("threshold", "estimate")}}
-    test = range(20, 20 + layers)
-    for name, plan, used in (
-        ("sound layers", clean, profile),
-        ("sound layers, parts unseen by the profile", clean, unseen_parts),
-        ("layers with defects", defects, profile),
+    net = FeatureNet(model, grid=4, precision=shipped.meta["precision"])
+
+    def features(plan):
+        return np.stack([net(tile(render_layer(plan, i).image, 128).patches)[1] for i in range(20)])
+
+    profiles = {
+        "parts seen": variant_profiles(model, features(clean), shipped.grid_shape, shipped.meta["precision"]),
+        "parts unseen": variant_profiles(model, features(no_parts), shipped.grid_shape, shipped.meta["precision"]),
+    }
+    out = {
+        "profile_seconds": round(seconds, 2),
+        "profile": {k: shipped.meta[k] for k in ("threshold", "estimate")},
+        "test_layers": layers,
+    }
+    for case, plan, seen in (
+        ("sound layers", clean, "parts seen"),
+        ("sound layers, parts unseen by the profile", clean, "parts unseen"),
+        ("layers with defects", defects, "parts seen"),
     ):
         counts = {"tiles": 0, "sound": 0, "error_truth": 0}
-        for key in ("alone", "profile"):
-            counts |= {f"{key}_false": 0, f"{key}_found": 0}
-        for rendered in frames(plan, test):
+        for i in range(20, 20 + layers):
+            rendered = render_layer(plan, i)
             probs, feats = net(tile(rendered.image, 128).patches)
             truth = rule.labels(tile(rendered.mask[..., None], 128).patches[..., 0])
-            decided = used.score_features(probs, feats).classes
             sound, error = truth != ERROR, truth == ERROR
             counts["tiles"] += len(truth)
             counts["sound"] += int(sound.sum())
             counts["error_truth"] += int(error.sum())
-            for key, classes in (("alone", probs.argmax(1)), ("profile", decided)):
-                counts[f"{key}_false"] += int(((classes == ERROR) & sound).sum())
-                counts[f"{key}_found"] += int(((classes == ERROR) & error).sum())
-        for key in ("alone", "profile"):
-            counts[f"{key}_false_per_1000"] = round(1000 * counts[f"{key}_false"] / max(counts["sound"], 1), 2)
-            if counts["error_truth"]:
-                counts[f"{key}_recall"] = round(counts[f"{key}_found"] / counts["error_truth"], 4)
-        out[name] = counts
+            calls = {"network alone": probs.argmax(1)}
+            calls |= {name: decided(profiles[seen], name, probs, feats)[0] for name in VARIANTS}
+            for name, classes in calls.items():
+                counts[f"{name}: false"] = counts.get(f"{name}: false", 0) + int(((classes == ERROR) & sound).sum())
+                counts[f"{name}: found"] = counts.get(f"{name}: found", 0) + int(((classes == ERROR) & error).sum())
+        out[case] = counts
     return out
 
 
@@ -272,18 +298,20 @@ def print_summary(results: dict) -> None:
         )
         for name, m in r["methods"].items():
             folders = ", ".join(f"{f[:14]} {m[f + '_flagged']:.0%}" for f in FOLDERS)
-            print(f"  {name:40s} good flagged {m['good_flagged']:.0%}; {folders}; AUROC {m['auroc']:.3f}")
+            print(f"  {name:58s} good flagged {m['good_flagged']:.0%}; {folders}; AUROC {m['auroc']:.3f}")
     if "synthetic" in results:
         r = results["synthetic"]
-        print(f"synthetic unseen style: profile from 20 layers in {r['profile_seconds']} s")
-        for name, c in r.items():
-            if isinstance(c, dict) and "tiles" in c:
-                text = (
-                    f"  {name:45s} false Error per 1000 sound tiles: alone {c['alone_false_per_1000']}, "
-                    f"profile {c['profile_false_per_1000']}"
-                )
-                if "alone_recall" in c:
-                    text += f"; Error recall alone {c['alone_recall']:.3f}, profile {c['profile_recall']:.3f}"
+        print(
+            f"synthetic unseen style: profile from 20 layers in {r['profile_seconds']} s, {r['test_layers']} test layers"
+        )
+        for case, c in r.items():
+            if not isinstance(c, dict) or "tiles" not in c:
+                continue
+            print(f"  {case}: {c['sound']} sound tiles, {c['error_truth']} Error tiles")
+            for name in ["network alone", *VARIANTS]:
+                text = f"    {name:58s} false Error per 1000 sound tiles {1000 * c[name + ': false'] / c['sound']:.2f}"
+                if c["error_truth"]:
+                    text += f", Error recall {c[name + ': found'] / c['error_truth']:.3f}"
                 print(text)
     if "layer_cost" in results:
         print("per 768x768 layer (s):", results["layer_cost"])

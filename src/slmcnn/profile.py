@@ -46,13 +46,15 @@ FORMAT = "slmcnn-camera-profile"
 FORMAT_VERSION = 1
 MIN_FRAMES = 4
 TAPS = (3, 4)  # feature maps after these blocks (1-based): mid-level texture, then larger structures
-GRID = 4  # feature locations per tile side
+GRID = 1  # feature locations per tile side: 1, the tile mean, measured best (module docstring)
 CORESET = 4096  # memory entries kept at most
 FOLDS = 10  # leave-some-out folds over frames
 TARGET_FALSE_TILES = 0.01  # expected false Error tiles per sound layer: 1 in 100 layers
 TAIL_QUANTILE = 0.9  # the tail fit uses the scores above this quantile
+TAIL_CONFIDENCE = 0.95
 MARK_MARGIN = 1.25
 CONFIRM = 1.0  # the network's Error stays Error where the anomaly is above this
+OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
 ERROR, OBJECT, POWDER = 2, 1, 0
 
 
@@ -128,15 +130,19 @@ class TileScores:
         return float(self.anomaly.max()) if len(self.anomaly) else 0.0
 
 
-def decide(probabilities: np.ndarray, anomaly: np.ndarray, confirm: float = CONFIRM) -> np.ndarray:
+def decide(
+    probabilities: np.ndarray, anomaly: np.ndarray, confirm: float = CONFIRM, object_error: float = OBJECT_ERROR
+) -> np.ndarray:
     """Error where the network calls Powder and the tile is anomalous (anomaly > 1), or where the
     network calls Error and the anomaly confirms it (> `confirm`); an Error the profile does not
-    confirm becomes the better of Powder and Object. A tile the network calls Object stays Object:
-    parts the good layers never showed are not errors."""
+    confirm becomes the better of Powder and Object. A tile the network calls Object stays Object,
+    unless it is anomalous and the network gives Error at least `object_error`: parts the good
+    layers never showed are not errors."""
     network = probabilities.argmax(1)
     fallback = probabilities[:, :ERROR].argmax(1)
     classes = np.where(network == ERROR, np.where(anomaly > confirm, ERROR, fallback), network)
-    return np.where((network == POWDER) & (anomaly > 1.0), ERROR, classes)
+    raised = (network == POWDER) | ((network == OBJECT) & (probabilities[:, ERROR] >= object_error))
+    return np.where(raised & (anomaly > 1.0), ERROR, classes)
 
 
 def _on_top(probabilities: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -188,11 +194,17 @@ def nearest_distance(queries: np.ndarray, memory: np.ndarray, chunk: int = 2048)
 
 
 def tail_fit(scores: np.ndarray) -> tuple[float, float, float]:
-    """(u, q, beta): the scores above u (share q) fitted by an exponential tail of mean excess beta."""
+    """(u, q, beta): the scores above u (share q) fitted by an exponential tail whose mean excess
+    beta is the upper 95% confidence bound (n * mean / beta is Gamma(n)-distributed): with few good
+    frames the tail is uncertain, and an underestimated tail means false alarms."""
+    from scipy.stats import gamma
+
     u = float(np.quantile(scores, TAIL_QUANTILE))
     excess = scores[scores > u] - u
-    beta = float(excess.mean()) if len(excess) else float(scores.std() + 1e-6)
-    return u, float((scores > u).mean()), max(beta, 1e-6)
+    if not len(excess):
+        return u, 0.0, 1e-6
+    beta = float(excess.mean()) * len(excess) / float(gamma.ppf(1 - TAIL_CONFIDENCE, len(excess)))
+    return u, float(len(excess) / len(scores)), max(beta, 1e-6)
 
 
 def tail_probability(fit: tuple[float, float, float], threshold: np.ndarray) -> np.ndarray:
@@ -209,7 +221,7 @@ def thresholds_from_scores(left_out: np.ndarray) -> tuple[np.ndarray, dict]:
     frames, positions = left_out.shape
     fit = tail_fit(left_out.ravel())
     u, q, beta = fit
-    tail = u + beta * np.log(q * positions / TARGET_FALSE_TILES)
+    tail = u + beta * np.log(max(q * positions / TARGET_FALSE_TILES, 1.0))
     marks = np.flatnonzero((left_out > tail).sum(0) >= 2)
     others = np.delete(left_out, marks, axis=1)
     threshold = max(tail, float(others.max()) if others.size else tail)
@@ -409,41 +421,60 @@ def build_profile(
     or full frames when it is None."""
     _check_frames(len(frames))
     started = time.perf_counter()
-    patch = model.spec.patch
     net = FeatureNet(model, grid, precision)
-    frame_shape, grid_shape, features, _ = _extract(frames, calibration, net, patch, None, progress)
+    frame_shape, grid_shape, features, _ = _extract(frames, calibration, net, model.spec.patch, None, progress)
+    profile = profile_from_features(features, grid_shape, model, calibration, frame_shape, net.precision, coreset, seed)
+    profile.meta["seconds"] = round(time.perf_counter() - started, 2)
+    return profile
+
+
+def profile_from_features(
+    features: np.ndarray,
+    grid_shape: tuple[int, int],
+    model: torch.nn.Module,
+    calibration: CameraCalibration | None,
+    frame_shape: tuple[int, int],
+    precision: str,
+    coreset: int = CORESET,
+    seed: int = 0,
+) -> CameraProfile:
+    """The profile of good frames whose (frames, tiles, locations, D) `FeatureNet` features are
+    known, with its thresholds."""
+    frames, (rows, cols) = len(features), grid_shape
     flat = features.reshape(-1, features.shape[-1])
     mean, scale = flat.mean(0), flat.std(0) + 1e-6
-    standard = ((features - mean) / scale).astype(np.float32)
-    per_frame = standard.shape[1] * standard.shape[2]
-    points = standard.reshape(-1, standard.shape[-1])
-    frame_of = np.repeat(np.arange(len(frames)), per_frame)
+    points = ((flat - mean) / scale).astype(np.float32)
+    frame_of = np.repeat(np.arange(frames), len(points) // frames)
     keep = greedy_coreset(torch.from_numpy(points), coreset, seed).numpy()
     profile = CameraProfile(
         calibration,
-        frame_shape,
-        grid_shape,
-        patch,
+        tuple(frame_shape),
+        (rows, cols),
+        model.spec.patch,
         {"arch": getattr(model, "arch", type(model).__name__), "sha256": model_identity(model)},
         mean.astype(np.float32),
         scale.astype(np.float32),
         points[keep],
         frame_of[keep].astype(np.int32),
-        np.zeros((0, grid_shape[0] * grid_shape[1]), np.float32),
-        np.zeros(grid_shape[0] * grid_shape[1], np.float32),
-        {"precision": net.precision, "grid": grid, "coreset": coreset, "confirm": CONFIRM, "taps": list(TAPS)},
+        np.zeros((0, rows * cols), np.float32),
+        np.zeros(rows * cols, np.float32),
+        {
+            "precision": precision,
+            "grid": round(features.shape[2] ** 0.5),
+            "coreset": coreset,
+            "confirm": CONFIRM,
+            "taps": list(TAPS),
+        },
     )
-    profile.left_out = _left_out(profile, features, np.arange(len(frames)))
-    _finish(profile, time.perf_counter() - started)
+    profile.left_out = _left_out(profile, features, np.arange(frames))
+    _set_thresholds(profile)
     return profile
 
 
-def _finish(profile: CameraProfile, seconds: float) -> None:
+def _set_thresholds(profile: CameraProfile) -> None:
     _check_consistent(profile.left_out)
     profile.thresholds, found = thresholds_from_scores(profile.left_out)
-    profile.meta.update(found)
-    profile.meta["seconds"] = round(seconds, 2)
-    profile.meta["created_with"] = __version__
+    profile.meta.update(found, created_with=__version__)
 
 
 def update_profile(
@@ -470,7 +501,8 @@ def update_profile(
     new_scores = _left_out(updated, features, np.arange(first, first + len(frames)))
     updated.left_out = np.concatenate([profile.left_out, new_scores])
     updated.meta = dict(profile.meta)
-    _finish(updated, time.perf_counter() - started)
+    _set_thresholds(updated)
+    updated.meta["seconds"] = round(profile.meta.get("seconds", 0) + time.perf_counter() - started, 2)
     return updated
 
 
