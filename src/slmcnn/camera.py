@@ -29,12 +29,19 @@ class CameraCalibration:
 
     def __post_init__(self):
         corners = np.asarray(self.corners, np.float64)
-        if corners.shape != (4, 2):
-            raise SettingsError(f"a calibration needs 4 corners (x, y), got {corners.shape}")
+        if corners.shape != (4, 2) or not np.isfinite(corners).all():
+            raise SettingsError(f"a calibration needs 4 corners (x, y) of finite numbers, got {self.corners!r:.80}")
+        for polygon in self.ignore:
+            shape = np.asarray(polygon, np.float64).shape
+            if len(shape) != 2 or shape[0] < 3 or shape[1] != 2:
+                raise SettingsError(f"an ignored area needs 3 or more (x, y) points, got {polygon!r:.80}")
         if cv2.contourArea(corners.astype(np.float32)) < 100:
             raise SettingsError("the 4 bed corners enclose (almost) no area")
-        if self.size < 32:
-            raise SettingsError("the straightened bed must be at least 32 px")
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 32:
+            raise SettingsError(f"the straightened bed must be a whole number of at least 32 px (`size` {self.size!r})")
+        from slmcnn.images import LIMITS
+
+        LIMITS.check("the straightened bed (`size`)", self.size, self.size, self.size * self.size * 3 * 2)
 
     @property
     def homography(self) -> np.ndarray:
@@ -60,9 +67,9 @@ class CameraCalibration:
         return asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_json(), indent=2))
-        return path
+        from slmcnn.files import write_text
+
+        return write_text(path, json.dumps(self.to_json(), indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> "CameraCalibration":
@@ -72,7 +79,7 @@ class CameraCalibration:
             return cls(**data)
         except FileNotFoundError:
             raise SettingsError(f"{path}: no such calibration file") from None
-        except (ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             raise SettingsError(f"{path}: not a camera calibration ({exc})") from None
 
 

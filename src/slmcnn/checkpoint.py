@@ -4,11 +4,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from slmcnn import CLASS_COLOURS, CLASSES, __version__
 from slmcnn.errors import ModelFileError
+from slmcnn.files import atomic_path
 from slmcnn.model import SlmCnn, create_model
 
 FORMAT = "slmcnn-model"
@@ -33,10 +35,10 @@ class ModelInfo:
 def save_model(model: SlmCnn, path: str | Path, info: ModelInfo) -> Path:
     """Write weights and metadata to one file (contiguous float32 tensors, BN statistics included)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "info": json.dumps(info.__dict__)}
-    save_file(tensors, str(path), metadata=meta)
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=meta)
     return path
 
 
@@ -53,7 +55,8 @@ def read_info(path: str | Path) -> ModelInfo:
             header = json.loads(handle.read(header_len))
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{path} is not a safetensors model file ({exc})") from None
-    meta = header.get("__metadata__") or {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is a safetensors file but not an slmcnn model")
     if meta.get("format_version") != str(FORMAT_VERSION):
@@ -62,19 +65,42 @@ def read_info(path: str | Path) -> ModelInfo:
             f"({__version__}) reads format {FORMAT_VERSION}; re-export it with a matching version"
         )
     try:
-        return ModelInfo(**json.loads(meta["info"]))
+        info = ModelInfo(**json.loads(meta["info"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path} has unreadable metadata ({exc})") from None
+    _check_info(info, path)
+    return info
+
+
+INFO_TYPES = {"arch": str, "classes": list, "colours": dict, "patch": int, "normalisation": str, "version": str}
+INFO_TYPES.update(training=dict, metrics=dict, name=str)
+
+
+def _check_info(info: ModelInfo, path: Path) -> None:
+    """Metadata of the types and values this slmcnn can use: a crafted file is refused here, not
+    deep inside prediction."""
+    for name, kind in INFO_TYPES.items():
+        value = getattr(info, name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ModelFileError(f"{path}: metadata {name!r} is {type(value).__name__}, expected {kind.__name__}")
+    if info.classes != list(CLASSES):
+        raise ModelFileError(f"{path}: classes {info.classes[:5]} are not this slmcnn's {list(CLASSES)}")
 
 
 def load_model(path: str | Path) -> tuple[SlmCnn, ModelInfo]:
     """Rebuild the network named in the file and load its weights (eval mode)."""
     info = read_info(path)
     model = create_model(info.arch)
+    if info.patch != model.spec.patch:
+        raise ModelFileError(
+            f"{path}: patch {info.patch} does not match architecture {info.arch!r} ({model.spec.patch})"
+        )
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{path} is corrupt ({exc})") from None
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise ModelFileError(f"{path} holds NaN or infinite weights; it cannot classify anything")
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -6,6 +6,7 @@ on both sides of a split.
 """
 
 import csv
+import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,33 @@ def load_sources(paths: list[str | Path]) -> PatchTable:
 
 
 def _is_split_file(path: Path) -> bool:
-    with open(path, newline="") as handle:
-        return handle.readline().strip().split(",")[:2] == ["path", "label"]
+    return _read_text(path).partition("\n")[0].strip().split(",")[:2] == ["path", "label"]
+
+
+def _read_text(path: Path) -> str:
+    """A CSV's text (UTF-8, with or without a byte-order mark), or a DataError saying why not."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _read_rows(path: Path, delimiter: str = ",") -> list[dict]:
+    try:
+        return list(csv.DictReader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter))
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _cells(row: dict, names: tuple[str, ...], where: str) -> list[str]:
+    """The named cells of a CSV row, each present and not empty."""
+    values = [row.get(name) for name in names]
+    for name, value in zip(names, values):
+        if value is None or not value.strip():
+            raise DataError(f"{where}: no {name} (each row needs {', '.join(names)})")
+    return values
 
 
 def _from_class_folders(root: Path) -> PatchTable:
@@ -106,22 +132,22 @@ def _from_class_folders(root: Path) -> PatchTable:
 
 def _from_reference_csv(path: Path) -> PatchTable:
     """The reference's `Image;Label` CSV; paths are relative to the CSV's folder."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter=";"))
+    rows = _read_rows(path, delimiter=";")
     if not rows or not {"Image", "Label"} <= set(rows[0]):
         raise DataError(f"{path}: expected a semicolon-separated CSV with columns Image;Label")
-    paths = [path.parent / row["Image"] for row in rows]
-    labels = [class_index(row["Label"], f"{path} line {i + 2}") for i, row in enumerate(rows)]
+    cells = [_cells(row, ("Image", "Label"), f"{path} line {i + 2}") for i, row in enumerate(rows)]
+    paths = [path.parent / image for image, _ in cells]
+    labels = [class_index(label, f"{path} line {i + 2}") for i, (_, label) in enumerate(cells)]
     return PatchTable(paths, np.array(labels, np.int64), [str(p) for p in paths])
 
 
 def _from_split_file(path: Path) -> PatchTable:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _read_rows(path)
     if not rows:
         raise DataError(f"{path}: the split file lists no patches")
-    paths = [path.parent / row["path"] for row in rows]
-    labels = [class_index(row["label"], f"{path} line {i + 2}") for i, row in enumerate(rows)]
+    cells = [_cells(row, ("path", "label"), f"{path} line {i + 2}") for i, row in enumerate(rows)]
+    paths = [path.parent / name for name, _ in cells]
+    labels = [class_index(label, f"{path} line {i + 2}") for i, (_, label) in enumerate(cells)]
     groups = [
         f"{row.get('build', '')}/{row.get('layer', '')}" if row.get("layer") else str(p) for row, p in zip(rows, paths)
     ]

@@ -50,3 +50,13 @@ class ModelFileError(SlmcnnError):
 
 class SettingsError(SlmcnnError):
     """Impossible settings: negative counts, a patch larger than the image, an occupied folder."""
+
+
+class OutputError(SlmcnnError):
+    """An output that cannot be written: it exists (and `force` was not given), it is the input, its
+    folder is read-only or not a folder, or the disk is full."""
+
+
+class DatabaseError(SlmcnnError):
+    """A database that cannot be used: a bad URL, a missing driver, not a monitor's database, or
+    another monitor already following the same folder with it."""

@@ -1,22 +1,90 @@
 """Read layer photos and patches of any common format into HxWx3 arrays, with clear errors."""
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from slmcnn.errors import ImageReadError
+from slmcnn.errors import ImageReadError, OutputError, SettingsError
+from slmcnn.files import write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
+@dataclass
+class ImageLimits:
+    """The largest image read, checked from the file's header before anything is decoded, so a file
+    that declares 50000x50000 pixels is refused at once instead of filling the memory. Defaults from
+    SLMCNN_MAX_MEGAPIXELS and SLMCNN_MAX_IMAGE_MB; `set_limits` changes them."""
+
+    max_pixels: int = int(float(os.environ.get("SLMCNN_MAX_MEGAPIXELS", 100)) * 1e6)
+    max_bytes: int = int(float(os.environ.get("SLMCNN_MAX_IMAGE_MB", 1024)) * 2**20)  # decoded
+
+    def check(self, name: str, width: int, height: int, decoded_bytes: int) -> None:
+        if width * height > self.max_pixels:
+            raise ImageReadError(
+                f"{name}: {width}x{height} pixels is over the limit of {self.max_pixels / 1e6:g} megapixels "
+                "(`max_megapixels`)"
+            )
+        if decoded_bytes > self.max_bytes:
+            raise ImageReadError(
+                f"{name}: {width}x{height} pixels would take {decoded_bytes / 2**20:.0f} MB decoded, over the limit "
+                f"of {self.max_bytes / 2**20:.0f} MB (SLMCNN_MAX_IMAGE_MB)"
+            )
+
+
+LIMITS = ImageLimits()
+
+
+def set_limits(max_megapixels: float | None = None, max_mb: float | None = None) -> ImageLimits:
+    """Change the image size limits of this process (None keeps a limit as it is)."""
+    if max_megapixels is not None:
+        if not max_megapixels > 0:
+            raise SettingsError(f"`max_megapixels` must be positive (got {max_megapixels})")
+        LIMITS.max_pixels = int(max_megapixels * 1e6)
+    if max_mb is not None:
+        if not max_mb > 0:
+            raise SettingsError(f"`max_mb` must be positive (got {max_mb})")
+        LIMITS.max_bytes = int(max_mb * 2**20)
+    return LIMITS
+
+
+def check_size(path: str | Path) -> None:
+    """Refuse an image whose header declares more pixels or memory than LIMITS allow (PIL's header,
+    tifffile's shape); nothing is decoded."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, itemsize = tuple(series.shape), series.dtype.itemsize
+        if len(shape) < 2:
+            raise ImageReadError(f"{path}: unsupported image shape {shape}")
+        height, width = shape[-3:-1] if len(shape) >= 3 and shape[-1] in (1, 3, 4) else shape[-2:]
+        decoded = max(int(np.prod(shape, dtype=np.float64)) * itemsize, height * width * 3 * itemsize)
+    else:
+        try:
+            with Image.open(path) as img:
+                (width, height), wide = img.size, img.mode.startswith("I") or img.mode == "F"
+        except Image.DecompressionBombError:
+            raise ImageReadError(
+                f"{path}: declares over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, over the limit of "
+                f"{LIMITS.max_pixels / 1e6:g} megapixels (`max_megapixels`)"
+            ) from None
+        decoded = height * width * 3 * (2 if wide else 1)
+    LIMITS.check(str(path), width, height, decoded)
+
+
 def read(path: str | Path) -> np.ndarray:
-    """Return HxWx3 uint8 or uint16 (16-bit files keep their precision); gray is expanded to 3."""
+    """Return HxWx3 uint8 or uint16 (16-bit files keep their precision); gray is expanded to 3.
+    Images over the size LIMITS are refused before they are decoded."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
+        check_size(path)
         if path.suffix.lower() in (".tif", ".tiff"):
             array = tifffile.imread(path)
         else:
@@ -25,6 +93,8 @@ def read(path: str | Path) -> np.ndarray:
                 array = _pil_to_array(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+    except (Image.DecompressionBombError, MemoryError, IndexError, KeyError, TypeError) as exc:
+        raise ImageReadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     return as_rgb(array, str(path))
 
 
@@ -72,8 +142,10 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    if not cv2.imwrite(str(path), array, params):
-        raise OSError(f"could not write {path}")
+    ok, encoded = cv2.imencode(".png", array, params)
+    if not ok:
+        raise OutputError(f"{path}: could not encode a PNG of shape {array.shape}")
+    write_bytes(path, encoded.tobytes())  # whole or not at all
 
 
 def list_images(inputs: list[str | Path]) -> list[Path]:

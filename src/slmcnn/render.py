@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from slmcnn import CLASS_COLOURS, CLASSES
+from slmcnn.files import atomic_path
 from slmcnn.images import to_uint8
 from slmcnn.metrics import LayerScore
 
@@ -45,6 +46,12 @@ def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2) -> np.nd
     return out
 
 
+def save_figure(fig: Figure, path: Path) -> None:
+    """Save a figure whole or not at all (a temporary name, then a rename)."""
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary)
+
+
 def plot_history(history: list[dict], out_dir: Path) -> None:
     """accuracy.png and loss.png: training vs validation per epoch, like the reference's figures."""
     epochs = [row["epoch"] for row in history]
@@ -56,7 +63,7 @@ def plot_history(history: list[dict], out_dir: Path) -> None:
         ax.set(title=title, xlabel="epoch", ylabel=key)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out_dir / f"{key}.png")
+        save_figure(fig, out_dir / f"{key}.png")
 
 
 def plot_confusion(confusion: np.ndarray, path: Path) -> None:
@@ -67,7 +74,7 @@ def plot_confusion(confusion: np.ndarray, path: Path) -> None:
     ConfusionMatrixDisplay(confusion, display_labels=list(CLASSES)).plot(ax=ax, colorbar=False, cmap="Blues")
     ax.set_title("confusion matrix (rows: true)")
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def attribution_figure(
@@ -94,7 +101,7 @@ def attribution_figure(
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def heatmap_png(heat: np.ndarray, image: np.ndarray) -> np.ndarray:

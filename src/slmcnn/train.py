@@ -3,8 +3,10 @@ early stopping on validation accuracy with the best weights restored. Plain loop
 
 import copy
 import csv
+import io
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from slmcnn.augment import AUGMENTATIONS, camera_jitter
 from slmcnn.backends import TorchBackend, resolve_precision
 from slmcnn.data import PatchTable, load_patches, load_sources, split
 from slmcnn.errors import DataError, SettingsError
+from slmcnn.files import run_folder, writable, write_text
 from slmcnn.memory import keep_freed_memory
 from slmcnn.metrics import Report, compute_report, summarise_runs
 from slmcnn.model import create_model
@@ -45,6 +48,20 @@ class TrainConfig:
     patch: int = 128
 
     def __post_init__(self):
+        for name in ("epochs", "batch", "patience", "seed", "patch"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or value < (0 if name in ("patience", "seed") else 1)
+            ):
+                raise SettingsError(
+                    f"`{name}` must be a whole number of at least {0 if name in ('patience', 'seed') else 1} (got {value!r})"
+                )
+        if not isinstance(self.lr, int | float) or not math.isfinite(self.lr) or not 0 < self.lr <= 1:
+            raise SettingsError(f"`lr` must be a number above 0 and at most 1 (got {self.lr!r})")
+        if self.class_weights not in ("balanced", "none"):
+            raise SettingsError(f"`class_weights` must be balanced or none (got {self.class_weights!r})")
         if self.schedule not in ("constant", "cosine"):
             raise SettingsError(f"schedule must be constant or cosine (got {self.schedule!r})")
         if self.turns and not self.flips:
@@ -215,7 +232,15 @@ def make_splits(data, seed: int, val_data=None, test_data=None) -> DataSplits:
     """Split the sources by layer; a separately given validation or test source frees that share of
     DATA for training."""
     as_list = lambda x: [x] if isinstance(x, str | Path) else list(x)  # noqa: E731
-    parts = split(load_sources(as_list(data)), seed=seed)
+    table = load_sources(as_list(data))
+    if not table.splits and len(set(table.groups)) == len(table):
+        logger.warning(
+            "WARNING: %s names no build or layer per patch (plain class folders or a CSV), so it cannot be split "
+            "by layer: tiles of one layer may land in training, validation and test alike. `slmcnn app` exports "
+            "a split.csv with each tile's build and layer.",
+            " ".join(map(str, as_list(data))),
+        )
+    parts = split(table, seed=seed)
     train = parts["train"]
     val, test = parts["val"], parts["test"]
     if val_data:
@@ -226,6 +251,21 @@ def make_splits(data, seed: int, val_data=None, test_data=None) -> DataSplits:
         if not len(table):
             raise DataError(f"the {name} split of {data} is empty: add data or give `val`")
     return DataSplits(train, val, test)
+
+
+def warn_degenerate(splits: DataSplits) -> None:
+    """Say so when the data cannot train or test a classifier well: one class only, or a class
+    missing from the training or test split (accuracy alone would hide it)."""
+    train = set(np.unique(splits.train.labels).tolist())
+    if len(train) < 2:
+        names = ", ".join(CLASSES[c] for c in sorted(train))
+        logger.warning("WARNING: the training data hold one class only (%s): the model learns nothing useful", names)
+    elif len(train) < len(CLASSES):
+        missing = ", ".join(c for i, c in enumerate(CLASSES) if i not in train)
+        logger.warning("WARNING: no %s patches in the training data: the model cannot predict them", missing)
+    tested = splits.test if len(splits.test) else splits.val
+    if len(np.unique(tested.labels)) < 2:
+        logger.warning("WARNING: the test data hold one class only: the test accuracy says little")
 
 
 def _merge(a: PatchTable, b: PatchTable) -> PatchTable:
@@ -242,10 +282,12 @@ def run_training(
     resize: bool = False,
     log=logger.info,
     show_progress: bool = True,
+    force: bool = False,
 ) -> list[Report]:
-    """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`."""
-    out = Path(out)
+    """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`,
+    a new or empty folder (with `force`, one whose files of the same names are replaced)."""
     splits = make_splits(data, config.seed, val_data, test_data)
+    out = run_folder(out, force)
     arrays = {
         name: (load_patches(table, config.patch, resize), table.labels)
         for name, table in (("train", splits.train), ("val", splits.val), ("test", splits.test))
@@ -255,7 +297,7 @@ def run_training(
         f"patches: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}  "
         f"(classes in train: {dict(zip(CLASSES, np.bincount(splits.train.labels, minlength=3).tolist()))})"
     )
-    out.mkdir(parents=True, exist_ok=True)
+    warn_degenerate(splits)
     reports = []
     for run in range(runs):
         run_config = TrainConfig(**{**asdict(config), "seed": config.seed + run})
@@ -276,14 +318,14 @@ def run_training(
             break
     if runs > 1:
         table = summarise_runs(reports)
-        (out / "report.md").write_text(f"# Results over {len(reports)} runs (mean ± std)\n\n{table}\n")
-        (out / "report.json").write_text(json.dumps([r.to_json() for r in reports], indent=2))
+        write_text(out / "report.md", f"# Results over {len(reports)} runs (mean ± std)\n\n{table}\n")
+        write_text(out / "report.json", json.dumps([r.to_json() for r in reports], indent=2))
         log(table)
     return reports
 
 
 def _finish_run(result: FitResult, config: TrainConfig, run_dir: Path, test, data: str) -> Report:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writable(run_dir)
     probs = TorchBackend(result.model, config.resolved_precision()).probabilities(test[0])
     report = compute_report(test[1], probs.argmax(1))
     info = checkpoint.ModelInfo(
@@ -300,12 +342,13 @@ def _finish_run(result: FitResult, config: TrainConfig, run_dir: Path, test, dat
         name=run_dir.name,
     )
     checkpoint.save_model(result.model, run_dir / "model.safetensors", info)
-    with open(run_dir / "history.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(result.history[0]) if result.history else ["epoch"])
-        writer.writeheader()
-        writer.writerows(result.history)
+    history = io.StringIO(newline="")
+    writer = csv.DictWriter(history, fieldnames=list(result.history[0]) if result.history else ["epoch"])
+    writer.writeheader()
+    writer.writerows(result.history)
+    write_text(run_dir / "history.csv", history.getvalue())
     render.plot_history(result.history, run_dir)
     render.plot_confusion(report.confusion, run_dir / "confusion_matrix.png")
-    (run_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2))
-    (run_dir / "report.md").write_text(f"# Test results\n\n{report.to_markdown()}\n")
+    write_text(run_dir / "report.json", json.dumps(report.to_json(), indent=2))
+    write_text(run_dir / "report.md", f"# Test results\n\n{report.to_markdown()}\n")
     return report

@@ -3,7 +3,10 @@
 import json
 import logging
 import os
+import queue
 import subprocess
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,27 +107,63 @@ def evaluate_rules(
 @dataclass
 class AlertHook:
     """Where a raised alert goes: the log, `journal` (one JSON line each) and `command`, a shell
-    command that gets the alert in SLMCNN_ALERT_* variables and `timeout` seconds to finish."""
+    command that gets the alert in SLMCNN_ALERT_* variables and `timeout` seconds to finish.
+
+    Delivery is at least once: an alert is marked raised in the database after its hook returns, so
+    a monitor killed in between raises it again on restart. Each carries its database id ("id" in
+    the journal, SLMCNN_ALERT_ID for the command), by which a receiver drops a repeat."""
 
     journal: Path | None = None
     command: str | None = None
     timeout: float = 10.0
 
-    def __call__(self, alert: Alert) -> None:
+    def __call__(self, alert: Alert, alert_id: int | None = None) -> None:
         log.info("ALERT layer %s [%s] %s", alert.layer, alert.rule, alert.message)
         if self.journal:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             with open(self.journal, "a") as handle:
-                handle.write(json.dumps(alert.as_dict()) + "\n")
+                handle.write(json.dumps({"id": alert_id, **alert.as_dict()}) + "\n")
         if self.command:
             try:
                 subprocess.run(
                     self.command,
                     shell=True,
-                    env={**os.environ, **alert.env()},
+                    env={**os.environ, **alert.env(), "SLMCNN_ALERT_ID": str(alert_id)},
                     timeout=self.timeout,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             except subprocess.TimeoutExpired:
                 log.warning("alert command still running after %ss: left behind, monitoring goes on", self.timeout)
+
+
+class AlertSender:
+    """Runs the hook on its own thread, in the order alerts were stored, so a slow hook never holds
+    up the next layer; `mark_raised(ids)` records each delivered alert. A hook that fails leaves its
+    alert unraised (it is raised again when the monitor starts again)."""
+
+    def __init__(self, hook: Callable[[Alert, int], None], mark_raised: Callable[[list[int]], None]):
+        self.hook, self.mark_raised = hook, mark_raised
+        self.queue: queue.Queue = queue.Queue()
+        self.queued: set[int] = set()
+        self.thread = threading.Thread(target=self._run, name="slmcnn-alerts", daemon=True)
+        self.thread.start()
+
+    def send(self, alert_id: int, alert: Alert) -> None:
+        if alert_id not in self.queued:
+            self.queued.add(alert_id)
+            self.queue.put((alert_id, alert))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            alert_id, alert = item
+            try:
+                self.hook(alert, alert_id)
+                self.mark_raised([alert_id])
+            except Exception as exc:  # noqa: BLE001 - a broken hook must not stop the monitor
+                log.warning("alert %s not delivered (%s); it is raised again when the monitor restarts", alert_id, exc)
+
+    def close(self, wait: float | None = None) -> None:
+        """Deliver what is queued (waiting at most `wait` seconds; None: until done), then stop."""
+        self.queue.put(None)
+        self.thread.join(wait)

@@ -15,6 +15,7 @@ from PIL import Image
 from slmcnn import images
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
+from slmcnn.files import check_new, write_text
 from slmcnn.labels import ERROR, NOT_A_CLASS
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.db import BuildRow, Database, StoredLayer
@@ -144,12 +145,14 @@ def _section(db: Database, s: _Section, thumbnails: int | None) -> str:
 <div class="grid">{"".join(cards)}</div></section>"""
 
 
-def write_report(db: str | Path | Database, out: str | Path, thumbnails: int | None = None) -> Path:
+def write_report(
+    db: str | Path | Database, out: str | Path, thumbnails: int | None = None, force: bool = False
+) -> Path:
     """Write one HTML file with every image embedded (works offline, can be mailed): a section per
-    build, newest first, with every layer (or the first `thumbnails`)."""
-    if not isinstance(db, Database) and "://" not in str(db) and not Path(db).is_file():
-        raise SlmcnnError(f"{db}: no such database")
-    db = db if isinstance(db, Database) else Database(db)
+    build, newest first, with every layer (or the first `thumbnails`). An existing `out` is replaced
+    only with `force`; a database that is not a monitor's is refused and left as it was."""
+    out = check_new(out, force, [] if isinstance(db, Database) or "://" in str(db) else [db])
+    db = db if isinstance(db, Database) else Database(db, create=False)
     builds = db.builds()
     if not builds:
         raise SlmcnnError(f"{db.engine.url} holds no monitored build")
@@ -177,7 +180,4 @@ window.addEventListener("load", () => {{
 }});
 </script>
 </body></html>"""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    return out
+    return write_text(out, page)

@@ -233,7 +233,7 @@ class Monitor:
                     break
                 self.build.add_failed(path.name, number, outcome.error, stamp)
                 self._remember(path, "failed", stamp)
-                log.warning("layer %s: FAILED after %d tries: %s", path.name, tries, outcome.error)
+                log.info("layer %s: FAILED after %d tries: %s", path.name, tries, outcome.error)
             else:
                 self._finish(outcome, number if number is not None else self.build.next_number(), stamp)
                 self._remember(path, "done", stamp)

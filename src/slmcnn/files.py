@@ -1,0 +1,117 @@
+"""Writing the user's files safely. Every file appears whole or not at all: it is written under a
+temporary name in its own folder, then renamed over (`os.replace`), so a full disk or a killed
+process never leaves a truncated file. Nothing that exists is replaced unless `force` is given, an
+input is never an output, and a folder that cannot be written (read-only, full, not a folder, /proc)
+is one OutputError naming the path and the reason.
+"""
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from slmcnn.errors import OutputError
+
+REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.EISDIR: "it is a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def describe(exc: OSError, path: str | Path | None = None) -> str:
+    """One line for an operating-system error: the path and the reason in words."""
+    where = path if path is not None else exc.filename
+    reason = REASONS.get(exc.errno) or exc.strerror or str(exc)
+    return f"{where}: {reason}" if where is not None else reason
+
+
+@contextlib.contextmanager
+def os_errors(path: str | Path, doing: str = "cannot write") -> Iterator[None]:
+    """Turn an OSError raised inside the block into an OutputError naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{doing} {describe(exc, path)}") from None
+
+
+def check_new(path: str | Path, force: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
+    """`path` as an output: never a folder or one of `inputs`; an existing file only with `force`."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    if any(path.resolve() == Path(item).resolve() for item in inputs):
+        raise OutputError(f"{path} is an input; choose another output name")
+    if path.exists() and not force:
+        raise OutputError(f"{path} exists; pass `force=True` to replace it")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside `path` (same suffix, so writers can tell the format) for a writer that
+    wants a file name: renamed to `path` when the block ends, removed when it raises."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    with os_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # umask applies
+    try:
+        with os_errors(path):
+            yield temporary
+            os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes, force: bool = True) -> Path:
+    """Write a whole file atomically; an existing file is replaced only with `force`."""
+    path = check_new(path, force)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
+    return path
+
+
+def write_text(path: str | Path, text: str, force: bool = True) -> Path:
+    return write_bytes(path, text.encode("utf-8"), force)
+
+
+def run_folder(out: str | Path, force: bool = False) -> Path:
+    """A folder for a run's files, created when missing and checked writable. A folder that already
+    holds files is refused unless `force` (then files of the same name are replaced, others kept)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder")
+    if out.is_dir() and not force:
+        with os_errors(out, "cannot read"):
+            used = next(out.iterdir(), None) is not None
+        if used:
+            raise OutputError(
+                f"{out} is not empty; pass `force=True` to write into it (files of the same name are replaced)"
+            )
+    writable(out)
+    return out
+
+
+def writable(folder: str | Path) -> Path:
+    """Create `folder` if needed and check that a file can be made in it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file, not a folder")
+    with os_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".slmcnn-probe-{secrets.token_hex(4)}"
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe.unlink()
+    return folder

@@ -1,0 +1,398 @@
+"""Issue #16: nothing overwritten, no layer lost, one clear line for every bad input. One test per
+example of the issue, fault injection (read-only output, full disk, a slowly written layer)."""
+
+import errno
+import json
+import shutil
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from slmcnn import files, images
+from slmcnn.checkpoint import ModelInfo, save_model
+from slmcnn.errors import DatabaseError, ImageReadError, OutputError, SlmcnnError
+from slmcnn.model import create_model
+
+
+def one_line(result, code=2, *words):
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels and holds (almost) nothing."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def layer_png(path: Path, seed: int = 0, side: int = 256) -> Path:
+    images.write_png(path, np.random.default_rng(seed).integers(90, 200, (side, side, 3), dtype=np.uint8))
+    return path
+
+
+# ---------------------------------------------------------------- user files overwritten or lost
+
+
+def test_export_and_report_never_replace_a_file_without_force(tiny_model_file, tmp_path, monkeypatch):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    one_line(run_cli("export", tiny_model_file, "--out", notes), 2, "exists", "--force")
+    one_line(run_cli("report", tmp_path / "b.sqlite", "--out", notes), 2, "exists", "--force")
+    assert notes.read_text() == "mine"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.html").write_text("an older report")
+    one_line(run_cli("report", tmp_path / "b.sqlite"), 2, "report.html exists")
+    assert (tmp_path / "report.html").read_text() == "an older report"
+    one_line(run_cli("export", tiny_model_file, "--out", tiny_model_file, "--force"), 2, "is an input")
+    one_line(run_cli("export", tiny_model_file, "--out", tmp_path), 2, "is a folder")
+
+
+def test_export_with_force_replaces_whole_and_a_full_disk_leaves_nothing_behind(tiny_model_file, tmp_path, monkeypatch):
+    out = tmp_path / "m.onnx"
+    out.write_text("old")
+    assert run_cli("export", tiny_model_file, "--out", out, "--force").returncode == 0
+    good = out.read_bytes()
+    assert len(good) > 1000
+
+    real = torch.onnx.export
+
+    def full_disk(model, args, f, **kw):
+        Path(f).write_bytes(good[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", full_disk)
+    one_line(run_cli("export", tiny_model_file, "--out", out, "--force"), 2, "disk is full", str(out))
+    assert out.read_bytes() == good  # the old file is still whole
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary left
+    monkeypatch.setattr(torch.onnx, "export", real)
+
+
+def test_train_refuses_a_used_run_folder(tiny_build, tmp_path):
+    run = tmp_path / "run1"
+    run.mkdir()
+    (run / "model.safetensors").write_text("an earlier model")
+    args = ("train", tiny_build, "--out", run, "--arch", "slmcnn-tiny", "--epochs", "1", "--quiet")
+    one_line(run_cli(*args), 2, "not empty", "--force")
+    assert (run / "model.safetensors").read_text() == "an earlier model"
+
+
+def test_calibrate_never_overwrites_its_input(tmp_path):
+    frame = tmp_path / "frame.preview.png"
+    layer_png(frame, side=128)
+    before = frame.read_bytes()
+    for force in ((), ("--force",)):
+        args = ("calibrate", frame, "--out", tmp_path / "frame.json", "--corners", "0,0,127,0,127,127,0,127")
+        one_line(run_cli(*args, *force), 2, "is an input")
+    assert frame.read_bytes() == before and not (tmp_path / "frame.json").exists()
+
+
+def test_atomic_writes_leave_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
+    target = tmp_path / "a.json"
+    files.write_text(target, "old")
+
+    def partial(self, data):
+        with open(self, "wb") as handle:
+            handle.write(data[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", partial)
+    with pytest.raises(OutputError, match="disk is full"):
+        files.write_text(target, "new and longer")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_read_only_and_proc_outputs_are_one_line(tiny_model_file, tiny_build, tmp_path, monkeypatch):
+    layer = tiny_build / "layers" / sorted(p.name for p in (tiny_build / "layers").iterdir())[0]
+    one_line(run_cli("predict-layer", layer, "--out", "/proc/slmcnn-out", "--model", tiny_model_file), 2, "/proc")
+    one_line(run_cli("export", tiny_model_file, "--out", "/proc/m.onnx"), 2, "/proc/m.onnx")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    one_line(run_cli("evaluate", tiny_model_file, tiny_build, "--out", notes), 2, "is a file")
+    real_open = files.os.open
+
+    def read_only(path, flags, mode=0o777):
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, mode)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(files.os, "open", read_only)
+    args = ("predict-layer", layer, "--out", tmp_path / "ro", "--model", tiny_model_file)
+    one_line(run_cli(*args), 2, "read-only")
+
+
+# ---------------------------------------------------------------- bad input: one line each
+
+
+def test_bad_numbers_are_one_line(tiny_build, tiny_model_file, tmp_path):
+    train = ("train", tiny_build, "--out", tmp_path / "r", "--quiet")
+    one_line(run_cli(*train, "--lr", "-1"), 2, "--lr")
+    one_line(run_cli(*train, "--lr", "nan"), 2, "--lr")
+    one_line(run_cli(*train, "--epochs", "0"), 2, "--epochs")
+    one_line(run_cli(*train, "--batch", "-3"), 2, "--batch")
+    layer = tiny_build / "layers"
+    predict = ("predict-layer", layer, "--model", tiny_model_file)
+    one_line(run_cli(*predict, "--out", tmp_path / "p1", "--stride", "0"), 2, "--stride")
+    one_line(run_cli(*predict, "--out", tmp_path / "p2", "--stride", "200"), 2, "--stride", "--patch")
+    one_line(run_cli(*predict, "--out", tmp_path / "p3", "--patch", "64"), 2, "--patch 64", "128")
+    one_line(run_cli(*predict, "--out", tmp_path / "p4", "--truth", tmp_path / "nope"), 2, "--truth")
+    one_line(run_cli(*predict, "--out", tmp_path / "p5", "--workers", "0"), 2, "--workers")
+
+
+def test_synth_config_of_the_wrong_type(tmp_path):
+    for config in ({"grain": "coarse"}, {"falloff": [0.5, 0.1]}, {"jpeg_share": [1, 2, 3]}, [1, 2]):
+        (tmp_path / "c.json").write_text(json.dumps(config))
+        one_line(run_cli("synth", tmp_path / "b", "--config", tmp_path / "c.json", "--layers", "1"), 2, "--config")
+    (tmp_path / "c.json").write_bytes(b"\xff\xfe{")
+    one_line(run_cli("synth", tmp_path / "b", "--config", tmp_path / "c.json"), 2, "--config")
+
+
+def test_csv_without_label_and_not_utf8(tmp_path):
+    (tmp_path / "a.csv").write_text("Image;Label\nx.png\n")
+    one_line(run_cli("train", tmp_path / "a.csv", "--out", tmp_path / "r"), 2, "line 2", "Label")
+    (tmp_path / "b.csv").write_bytes("Image;Label\nx\xe9.png;Powder\n".encode("latin-1"))
+    one_line(run_cli("train", tmp_path / "b.csv", "--out", tmp_path / "r"), 2, "UTF-8")
+
+
+def crafted_model(path: Path, **info) -> Path:
+    save_model(create_model("slmcnn-tiny"), path, ModelInfo(**{"arch": "slmcnn-tiny", **info}))
+    return path
+
+
+def test_crafted_model_metadata_and_nan_weights(tiny_build, tmp_path):
+    layer = tiny_build / "layers"
+    for n, info in enumerate([{"patch": "128"}, {"patch": 64}, {"classes": ["a"]}, {"arch": ["x"]}, {"training": 5}]):
+        model = crafted_model(tmp_path / f"m{n}.safetensors", **info)
+        one_line(run_cli("predict-layer", layer, "--out", tmp_path / f"o{n}", "--model", model), 2, str(model))
+    model = create_model("slmcnn-tiny")
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    save_model(model, tmp_path / "nan.safetensors", ModelInfo(arch="slmcnn-tiny"))
+    one_line(
+        run_cli("predict-layer", layer, "--out", tmp_path / "o", "--model", tmp_path / "nan.safetensors"), 2, "NaN"
+    )
+
+
+def test_database_urls_and_files_are_one_line_without_password(tmp_path, monkeypatch):
+    from slmcnn.monitoring import db
+
+    notes, folder = tmp_path / "notes.txt", tmp_path / "folder"
+    notes.write_text("not a database")
+    folder.mkdir()
+    for where, word in (
+        (notes, "not an SQLite database"),
+        (folder, "is a folder"),
+        ("foo://x/y", "unknown database kind"),
+    ):
+        one_line(run_cli("report", where, "--out", tmp_path / "r.html"), 2, word)
+    monkeypatch.setattr(db.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DatabaseError) as caught:
+        db.Database("postgresql://bob:secret@db.example/builds")
+    assert "slmcnn[postgres]" in str(caught.value) and "secret" not in str(caught.value)
+    assert "bob:***@db.example" in str(caught.value)
+
+
+def test_report_leaves_an_unrelated_sqlite_file_alone(tmp_path):
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("create table notes (text)")
+    one_line(run_cli("report", other, "--out", tmp_path / "r.html"), 2, "not a monitor's database")
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("select name from sqlite_master").fetchall() == [("notes",)]
+
+
+def test_training_on_one_class_warns(tmp_path, write_image):
+    for i in range(6):
+        write_image(f"one/Powder/{i}.png", np.full((128, 128, 3), 100 + i, np.uint8))
+    result = run_cli(
+        "train", tmp_path / "one", "--out", tmp_path / "r", "--arch", "slmcnn-tiny", "--epochs", "1", "--quiet"
+    )
+    assert result.returncode == 0 and "one class only" in result.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
+    import slmcnn.synth
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(slmcnn.synth, "generate_build", interrupted)
+    assert one_line(run_cli("synth", tmp_path / "b", "--layers", "1"), 130) == "slmcnn synth: interrupted"
+
+
+# ---------------------------------------------------------------- image size limits before decoding
+
+
+def test_huge_images_are_refused_from_their_header(tmp_path):
+    import tifffile
+
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(50000, 50000))
+    with pytest.raises(ImageReadError, match="megapixels"):
+        images.read(big)
+    tiles = (np.zeros((1024, 1024), np.uint8) for _ in range(20 * 20))
+    tiff = tmp_path / "big.tif"
+    tifffile.imwrite(tiff, tiles, shape=(20480, 20480), dtype=np.uint8, tile=(1024, 1024), compression="zlib")
+    assert tiff.stat().st_size < 2_000_000
+    with pytest.raises(ImageReadError, match="megapixels"):
+        images.read(tiff)
+    limits = images.LIMITS.max_pixels, images.LIMITS.max_bytes
+    try:
+        images.set_limits(max_mb=1)
+        with pytest.raises(ImageReadError, match="MB"):
+            images.read(layer_png(tmp_path / "a.png", side=1024))
+    finally:
+        images.LIMITS.max_pixels, images.LIMITS.max_bytes = limits
+
+
+def test_a_camera_file_with_a_huge_size_is_refused(tmp_path, tiny_build, tiny_model_file):
+    camera = tmp_path / "camera.json"
+    camera.write_text(json.dumps({"corners": [[0, 0], [100, 0], [100, 100], [0, 100]], "size": 60000}))
+    args = ("predict-layer", tiny_build / "layers", "--out", tmp_path / "o", "--camera", camera)
+    one_line(run_cli(*args, "--model", tiny_model_file), 2, "megapixels")
+
+
+# ---------------------------------------------------------------- the monitor
+
+
+def monitor_for(watch: Path, db: Path, model: Path, out: Path | None = None, **config):
+    from slmcnn import create_backend, load_model
+    from slmcnn.monitoring import Database, Monitor, MonitorConfig
+    from slmcnn.pipeline import RunOptions
+
+    net = load_model(model)
+    options = RunOptions(workers=1, model_name="tiny")
+    return Monitor(MonitorConfig(watch, out, **config), Database(db), create_backend(net, "torch", "fp32"), options)
+
+
+def stored(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select file, status from layers order by id").fetchall()
+
+
+def test_a_slowly_written_layer_is_classified(tiny_model_file, tmp_path):
+    watch = tmp_path / "camera"
+    watch.mkdir()
+    data = layer_png(tmp_path / "whole.png", side=384).read_bytes()
+    monitor = monitor_for(watch, tmp_path / "b.sqlite", tiny_model_file, settle=0.5, retries=3, retry_wait=2.0)
+
+    def write_slowly():
+        with open(watch / "00001.png", "wb") as handle:
+            for k in range(4):
+                handle.write(data[k * len(data) // 4 : (k + 1) * len(data) // 4])
+                handle.flush()
+                time.sleep(1.2)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    time.sleep(0.3)
+    monitor.run(exit_when_idle=1.0)
+    writer.join()
+    assert stored(tmp_path / "b.sqlite") == [("00001.png", "done")]
+
+
+def test_a_failed_layer_is_classified_again_when_its_file_changes(tiny_model_file, tmp_path):
+    watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
+    watch.mkdir()
+    (watch / "00001.png").write_bytes(layer_png(tmp_path / "x.png").read_bytes()[:200])
+    monitor = monitor_for(watch, db, tiny_model_file, settle=0.0, retries=2, retry_wait=0.0)
+    while not monitor.process_ready():
+        pass
+    assert stored(db) == [("00001.png", "failed")]
+    layer_png(tmp_path / "good.png")
+    shutil.copy(tmp_path / "good.png", watch / ".tmp")
+    (watch / ".tmp").replace(watch / "00001.png")
+    monitor.lock.release()
+    again = monitor_for(watch, db, tiny_model_file, settle=0.0)  # also after a restart
+    assert again.process_ready() == 1
+    assert stored(db) == [("00001.png", "done")]
+
+
+def test_a_huge_layer_is_recorded_and_later_layers_go_on(tiny_model_file, tmp_path):
+    watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
+    watch.mkdir()
+    (watch / "00001.png").write_bytes(png_header(50000, 50000))
+    layer_png(watch / "00002.png")
+    monitor_for(watch, db, tiny_model_file, settle=0.0, retries=1).run(exit_when_idle=0.5)
+    assert stored(db) == [("00001.png", "failed"), ("00002.png", "done")]
+    with sqlite3.connect(db) as conn:
+        assert "megapixels" in conn.execute("select message from layers where status='failed'").fetchone()[0]
+
+
+def test_a_layer_that_killed_the_monitor_is_recorded_as_poison(tiny_model_file, tmp_path):
+    from slmcnn.monitoring.db import Database, FileStamp
+
+    watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
+    watch.mkdir()
+    layer_png(watch / "00001.png")
+    layer_png(watch / "00002.png", 1)
+    key, stamp = str(watch.resolve()), FileStamp.of(watch / "00001.png")
+    for _ in range(2):  # two starts that died while classifying layer 1
+        Database(db).begin_attempt(key, "00001.png", stamp)
+    monitor_for(watch, db, tiny_model_file, settle=0.0).run(exit_when_idle=0.5)
+    assert stored(db) == [("00001.png", "failed"), ("00002.png", "done")]
+
+
+def test_monitor_faults_are_one_line(tiny_model_file, tmp_path, monkeypatch):
+    watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
+    watch.mkdir()
+    layer_png(watch / "00001.png")
+    base = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--exit-when-idle", "0.5", "--settle", "0")
+    one_line(run_cli(*base, "--pattern", r"layer(\d+"), 2, "--pattern", "regular expression")
+    one_line(run_cli(*base, "--pattern", r"layer\d+"), 2, "--pattern", "group")
+    one_line(run_cli(*base, "--out", "/proc/live"), 2, "/proc/live")
+    first = monitor_for(watch, db, tiny_model_file)
+    one_line(run_cli(*base), 2, "another monitor")
+    first.lock.release()
+
+    def full(path, data, force=True):
+        raise OutputError(files.describe(OSError(errno.ENOSPC, "full"), path))
+
+    monkeypatch.setattr(images, "write_bytes", full)
+    one_line(run_cli(*base, "--out", tmp_path / "live"), 2, "disk is full")
+    assert stored(db) == []  # nothing stored: the restart classifies the layer
+    monkeypatch.undo()
+    assert run_cli(*base, "--out", tmp_path / "live").returncode == 0
+    assert stored(db) == [("00001.png", "done")]
+
+
+def test_alerts_carry_ids_and_a_slow_hook_does_not_hold_up_layers(tmp_path):
+    from slmcnn.monitoring.alerts import Alert, AlertHook, AlertSender
+
+    gate, marked = threading.Event(), []
+    seen = []
+
+    def slow(alert, alert_id):
+        gate.wait(5)
+        seen.append(alert_id)
+
+    sender = AlertSender(slow, marked.extend)
+    start = time.perf_counter()
+    for i in range(3):
+        sender.send(i + 1, Alert(i, "f", "rule", "m", 1.0))
+    sender.send(1, Alert(0, "f", "rule", "m", 1.0))  # queued once only
+    assert time.perf_counter() - start < 0.5
+    gate.set()
+    sender.close()
+    assert seen == [1, 2, 3] and marked == [1, 2, 3]
+    journal, out = tmp_path / "alerts.jsonl", tmp_path / "ids"
+    AlertHook(journal, f"echo $SLMCNN_ALERT_ID >> {out}")(Alert(4, "f", "r", "m", 1.0), 17)
+    assert json.loads(journal.read_text())["id"] == 17 and out.read_text().strip() == "17"
+
+
+def test_library_errors_are_slmcnn_errors():
+    assert issubclass(OutputError, SlmcnnError) and issubclass(DatabaseError, SlmcnnError)
