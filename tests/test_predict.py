@@ -59,7 +59,7 @@ def test_bad_layers_are_skipped_with_exit_1(tiny_build, tiny_model_file, tmp_pat
     out = tmp_path / "out"
     (out).mkdir()
     (out / "keep.txt").write_text("mine")
-    result = run_cli("predict-layer", tmp_path / "in", "--out", out, "--model", tiny_model_file)
+    result = run_cli("predict-layer", tmp_path / "in", "--out", out, "--model", tiny_model_file, "--force")
     assert result.returncode == 1
     assert "broken.png" in result.stdout + result.stderr and "smaller than one patch" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
