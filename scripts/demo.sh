@@ -8,8 +8,8 @@ if [ ! -f src/slmcnn/models/default.safetensors ]; then
   echo "missing: the shipped model src/slmcnn/models/default.safetensors (make it with scripts/train_default_model.sh)" >&2
   exit 1
 fi
-"$SLMCNN" predict-layer examples/layers --truth examples/masks --out "$OUT" --html
-"$SLMCNN" predict-patches examples/patches --explain --out "$OUT/ig"
+"$SLMCNN" predict-layer examples/layers --truth examples/masks --out "$OUT" --html --force
+"$SLMCNN" predict-patches examples/patches --explain --out "$OUT/ig" --force
 echo
 echo "wrote:"
 echo "  $OUT/index.html          each example layer beside its overlay, with error fractions and scores"
