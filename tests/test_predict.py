@@ -279,19 +279,20 @@ def test_run_layers_scores_explains_and_writes(tiny_build, tiny_model_file, tmp_
     from slmcnn.pipeline import RunOptions, run_layers
 
     model, _ = load_model(tiny_model_file)
-    layers = sorted((tiny_build / "layers").glob("*.png"))[:2]
-    options = RunOptions(truth=tiny_build / "masks", explain=True, explain_steps=4, stride=64)
-    with RunFiles(tmp_path, ("overlay", "json", "attribution"), layers, html_title="{layers} layers") as files:
-        outcomes = list(
-            run_layers([*layers, tmp_path / "missing.png"], TorchBackend(model), options, files=files, model=model)
-        )
+    backend, layers = TorchBackend(model), sorted((tiny_build / "layers").glob("*.png"))[:2]
+    options = RunOptions(truth=tiny_build / "masks", stride=64)
+    with RunFiles(tmp_path, ("overlay", "json"), layers, html_title="{layers} layers") as files:
+        outcomes = list(run_layers([*layers, tmp_path / "missing.png"], backend, options, files=files))
     first, second, missing = outcomes
     assert 0 <= first.score.tile_accuracy <= 1 and second.score is not None
-    assert sum(t.support for t in first.score.tiles.values()) == 25
-    assert first.attribution.shape == (384, 384) and set(first.files) == {"overlay", "json", "attribution"}
+    assert sum(t.support for t in first.score.tiles.values()) == 25 and set(first.files) == {"overlay", "json"}
     assert all(path.is_file() for path in first.files.values())
     assert json.loads(first.files["json"].read_text())["truth"]["tile_accuracy"] == first.score.tile_accuracy
     assert missing.result is None and "no such file" in missing.error
-    assert "2 layers" in (tmp_path / "index.html").read_text()
+    assert "2 layers" in (tmp_path / "index.html").read_text() and (tmp_path / "summary.csv").is_file()
     with pytest.raises(Exception, match="model"):
-        run_layers(layers, TorchBackend(model), RunOptions(explain=True))
+        run_layers(layers, backend, RunOptions(explain=True))
+    explained = RunOptions(explain=True, explain_steps=2)
+    with RunFiles(tmp_path / "ig", ("attribution",), summary=False) as files:
+        (outcome,) = run_layers(layers[0], backend, explained, files=files, model=model)
+    assert outcome.attribution.shape == (384, 384) and outcome.files["attribution"].is_file()
