@@ -17,6 +17,19 @@ from slmcnn.synth import SynthSettings, generate_build
 RATES = {"streak": 0.4, "short_feed": 0.15, "swelling": 0.3, "debris": 0.4, "chatter": 0.1}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def compile_cache(tmp_path_factory) -> Path:
+    """Compiled networks go to a folder of the test session's own, never the user's cache, and no
+    test leaves a background compilation running (the monitor's `auto` would start one)."""
+    from slmcnn import aot
+
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLMCNN_CACHE", str(folder))
+        patch.setattr(aot, "spawn_compile", lambda model, precision: None)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory) -> Path:
     """A 10-layer 384x384 build with frequent defects (9 patches of 128 px per layer)."""

@@ -20,7 +20,7 @@ from slmcnn.folding import for_evaluation
 from slmcnn.preprocess import prepare, standardise, unit_scale
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "compiled", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -134,10 +134,25 @@ class OnnxBackend:
         return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
-COMPILE_FROM_LAYERS = 20
-"""Compiling costs about 15 s once; below about this many layers eager PyTorch finishes first."""
-COMPILE_FROM_PATCHES = 720
-"""The same for single patches: about 20 layers of 768 px."""
+PATCHES_PER_LAYER = 36
+"""A 768x768 layer of 128-pixel tiles: the job size assumed when only the number of layers is known."""
+EAGER_PATCHES_PER_S, COMPILED_PATCHES_PER_S = 1000.0, 2500.0
+"""bf16 network rates of eager and compiled PyTorch in a pipeline (2 cores; benchmarks/README.md)."""
+LOAD_SECONDS = 0.5
+"""Loading a compiled package from the cache and its first call."""
+
+
+def auto_engine(patches: int | None, is_cached: bool, compile_seconds: float) -> str:
+    """What `auto` runs in bf16, whichever finishes the job first by the rates above: 'compiled' (a
+    package from the cache), 'compile' (compile now, then run; cached for later jobs), 'background'
+    (eager now, compiled in a child process and used once ready: jobs of unknown size, the monitor)
+    or 'eager'."""
+    if patches is None:
+        return "compiled" if is_cached else "background"
+    saved = patches * (1.0 / EAGER_PATCHES_PER_S - 1.0 / COMPILED_PATCHES_PER_S)
+    if is_cached:
+        return "compiled" if saved > LOAD_SECONDS else "eager"
+    return "compile" if saved > compile_seconds + LOAD_SECONDS else "eager"
 
 
 def create_backend(
@@ -147,14 +162,15 @@ def create_backend(
     layers: int | None = None,
     patches: int | None = None,
 ) -> Backend:
-    """Pick the inference engine for a network.
+    """Pick the inference engine for a network; `layers` or `patches` is the job's size, if known.
 
     `auto`: where the CPU computes bfloat16 natively (AVX-512 BF16 / AMX), PyTorch in bf16 (it
-    agrees with fp32 on more than 99.5% of tiles of the synthetic test builds), compiled by
-    TorchInductor when the job is long (its size unknown, as in monitoring, or at least
-    COMPILE_FROM_LAYERS layers or COMPILE_FROM_PATCHES patches) and a C++ compiler is present; elsewhere ONNX Runtime fp32, the fastest
-    fp32 engine measured here. `torch` is eager PyTorch in `precision`; `onnx` is ONNX Runtime fp32.
-    benchmarks/bench_predict.py measures every choice."""
+    agrees with fp32 on more than 99.5% of tiles of the synthetic test builds), eager or compiled by
+    TorchInductor ahead of time, by `auto_engine`: a compiled package is cached per model, CPU and
+    torch version (aot.py) and loads in well under a second, so compiling is paid once; elsewhere
+    ONNX Runtime fp32, the fastest fp32 engine measured here. `torch` is eager PyTorch in
+    `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX Runtime fp32.
+    benchmarks/bench_predict.py and bench_whole.py measure every choice."""
     if name not in BACKENDS:
         raise SettingsError(f"`backend` must be one of {', '.join(BACKENDS)} (got {name!r})")
     precision = resolve_precision(precision)
@@ -168,9 +184,18 @@ def create_backend(
             return OnnxBackend(onnx_path)  # the session holds the graph in memory
         finally:
             Path(onnx_path).unlink()
-    if layers is None and patches is None:
-        long_job = True
-    else:
-        long_job = (layers or 0) >= COMPILE_FROM_LAYERS or (patches or 0) >= COMPILE_FROM_PATCHES
-    compile_it = name == "auto" and long_job and shutil.which("g++") is not None
-    return TorchBackend(model, precision, compile=compile_it)
+    if name == "torch":
+        return TorchBackend(model, precision)
+    from slmcnn import aot
+
+    if patches is None and layers is not None:
+        patches = layers * PATCHES_PER_LAYER
+    is_cached = aot.cached(model, precision) is not None
+    engine = "compile" if name == "compiled" else auto_engine(patches, is_cached, aot.compile_seconds())
+    if engine == "eager" or (not is_cached and shutil.which("g++") is None):
+        return TorchBackend(model, precision)
+    try:
+        return aot.AotBackend(model, precision, background=engine == "background")
+    except Exception as exc:  # an Inductor limitation or a broken toolchain: eager still works
+        log.warning("compiled network unavailable (%s: %s); using eager PyTorch", type(exc).__name__, exc)
+        return TorchBackend(model, precision)

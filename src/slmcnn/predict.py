@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration, tile_ignored
 from slmcnn.errors import SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
-from slmcnn.tiles import TileGeometry, TileGrid, stitch_classes, tile
+from slmcnn.tiles import TileGeometry, cut, geometry, stitch_classes, strips
 
 LayerInput = str | Path | np.ndarray | tuple[str, np.ndarray]
 """A layer: an image file, an HxW(x3) array, or a (name, array) pair."""
@@ -48,9 +49,9 @@ class LayerResult:
             classes = np.where(self.ignored, NOT_A_CLASS, classes)
         return classes.reshape(self.grid.shape)
 
-    @property
+    @cached_property
     def fractions(self) -> dict[str, float]:
-        """Share of the (not ignored) bed per class."""
+        """Share of the (not ignored) bed per class (counted once: JSON, summary and monitor ask)."""
         counts = np.bincount(self.class_map.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
         total = max(int(counts.sum()), 1)
         return {c: float(n) / total for c, n in zip(CLASSES, counts)}
@@ -136,7 +137,9 @@ class Predictor:
         self.camera = camera
         self.ignore = camera.ignore_mask() if camera and camera.ignore else None
 
-    def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGrid]:
+    def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None]:
+        """Read a layer and cut its tiles; a photo of more than `batch_tiles` tiles is cut later, in
+        strips of tile rows (`strips`), so that only one strip of patches is ever in memory."""
         path = layer_name(item, index)
         if isinstance(item, tuple | np.ndarray):
             image = image_io.as_rgb(np.asarray(item[1] if isinstance(item, tuple) else item), str(path))
@@ -144,7 +147,8 @@ class Predictor:
             image = image_io.read(item)
         if self.camera:
             image = self.camera.warp(image)
-        return path, image, tile(image, self.patch, self.stride)
+        where = geometry(image.shape[0], image.shape[1], self.patch, self.stride)
+        return path, image, where, cut(image, where) if where.count <= self.batch_tiles else None
 
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
         """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run."""
@@ -163,13 +167,12 @@ class Predictor:
 
             refill()
             while pending or ready:
-                tiles_ready = sum(len(r[2].patches) for r in ready if not isinstance(r, LayerFailure))
+                tiles_ready = sum(r[2].count for r in ready if not isinstance(r, LayerFailure))
                 if pending and tiles_ready < self.batch_tiles:
                     name, started, future = pending.popleft()
                     refill()
                     try:
-                        path, image, grid = future.result()
-                        ready.append((path, image, grid, started))
+                        ready.append((*future.result(), started))
                     except SlmcnnError as exc:
                         ready.append(LayerFailure(name, str(exc)))
                     continue
@@ -177,22 +180,25 @@ class Predictor:
                 ready = []
 
     def _run(self, ready: list) -> Iterator[LayerResult | LayerFailure]:
-        layers = [r for r in ready if not isinstance(r, LayerFailure)]
-        probs = self.backend.probabilities(np.concatenate([r[2].patches for r in layers])) if layers else None
+        cut_now = [r[3] for r in ready if not isinstance(r, LayerFailure) and r[3] is not None]
+        probs = self.backend.probabilities(np.concatenate(cut_now)) if cut_now else None
         offset = 0
         for entry in ready:
             if isinstance(entry, LayerFailure):
                 yield entry
                 continue
-            path, image, grid, started = entry
-            n = len(grid.patches)
-            layer_probs = probs[offset : offset + n]
-            offset += n
-            class_map, ignored = classify_pixels(grid.geometry, layer_probs, self.ignore)
+            path, image, where, patches, started = entry
+            if patches is None:
+                parts = strips(image, where, self.batch_tiles)
+                layer_probs = np.concatenate([self.backend.probabilities(p) for p in parts])
+            else:
+                layer_probs = probs[offset : offset + len(patches)]
+                offset += len(patches)
+            class_map, ignored = classify_pixels(where, layer_probs, self.ignore)
             yield LayerResult(
                 path,
                 image,
-                grid.geometry,
+                where,
                 layer_probs,
                 class_map,
                 time.perf_counter() - started,

@@ -5,7 +5,8 @@ placed flush with the far edge, so every pixel is covered and nothing is cropped
 overlaps its neighbour. Where tiles overlap, a pixel takes the mean probability of all covering tiles.
 """
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -76,6 +77,14 @@ def cut(image: np.ndarray, where: TileGeometry) -> np.ndarray:
     return np.ascontiguousarray(patches).reshape(-1, p, p, image.shape[2])
 
 
+def strips(image: np.ndarray, where: TileGeometry, max_tiles: int) -> Iterator[np.ndarray]:
+    """The patches of `cut(image, where)` in order, a strip of whole tile rows (at most `max_tiles`
+    tiles, at least one row) at a time: memory bounded by the strip, not the photo."""
+    rows = max(1, max_tiles // len(where.xs))
+    for start in range(0, len(where.ys), rows):
+        yield cut(image, replace(where, ys=where.ys[start : start + rows]))
+
+
 @dataclass
 class TileGrid:
     """Patches of one image and where they came from (`geometry`)."""
@@ -93,6 +102,9 @@ def tile(image: np.ndarray, patch: int = 128, stride: int | None = None) -> Tile
     """Cut an HxWxC image into a row-major grid of patches."""
     where = geometry(image.shape[0], image.shape[1], patch, stride)
     return TileGrid(cut(image, where), where)
+
+
+STITCH_ROWS = 256
 
 
 def coverage(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
@@ -120,7 +132,15 @@ def stitch_classes(grid: TileGeometry | TileGrid, probabilities: np.ndarray) -> 
     if cover_y.sum(1).max() == 1 and cover_x.sum(1).max() == 1:
         classes = probabilities.argmax(1).astype(np.uint8).reshape(grid.shape)
         return classes[cover_y.argmax(1)][:, cover_x.argmax(1)]
-    return stitch(grid, probabilities).argmax(2).astype(np.uint8)
+    rows, cols = grid.shape
+    per_tile = probabilities.reshape(rows, cols, -1).astype(np.float32)
+    out = np.empty((grid.height, grid.width), np.uint8)
+    for y in range(0, grid.height, STITCH_ROWS):  # (rows, W, classes) float32 at a time, not (H, W, classes)
+        cover = cover_y[y : y + STITCH_ROWS]
+        summed = np.einsum("yr,rck,xc->yxk", cover, per_tile, cover_x, optimize=True)
+        counts = cover.sum(1)[:, None] * cover_x.sum(1)[None, :]
+        out[y : y + STITCH_ROWS] = (summed / counts[:, :, None]).argmax(2)  # as stitch(), a strip at a time
+    return out
 
 
 def stitch_maps(grid: TileGeometry | TileGrid, maps: np.ndarray) -> np.ndarray:

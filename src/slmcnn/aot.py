@@ -1,0 +1,212 @@
+"""Compiled networks paid for once: TorchInductor ahead-of-time packages kept in a cache folder.
+
+A package is the network with its standardisation, compiled by torch.export + AOTInductor (frozen
+weights, bf16 autocast inside), for one input type. Its file name is a hash of the model's weights,
+the precision, the input type, the CPU and the torch version, so a package is loaded (in a fraction
+of a second) only where it was made for exactly this; anything else compiles anew. The folder is
+$SLMCNN_CACHE, else ~/.cache/slmcnn. `python -m slmcnn.aot MODEL` fills it ahead of a job.
+"""
+
+import argparse
+import atexit
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slmcnn import CLASSES
+from slmcnn.backends import COMPILED_BATCH, TorchBackend, _Standardised
+from slmcnn.preprocess import unit_scale
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bump when what goes into a package changes
+DEFAULT_COMPILE_SECONDS = 60.0  # until this machine has compiled once (then: what it took)
+
+
+def cache_dir() -> Path:
+    """$SLMCNN_CACHE, else ~/.cache/slmcnn (created on first write, not here)."""
+    return Path(os.environ.get("SLMCNN_CACHE") or Path.home() / ".cache" / "slmcnn")
+
+
+def cpu_signature() -> str:
+    """What compiled code depends on: architecture, CPU model and instruction-set flags, torch's
+    vector ISA."""
+    model = flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = " ".join(sorted(value.split()))
+    except OSError:
+        model = platform.processor()
+    return f"{platform.machine()}|{model}|{flags}|{torch.backends.cpu.get_cpu_capability()}"
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """sha256 of the weights (names, types, shapes, bytes): the same model file gives the same digest."""
+    digest = hashlib.sha256(type(model).__name__.encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def package_key(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> str:
+    """The cache key: model weights, precision, input type, patch size, CPU, torch version."""
+    patch = getattr(getattr(model, "spec", None), "patch", 128)
+    parts = [FORMAT, model_digest(model), precision, np.dtype(dtype).name, patch, torch.__version__, cpu_signature()]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def package_path(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> Path:
+    return cache_dir() / f"{package_key(model, precision, dtype)}.pt2"
+
+
+def cached(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> Path | None:
+    """The package for this model, precision, input type, CPU and torch, if one was compiled."""
+    path = package_path(model, precision, dtype)
+    return path if path.is_file() else None
+
+
+class _Exported(torch.nn.Module):
+    """The standardised network for one input type, with bf16 autocast inside the graph."""
+
+    def __init__(self, model: torch.nn.Module, precision: str, scale: float):
+        super().__init__()
+        self.net, self.bf16, self.scale = _Standardised(model), precision == "bf16", scale
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(patches, self.scale)
+
+
+def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> Path:
+    """Compile the package for this model, precision and input type into the cache (atomically:
+    a concurrent process sees it whole or not at all) and record how long it took."""
+    path = package_path(model, precision, dtype)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    folded = TorchBackend(model, precision).model
+    patch = getattr(getattr(model, "spec", None), "patch", 128)
+    example = torch.zeros((COMPILED_BATCH, patch, patch, 3), dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
+    module = _Exported(folded, precision, unit_scale(np.zeros(0, dtype))).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.inference_mode():
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
+    options = {"freezing": True, "aot_inductor.compile_wrapper_opt_level": "O1"}  # this call only
+    try:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(temporary), inductor_configs=options)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    record = {"seconds": round(seconds, 1), "torch": torch.__version__, "precision": precision}
+    (cache_dir() / "compile.json").write_text(json.dumps(record))
+    log.info("compiled the network in %.0f s into %s", seconds, path)
+    return path
+
+
+def compile_seconds() -> float:
+    """How long the last compilation on this machine took (a default before the first)."""
+    try:
+        return float(json.loads((cache_dir() / "compile.json").read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_COMPILE_SECONDS
+
+
+class AotBackend:
+    """A compiled package from the cache (eager PyTorch for input types without one). With
+    `background=True` a missing package is compiled by a low-priority child process while eager
+    PyTorch serves, and used from the first batch after it is ready (the monitor's way)."""
+
+    name = "torch"
+    compiled = True
+
+    def __init__(self, model: torch.nn.Module, precision: str, batch: int = COMPILED_BATCH, background: bool = False):
+        self.model, self.precision, self.batch = model, precision, batch
+        self.eager = TorchBackend(model, precision)
+        self.runners: dict[str, object] = {}
+        self.child: subprocess.Popen | None = None
+        path = cached(model, precision)
+        if path is not None:
+            self._load(path, np.uint8)
+        elif background:
+            self.child = spawn_compile(model, precision)
+            atexit.register(self.close)
+        else:
+            self._load(compile_package(model, precision), np.uint8)
+
+    def _load(self, path: Path, dtype: np.dtype) -> None:
+        runner = torch._inductor.aoti_load_package(str(path))
+        self.runners[np.dtype(dtype).name] = runner
+
+    @property
+    def ready(self) -> bool:
+        """True once a compiled package serves uint8 patches."""
+        if "uint8" not in self.runners and self.child is not None and self.child.poll() is not None:
+            path, self.child = cached(self.model, self.precision), None
+            if path is not None:
+                self._load(path, np.uint8)
+                log.info("now running the compiled network")
+        return "uint8" in self.runners
+
+    @torch.inference_mode()
+    def probabilities(self, patches: np.ndarray) -> np.ndarray:
+        runner = self.runners.get(patches.dtype.name) if self.ready else None
+        if runner is None:
+            return self.eager.probabilities(patches)
+        out = [
+            runner(torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch]))).numpy()
+            for start in range(0, len(patches), self.batch)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+    def close(self) -> None:
+        """Stop a background compilation that is still running."""
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+            self.child.wait(timeout=10)
+
+
+def spawn_compile(model: torch.nn.Module, precision: str) -> subprocess.Popen | None:
+    """`python -m slmcnn.aot` for the model's file at the lowest CPU priority (None for a model
+    without a file: it stays eager)."""
+    source = getattr(model, "source", None)
+    if source is None or not Path(source).is_file():
+        return None
+    command = [sys.executable, "-m", "slmcnn.aot", str(source), "--precision", precision]
+    log.info("compiling the network in the background; eager PyTorch until then")
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(19)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compile a model's package into the cache (for jobs to come, or in the monitor's background)."""
+    import slmcnn
+    from slmcnn.backends import resolve_precision
+
+    parser = argparse.ArgumentParser(prog="python -m slmcnn.aot", description=main.__doc__)
+    parser.add_argument("model", nargs="?", help="model file (default: the shipped model)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    args = parser.parse_args(argv)
+    model, precision = slmcnn.load_model(args.model), resolve_precision(args.precision)
+    path = cached(model, precision) or compile_package(model, precision)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
