@@ -45,7 +45,8 @@ function drawHeat(heat) {
   box.style.gridTemplateColumns = `repeat(${heat[0].length}, 1fr)`;
   box.replaceChildren(...heat.flat().map((v) => {
     const cell = el("div", { title: pct(v) }, v > 0 ? Math.round(100 * v) : "");
-    cell.style.background = `rgba(220, 30, 30, ${Math.min(1, v * 1.5)})`;
+    const a = Math.min(1, v * 1.5);  // white to red
+    cell.style.background = `rgb(${255 - 35 * a}, ${255 - 225 * a}, ${255 - 225 * a})`;
     return cell;
   }));
 }
