@@ -8,7 +8,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from slmcnn.errors import ImageReadError, OutputError, SettingsError
+from slmcnn.errors import ImageReadError, OutputError, SettingsError, SlmcnnError
 from slmcnn.files import write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -93,7 +93,9 @@ def read(path: str | Path) -> np.ndarray:
                 array = _pil_to_array(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from None
-    except (Image.DecompressionBombError, MemoryError, IndexError, KeyError, TypeError) as exc:
+    except SlmcnnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a decoder failing on a damaged file: refuse the file
         raise ImageReadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     return as_rgb(array, str(path))
 
