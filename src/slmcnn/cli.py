@@ -124,11 +124,11 @@ def cmd_export(args) -> int:
 def cmd_monitor(args) -> int:
     from slmcnn.monitoring import AlertRules, Database, Monitor, MonitorConfig
 
-    model, backend, options = _engine(args, workers=1)
     on = lambda value: value if value >= 0 else None  # noqa: E731
     rules = AlertRules(on(args.alert_error_fraction), args.alert_persist or None, not args.no_alert_near_part)
     rules.jump = on(args.alert_jump)
-    config = _pick(args, MonitorConfig, rules=rules)
+    config = _pick(args, MonitorConfig, rules=rules)  # checks the folder before the model is loaded
+    model, backend, options = _engine(args, workers=1)
     monitor = Monitor(config, Database(args.db), backend, options)
     print(f"watching {config.watch_dir} (Ctrl-C to stop)", flush=True)
     monitor.run(args.exit_when_idle)
