@@ -77,7 +77,7 @@ def main() -> int:
     for old in out.glob("labels*"):
         old.unlink() if old.is_file() else None
     config = AppConfig([], [build], model_path, labels=out / "labels.sqlite", token="t", user="bench")
-    client, auth = TestClient(create_app(config)), {"X-Slmcnn-Token": "t"}
+    client, auth = TestClient(create_app(config), base_url="http://127.0.0.1"), {"X-Slmcnn-Token": "t"}
     set_id = client.post("/api/sets", json={"folder": "layers"}, headers=auth).json()["id"]
     rng, count = np.random.default_rng(0), 0
     timings = []

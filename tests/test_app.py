@@ -46,7 +46,7 @@ def env(tiny_build, tiny_model_file, tmp_path_factory):
     (root / "secret" / "00001.png").write_bytes((tiny_build / "layers" / "00001.png").read_bytes())
     os.symlink(root / "secret", data / "escape")
     config = AppConfig([db], [data], tiny_model_file, labels=root / "labels.sqlite", token=TOKEN, user="tester")
-    client = TestClient(create_app(config))
+    client = TestClient(create_app(config), base_url="http://127.0.0.1:8765")
     return {"root": root, "db": db, "data": data, "client": client, "config": config, "model": tiny_model_file}
 
 
@@ -131,6 +131,26 @@ def test_open_folders_only_inside_the_data_folders(env):
     ):
         response = client.get(url)
         assert response.status_code == 404 and b"import" not in response.content, url
+
+
+def test_only_loopback_host_names_are_answered(env):
+    client = env["client"]
+    for host in ("localhost:8765", "[::1]:8765", "127.0.0.1"):
+        assert client.get("/api/sets", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example:8765", "evil.example", "192.168.1.5:8765"):  # DNS rebinding
+        assert client.get("/", headers={"host": host}).status_code == 403, host
+
+
+def test_anomaly_scores_stored_by_the_monitor_are_shown(env):
+    import sqlite3
+
+    client = env["client"]
+    assert client.get("/api/sets/b0-1/layers/3").json()["anomaly"] is None
+    with sqlite3.connect(env["db"]) as conn:  # as a monitor with a camera profile stores them
+        layer_id = conn.execute("select id from layers where number = 4").fetchone()[0]
+        conn.execute("update tiles set anomaly = 0.25 + row where layer_id = ?", (layer_id,))
+    anomaly = client.get("/api/sets/b0-1/layers/3").json()["anomaly"]
+    assert anomaly == [[0.25] * 3, [1.25] * 3, [2.25] * 3]
 
 
 def test_a_server_beyond_this_machine_needs_its_token(env):

@@ -28,6 +28,11 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK or host.startswith("127.")
 
 
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port ([::1]:8765 -> ::1)."""
+    return host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+
+
 def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI:
     """The app for a configuration; `config.token` (made up when not given) guards it."""
     token = config.token or secrets.token_urlsafe(24)
@@ -46,6 +51,9 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     async def guard(request: Request, call_next):
         query = request.query_params.get("token", "")
         ok = hmac.compare_digest(given_token(request), token) or hmac.compare_digest(query, token)
+        if not remote and not is_loopback(host_name(request.headers.get("host", ""))):
+            # a page elsewhere that made its name resolve to this machine (DNS rebinding) gets nothing
+            return JSONResponse({"error": "this server answers to 127.0.0.1 and localhost only"}, 403)
         if remote and not ok:
             return JSONResponse({"error": "this server needs its token: open the URL it printed"}, 401)
         if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
