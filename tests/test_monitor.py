@@ -244,20 +244,6 @@ def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, tin
     assert _db_rows(db, "select count(*) from alerts where raised = 0")[0][0] == 0
 
 
-def test_database_from_the_first_version_gets_the_raised_column(tmp_path):
-    from slmcnn.monitoring import Database
-
-    db = tmp_path / "old.sqlite"
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "create table alerts (id integer primary key, build_id integer not null, layer_id integer not null, "
-            "layer integer, file varchar, rule varchar, message text, value float, created float)"
-        )
-        conn.execute("insert into alerts values (1, 1, 1, 7, 'a.png', 'error-fraction', 'm', 0.5, 0)")
-    Database(db)
-    assert _db_rows(db, "select layer, raised from alerts") == [(7, 1)]
-
-
 class Constant:
     """A backend that calls every tile the same class."""
 
@@ -360,24 +346,27 @@ def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
     assert "CONSOLE" not in shown.stderr, shown.stderr
 
 
-def test_database_of_the_first_version_takes_a_second_build_of_a_folder(tmp_path):
+def test_database_of_the_first_version_is_brought_up_to_date(tmp_path):
+    """Its alerts were all raised, and a folder may now hold a second build."""
     from slmcnn.monitoring import Database
 
     db = tmp_path / "v1.sqlite"
     with sqlite3.connect(db) as conn:
-        conn.execute(
-            "create table builds (id integer primary key, watch_dir varchar not null unique, model varchar, "
-            "started float)"
-        )
-        conn.execute(
-            "create table layers (id integer primary key, build_id integer not null references builds (id), "
-            "number integer, file varchar not null, path varchar, status varchar not null, message text, "
-            "processed float, seconds float, powder float, object float, error float, geometry text, "
-            "overlay varchar, unique (build_id, file))"
-        )
+        for table in (
+            "builds (id integer primary key, watch_dir varchar not null unique, model varchar, started float)",
+            "layers (id integer primary key, build_id integer not null references builds (id), number integer, "
+            "file varchar not null, path varchar, status varchar not null, message text, processed float, "
+            "seconds float, powder float, object float, error float, geometry text, overlay varchar, "
+            "unique (build_id, file))",
+            "alerts (id integer primary key, build_id integer not null, layer_id integer not null, "
+            "layer integer, file varchar, rule varchar, message text, value float, created float)",
+        ):
+            conn.execute(f"create table {table}")
         conn.execute("insert into builds values (1, '/cam', 'm', 0)")
         conn.execute("insert into layers (build_id, number, file, status) values (1, 1, '00001.png', 'done')")
+        conn.execute("insert into alerts values (1, 1, 1, 7, 'a.png', 'error-fraction', 'm', 0.5, 0)")
     stored = Database(db)
+    assert _db_rows(db, "select layer, raised from alerts") == [(7, 1)]
     assert stored.open_build("/cam").id == 1 and stored.stored_files("/cam")["00001.png"][0].stamp is None
     second = stored.new_build("/cam", "cam #2")
     assert [b.id for b in stored.builds("/cam")] == [1, second.id] and stored.builds()[0].name == "cam"
