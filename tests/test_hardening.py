@@ -224,6 +224,15 @@ def test_training_on_one_class_warns(tmp_path, write_image):
     assert result.returncode == 0 and "one class only" in result.stderr
 
 
+def test_alert_rules_and_label_rules_refuse_impossible_numbers(tmp_path):
+    base = ("synth", tmp_path / "b", "--layers", "1", "--size", "64", "--patch", "32")
+    one_line(run_cli(*base, "--error-min-pixels", "-5"), 2, "--error-min-pixels")
+    one_line(run_cli(*base, "--object-min-fraction", "nan"), 2, "--object-min-fraction")
+    (tmp_path / "w").mkdir()
+    monitor = ("monitor", tmp_path / "w", "--db", tmp_path / "d.sqlite", "--exit-when-idle", "0.1")
+    one_line(run_cli(*monitor, "--alert-persist", "-3"), 2, "persistent layers")
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch):
     import slmcnn.synth
 
@@ -313,6 +322,8 @@ def test_a_failed_layer_is_classified_again_when_its_file_changes(tiny_model_fil
     while not monitor.process_ready():
         pass
     assert stored(db) == [("00001.png", "failed")]
+    with sqlite3.connect(db) as conn:  # tried twice, each try finished: not a layer that killed the monitor
+        assert "poison" not in conn.execute("select message from layers").fetchone()[0]
     layer_png(tmp_path / "good.png")
     shutil.copy(tmp_path / "good.png", watch / ".tmp")
     (watch / ".tmp").replace(watch / "00001.png")
@@ -359,10 +370,14 @@ def test_monitor_faults_are_one_line(tiny_model_file, tmp_path, monkeypatch):
     one_line(run_cli(*base), 2, "another monitor")
     first.lock.release()
 
-    def full(path, data, force=True):
-        raise OutputError(files.describe(OSError(errno.ENOSPC, "full"), path))
+    real_replace = files.os.replace
 
-    monkeypatch.setattr(images, "write_bytes", full)
+    def full(source, target):  # every output is renamed into place: a full disk fails there at the latest
+        if str(target).startswith(str(tmp_path / "live")):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(files.os, "replace", full)
     one_line(run_cli(*base, "--out", tmp_path / "live"), 2, "disk is full")
     assert stored(db) == []  # nothing stored: the restart classifies the layer
     monkeypatch.undo()

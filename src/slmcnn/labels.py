@@ -31,6 +31,13 @@ class LabelRule:
     object_min_fraction: float = 0.05
     object_ambiguous_fraction: float = 0.01
 
+    def __post_init__(self):
+        from slmcnn.validate import number, whole
+
+        whole(self.error_min_pixels, "error_min_pixels", 1)
+        number(self.object_min_fraction, "object_min_fraction", 0, 1)
+        number(self.object_ambiguous_fraction, "object_ambiguous_fraction", 0, 1)
+
     def as_dict(self) -> dict:
         return asdict(self)
 

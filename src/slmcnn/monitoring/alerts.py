@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import queue
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slmcnn.errors import SettingsError
 from slmcnn.labels import ERROR, OBJECT
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,19 @@ class AlertRules:
     near_part: bool = True
     jump: float | None = 0.1
     jump_window: int = 5
+
+    def __post_init__(self):
+        for name, value, low in (("error_fraction", self.error_fraction, 0), ("jump", self.jump, 0)):
+            ok = value is None or (isinstance(value, int | float) and math.isfinite(value) and value >= low)
+            if not ok:
+                raise SettingsError(
+                    f"the {name.replace('_', ' ')} alert needs a number of 0 or more, or none to turn it off (got {value!r})"
+                )
+        for name, value in (("persistent_layers", self.persistent_layers), ("jump_window", self.jump_window)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise SettingsError(
+                    f"the {name.replace('_', ' ')} of the alert rules must be 1 or more, or none (got {value!r})"
+                )
 
     @property
     def history_needed(self) -> int:

@@ -238,7 +238,6 @@ class Monitor:
                 self._finish(outcome, number if number is not None else self.build.next_number(), stamp)
                 self._remember(path, "done", stamp)
             self.retry.pop(path.name, None)
-            self.db.end_attempt(self.key, path.name)
             finished += 1
         return finished
 
@@ -250,14 +249,16 @@ class Monitor:
         if crashed >= POISON_TRIES:
             return LayerOutcome(path, error=f"{POISON} the monitor stopped {crashed} times while classifying it")
         try:
-            return next(iter(self.pipeline.run([path])))
+            outcome = next(iter(self.pipeline.run([path])))
         except (OutputError, DatabaseError, KeyboardInterrupt):
             with contextlib.suppress(Exception):
                 self.db.end_attempt(self.key, path.name)  # the monitor stops, but not because of this layer
             raise
         except Exception as exc:  # noqa: BLE001 - one bad layer must not stop the monitoring of a build
             log.debug("layer %s", path.name, exc_info=True)
-            return LayerOutcome(path, error=f"{path}: {type(exc).__name__}: {exc}"[:500])
+            outcome = LayerOutcome(path, error=f"{path}: {type(exc).__name__}: {exc}"[:500])
+        self.db.end_attempt(self.key, path.name)  # this try is over; a retry is a new one
+        return outcome
 
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
         result = outcome.result
