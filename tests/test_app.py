@@ -241,3 +241,26 @@ def test_fine_tune_in_the_background_then_make_current(env):
     assert Path(made["model"]).is_file() and made["model"] in made["monitor"]
     assert client.get("/api/model").json()["path"] == made["model"]
     assert LabelStore(env["config"].labels_path).current_model() == made["model"]
+
+
+def test_a_folder_opened_with_a_camera_is_straightened(env, tmp_path):
+    from slmcnn.camera import CameraCalibration
+
+    camera = CameraCalibration([[4, 6], [380, 2], [383, 379], [1, 383]], size=384).save(tmp_path / "camera.json")
+    config = AppConfig([], [env["data"]], env["model"], camera, labels=tmp_path / "labels.sqlite", token=TOKEN)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    opened = client.post("/api/sets", json={"folder": "photos"}, headers=AUTH).json()
+    layer = client.get(f"/api/sets/{opened['id']}/layers/1").json()
+    assert layer["straightened"] and layer["anomaly"] is None and (layer["width"], layer["rows"]) == (384, 3)
+    assert client.get(f"/api/sets/{opened['id']}/layers/1/image").status_code == 200
+
+
+def test_a_build_grows_while_the_monitor_writes(env, tiny_build):
+    client = env["client"]
+    before = client.get("/api/sets/b0-1").json()
+    watch = env["root"] / "camera"
+    shutil.copy(tiny_build / "layers" / "00005.png", watch / "00005.png")
+    args = ["monitor", watch, "--db", env["db"], "--model", env["model"], "--exit-when-idle", "0.5"]
+    assert run_cli(*args, "--settle", "0.05", "--backend", "torch").returncode == 0
+    after = client.get("/api/sets/b0-1").json()  # what the page's 2 s poll reads
+    assert len(after["layer_list"]) == len(before["layer_list"]) + 1 == 5

@@ -101,9 +101,10 @@ def test_layer_view_opens_fast_and_shows_probabilities(page, server):
     for index in (0, 1, 2):
         start = time.perf_counter()
         open_layer(page, server, index)
-        shown.append((page.evaluate("window.layerShownMs"), (time.perf_counter() - start) * 1000))
-    print("layer view shown in (ms, in page / with navigation):", shown)
-    assert min(ms for ms, _ in shown) < 300
+        timings = page.evaluate("[window.layerShownMs, window.layerOpenedMs]")
+        shown.append([round(ms) for ms in timings] + [round((time.perf_counter() - start) * 1000)])
+    print("768x768 layer view (ms: data + photo + overlay, page from navigation start, as Playwright saw it):", shown)
+    assert min(ms for ms, _, _ in shown) < 300
     page.mouse.move(*tile_point(page, 2, 3))
     assert "%" in page.inner_text("#hover") and "row 2, col 3" in page.inner_text("#hover")
     assert page.locator("#overlay-anomaly").is_disabled()  # no camera profile scored this build

@@ -111,7 +111,8 @@ async function load(i, keepTile) {
   document.getElementById("layer-title").textContent = `layer ${L.number} (${L.file})${L.straightened ? ", straightened" : ""}`;
   history.replaceState(null, "", `/sets/${SET}/layers/${i}`);
   draw();
-  window.layerShownMs = performance.now() - t0;
+  window.layerShownMs = performance.now() - t0;  // this layer's data, photo and overlay
+  window.layerOpenedMs ??= performance.now();  // from navigation start: the whole page
   document.body.dataset.ready = String(i);
 }
 
