@@ -14,6 +14,7 @@ from slmcnn.profile import (
     ERROR,
     OBJECT,
     POWDER,
+    ProfileBackend,
     ProfileError,
     arrays_path,
     build_profile,
@@ -202,3 +203,18 @@ def test_profile_for_another_model_is_one_clear_error(profile, good_frames):
     one_line(exc)
     with pytest.raises(ProfileError, match="a layer of 4 tiles"):
         profile.score(tile(good_frames[0][:256, :256], 128).patches, other)
+
+
+def test_profile_backend_runs_the_network_once_in_the_pipeline(profile, good_frames, model):
+    from slmcnn.pipeline import RunOptions, run_layers
+
+    backend = ProfileBackend(profile, model)
+    frames = [good_frames[12], with_blob(good_frames[13], 192, 320, 30), good_frames[11]]
+    outcomes = list(run_layers(frames, backend, RunOptions(anomaly=backend.anomaly)))
+    for outcome, frame in zip(outcomes, frames, strict=True):
+        expected = profile.score_frame(frame, model)
+        np.testing.assert_allclose(outcome.result.anomaly, expected.anomaly, rtol=1e-3)
+        assert (outcome.result.tile_classes.ravel() == expected.classes).all()
+    assert outcomes[1].result.anomaly[5] > 1.0 and "anomaly" in outcomes[1].result.to_json()
+    with pytest.raises(ProfileError, match="a layer of 2x2 tiles"):
+        list(run_layers([good_frames[0][:256, :256]], backend, RunOptions(anomaly=backend.anomaly)))

@@ -333,6 +333,43 @@ class CameraProfile:
         )
 
 
+class ProfileBackend:
+    """A layer backend (`backends.Backend`) that runs the network once for both the class
+    probabilities and the profile's features, so the profile costs only its nearest-neighbour
+    search: it returns the decided probabilities (`decide`; a changed tile's decided class on top)
+    and keeps each tile's anomaly for `anomaly(result)`, the pipeline's per-layer hook
+    (`RunOptions(anomaly=backend.anomaly)`). Tiles arrive in layer order, whole layers or strips."""
+
+    name = "torch+profile"
+
+    def __init__(self, profile: "CameraProfile", model: torch.nn.Module, confirm: float | None = None):
+        self.profile, self.model = profile, model
+        self.net = profile.feature_net(model)
+        self.confirm = profile.meta.get("confirm", CONFIRM) if confirm is None else confirm
+        self._seen = 0
+        self._anomaly: list[float] = []
+
+    def probabilities(self, patches: np.ndarray) -> np.ndarray:
+        probs, features = self.net(patches)
+        positions = (self._seen + np.arange(len(patches))) % self.profile.positions
+        self._seen += len(patches)
+        anomaly = self.profile.distances(features) / self.profile.thresholds[positions]
+        self._anomaly.extend(anomaly.tolist())
+        return _on_top(probs, decide(probs, anomaly, self.confirm))
+
+    def anomaly(self, result) -> np.ndarray:
+        """The anomaly of the next layer's tiles (row-major), in the order the layers were classified."""
+        rows, cols = result.grid.shape
+        if rows * cols != self.profile.positions:
+            raise ProfileError(
+                f"{result.path}: a layer of {rows}x{cols} tiles, the camera profile has "
+                f"{self.profile.grid_shape[0]}x{self.profile.grid_shape[1]} (its frame size, stride = patch)"
+            )
+        out = np.array(self._anomaly[: rows * cols], np.float32)
+        del self._anomaly[: rows * cols]
+        return out
+
+
 def _frame_arrays(frames: Iterable) -> Iterable[tuple[str, np.ndarray]]:
     for i, frame in enumerate(frames):
         if isinstance(frame, np.ndarray):
