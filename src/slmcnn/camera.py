@@ -37,6 +37,9 @@ class CameraCalibration:
                 raise SettingsError(f"an ignored area needs 3 or more (x, y) points, got {polygon!r:.80}")
         if cv2.contourArea(corners.astype(np.float32)) < 100:
             raise SettingsError("the 4 bed corners enclose (almost) no area")
+        bed_ok = self.bed_mm is None or (isinstance(self.bed_mm, int | float) and 0 < self.bed_mm < float("inf"))
+        if not bed_ok:
+            raise SettingsError(f"`bed_mm` must be a positive number of millimetres (got {self.bed_mm!r})")
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 32:
             raise SettingsError(f"the straightened bed must be a whole number of at least 32 px (`size` {self.size!r})")
         from slmcnn.images import LIMITS

@@ -17,7 +17,7 @@ class SlmcnnError(Exception):
     exit_code = 2
 
     def __str__(self) -> str:
-        return _SETTING.sub(r"\1", super().__str__())
+        return _one_line(_SETTING.sub(r"\1", super().__str__()))
 
     def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
         """The message with each `setting` named by its command-line flag: `flags` maps a setting
@@ -33,7 +33,12 @@ class SlmcnnError(Exception):
             option = flags.get(name, "--" + name.replace("_", "-"))
             return option if not eq or value == "True" else f"{option} {value}"
 
-        return _SETTING.sub(flag, super().__str__())
+        return _one_line(_SETTING.sub(flag, super().__str__()))
+
+
+def _one_line(text: str) -> str:
+    """A message is one line, whatever names or values from the user's files it quotes."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ImageReadError(SlmcnnError):
