@@ -6,6 +6,8 @@ import json
 import shutil
 import sqlite3
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -113,6 +115,24 @@ def test_atomic_writes_leave_the_old_file_on_a_full_disk(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="disk is full"):
         files.write_text(target, "new and longer")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_export_onto_a_real_full_tmpfs(tiny_model_file, tmp_path):
+    """A 32 KB tmpfs in a private mount namespace (unshare -r -m: no root needed, nothing seen outside)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = f"mount -t tmpfs -o size=32k tmpfs {disk}"
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-r", "-m", "sh", "-c", mount]).returncode:
+        pytest.skip("no private tmpfs here")
+    script = (
+        f"{mount} && echo old > {disk}/m.onnx && "
+        f"{sys.executable} -m slmcnn export {tiny_model_file} --out {disk}/m.onnx --force; "
+        f"echo exit=$? >&2; cat {disk}/m.onnx >&2; ls -A {disk} >&2"
+    )
+    done = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert "disk is full" in lines[0] and lines[1:] == ["exit=2", "old", "m.onnx"], done.stderr
 
 
 def test_read_only_and_proc_outputs_are_one_line(tiny_model_file, tiny_build, tmp_path, monkeypatch):

@@ -69,10 +69,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         with os_errors(path):
             yield temporary
+            os.chmod(temporary, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
             os.replace(temporary, path)
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """This process's umask (writers such as safetensors create files as 0600 and rename them)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def write_bytes(path: str | Path, data: bytes, force: bool = True) -> Path:
