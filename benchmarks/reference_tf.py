@@ -88,17 +88,24 @@ def main() -> None:
     parser.add_argument("--weights", help=".npz of Keras-ordered weights (slmcnn's model); default: untrained")
     parser.add_argument("--patches", help=".npy of uint8 patches to explain; default: one random patch")
     parser.add_argument("--attributions", help="write the 500-step attributions here (.npy, patches x H x W x 3)")
+    parser.add_argument(
+        "--predict-only", action="store_true", help="classify and write the overlays only (whole-process timing)"
+    )
     args = parser.parse_args()
     paths = sorted(os.path.join(args.layer_dir, p) for p in os.listdir(args.layer_dir) if p.endswith(".png"))
+    os.makedirs(args.out_dir, exist_ok=True)
     model = build_model()
     if args.weights:
         stored = np.load(args.weights)
         model.set_weights([stored[f"w{i}"] for i in range(len(stored.files))])
-    predict_layer(model, paths[0], os.path.join(args.out_dir, "warmup.png"))
+    if not args.predict_only:
+        predict_layer(model, paths[0], os.path.join(args.out_dir, "warmup.png"))
     start = time.perf_counter()
     for i, path in enumerate(paths):
         predict_layer(model, path, os.path.join(args.out_dir, f"{i:05d}.png"))
     layers_per_s = len(paths) / (time.perf_counter() - start)
+    if args.predict_only:
+        return
 
     rng = np.random.default_rng(0)
     if args.patches:

@@ -51,13 +51,13 @@ def cmd_predict_layer(args) -> int:
     from rich.progress import Progress
 
     from slmcnn import images, outputs
-    from slmcnn.pipeline import run_layers
+    from slmcnn.pipeline import job_tiles, run_layers
 
     paths = images.list_images(args.inputs)
     if not paths:
         raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
-    truth = Path(args.truth) if args.truth else None
-    model, backend, options = _engine(args, len(paths), truth=truth, explain_steps=args.steps)
+    truth, tiles = Path(args.truth) if args.truth else None, job_tiles(paths, args.patch or 128, args.stride)
+    model, backend, options = _engine(args, len(paths), tiles, truth=truth, explain_steps=args.steps)
     run_folder(args.out, args.force)
     title = f"slmcnn: {{layers}} layer(s), model {model.source.name}" if args.html else None
     files = outputs.RunFiles(args.out, outputs.FILE_KINDS, paths, scored=truth is not None, html_title=title)

@@ -18,6 +18,7 @@ import numpy as np
 from slmcnn import CLASSES, render
 from slmcnn.files import atomic_path, writable, write_text
 from slmcnn.images import to_uint8, write_png
+from slmcnn.pngstrips import write_png_strips
 
 if TYPE_CHECKING:
     from slmcnn.pipeline import LayerOutcome
@@ -53,12 +54,15 @@ def layer_document(outcome: "LayerOutcome") -> dict:
 
 
 def write_layer(outcome: "LayerOutcome", files: dict[str, Path]) -> None:
+    """The layer's files; the overlay is drawn and both PNGs compressed a strip of rows at a time
+    on all cores (pngstrips), so a photo of any size costs a few strips of memory."""
     result = outcome.result
+    (height, width), image, classes = result.class_map.shape, result.image, result.class_map
     for kind, path in files.items():
         if kind == "overlay":
-            write_png(path, render.overlay(result.image, result.class_map))
+            write_png_strips(path, height, width, 3, lambda y0, y1: render.overlay(image[y0:y1], classes[y0:y1], y0=y0))
         elif kind == "classes":
-            write_png(path, result.class_map)
+            write_png_strips(path, height, width, 1, lambda y0, y1: classes[y0:y1])
         elif kind == "json":
             write_text(path, json.dumps(layer_document(outcome)))
         elif kind == "attribution":

@@ -155,6 +155,23 @@ class LayerPipeline:
         return score_against_mask(result, images.read(mask_path)[..., 0], self.options.label_rule)
 
 
+def job_tiles(paths: list[Path], patch: int = 128, stride: int | None = None, sample: int = 8) -> int | None:
+    """About how many tiles a job has, from the headers of its first files (nothing is decoded):
+    what `auto` weighs a compilation against. None when no header can be read."""
+    from PIL import Image
+
+    counts = []
+    for path in paths[:sample]:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        counts.append(-(-max(height - patch, 0) // (stride or patch)) + 1)
+        counts[-1] *= -(-max(width - patch, 0) // (stride or patch)) + 1
+    return round(len(paths) * sum(counts) / len(counts)) if counts else None
+
+
 def run_layers(
     inputs: LayerInput | Iterable[LayerInput],
     backend: Backend,

@@ -150,6 +150,12 @@ class Predictor:
         where = geometry(image.shape[0], image.shape[1], self.patch, self.stride)
         return path, image, where, cut(image, where) if where.count <= self.batch_tiles else None
 
+    def warm_up(self) -> None:
+        """Classify one blank layer: a backend's first call (memory, kernels) is paid now, not by the
+        first real layer."""
+        side = self.patch if self.camera is None else max(self.patch, self.camera.size)
+        list(self.predict([("warm-up", np.zeros((side, side, 3), np.uint8))]))
+
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
         """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run."""
         with ThreadPoolExecutor(self.workers) as pool:

@@ -32,16 +32,16 @@ def colour_map(classes: np.ndarray) -> np.ndarray:
     return cv2.merge([cv2.LUT(classes, PALETTE[:, channel].copy()) for channel in range(3)])
 
 
-def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2) -> np.ndarray:
+def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2, y0: int = 0) -> np.ndarray:
     """(1 - alpha) x image + alpha x colour map, as the reference's cv2.addWeighted(0.8, 0.2).
-    Ignored areas (not a class) are hatched gray."""
+    Ignored areas (not a class) are hatched gray; `y0` is the first row's, for a strip of rows."""
     import cv2
 
     out = cv2.addWeighted(to_uint8(image), 1.0 - alpha, colour_map(classes), alpha, 0.0)
     ignored = classes >= len(CLASSES)
     if ignored.any():
         yy, xx = np.nonzero(ignored)
-        hatch = (yy + xx) % 10 < 3
+        hatch = (yy + y0 + xx) % 10 < 3
         out[yy[hatch], xx[hatch]] = 90
     return out
 

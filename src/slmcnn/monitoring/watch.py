@@ -169,9 +169,10 @@ class Monitor:
             first = path.stat()
         except FileNotFoundError:
             return False
-        if time.time() - first.st_mtime >= self.config.settle:
+        age = time.time() - first.st_mtime
+        if age >= self.config.settle:
             return True
-        time.sleep(min(self.config.settle, 0.2))
+        time.sleep(min(self.config.settle - age, 1.0) + 0.005)  # until it would have settled, not longer
         try:
             return path.stat().st_size == first.st_size and time.time() - path.stat().st_mtime >= self.config.settle
         except FileNotFoundError:
@@ -312,6 +313,7 @@ class Monitor:
             self.lock.release()
 
     def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
+        self.pipeline.predictor.warm_up()  # the network's first-call costs, before the first layer
         self.raise_pending()
         last_work = time.time()
         while True:
