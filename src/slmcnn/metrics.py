@@ -4,7 +4,6 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix, jaccard_score, precision_recall_fscore_support
 
 from slmcnn import CLASSES
 
@@ -61,6 +60,8 @@ class Report:
 
 
 def compute_report(y_true: np.ndarray, y_pred: np.ndarray) -> Report:
+    from sklearn.metrics import classification_report, confusion_matrix  # seconds to import: when used
+
     labels = list(range(len(CLASSES)))
     raw = classification_report(
         y_true, y_pred, labels=labels, target_names=list(CLASSES), output_dict=True, zero_division=0
@@ -112,6 +113,8 @@ class LayerScore:
 
 
 def score_layer(tile_truth: np.ndarray, tile_pred: np.ndarray, mask: np.ndarray, class_map: np.ndarray) -> LayerScore:
+    from sklearn.metrics import jaccard_score, precision_recall_fscore_support
+
     """Per-class tile precision / recall / F1 and per-class pixel IoU of one layer against its mask."""
     labels = list(range(len(CLASSES)))
     p, r, f, s = precision_recall_fscore_support(tile_truth, tile_pred, labels=labels, zero_division=0)

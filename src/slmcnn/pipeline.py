@@ -21,7 +21,6 @@ from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration
 from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
 from slmcnn.errors import DataError, SettingsError, SlmcnnError
-from slmcnn.explain import explain
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
 from slmcnn.outputs import RunFiles
@@ -88,6 +87,8 @@ def score_against_mask(result: LayerResult, mask: np.ndarray, rule: LabelRule | 
 
 def explain_layer(model: torch.nn.Module, result: LayerResult, steps: int = 32) -> np.ndarray:
     """An (H, W) heat map of |IG attribution| for each tile's predicted class."""
+    from slmcnn.explain import explain  # captum: imported only where explanations are asked for
+
     patches = cut(result.image, result.grid)
     explanations = explain(model, patches, result.probabilities.argmax(1), steps=steps)
     return stitch_maps(result.grid, np.stack([np.abs(e.attribution).sum(-1) for e in explanations]))

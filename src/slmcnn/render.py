@@ -1,22 +1,25 @@
 """Pictures a person looks at: overlays, class maps, training curves, confusion matrices, IG figures.
 
 Figures are matplotlib `Figure` objects drawn without pyplot, so importing slmcnn never changes the
-process's matplotlib backend.
+process's matplotlib backend; matplotlib is imported when a figure is drawn, not with the module
+(a layer's overlay needs none of it).
 """
 
 import base64
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 
 from slmcnn import CLASS_COLOURS, CLASSES
 from slmcnn.files import atomic_path
 from slmcnn.images import to_uint8
 from slmcnn.metrics import LayerScore
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PALETTE = np.full((256, 3), 128, np.uint8)  # anything that is not a class (ignored areas) is gray
 PALETTE[: len(CLASSES)] = [CLASS_COLOURS[c] for c in CLASSES]
@@ -46,7 +49,13 @@ def overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.2, y0: int 
     return out
 
 
-def save_figure(fig: Figure, path: Path) -> None:
+def _figure(**settings) -> "Figure":
+    from matplotlib.figure import Figure
+
+    return Figure(**settings)
+
+
+def save_figure(fig: "Figure", path: Path) -> None:
     """Save a figure whole or not at all (a temporary name, then a rename)."""
     with atomic_path(path) as temporary:
         fig.savefig(temporary)
@@ -56,7 +65,7 @@ def plot_history(history: list[dict], out_dir: Path) -> None:
     """accuracy.png and loss.png: training vs validation per epoch, like the reference's figures."""
     epochs = [row["epoch"] for row in history]
     for key, title in (("accuracy", "model accuracy"), ("loss", "model loss")):
-        fig = Figure(figsize=(5, 4), dpi=100)
+        fig = _figure(figsize=(5, 4), dpi=100)
         ax = fig.subplots()
         ax.plot(epochs, [row[key] for row in history], label="train")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], label="validation")
@@ -69,7 +78,7 @@ def plot_history(history: list[dict], out_dir: Path) -> None:
 def plot_confusion(confusion: np.ndarray, path: Path) -> None:
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig = Figure(figsize=(4.5, 4), dpi=100)
+    fig = _figure(figsize=(4.5, 4), dpi=100)
     ax = fig.subplots()
     ConfusionMatrixDisplay(confusion, display_labels=list(CLASSES)).plot(ax=ax, colorbar=False, cmap="Blues")
     ax.set_title("confusion matrix (rows: true)")
@@ -83,7 +92,7 @@ def attribution_figure(
     """The reference's 2x2 IG figure: baseline, original, attribution mask, overlay."""
     heat = np.abs(attribution).sum(axis=-1) if attribution.ndim == 3 else np.abs(attribution)
     heat = heat / (np.percentile(heat, 99.5) + 1e-12)
-    fig = Figure(figsize=(6.5, 6.5), dpi=100)
+    fig = _figure(figsize=(6.5, 6.5), dpi=100)
     axes = fig.subplots(2, 2)
     panels = (
         ("Baseline image", to_uint8(baseline), None),
@@ -107,6 +116,8 @@ def attribution_figure(
 def heatmap_png(heat: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Layer-wide attribution heatmap blended over the gray image (RGB uint8)."""
     norm = np.clip(heat / (np.percentile(heat, 99.5) + 1e-12), 0, 1)
+    import matplotlib
+
     colours = (matplotlib.colormaps["inferno"](norm)[..., :3] * 255).astype(np.float32)
     gray = to_uint8(image).astype(np.float32)
     return np.clip(0.5 * gray + 0.5 * colours, 0, 255).astype(np.uint8)
@@ -124,7 +135,7 @@ def png_data_uri(array: np.ndarray, max_side: int | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def figure_png(fig: Figure) -> np.ndarray:
+def figure_png(fig: "Figure") -> np.ndarray:
     """A figure as an RGB array."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
