@@ -405,6 +405,41 @@ def test_monitor_faults_are_one_line(tiny_model_file, tmp_path, monkeypatch):
     assert stored(db) == [("00001.png", "done")]
 
 
+def test_an_alert_raised_again_after_a_kill_carries_the_same_id(tiny_model_file, tmp_path):
+    from slmcnn.monitoring import AlertRules
+
+    watch, db, out = tmp_path / "camera", tmp_path / "b.sqlite", tmp_path / "live"
+    watch.mkdir()
+    layer_png(watch / "00001.png")
+    rules = AlertRules(error_fraction=0.0, persistent_layers=None, near_part=False, jump=None)
+    first = monitor_for(watch, db, tiny_model_file, out, settle=0.0, rules=rules)
+    first.build.mark_raised = lambda ids: None  # killed after the hook ran, before it was marked raised
+    assert first.process_ready() == 1
+    first.lock.release()
+    again = monitor_for(watch, db, tiny_model_file, out, settle=0.0, rules=rules)
+    again.raise_pending()
+    again.raise_pending()
+    delivered = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert len(delivered) == 2 and delivered[0] == delivered[1] and isinstance(delivered[0]["id"], int)
+
+
+def test_a_slow_hook_runs_beside_classification(tiny_model_file, tmp_path):
+    from slmcnn.monitoring import AlertRules
+
+    watch, db, out = tmp_path / "camera", tmp_path / "b.sqlite", tmp_path / "live"
+    watch.mkdir()
+    for i in range(3):
+        layer_png(watch / f"{i + 1:05d}.png", i)
+    rules = AlertRules(error_fraction=0.0, persistent_layers=None, near_part=False, jump=None)
+    hook = f"sleep 1; echo $SLMCNN_ALERT_ID >> {tmp_path / 'ids'}"
+    monitor_for(watch, db, tiny_model_file, out, settle=0.0, rules=rules, on_alert=hook).run(exit_when_idle=0.3)
+    with sqlite3.connect(db) as conn:
+        times = [t for (t,) in conn.execute("select processed from layers order by number")]
+        raised = conn.execute("select count(*) from alerts where raised = 1").fetchone()[0]
+    assert times[-1] - times[0] < 1.5  # three 1 s hooks in line would take 2 s or more between them
+    assert raised == 3 and sorted((tmp_path / "ids").read_text().split()) == ["1", "2", "3"]
+
+
 def test_alerts_carry_ids_and_a_slow_hook_does_not_hold_up_layers(tmp_path):
     from slmcnn.monitoring.alerts import Alert, AlertHook, AlertSender
 
