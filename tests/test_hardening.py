@@ -1,6 +1,7 @@
 """Issue #16: nothing overwritten, no layer lost, one clear line for every bad input. One test per
 example of the issue, fault injection (read-only output, full disk, a slowly written layer)."""
 
+import ast
 import errno
 import json
 import shutil
@@ -133,6 +134,36 @@ def test_export_onto_a_real_full_tmpfs(tiny_model_file, tmp_path):
     assert "Traceback" not in done.stderr
     lines = done.stderr.splitlines()
     assert "disk is full" in lines[0] and lines[1:] == ["exit=2", "old", "m.onnx"], done.stderr
+
+
+def test_the_monitor_on_a_real_full_tmpfs_loses_no_layer(tiny_model_file, tmp_path):
+    """Database and overlays on a 40 KB tmpfs: the monitor stops with one line; with room again it
+    stores every layer exactly once."""
+    disk, watch = tmp_path / "disk", tmp_path / "camera"
+    disk.mkdir()
+    watch.mkdir()
+    mount = f"mount -t tmpfs -o size=40k tmpfs {disk}"
+    if not shutil.which("unshare") or subprocess.run(["unshare", "-r", "-m", "sh", "-c", mount]).returncode:
+        pytest.skip("no private tmpfs here")
+    for i in range(4):
+        layer_png(watch / f"{i + 1:05d}.png", i)
+    monitor = (
+        f"{sys.executable} -m slmcnn monitor {watch} --db {disk}/b.sqlite --out {disk}/live --model {tiny_model_file}"
+        " --settle 0 --exit-when-idle 0.3 --backend torch > /dev/null"
+    )
+    query = "select file, status from layers order by number"
+    script = (
+        f"{mount} && {{ {monitor}; echo exit=$? >&2; }} && mount -o remount,size=50m tmpfs {disk} && "
+        f"{{ {monitor}; echo exit=$? >&2; }} && "
+        f"{sys.executable} -c \"import sqlite3; print(sqlite3.connect('{disk}/b.sqlite').execute('{query}').fetchall())\""
+        f" && ls -A {disk}/live"
+    )
+    done = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    lines = done.stderr.splitlines()
+    assert "Traceback" not in done.stderr and "full" in lines[0] and lines[1:] == ["exit=2", "exit=0"], done.stderr
+    stored, *kept = done.stdout.splitlines()
+    assert ast.literal_eval(stored) == [(f"{i + 1:05d}.png", "done") for i in range(4)]
+    assert sorted(kept) == [f"{i + 1:05d}.overlay.png" for i in range(4)]  # no temporary files left
 
 
 def test_read_only_and_proc_outputs_are_one_line(tiny_model_file, tiny_build, tmp_path, monkeypatch):
