@@ -4,6 +4,7 @@ review, export that `slmcnn train` splits by layer, and a one-epoch fine-tune of
 import csv
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -20,6 +21,12 @@ from slmcnn.app.workspace import AppConfig  # noqa: E402
 
 TOKEN = "test-token"
 AUTH = {"X-Slmcnn-Token": TOKEN}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def monitored_build(build: Path, model: Path, root: Path, layers: int) -> Path:
@@ -264,3 +271,29 @@ def test_a_build_grows_while_the_monitor_writes(env, tiny_build):
     assert run_cli(*args, "--settle", "0.05", "--backend", "torch").returncode == 0
     after = client.get("/api/sets/b0-1").json()  # what the page's 2 s poll reads
     assert len(after["layer_list"]) == len(before["layer_list"]) + 1 == 5
+
+
+def test_the_app_command_serves_and_prints_its_url(env, tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    command = [sys.executable, "-m", "slmcnn", "app", "--db", env["db"], "--model", env["model"], "--port", port]
+    command += ["--labels", tmp_path / "labels.sqlite"]
+    process = subprocess.Popen([str(c) for c in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(f"slmcnn app: http://127.0.0.1:{port}/"), line
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/sets", timeout=5) as response:
+                    assert b'"b0-1"' in response.read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the app did not answer")
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -3,7 +3,6 @@ monitored with a tiny model; labelling by clicks and keys, review, export and a 
 Skipped only where Chromium or Playwright cannot be had (.ci/run installs Chromium)."""
 
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,17 +20,11 @@ import uvicorn  # noqa: E402
 from slmcnn.app.server import create_app  # noqa: E402
 from slmcnn.app.workspace import AppConfig  # noqa: E402
 from slmcnn.synth import SynthSettings, generate_build  # noqa: E402
-from test_app import monitored_build  # noqa: E402
+from test_app import free_port, monitored_build  # noqa: E402
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 FLAGS += ["--disable-component-update", "--no-first-run"]
 TOKEN = "browser-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
