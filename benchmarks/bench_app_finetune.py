@@ -88,7 +88,8 @@ def main() -> int:
         labels = truth(build, path)
         order = rng.permutation(len(labels))
         first = sorted(order, key=lambda i: (labels[i] == 0, labels[i] == NOT_A_CLASS))  # Error/Object first
-        chosen = [int(i) for i in first if labels[i] != NOT_A_CLASS][:20]
+        want = 20 * (index + 1) - count  # a layer with fewer clear tiles leaves its share to the next
+        chosen = [int(i) for i in first if labels[i] != NOT_A_CLASS][:want]
         cells = [{"row": i // 6, "col": i % 6, "cls": int(labels[i])} for i in chosen]
         client.post(f"/api/sets/{set_id}/layers/{index}/labels", json={"labels": cells}, headers=auth)
         count += len(cells)
