@@ -136,7 +136,9 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
                  "verdict": reviews.get(a.id, (None,))[0], "who": reviews.get(a.id, (None, None))[1]}
                 for a in s.db.alert_rows(s.build_id)
             ]  # fmt: skip
-            doc["recurrence"] = error_frequency(s.db, stored).round(4).tolist() if stored else []
+            key = (s.key, len(stored), stored[-1].id if stored else None)  # stored layers never change
+            heat = lambda: error_frequency(s.db, stored).round(4).tolist() if stored else []  # noqa: E731
+            doc["recurrence"] = ws.recurrence.get(key, heat)
         else:
             doc["layer_list"] = [
                 {"index": i, "file": p.name, "labelled": labelled.get(p.name, 0)} for i, p in enumerate(s.files())

@@ -68,7 +68,7 @@ class Workspace:
         self.work = config.work
         self.finetune = FineTune(self.work)
         self.camera, self.profile = self._camera(config.camera)
-        self.images, self.predictions, self.jpegs = Cache(16), Cache(64), Cache(64)
+        self.images, self.predictions, self.jpegs, self.recurrence = Cache(16), Cache(64), Cache(64), Cache(16)
         self._model_lock = threading.Lock()
         self.load_model(config.model or self.store.current_model())
         self.databases = []
