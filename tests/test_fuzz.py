@@ -7,7 +7,6 @@ import json
 import struct
 import zlib
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,7 +149,34 @@ def test_random_model_headers(tmp_path, info, format_version, tail, length):
     outcome(checkpoint.load_model, path)
 
 
-@pytest.mark.parametrize("name", ["tiny"])
-def test_the_shipped_kinds_of_model_file_still_load(tiny_model_file, name):
-    model, info = checkpoint.load_model(tiny_model_file)
-    assert info.arch == "slmcnn-tiny" and Path(tiny_model_file).is_file()
+@pytest.fixture(scope="module")
+def tiny(tiny_model_file):
+    import slmcnn
+
+    return slmcnn.load_model(tiny_model_file)
+
+
+@FAST
+@given(blob=st.binary(max_size=3000), keep=st.floats(0.05, 1), suffix=SUFFIXES, side=st.integers(1, 300))
+def test_the_python_api_on_damaged_layers(tmp_path, tiny, blob, keep, suffix, side):
+    import slmcnn
+
+    whole = encoded(np.random.default_rng(side).integers(0, 255, (side, side + 7, 3), dtype=np.uint8), suffix)
+    paths = [tmp_path / f"random{suffix}", tmp_path / f"cut{suffix}"]
+    paths[0].write_bytes(blob)
+    paths[1].write_bytes(whole[: max(1, int(len(whole) * keep))])
+    for path in paths:
+        result = outcome(lambda p=path: slmcnn.predict_layers(p, tiny, backend="torch", workers=1))
+        assert isinstance(result, SlmcnnError) or result[0].class_map.shape == (side, side + 7)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(CELL, max_size=3), max_size=4), raw=st.one_of(st.none(), st.binary(max_size=100)))
+def test_the_command_line_on_random_csvs(tmp_path, tiny_model_file, rows, raw):
+    from conftest import run_cli
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes(raw if raw is not None else ("Image;Label\n" + "\n".join(";".join(r) for r in rows)).encode())
+    result = run_cli("evaluate", tiny_model_file, path)
+    assert result.returncode in (0, 2) and "Traceback" not in result.stderr
+    assert result.returncode == 0 or len([line for line in result.stderr.splitlines() if line.strip()]) == 1
