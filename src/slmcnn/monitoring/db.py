@@ -197,7 +197,7 @@ class MonitorLock:
         key = hashlib.sha1(f"{watch_dir}".encode()).hexdigest()
         self.handle, self.connection = None, None
         busy = DatabaseError(f"another monitor is following {watch_dir} with {shown_url(db.source)}; stop it first")
-        if db.engine.dialect.name == "sqlite":
+        if db.engine.dialect.name == "sqlite" and db.engine.url.database not in (None, "", ":memory:"):
             path = Path(db.engine.url.database)
             self.handle = open(path.with_name(f".{path.name}.{key[:10]}.lock"), "a+")
             try:
