@@ -38,7 +38,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from slmcnn import CLASSES
 from slmcnn.errors import DatabaseError
@@ -185,7 +185,9 @@ def database_errors(db: str | Path) -> Iterator[None]:
         first = (
             str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         )
-        raise DatabaseError(f"{shown_url(db)}: {first}") from None
+        server = "://" in str(db) and not str(db).startswith("sqlite") and isinstance(exc, OperationalError)
+        hint = "; check that the server runs and the URL's host, port, user, password and database" if server else ""
+        raise DatabaseError(f"{shown_url(db)}: {first}{hint}") from None
 
 
 class MonitorLock:
