@@ -207,13 +207,14 @@ class Monitor:
         for path in self.candidates():
             if not self._settled(path):
                 break  # keep layer order: wait for this one before later ones
+            previous = self.retry.get(path.name)
             try:
+                now = path.stat()
+                if previous and previous[0] == (now.st_size, now.st_mtime) and time.time() < previous[2]:
+                    break  # unchanged since the last failed try: wait for the next one
                 stamp = FileStamp.of(path)
             except FileNotFoundError:
                 break
-            previous = self.retry.get(path.name)
-            if previous and previous[0] == (stamp.size, stamp.mtime) and time.time() < previous[2]:
-                break  # unchanged since the last failed try: wait for the next one
             number = layer_number(path, self.pattern)
             reason = self._new_build_reason(path, number)
             if reason:
