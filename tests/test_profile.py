@@ -21,6 +21,7 @@ from slmcnn.profile import (
     decide,
     load_camera,
     save_camera,
+    thresholds_from_scores,
     update_profile,
 )
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
@@ -218,3 +219,29 @@ def test_profile_backend_runs_the_network_once_in_the_pipeline(profile, good_fra
     assert outcomes[1].result.anomaly[5] > 1.0 and "anomaly" in outcomes[1].result.to_json()
     with pytest.raises(ProfileError, match="a layer of 2x2 tiles"):
         list(run_layers([good_frames[0][:256, :256]], backend, RunOptions(anomaly=backend.anomaly)))
+
+
+def with_scratch(frame: np.ndarray) -> np.ndarray:
+    out = frame.copy()
+    out[150:154, 20:120] = 40  # a dark scratch on the plate, in tile row 1, col 0
+    return out
+
+
+def test_fixed_marks_never_raise_an_error(good_frames, model):
+    scratched = build_profile([with_scratch(f) for f in good_frames[:6]], None, model)
+    plain = build_profile(good_frames[:6], None, model)
+    frame = with_scratch(good_frames[12])
+    assert plain.score_frame(frame, model).anomaly[3] > 1.0  # a scratch the good frames did not have
+    assert scratched.score_frame(frame, model).anomaly[3] < 1.0  # one they all had
+
+
+def test_marks_get_their_own_threshold():
+    rng = np.random.default_rng(0)
+    left_out = rng.exponential(1.0, (12, 20)).astype(np.float32)
+    left_out[:, 7] += 30  # a reflection, far off in every good frame
+    thresholds, found = thresholds_from_scores(left_out)
+    assert found["marks"] == [7]
+    assert thresholds[7] >= 1.25 * left_out[:, 7].max() - 1e-4
+    assert np.allclose(np.delete(thresholds, 7), found["threshold"])
+    assert (left_out <= thresholds).all() and found["estimate"]["left_out_tiles_over"] == 0
+    assert found["estimate"]["false_error_tiles_per_100_layers"] <= 1.0 + 1e-6

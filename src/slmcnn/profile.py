@@ -11,8 +11,9 @@ Thresholds come from the good frames themselves: each frame is scored against a 
 own entries (leave-one-out over frame folds), an exponential tail is fitted to the largest of these
 scores (peaks over threshold), and the global threshold is set where the tail predicts
 `TARGET_FALSE_TILES` false tiles per layer, at most 1 false Error tile in 100 sound layers. Fixed
-marks of the plate or camera (tile positions over that threshold in at least two left-out frames)
-get their own threshold, `MARK_MARGIN` above the largest left-out score seen there. The estimate is
+marks of the plate or camera that the memory does not explain (positions whose typical left-out
+score is far above the others') get their own threshold, `MARK_MARGIN` above the largest left-out
+score seen there; a mark that is alike in every good frame is in the memory and never stands out. The estimate is
 stored with the thresholds.
 
 The profile learns the camera, not the parts: it only decides Powder tiles and confirms or vetoes
@@ -53,6 +54,7 @@ TARGET_FALSE_TILES = 0.01  # expected false Error tiles per sound layer: 1 in 10
 TAIL_QUANTILE = 0.9  # the tail fit uses the scores above this quantile
 TAIL_CONFIDENCE = 0.95
 MARK_MARGIN = 1.25
+MARK_MADS = 5.0
 CONFIRM = 1.0  # the network's Error stays Error where the anomaly is above this
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
 ERROR, OBJECT, POWDER = 2, 1, 0
@@ -215,16 +217,21 @@ def tail_probability(fit: tuple[float, float, float], threshold: np.ndarray) -> 
 def thresholds_from_scores(left_out: np.ndarray) -> tuple[np.ndarray, dict]:
     """Per-position thresholds and the false-alarm estimate from (frames, positions) left-out scores.
 
-    The tail threshold is where the fitted tail predicts TARGET_FALSE_TILES per layer; positions
-    over it in at least two left-out frames are fixed marks with their own threshold; the global
-    threshold never lies below a left-out score elsewhere (with few frames the tail is uncertain)."""
+    Fixed marks are positions whose median left-out score lies far above the other positions'
+    (MARK_MADS robust deviations, and above the 90% quantile of all scores): something is there in
+    most good frames. They get MARK_MARGIN above their largest left-out score. The tail is fitted
+    on the other positions; their threshold is where it predicts TARGET_FALSE_TILES per layer, and
+    never below one of their left-out scores (with few frames the tail is uncertain)."""
     frames, positions = left_out.shape
-    fit = tail_fit(left_out.ravel())
+    medians = np.median(left_out, axis=0)
+    centre = np.median(medians)
+    spread = 1.4826 * np.median(np.abs(medians - centre)) + 1e-6
+    marks = np.flatnonzero((medians > centre + MARK_MADS * spread) & (medians > np.quantile(left_out, TAIL_QUANTILE)))
+    others = np.delete(left_out, marks, axis=1)
+    fit = tail_fit(others.ravel())
     u, q, beta = fit
     tail = u + beta * np.log(max(q * positions / TARGET_FALSE_TILES, 1.0))
-    marks = np.flatnonzero((left_out > tail).sum(0) >= 2)
-    others = np.delete(left_out, marks, axis=1)
-    threshold = max(tail, float(others.max()) if others.size else tail)
+    threshold = max(tail, float(others.max()))
     thresholds = np.full(positions, threshold, np.float32)
     thresholds[marks] = np.maximum(MARK_MARGIN * left_out[:, marks].max(0), threshold)
     estimate = {
@@ -388,9 +395,9 @@ def _progress(enabled: bool):
 
 def _extract(
     frames: Sequence, calibration: CameraCalibration | None, net: FeatureNet, patch: int, frame_shape, progress: bool
-) -> tuple[tuple[int, int], tuple[int, int], np.ndarray, np.ndarray]:
-    """(frame shape, grid shape, features (frames, positions, L, D), probabilities) of good frames."""
-    feats, probs, grid_shape = [], [], None
+) -> tuple[tuple[int, int], tuple[int, int], np.ndarray]:
+    """(frame shape, grid shape, features (frames, positions, L, D)) of good frames."""
+    feats, grid_shape = [], None
     with _progress(progress) as bar:
         task = bar.add_task("camera profile: good frames", total=len(frames)) if bar else None
         for name, frame in _frame_arrays(frames):
@@ -405,12 +412,10 @@ def _extract(
             image = calibration.warp(frame) if calibration else frame
             grid = tile(image, patch)
             grid_shape = grid.shape
-            p, f = net(grid.patches)
-            probs.append(p)
-            feats.append(f)
+            feats.append(net(grid.patches, probabilities=False)[1])
             if bar:
                 bar.advance(task)
-    return tuple(frame_shape), grid_shape, np.stack(feats), np.stack(probs)
+    return tuple(frame_shape), grid_shape, np.stack(feats)
 
 
 def _left_out(profile: CameraProfile, features: np.ndarray, frame_ids: np.ndarray) -> np.ndarray:
@@ -459,7 +464,7 @@ def build_profile(
     _check_frames(len(frames))
     started = time.perf_counter()
     net = FeatureNet(model, grid, precision)
-    frame_shape, grid_shape, features, _ = _extract(frames, calibration, net, model.spec.patch, None, progress)
+    frame_shape, grid_shape, features = _extract(frames, calibration, net, model.spec.patch, None, progress)
     profile = profile_from_features(features, grid_shape, model, calibration, frame_shape, net.precision, coreset, seed)
     profile.meta["seconds"] = round(time.perf_counter() - started, 2)
     return profile
@@ -522,9 +527,7 @@ def update_profile(
     feature standardisation of the first build is kept, so earlier left-out scores stay valid."""
     started = time.perf_counter()
     net = profile.feature_net(model)
-    _, grid_shape, features, _ = _extract(
-        frames, profile.calibration, net, profile.patch, profile.frame_shape, progress
-    )
+    _, grid_shape, features = _extract(frames, profile.calibration, net, profile.patch, profile.frame_shape, progress)
     if grid_shape != tuple(profile.grid_shape):
         raise ProfileError(f"new frames give {grid_shape} tiles, the profile has {tuple(profile.grid_shape)}")
     first = profile.frames
