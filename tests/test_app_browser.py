@@ -2,6 +2,7 @@
 monitored with a tiny model; labelling by clicks and keys, review, export and a one-epoch fine-tune.
 Skipped only where Chromium or Playwright cannot be had (.ci/run installs Chromium)."""
 
+import os
 import shutil
 import threading
 import time
@@ -97,7 +98,8 @@ def test_layer_view_opens_fast_and_shows_probabilities(page, server):
         timings = page.evaluate("[window.layerShownMs, window.layerOpenedMs]")
         shown.append([round(ms) for ms in timings] + [round((time.perf_counter() - start) * 1000)])
     print("768x768 layer view (ms: data + photo + overlay, page from navigation start, as Playwright saw it):", shown)
-    assert min(ms for ms, _, _ in shown) < 300
+    if os.getloadavg()[0] <= 2 * (os.cpu_count() or 1):  # a timing says nothing on an overloaded machine
+        assert min(ms for ms, _, _ in shown) < 300
     page.mouse.move(*tile_point(page, 2, 3))
     assert "%" in page.inner_text("#hover") and "row 2, col 3" in page.inner_text("#hover")
     assert page.locator("#overlay-anomaly").is_disabled()  # no camera profile scored this build

@@ -213,7 +213,7 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
 
     # export and fine-tune
     @app.post("/api/export")
-    def export(body: dict = BODY):
+    def export():
         import time
 
         done = export_labels(ws.store, ws.work / f"export-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -2,7 +2,6 @@
 monitoring.db) or a folder of photos (classified on demand with the current model). Every file the
 app reads is reached from a set, never from a path in a request."""
 
-import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -16,9 +15,7 @@ from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
 from slmcnn.monitoring.db import Database, StoredLayer
 from slmcnn.monitoring.watch import layer_number
-from slmcnn.tiles import TileGeometry, cut
-
-log = logging.getLogger(__name__)
+from slmcnn.tiles import TileGeometry
 
 
 class NotFound(SlmcnnError):
@@ -137,7 +134,3 @@ def tile_patch(image: np.ndarray, geometry: TileGeometry, row: int, col: int) ->
         raise NotFound(f"no tile ({row}, {col}) in a {geometry.shape[0]}x{geometry.shape[1]} grid")
     y, x, p = int(geometry.ys[row]), int(geometry.xs[col]), geometry.patch
     return image[y : y + p, x : x + p]
-
-
-def cut_tiles(image: np.ndarray, geometry: TileGeometry) -> np.ndarray:
-    return cut(image, geometry)

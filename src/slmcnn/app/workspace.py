@@ -18,8 +18,9 @@ from slmcnn.app.sources import BuildSet, Cache, FolderSet, LayerData, NotFound, 
 from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SettingsError, SlmcnnError
-from slmcnn.labels import ERROR, NOT_A_CLASS
+from slmcnn.labels import ERROR
 from slmcnn.monitoring.db import Database, database_url
+from slmcnn.tiles import cut
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class Workspace:
             result, anomaly = outcome.result, None
             if self.profile is not None:
                 try:
-                    patches = tile_patches(result)
+                    patches = cut(result.image, result.grid)
                     anomaly = self.profile.score(patches, self.model, result.probabilities).anomaly
                 except SlmcnnError as exc:
                     log.info("%s: no anomaly scores (%s)", path, exc)
@@ -224,12 +225,3 @@ class Workspace:
             self.store.set_label(data.ref, int(i // cols), int(i % cols), instead, True, who, why="false alarm")
             count += 1
         return count
-
-
-def tile_patches(result) -> np.ndarray:
-    from slmcnn.tiles import cut
-
-    return cut(result.image, result.grid)
-
-
-__all__ = ["AppConfig", "Workspace", "NOT_A_CLASS", "inside"]
