@@ -41,14 +41,16 @@ def log(message: str) -> None:
 
 def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB) of one whole child process."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    error = child.stderr.read().decode(errors="replace")
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}): {error[-2000:]}")
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage, not all children's
+        seconds = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}): {message}")
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -97,9 +99,10 @@ def monitor_latency(watch_from: Path, tmp: Path, env: dict, layers: int = 12, se
     command = [*SLMCNN, "monitor", watch, "--db", db, "--out", out, "--settle", str(settle), "--exit-when-idle", "5"]
     start = time.perf_counter()
     child = subprocess.Popen([str(c) for c in command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert child.stdout.readline().startswith(b"watching"), "the monitor did not start"
+    for line in child.stdout:  # "watching ...": it is ready
+        if line.startswith(b"watching"):
+            break
     startup = time.perf_counter() - start
-    time.sleep(1.0)  # its warm-up
     latencies = []
     for path in sorted(watch_from.glob("*.png"))[:layers]:
         shutil.copy(path, watch / f".{path.name}")  # hidden names are not layers

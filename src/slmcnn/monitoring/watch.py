@@ -132,6 +132,7 @@ class Monitor:
         out = config.out.resolve() if config.out else None  # the report reads the overlays from anywhere
         self.files = RunFiles(out, ("overlay",), summary=False, background=False) if out else None
         self.pipeline = LayerPipeline(backend, self.options, self.files)
+        self.pipeline.predictor.warm_up()  # the network's first-call costs now, not on the first layer
         self.stored = db.stored_files(self.key)
         self.digests: dict[tuple[str, int, float], str] = {}
         self._use(db.open_build(self.key, config.build, self.options.model_name))
@@ -314,7 +315,6 @@ class Monitor:
             self.lock.release()
 
     def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
-        self.pipeline.predictor.warm_up()  # the network's first-call costs, before the first layer
         self.raise_pending()
         last_work = time.time()
         while True:
