@@ -74,3 +74,14 @@ def test_files_not_asked_for_are_not_made(tmp_path, tiny_model_file, tiny_build,
         written = files.add(LayerOutcome(result.path, result))
     assert set(written) == {"json"}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{result.path.stem}.json"]
+
+
+def test_predict_layer_writes_only_the_files_asked_for(tmp_path, tiny_model_file, tiny_build):
+    from conftest import run_cli
+
+    layer = tiny_build / "layers" / "00001.png"
+    args = ("predict-layer", layer, "--out", tmp_path / "out", "--model", tiny_model_file, "--backend", "torch")
+    assert run_cli(*args, "--write", "json").returncode == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00001.json", "summary.csv"]
+    refused = run_cli(*args, "--write", "json,thumbnail", "--force")
+    assert refused.returncode != 0 and "thumbnail" in refused.stderr

@@ -60,7 +60,7 @@ def cmd_predict_layer(args) -> int:
     model, backend, options = _engine(args, len(paths), tiles, truth=truth, explain_steps=args.steps)
     run_folder(args.out, args.force)
     title = f"slmcnn: {{layers}} layer(s), model {model.source.name}" if args.html else None
-    files = outputs.RunFiles(args.out, outputs.FILE_KINDS, paths, scored=truth is not None, html_title=title)
+    files = outputs.RunFiles(args.out, args.write, paths, scored=truth is not None, html_title=title)
     failures = 0
     with Progress(transient=True) as bar, files:
         task = bar.add_task("layers", total=len(paths))
@@ -274,8 +274,8 @@ COMMANDS = {  # name: (handler, help, example, options)
         ("--out", dict(required=True, help="output folder, new or empty (with --force files of the same name are replaced, nothing else)")), *FORCE,
         *MODEL, ("--patch", dict(type=int, help="tile size (default: the model's, 128)")),
         ("--stride", dict(type=int, help="tile step (default: patch, no overlap; 64 = 50%% overlap, where a pixel's class is the mean of the covering tiles' probabilities). When a side is not a multiple of the stride, one more tile is placed flush with the far edge, so nothing is cropped")),
-        ("--truth", dict(help="folder of label masks (as slmcnn synth writes) to score each layer")),
-        ("--html", dict(action="store_true", help="also write DIR/index.html: each layer beside its overlay")),
+        ("--truth", dict(help="folder of label masks (as slmcnn synth writes) to score each layer")), ("--html", dict(action="store_true", help="also write DIR/index.html: each layer beside its overlay")),
+        ("--write", dict(default="overlay,classes,json", type=lambda kinds: [*kinds.split(","), "attribution"], help="files per layer, any of overlay,classes,json (default: all three; summary.csv always); what is not asked for is not computed")),
         ("--explain", dict(action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")),
         ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *LIMITS,]),
     "predict-patches": (cmd_predict_patches, "Classify patch images; with --explain draw Integrated Gradients figures.", "slmcnn predict-patches data/Patches --explain --out figures/", [

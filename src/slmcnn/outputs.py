@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slmcnn import CLASSES, render
+from slmcnn.errors import SettingsError
 from slmcnn.files import atomic_path, writable, write_text
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
@@ -143,7 +144,10 @@ class RunFiles:
         background: bool = True,
     ):
         self.out = writable(out)
-        self.kinds = tuple(kinds)
+        self.kinds = tuple(k.strip() for k in kinds)
+        if set(self.kinds) - set(FILE_KINDS):
+            unknown = ", ".join(sorted(set(self.kinds) - set(FILE_KINDS)))
+            raise SettingsError(f"unknown file kind(s) {unknown}; known: {', '.join(FILE_KINDS)}")
         self.names = unique_stems(inputs)
         self.prefix = prefix
         self.summary = SummaryWriter(self.out / "summary.csv", scored) if summary else None
