@@ -199,7 +199,12 @@ def test_jpeg_walls_and_gradient_are_applied():
     base = render_layer(plan_build(quiet(seed=4, jpeg_share=0.0, walls_share=0.0)), 1).image
     jpeg = render_layer(plan_build(quiet(seed=4, jpeg_share=1.0, jpeg_quality=(30, 30), walls_share=0.0)), 1).image
     assert (base != jpeg).mean() > 0.3
-    walled = render_layer(plan_build(quiet(seed=4, walls_share=1.0, defect_rates={"streak": 1.0})), 1)
+    walled = render_layer(
+        plan_build(
+            quiet(seed=4, walls_share=1.0, powder_level=(200.0, 200.0), parts=(0, 0), defect_rates={"streak": 1.0})
+        ),
+        1,
+    )
     gray, rim = walled.image[..., 0].astype(float), walled.mask.copy()
     border = np.zeros(rim.shape, bool)
     border[:6], border[-6:], border[:, :6], border[:, -6:] = True, True, True, True

@@ -67,7 +67,7 @@ class Camera:
             blur=u(*ranges.blur),
             perspective=u(0, ranges.perspective),
             light_angle=u(0, 2 * np.pi),
-            specks=int(u(0, 600)),
+            specks=int(8000 * u(0, 1) ** 2),  # from clean powder to densely speckled (about 1% of pixels)
             jpeg=int(u(*ranges.jpeg_quality)) if rng.random() < ranges.jpeg_share else 0,
             melt=u(*ranges.melt_brightness),
             walls=walls,
@@ -116,8 +116,12 @@ def powder(rng: np.random.Generator, camera: Camera, size: int, field: np.ndarra
     bed = camera.level + grain + rows[:, None] + cols[None, :]
     # Isolated bright (reflective) and dark grains are normal powder, unlike clustered spatter.
     count = int(rng.integers(0, camera.specks + 1))
-    ys, xs = rng.integers(0, size, count), rng.integers(0, size, count)
-    bed[ys, xs] += rng.uniform(15, 60, count) * np.where(rng.random(count) < 0.8, 1.0, -0.7)
+    ys, xs = rng.integers(0, size - 1, count), rng.integers(0, size - 1, count)
+    value = rng.uniform(15, 60, count) * np.where(rng.random(count) < 0.8, 1.0, -0.7)
+    bed[ys, xs] += value
+    wide = rng.random(count) < 0.3  # some grains cover 2x2 pixels
+    for dy, dx in ((0, 1), (1, 0), (1, 1)):
+        bed[ys[wide] + dy, xs[wide] + dx] += value[wide]
     if camera.top_line:
         y = int(0.02 * size + rng.integers(0, int(0.05 * size) + 1))
         bed[y : y + 2] += camera.top_line
