@@ -22,6 +22,7 @@ from slmcnn.profile import (
     load_camera,
     save_camera,
     thresholds_from_scores,
+    update_camera,
     update_profile,
 )
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
@@ -245,3 +246,17 @@ def test_marks_get_their_own_threshold():
     assert np.allclose(np.delete(thresholds, 7), found["threshold"])
     assert (left_out <= thresholds).all() and found["estimate"]["left_out_tiles_over"] == 0
     assert found["estimate"]["false_error_tiles_per_100_layers"] <= 1.0 + 1e-6
+
+
+def test_update_camera_file_and_calibration_load(tmp_path, good_frames, model):
+    raw = [np.pad(f, ((40, 40), (60, 60), (0, 0))) for f in good_frames[:6]]
+    corners = [[60, 40], [60 + SIZE, 40], [60 + SIZE, 40 + SIZE], [60, 40 + SIZE]]
+    calibration = CameraCalibration(corners, SIZE)
+    path = save_camera(tmp_path / "camera.json", calibration, build_profile(raw[:4], calibration, model))
+    assert CameraCalibration.load(path).corners == corners  # the geometry reads as before
+    assert update_camera(path, raw[4:], model).frames == 6 and load_camera(path)[1].frames == 6
+    full = save_camera(tmp_path / "full.json", None, build_profile(good_frames[:4], None, model))
+    with pytest.raises(SlmcnnError, match="full-frame camera"):
+        CameraCalibration.load(full)
+    with pytest.raises(ProfileError, match="no camera profile"):
+        update_camera(CameraCalibration(corners, SIZE).save(tmp_path / "plain.json"), raw[4:], model)

@@ -79,6 +79,9 @@ class CameraCalibration:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
+            data.pop("profile", None)  # a camera profile's metadata (slmcnn.profile) shares the file
+            if data.get("full_frame"):
+                raise SettingsError(f"{path}: a full-frame camera, no geometry to straighten with")
             return cls(**data)
         except FileNotFoundError:
             raise SettingsError(f"{path}: no such calibration file") from None
