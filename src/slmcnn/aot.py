@@ -9,11 +9,13 @@ $SLMCNN_CACHE, else ~/.cache/slmcnn. `python -m slmcnn.aot MODEL` fills it ahead
 
 import argparse
 import atexit
+import ctypes
 import hashlib
 import json
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from slmcnn.preprocess import unit_scale
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what goes into a package changes
+PR_SET_PDEATHSIG = 1
 DEFAULT_COMPILE_SECONDS = 60.0  # until this machine has compiled once (then: what it took)
 
 
@@ -198,9 +201,15 @@ def spawn_compile(model: torch.nn.Module, precision: str) -> subprocess.Popen | 
         return None
     command = [sys.executable, "-m", "slmcnn.aot", str(source), "--precision", precision]
     log.info("compiling the network in the background; eager PyTorch until then")
-    return subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(19)
-    )
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_background)
+
+
+def _background() -> None:
+    """In the child: the lowest CPU priority, and on Linux a SIGTERM when the parent dies, however
+    it dies (a killed monitor leaves no compiler running)."""
+    os.nice(19)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
