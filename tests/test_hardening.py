@@ -186,6 +186,50 @@ def test_read_only_and_proc_outputs_are_one_line(tiny_model_file, tiny_build, tm
     one_line(run_cli(*args), 2, "read-only")
 
 
+def outputs_of_every_command(build: Path, model: Path, out: Path, db: Path) -> list[tuple]:
+    layer = build / "layers" / "00001.png"
+    return [
+        ("train", build, "--out", out, "--arch", "slmcnn-tiny", "--epochs", "1", "--quiet"),
+        ("evaluate", model, build, "--out", out),
+        ("synth", out, "--layers", "1", "--size", "64", "--patch", "32"),
+        ("predict-layer", layer, "--out", out, "--model", model),
+        (
+            "predict-patches",
+            build / "patches" / "Powder",
+            "--explain",
+            "--out",
+            out,
+            "--model",
+            model,
+            "--backend",
+            "torch",
+        ),
+        ("export", model, "--out", out),
+        ("calibrate", layer, "--out", out, "--corners", "0,0,300,0,300,300,0,300"),
+        ("monitor", build / "layers", "--db", db, "--out", out, "--model", model, "--backend", "torch"),
+        ("report", db, "--out", out),
+    ]
+
+
+@pytest.mark.parametrize("where", ["/proc/slmcnn-out", "file", "folder"])
+def test_every_command_says_one_line_for_an_output_it_cannot_use(tiny_build, tiny_model_file, tmp_path, where):
+    """Under /proc (read-only, nothing can be made there), an existing file, an existing folder."""
+    out = Path(where) if where.startswith("/") else tmp_path / where
+    if where == "file":
+        out.write_text("mine")
+    elif where == "folder":
+        out.mkdir()
+        (out / "mine.txt").write_text("mine")
+    monitor_db = tmp_path / "m.sqlite"
+    for args in outputs_of_every_command(tiny_build, tiny_model_file, out, monitor_db):
+        if args[0] == "monitor" and where == "folder":
+            continue  # the monitor goes on in its folder after a restart: a used one is right
+        code = 1 if args[0] == "synth" and where != "folder" else 2  # synth's own folder check; else the OS said no
+        one_line(run_cli(*args), code, "/proc" if where[0] == "/" else out.name)
+    if where != "/proc/slmcnn-out":
+        assert (out.read_text() if where == "file" else (out / "mine.txt").read_text()) == "mine"
+
+
 # ---------------------------------------------------------------- bad input: one line each
 
 

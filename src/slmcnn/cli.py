@@ -88,6 +88,7 @@ def cmd_predict_patches(args) -> int:
     steps = DEFAULT_STEPS if args.steps is None else args.steps
     if args.explain:
         check_settings(steps, args.method, args.ig_precision)
+        run_folder(args.out, args.force)
     table = patch_sources(args.inputs)
     model, backend, _ = _engine(args, patches=len(table))
     done = classify_patches(table.paths, backend, model.info.patch, args.resize)
@@ -96,7 +97,6 @@ def cmd_predict_patches(args) -> int:
     truth = table.labels[done.kept] if table.labels is not None else None
     print(json.dumps(done.rows(truth), indent=1) if args.json else done.to_text(truth))
     if args.explain:
-        run_folder(args.out, args.force)
         targets = [CLASSES.index(args.target)] * len(done.paths) if args.target else None
         figures = explain(model, done.patches, targets, steps, args.baseline, args.method, precision=args.ig_precision)
         for path, patch, e in zip(done.paths, done.patches, figures):

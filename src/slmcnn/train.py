@@ -286,8 +286,8 @@ def run_training(
 ) -> list[Report]:
     """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`,
     a new or empty folder (with `force`, one whose files of the same names are replaced)."""
-    splits = make_splits(data, config.seed, val_data, test_data)
     out = run_folder(out, force)
+    splits = make_splits(data, config.seed, val_data, test_data)
     arrays = {
         name: (load_patches(table, config.patch, resize), table.labels)
         for name, table in (("train", splits.train), ("val", splits.val), ("test", splits.test))

@@ -15,7 +15,7 @@ from PIL import Image
 from slmcnn import images
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
-from slmcnn.files import check_new, write_text
+from slmcnn.files import check_new, writable, write_text
 from slmcnn.labels import ERROR, NOT_A_CLASS
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.db import BuildRow, Database, StoredLayer
@@ -152,6 +152,7 @@ def write_report(
     build, newest first, with every layer (or the first `thumbnails`). An existing `out` is replaced
     only with `force`; a database that is not a monitor's is refused and left as it was."""
     out = check_new(out, force, [] if isinstance(db, Database) or "://" in str(db) else [db])
+    writable(out.parent)  # before the database is read: a report that cannot be written says so first
     db = db if isinstance(db, Database) else Database(db, create=False)
     builds = db.builds()
     if not builds:
