@@ -208,11 +208,13 @@ def test_profile_for_another_model_is_one_clear_error(profile, good_frames):
 
 
 def test_profile_backend_runs_the_network_once_in_the_pipeline(profile, good_frames, model):
-    from slmcnn.pipeline import RunOptions, run_layers
+    from slmcnn.pipeline import LayerPipeline, RunOptions, run_layers
 
     backend = ProfileBackend(profile, model)
     frames = [good_frames[12], with_blob(good_frames[13], 192, 320, 30), good_frames[11]]
-    outcomes = list(run_layers(frames, backend, RunOptions(anomaly=backend.anomaly)))
+    pipeline = LayerPipeline(backend, RunOptions(anomaly=backend.anomaly))
+    pipeline.predictor.warm_up()  # a blank tile classified without the hook (the monitor does this)
+    outcomes = list(pipeline.run(frames))
     for outcome, frame in zip(outcomes, frames, strict=True):
         expected = profile.score_frame(frame, model)
         np.testing.assert_allclose(outcome.result.anomaly, expected.anomaly, rtol=1e-3)

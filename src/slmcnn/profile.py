@@ -369,27 +369,44 @@ class ProfileBackend:
         self.net = profile.feature_net(model)
         self.confirm = profile.meta.get("confirm", CONFIRM) if confirm is None else confirm
         self._seen = 0
-        self._anomaly: list[float] = []
+        self._distance = np.zeros(0, np.float32)  # tiles classified, not yet asked for
+        self._decided = np.zeros((0, 3), np.float32)
 
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         probs, features = self.net(patches)
         positions = (self._seen + np.arange(len(patches))) % self.profile.positions
         self._seen += len(patches)
-        anomaly = self.profile.distances(features) / self.profile.thresholds[positions]
-        self._anomaly.extend(anomaly.tolist())
-        return _on_top(probs, decide(probs, anomaly, self.confirm))
+        distance = self.profile.distances(features)
+        decided = _on_top(probs, decide(probs, distance / self.profile.thresholds[positions], self.confirm))
+        self._distance = np.concatenate([self._distance, distance])
+        self._decided = np.concatenate([self._decided, decided])
+        return decided
 
     def anomaly(self, result) -> np.ndarray:
-        """The anomaly of the next layer's tiles (row-major), in the order the layers were classified."""
+        """The anomaly of this layer's tiles (row-major). Tiles classified without asking (a
+        warm-up layer) are found by the layer's probabilities and dropped, and the tile positions
+        of later layers realigned."""
         rows, cols = result.grid.shape
-        if rows * cols != self.profile.positions:
+        n = rows * cols
+        if n != self.profile.positions:
             raise ProfileError(
                 f"{result.path}: a layer of {rows}x{cols} tiles, the camera profile has "
                 f"{self.profile.grid_shape[0]}x{self.profile.grid_shape[1]} (its frame size, stride = patch)"
             )
-        out = np.array(self._anomaly[: rows * cols], np.float32)
-        del self._anomaly[: rows * cols]
-        return out
+        start = next(
+            (
+                i
+                for i in range(len(self._distance) - n + 1)
+                if np.array_equal(self._decided[i : i + n], result.probabilities)
+            ),
+            None,
+        )
+        if start is None:
+            raise ProfileError(f"{result.path}: not classified by this camera profile's backend")
+        distance = self._distance[start : start + n]
+        self._seen -= start  # stale tiles ahead of this layer shifted the positions of later ones
+        self._distance, self._decided = self._distance[start + n :], self._decided[start + n :]
+        return (distance / self.profile.thresholds).astype(np.float32)
 
 
 def _frame_arrays(frames: Iterable) -> Iterable[tuple[str, np.ndarray]]:
