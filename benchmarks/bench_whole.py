@@ -32,7 +32,6 @@ from tf_env import tf_python  # noqa: E402
 
 HERE = Path(__file__).parent
 SLMCNN = [sys.executable, "-m", "slmcnn"]
-GFLOP_PER_PATCH = 0.5606  # 2 x 0.2803 GMAC of the reference network at 128 x 128
 
 
 def log(message: str) -> None:
@@ -132,6 +131,7 @@ def monitor_latency(watch_from: Path, tmp: Path, env: dict, layers: int = 12, se
 def steady_state(folder: Path) -> dict:
     """The compiled network's rate against bf16 matmul, and its tiles against float32's."""
     import torch
+    from bench_predict import GFLOP_PER_PATCH, matmul_gflops
 
     import slmcnn
     from slmcnn.backends import TorchBackend, create_backend
@@ -146,12 +146,7 @@ def steady_state(folder: Path) -> dict:
     classes = compiled.probabilities(patches).argmax(1)
     rate = len(patches) / (time.perf_counter() - start)
     reference = TorchBackend(model, "fp32").probabilities(patches).argmax(1)
-    a, b = torch.randn(4096, 4096, dtype=torch.bfloat16), torch.randn(4096, 4096, dtype=torch.bfloat16)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(4):
-        a @ b
-    matmul = 2 * 4096**3 * 4 / (time.perf_counter() - start) / 1e9
+    matmul = matmul_gflops(torch.bfloat16)
     return {
         "network_patches_per_s": rate,
         "network_gflops": rate * GFLOP_PER_PATCH,
