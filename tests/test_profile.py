@@ -162,7 +162,7 @@ def test_bad_frames_are_one_clear_error(good_frames, model):
         build_profile(mixed, None, model)
     one_line(exc)
     with pytest.raises(ProfileError, match="another camera") as exc:
-        build_profile(good_frames[:6] + [255 - good_frames[6]], None, model)
+        build_profile(good_frames[:6] + [np.full_like(good_frames[6], 128)], None, model)  # a covered lens
     one_line(exc)
 
 
@@ -262,3 +262,21 @@ def test_update_camera_file_and_calibration_load(tmp_path, good_frames, model):
         CameraCalibration.load(full)
     with pytest.raises(ProfileError, match="no camera profile"):
         update_camera(CameraCalibration(corners, SIZE).save(tmp_path / "plain.json"), raw[4:], model)
+
+
+def test_cli_calibrate_from_good_layers_and_predict(tmp_path, good_frames, write_image, model):
+    from slmcnn.cli import main
+
+    frames = [write_image(f"good/{i}.png", f) for i, f in enumerate(good_frames[:5])]
+    camera = tmp_path / "camera.json"
+    assert main(["calibrate", *map(str, frames[:4]), "--full-frame", "--out", str(camera)]) == 0
+    assert json.loads(camera.read_text())["profile"]["frames"] == 4
+    assert main(["calibrate", *map(str, frames[:4]), "--full-frame", "--out", str(camera)]) == 2  # no --force
+    assert main(["calibrate", "--update", str(camera), str(frames[4])]) == 0
+    assert json.loads(camera.read_text())["profile"]["frames"] == 5
+    assert main(["calibrate", str(frames[0]), "--full-frame", "--out", str(tmp_path / "one.json")]) == 2
+    layer = write_image("layer.png", with_blob(good_frames[12], 192, 320, 30))
+    out = tmp_path / "out"
+    assert main(["predict-layer", str(layer), "--camera", str(camera), "--out", str(out), "--backend", "torch"]) == 0
+    doc = json.loads(next(out.glob("*.json")).read_text())
+    assert np.array(doc["anomaly"]).shape == (3, 3) and doc["anomaly"][1][2] > 1.0

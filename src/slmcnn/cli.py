@@ -43,6 +43,13 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
 
     model = slmcnn.load_model(args.model)
     backend = slmcnn.create_backend(model, args.backend, args.precision, layers=layers, patches=patches)
+    if getattr(args, "camera", None):  # a camera.json with a profile: one network pass for classes and anomaly
+        from slmcnn.profile import ProfileBackend, load_camera
+
+        options["camera"], profile = load_camera(args.camera)
+        if profile is not None:
+            backend = ProfileBackend(profile, model)
+            options["anomaly"] = backend.anomaly
     patch = getattr(args, "patch", None) or model.info.patch
     return model, backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
 
@@ -136,17 +143,30 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    from slmcnn import profile as camera_profile
     from slmcnn.camera import points, preview
     from slmcnn.images import read, write_png
 
+    if args.update:
+        updated = camera_profile.update_camera(args.update, args.frame, slmcnn.load_model(args.model), progress=True)
+        print(f"{updated.summary()}\nwrote {args.update}")
+        return 0
     shown = Path(args.out).with_suffix(".preview.png")
-    out, shown = (check_new(p, args.force, [args.frame]) for p in (args.out, shown))
+    out, shown = (check_new(p, args.force, args.frame) for p in (args.out, shown))
     corners = points(args.corners, "--corners", 4) if args.corners else None
-    frame, ignore = read(args.frame), [points(p, "--ignore") for p in args.ignore]
-    calibration = slmcnn.calibrate(frame, corners, args.size, args.bed_mm, ignore)
-    calibration.save(out)
-    write_png(shown, preview(frame, calibration))
-    print(f"corners {calibration.corners}\nwrote {out} and {shown}")
+    frame, ignore = read(args.frame[0]), [points(p, "--ignore") for p in args.ignore]
+    calibration = None if args.full_frame else slmcnn.calibrate(frame, corners, args.size, args.bed_mm, ignore)
+    if len(args.frame) == 1 and calibration is not None:
+        calibration.save(out)
+        write_png(shown, preview(frame, calibration))
+        print(f"corners {calibration.corners}\nwrote {out} and {shown}")
+        return 0
+    model = slmcnn.load_model(args.model)
+    built = camera_profile.build_profile(args.frame, calibration, model, progress=True)
+    camera_profile.save_camera(out, calibration, built, force=True)
+    if calibration is not None:
+        write_png(shown, preview(frame, calibration))
+    print(f"{built.summary()}\nwrote {out} and {camera_profile.arrays_path(out).name}")
     return 0
 
 
@@ -225,7 +245,7 @@ BACKEND = [
     ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
 ]
 LIMITS = [("--max-megapixels", dict(type=float, help="refuse images larger than this, from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
-CAMERA = [("--camera", dict(help="calibration file from `slmcnn calibrate`: straighten raw frames first"))]
+CAMERA = [("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous, the network's Error stays Error only when anomalous, Object stays Object"))]
 MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
 FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
 COMMANDS = {  # name: (handler, help, example, options)
@@ -293,8 +313,10 @@ COMMANDS = {  # name: (handler, help, example, options)
         ("model", dict(nargs="?", help="model file (default: the shipped model)")),
         ("--format", dict(choices=["onnx"], default="onnx")), ("--out", dict(help="output file (default: MODEL with .onnx)")),
         ("--check", dict(nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images")), *FORCE,]),
-    "calibrate": (cmd_calibrate, "Find the bed in a raw camera frame and write a calibration with a preview.", "slmcnn calibrate frame.jpg --out camera.json --ignore 100,100,200,100,200,200,100,200", [
-        ("frame", dict(help="a raw camera frame showing the bed")), ("--out", dict(default="camera.json")),
+    "calibrate": (cmd_calibrate, "Find the bed in a raw camera frame and write a calibration with a preview; from several good layers also a camera profile.", "slmcnn calibrate good/*.jpg --out camera.json   (one frame: geometry only; --full-frame; --update camera.json more/*.jpg)", [
+        ("frame", dict(nargs="+", metavar="FRAME", help="a raw camera frame showing the bed; several frames of good layers (at least 4, 10-50 best) also learn a camera profile from them: each tile then gets an anomaly score, and Error needs this camera's good layers to disagree")), ("--out", dict(default="camera.json")),
+        ("--full-frame", dict(action="store_true", help="the photo is the bed already: no corners, no warp (a profile needs several frames)")),
+        ("--update", dict(metavar="CAMERA_JSON", help="add the FRAMEs (good layers) to the profile in this camera.json")), *MODEL,
         ("--corners", dict(help="x1,y1,...,x4,y4 clockwise from top-left, instead of detecting them")),
         ("--size", dict(type=int, default=768, help="side of the straightened bed in pixels")),
         ("--bed-mm", dict(type=float, help="side of the bed in mm, so reports can speak in mm")),

@@ -70,6 +70,7 @@ TAIL_QUANTILE = 0.9  # the tail fit uses the scores above this quantile
 TAIL_CONFIDENCE = 0.95
 MARK_MARGIN = 1.25
 MARK_MADS = 5.0
+FOREIGN = 3.0
 CONFIRM = 1.0  # the network's Error stays Error where the anomaly is above this
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
 ERROR, OBJECT, POWDER = 2, 1, 0
@@ -469,11 +470,12 @@ def _check_frames(names: int, minimum: int = MIN_FRAMES) -> None:
 
 
 def _check_consistent(left_out: np.ndarray, first: int = 0) -> None:
-    """A frame whose typical tile is farther from the memory than nearly every tile of the other
-    frames is not a good layer of this camera."""
-    for i, scores in enumerate(left_out):
-        others = np.delete(left_out, i, axis=0)
-        if others.size and np.median(scores) > np.quantile(others, 0.99):
+    """A frame whose typical tile is more than FOREIGN times as far from the memory as the other
+    frames' typical tiles is not a good layer of this camera."""
+    medians = np.median(left_out, axis=1)
+    for i, median in enumerate(medians):
+        others = np.delete(medians, i)
+        if len(others) and median > FOREIGN * np.median(others):
             raise ProfileError(
                 f"good frame {first + i + 1}: most of its tiles look unlike the other frames' tiles; "
                 "is it from another camera, or not a good layer?"
