@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
 WORK=${WORK:-builds/default}
 RUNS=${RUNS:-runs/default}
-BUILDS=${BUILDS:-120}
-EPOCHS=${EPOCHS:-6}
+BUILDS=${BUILDS:-240}
+EPOCHS=${EPOCHS:-8}
 SEEDS=${SEEDS:-1}
 
 synth() { # split layers seed: one build, quietly
