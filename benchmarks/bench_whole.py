@@ -60,8 +60,10 @@ def make_layers(tmp: Path, count: int) -> dict[int, Path]:
     build = tmp / "build"
     generate_build(SynthSettings(layers=count, seed=17, jpeg_share=0.0, write_patches=False), build, workers=2)
     layers = sorted((build / "layers").glob("*.png"))
+    if len(layers) < 36:
+        raise SystemExit("--layers must be at least 36")
     folders = {}
-    for n in (36, count):
+    for n in sorted({36, count}):
         folders[n] = tmp / f"layers{n}"
         folders[n].mkdir()
         for path in layers[:n]:
