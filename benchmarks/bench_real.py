@@ -9,7 +9,8 @@ does not move), straightened to 768x768 and cut into 36 tiles, as `slmcnn calibr
 photo, and the share of photos flagged in each defect folder. Skipped with a message when absent.
 
 Any folder of layers with masks (`--build`: a folder holding layers/ and masks/, as `slmcnn synth`
-writes): tile precision and recall per class, tile labels by the label rule of `slmcnn.labels`.
+writes): tile precision and recall per class, tile labels by the label rule of `slmcnn.labels`;
+with several builds, also over all their tiles together.
 """
 
 import argparse
@@ -28,9 +29,9 @@ from slmcnn import CLASSES
 from slmcnn import images as image_io
 from slmcnn.camera import CameraCalibration, detect_corners
 from slmcnn.checkpoint import load_model, resolve_model
-from slmcnn.labels import ERROR, LabelRule
+from slmcnn.labels import ERROR, LabelRule, tile_labels
 from slmcnn.preprocess import prepare
-from slmcnn.tiles import tile
+from slmcnn.tiles import cut, geometry, tile
 
 PBLM = Path(__file__).resolve().parents[2] / "shared" / "data" / "pblm"
 GOOD = "No_Defect"
@@ -139,24 +140,27 @@ def bench_pblm(classifier: Classifier, root: Path, limit: int | None) -> dict:
     }
 
 
-def bench_build(classifier: Classifier, build: Path, rule: LabelRule) -> dict:
-    """Tile precision / recall per class on a folder of layers with masks."""
+def build_tiles(classifier: Classifier, build: Path, rule: LabelRule) -> tuple[np.ndarray, np.ndarray, int]:
+    """True and predicted tile classes of a folder of layers with masks, and its layer count."""
     layers = image_io.list_images([build / "layers"])
     truth, pred = [], []
     for path in layers:
         mask_path = build / "masks" / (path.stem + ".png")
         if not mask_path.is_file():
             raise SystemExit(f"{build}: {path.name} has no mask in masks/")
-        mask = image_io.read(mask_path)[..., 0]
-        patches = tile(image_io.to_uint8(image_io.read(path)), PATCH).patches
-        mask_tiles = tile(mask[..., None], PATCH).patches[..., 0]
-        truth.append(rule.labels(mask_tiles))
-        pred.append(classifier.probabilities(patches).argmax(1))
-    truth, pred = np.concatenate(truth), np.concatenate(pred)
+        image = image_io.to_uint8(image_io.read(path))
+        where = geometry(*image.shape[:2], PATCH)
+        truth.append(tile_labels(image_io.read(mask_path)[..., 0], where, rule))
+        pred.append(classifier.probabilities(cut(image, where)).argmax(1))
+    return np.concatenate(truth), np.concatenate(pred), len(layers)
+
+
+def tile_scores(name: str, truth: np.ndarray, pred: np.ndarray, layers: int) -> dict:
+    """Tile precision / recall per class."""
     p, r, f, n = precision_recall_fscore_support(truth, pred, labels=range(len(CLASSES)), zero_division=0)
     return {
-        "data": str(build),
-        "layers": len(layers),
+        "data": name,
+        "layers": layers,
         "tiles": int(len(truth)),
         "accuracy": float((truth == pred).mean()),
         "macro_f1": float(f.mean()),
@@ -210,10 +214,16 @@ def main(argv: list[str] | None = None) -> int:
         print_pblm(result["pblm"])
     else:
         print(f"PBLM skipped: {args.pblm} is not there (the data set is not distributed with slmcnn)")
+    pooled = np.zeros(0, np.int64), np.zeros(0, np.int64), 0
     for build in args.build:
-        row = bench_build(classifier, build, LabelRule())
+        truth, pred, layers = build_tiles(classifier, build, LabelRule())
+        row = tile_scores(str(build), truth, pred, layers)
         result["builds"].append(row)
         print_build(row)
+        pooled = np.concatenate([pooled[0], truth]), np.concatenate([pooled[1], pred]), pooled[2] + layers
+    if len(args.build) > 1:
+        result["all_builds"] = tile_scores(f"all {len(args.build)} builds", *pooled)
+        print_build(result["all_builds"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -71,6 +71,17 @@ def test_build_with_masks_gives_precision_and_recall_per_class(bench, tiny_build
     assert set(row["classes"]) == {"Powder", "Object", "Error"}
     assert sum(c["tiles"] for c in row["classes"].values()) == 90
     assert 0.0 <= row["macro_f1"] <= 1.0
+    assert "all_builds" not in json.loads(out.read_text())
+
+
+def test_several_builds_are_also_scored_together(bench, tiny_build, tiny_model_file, tmp_path):
+    out = tmp_path / "real.json"
+    args = ["--model", str(tiny_model_file), "--pblm", str(tmp_path / "absent"), "--build", str(tiny_build)]
+    assert bench.main([*args, str(tiny_build), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    together, single = result["all_builds"], result["builds"][0]
+    assert together["tiles"] == 180 and together["layers"] == 20
+    assert together["accuracy"] == single["accuracy"]  # the same build twice: the same shares
 
 
 def test_missing_pblm_is_skipped_with_a_message(bench, tiny_model_file, tmp_path, capsys):
