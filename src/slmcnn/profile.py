@@ -7,7 +7,8 @@ statistics, in a memory bank (PatchCore; greedy coreset subsampling keeps at mos
 A tile's anomaly is its distance to the nearest memory entry divided by its position's threshold:
 above 1 it looks unlike every tile of the good layers.
 
-Chosen by measurement (benchmarks/bench_profile.py, figures in benchmarks/README.md). PBLM, 10
+Chosen by measurement with the shipped model v3 (benchmarks/bench_profile.py, figures in
+benchmarks/README.md; model v4 replaced it afterwards, not re-measured). PBLM, 10
 No_Defect photos profiled, the 11 other distinct good photos and 150 photos of each large defect
 folder; a photo is flagged when it has an Error tile after `decide`; AUROC of the photo score:
 
