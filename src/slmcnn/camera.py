@@ -79,6 +79,8 @@ class CameraCalibration:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
             data.pop("profile", None)  # a camera profile's metadata (slmcnn.profile) shares the file
             if data.get("full_frame"):
                 raise SettingsError(f"{path}: a full-frame camera, no geometry to straighten with")
