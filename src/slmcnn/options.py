@@ -1,0 +1,117 @@
+"""The options of each `slmcnn` command, as data: (flag, argparse settings) pairs that cli.py adds
+to the command's parser. Kept apart from cli.py so the commands' code reads on its own."""
+
+from slmcnn import CLASSES
+
+# fmt: off
+BACKEND = [
+    ("--backend", dict(default="auto", choices=["auto", "torch", "compiled", "onnx"], help="auto: PyTorch bf16 where the CPU has native bf16 (else ONNX Runtime fp32), eager or compiled by what finishes first: a compiled network is kept per model, CPU and torch version in $SLMCNN_CACHE (default ~/.cache/slmcnn) and loads in under a second, so auto uses it for jobs over about 25 layers; without one it runs eager (compiling costs about a minute once, worth it only for thousands of layers: python -m slmcnn.aot compiles ahead), and the monitor compiles one in the background. torch: eager; compiled: the cached network, compiled now if missing")),
+    ("--precision", dict(default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")),
+    ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
+]
+LIMITS = [("--max-megapixels", dict(type=float, help="refuse images larger than this, from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
+CAMERA = [("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous, the network's Error stays Error only when anomalous, Object stays Object"))]
+MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
+FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
+OPTIONS = {
+    "train": [
+        ("data", dict(nargs="+", help="class folders Powder/ Object/ Error/, an Image;Label CSV, a split.csv or a synth build (several are joined)")),
+        ("--out", dict(required=True, help="run folder for the model, curves and reports")),
+        ("--val", dict(nargs="+", help="separate validation data (default: a by-layer split of DATA)")),
+        ("--test", dict(nargs="+", help="separate test data (default: a by-layer split of DATA)")),
+        ("--arch", dict(help="network: slmcnn (the reference, default) or slmcnn-tiny; with --init, the init model's")),
+        ("--epochs", dict(type=int, default=150)), ("--batch", dict(type=int, default=64)),
+        ("--lr", dict(type=float, default=0.0001)),
+        ("--schedule", dict(choices=["constant", "cosine"], default="constant", help="learning rate: constant (the reference) or cosine decay to 0 over --epochs")),
+        ("--patience", dict(type=int, default=20, help="early stopping on validation accuracy")),
+        ("--seed", dict(type=int, default=0)),
+        ("--runs", dict(type=int, default=1, help="train N times (seeds seed..seed+N-1), report mean ± std")),
+        ("--class-weights", dict(choices=["balanced", "none"], default="balanced")),
+        ("--no-flips", dict(action="store_true", help="turn off random horizontal/vertical flips")),
+        ("--turns", dict(action="store_true", help="also random quarter turns (all 8 mirror/rotation views): for data whose recoater direction varies")),
+        ("--augment", dict(choices=["none", "camera"], default="none", help="camera: draw each training patch as another camera might see it (gamma, exposure clipping, light gradient, grain, blur, JPEG); for models that must read cameras they were not trained on")),
+        ("--precision", dict(choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 autocast where the CPU has native bf16, else fp32")),
+        ("--init", dict(help="start from this model file (fine-tuning)")),
+        ("--resize", dict(action="store_true", help="scale patches that are not the model's size")),
+        ("--quiet", dict(action="store_true", help="no progress bars")), *FORCE,
+    ],
+    "evaluate": [
+        ("model", {}), ("data", dict(nargs="+")),
+        ("--split", dict(choices=["all", "train", "val", "test"], default="all", help="evaluate one part of DATA's by-layer split (seed --seed)")),
+        ("--seed", dict(type=int, default=0)), ("--format", dict(choices=["text", "md", "json"], default="text")),
+        ("--out", dict(help="folder for confusion_matrix.png and report.json")), ("--resize", dict(action="store_true")), *FORCE,
+    ],
+    "synth": [
+        ("out", {}), ("--layers", dict(type=int, default=20)), ("--seed", dict(type=int, default=0)),
+        ("--size", dict(type=int, default=768)), ("--patch", dict(type=int, default=128)),
+        ("--direction", dict(default="down", help="recoater travel: down, up, left, right or random")),
+        ("--defects", dict(help="per-layer start rates, e.g. streak=0.2,debris=0 (others keep defaults)")),
+        ("--error-min-pixels", dict(type=int, default=120, help="label rule: error pixels that make a patch Error")),
+        ("--object-min-fraction", dict(type=float, default=0.05, help="label rule: part share that makes a patch Object")),
+        ("--keep-ambiguous", dict(action="store_true", help="also write patches the rule calls ambiguous")),
+        ("--no-patches", dict(action="store_true", help="write layers and masks only")), ("--workers", dict(type=int, default=2)),
+        ("--preview", dict(action="store_true", help="also write preview.png, a contact sheet")),
+        ("--live", dict(action="store_true", help="write one layer at a time (atomic rename)")),
+        ("--interval", dict(type=float, default=1.0, help="seconds between layers with --live")),
+        ("--force", dict(action="store_true", help="replace a previous build in OUT")),
+        ("--parts", dict(help="part kinds to draw, e.g. circle,ring,lattice (default: all)")),
+        ("--config", dict(help='JSON file overriding any generator setting, e.g. {"grain": [3, 5], "falloff": [0.1, 0.2], "perspective": 0.0, "parts": [2, 6]}')),
+    ],
+    "predict-layer": [
+        ("inputs", dict(nargs="+", metavar="INPUT", help="image files, folders or globs (PNG, JPEG, TIFF; 8/16 bit)")),
+        ("--out", dict(required=True, help="output folder, new or empty (with --force files of the same name are replaced, nothing else)")), *FORCE,
+        *MODEL, ("--patch", dict(type=int, help="tile size (default: the model's, 128)")),
+        ("--stride", dict(type=int, help="tile step (default: patch, no overlap; 64 = 50%% overlap, where a pixel's class is the mean of the covering tiles' probabilities). When a side is not a multiple of the stride, one more tile is placed flush with the far edge, so nothing is cropped")),
+        ("--truth", dict(help="folder of label masks (as slmcnn synth writes) to score each layer")), ("--html", dict(action="store_true", help="also write DIR/index.html: each layer beside its overlay")),
+        ("--write", dict(default="overlay,classes,json", type=lambda kinds: [*kinds.split(","), "attribution"], help="files per layer, any of overlay,classes,json (default: all three; summary.csv always); what is not asked for is not computed")),
+        ("--explain", dict(action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")),
+        ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *LIMITS,
+    ],
+    "predict-patches": [
+        ("inputs", dict(nargs="+", metavar="INPUT", help="patch images, folders, or a class-folder data set")), *MODEL,
+        ("--out", dict(default="ig-figures", help="folder for IG figures (default: ig-figures)")),
+        ("--json", dict(action="store_true", help="print results as JSON")),
+        ("--explain", dict(action="store_true", help="write a 2x2 Integrated Gradients figure per patch")),
+        ("--steps", dict(type=int, help="IG gradient evaluations (default 176 with the adaptive rule: more converged than the reference's 500 trapezoid steps)")),
+        ("--ig-precision", dict(choices=["fp32", "bf16"], default="fp32", help="bf16 is about 1.7x faster on CPUs with native bf16, but its attributions are about 2%% off the converged ones (fp32: under 0.5%%); it needs a fixed --method such as gausslegendre")),
+        ("--method", dict(default="adaptive", choices=["adaptive", "gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"], help="IG quadrature: adaptive (trapezoid rule on a path grid refined where its error is largest) or one of captum's rules (riemann_trapezoid is the reference's)")),
+        ("--target", dict(choices=CLASSES, type=lambda name: name.capitalize(), help="explain this class instead of the predicted one")),
+        ("--baseline", dict(default="black", choices=["black", "blur", "noise"])),
+        ("--resize", dict(action="store_true", help="scale patches that are not the model's size")), *BACKEND, *FORCE,
+    ],
+    "export": [
+        ("model", dict(nargs="?", help="model file (default: the shipped model)")),
+        ("--format", dict(choices=["onnx"], default="onnx")), ("--out", dict(help="output file (default: MODEL with .onnx)")),
+        ("--check", dict(nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images")), *FORCE,
+    ],
+    "calibrate": [
+        ("frame", dict(nargs="+", metavar="FRAME", help="a raw camera frame showing the bed; several frames of good layers (at least 4, 10-50 best) also learn a camera profile from them: each tile then gets an anomaly score, and Error needs this camera's good layers to disagree")), ("--out", dict(default="camera.json")),
+        ("--full-frame", dict(action="store_true", help="the photo is the bed already: no corners, no warp (a profile needs several frames)")),
+        ("--update", dict(metavar="CAMERA_JSON", help="add the FRAMEs (good layers) to the profile in this camera.json")), *MODEL,
+        ("--corners", dict(help="x1,y1,...,x4,y4 clockwise from top-left, instead of detecting them")),
+        ("--size", dict(type=int, default=768, help="side of the straightened bed in pixels")),
+        ("--bed-mm", dict(type=float, help="side of the bed in mm, so reports can speak in mm")),
+        ("--ignore", dict(action="append", default=[], metavar="X1,Y1,X2,Y2,...", help="a polygon (raw-frame pixels) to ignore; may be repeated")),
+        ("--force", dict(action="store_true", help="replace an existing calibration file")),
+    ],
+    "monitor": [
+        ("watch_dir", {}), ("--db", dict(required=True, help="SQLite file, or an SQLAlchemy URL such as postgresql://host/db")),
+        ("--out", dict(help="folder for overlays and alerts.jsonl")), *MODEL,
+        ("--build", dict(help="name of this build (default: the folder's latest; a new build in the same folder is also recognised when a stored file is written again or layer numbers start again)")),
+        ("--pattern", dict(help="regex whose first group is the layer number (default: the last number in the name that is not part of a date_time stamp; else the stamp orders the layers)")),
+        ("--settle", dict(type=float, default=0.5, help="seconds a file's size must stay unchanged")),
+        ("--poll", dict(action="store_true", help="poll the folder instead of OS events (network shares)")),
+        ("--retries", dict(type=int, default=3, help="tries (2 s apart) of an unreadable layer whose file does not change before it is marked failed; a changed file is tried again")),
+        ("--alert-error-fraction", dict(type=float, default=0.02, help="alert when a layer's error share reaches this (<0: off)")),
+        ("--alert-persist", dict(type=int, default=3, help="alert when a tile is Error this many layers running (0: off)")),
+        ("--no-alert-near-part", dict(action="store_true", help="no alert for error tiles touching a part")),
+        ("--alert-jump", dict(type=float, default=0.1, help="alert when the error share jumps this much over recent layers (<0: off)")),
+        ("--on-alert", dict(help="shell command run per alert; fields in SLMCNN_ALERT_* variables")),
+        ("--on-alert-timeout", dict(type=float, default=10.0)),
+        ("--exit-when-idle", dict(type=float, help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA, *LIMITS,
+    ],
+    "report": [
+        ("db", dict(help="the monitor's database (SQLite file or URL)")), ("--out", dict(default="report.html")), *FORCE,
+    ],
+}
+# fmt: on
