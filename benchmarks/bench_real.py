@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 
 from slmcnn import CLASSES
@@ -71,9 +72,7 @@ def calibrations(photos: dict[str, list[Path]]) -> dict[tuple[int, int], CameraC
     by_size: dict[tuple[int, int], list[Path]] = defaultdict(list)
     ordered = photos.get(GOOD, []) + [p for name, ps in photos.items() if name != GOOD for p in ps]
     for path in ordered:
-        from PIL import Image
-
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # the header only
             by_size[img.size[::-1]].append(path)
     result = {}
     for size, paths in by_size.items():
@@ -82,11 +81,10 @@ def calibrations(photos: dict[str, list[Path]]) -> dict[tuple[int, int], CameraC
     return result
 
 
-def photo_tiles(path: Path, calibration: CameraCalibration | None) -> np.ndarray:
+def photo_tiles(path: Path, cams: dict[tuple[int, int], CameraCalibration]) -> np.ndarray:
+    """The straightened bed's tiles, by the outline found for photos of this one's size."""
     image = image_io.to_uint8(image_io.read(path))
-    if calibration is not None:
-        image = calibration.warp(image)
-    return tile(image, PATCH).patches
+    return tile(cams[image.shape[:2]].warp(image), PATCH).patches
 
 
 def bench_pblm(classifier: Classifier, root: Path, limit: int | None) -> dict:
@@ -94,23 +92,13 @@ def bench_pblm(classifier: Classifier, root: Path, limit: int | None) -> dict:
     if GOOD not in photos:
         raise SystemExit(f"{root}: no {GOOD}/ folder; is this the PBLM data set?")
     cams = calibrations(photos)
-    sizes = {}
     scores: dict[str, list[float]] = {}
     error_tiles: dict[str, list[int]] = {}
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
         for folder, paths in photos.items():
-
-            def load(path: Path) -> np.ndarray:
-                from PIL import Image
-
-                with Image.open(path) as img:
-                    size = img.size[::-1]
-                sizes[path] = size
-                return photo_tiles(path, cams[size])
-
             scores[folder], error_tiles[folder] = [], []
-            for patches in pool.map(load, paths):
+            for patches in pool.map(lambda path: photo_tiles(path, cams), paths):
                 probs = classifier.probabilities(patches)
                 scores[folder].append(float(probs[:, ERROR].max()))
                 error_tiles[folder].append(int((probs.argmax(1) == ERROR).sum()))
