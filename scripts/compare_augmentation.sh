@@ -1,29 +1,50 @@
 #!/usr/bin/env bash
-# Does camera augmentation help on real photos? The same small recipe with `--augment none` and
-# `--augment camera`, two seeds each (seed noise moves these figures as much as a recipe change),
-# each model measured by benchmarks/bench_real.py on PBLM (30 photos per folder) and on 4 synthetic
-# test builds. BUILDS builds of 3 layers (default 40), EPOCHS cosine epochs (default 4): small, so that
-# four models fit beside the default model's training; about 3 minutes per model on 2 idle cores.
-# Writes builds to $WORK (default builds/compare) and models + figures to $RUNS (default runs/compare).
+# Does camera augmentation help on photos of cameras the model never saw? The default model's recipe
+# (scripts/train_default_model.sh: same builds, epochs and settings) with `--augment camera` and
+# `--augment none`, two seeds each, because seed noise moves these figures as much as a recipe
+# change. PARALLEL trainings run at once (default 1; 4 on a GPU with cores to spare). Each model is
+# then measured by benchmarks/bench_real.py on PBLM and on the synthetic test builds unless BENCH=0
+# (PBLM is skipped with a message where ../shared/data/pblm is absent; LIMIT photos per folder,
+# default 200). Writes builds to $WORK (default builds/default) and models + figures to $RUNS
+# (default runs/compare/AUGMENT-SEED). SKIP_SYNTH=1 reuses existing builds; DEVICE and TIME_LIMIT as
+# in train_default_model.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
 PY=${PY:-.venv/bin/python}
-WORK=${WORK:-builds/compare}
+WORK=${WORK:-builds/default}
 RUNS=${RUNS:-runs/compare}
-BUILDS=${BUILDS:-40}
-EPOCHS=${EPOCHS:-4}
+BUILDS=${BUILDS:-480}
+EPOCHS=${EPOCHS:-30}
+DEVICE=${DEVICE:-auto}
+PARALLEL=${PARALLEL:-1}
+BENCH=${BENCH:-1}
+LIMIT=${LIMIT:-200}
+limit=()
+[ -z "${TIME_LIMIT:-}" ] || limit=(--time-limit "$TIME_LIMIT")
 
-for seed in $(seq 1000 $((999 + BUILDS))); do "$SLMCNN" synth "$WORK/train/$seed" --layers 3 --seed "$seed" --direction random --force >/dev/null; done
-for seed in 2000 2001 2002; do "$SLMCNN" synth "$WORK/val/$seed" --layers 6 --seed "$seed" --direction random --force >/dev/null; done
-for seed in 3000 3001 3002 3003; do "$SLMCNN" synth "$WORK/test/$seed" --layers 6 --seed "$seed" --direction random --force >/dev/null; done
+[ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS scripts/synth_training_builds.sh
 
+train() { # augment seed
+  local out="$RUNS/$1-$2"
+  "$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* --out "$out" --seed "$2" \
+    --lr 5e-4 --schedule cosine --epochs "$EPOCHS" --patience 100 --turns --augment "$1" \
+    --device "$DEVICE" "${limit[@]}" --quiet --force > "$out.log" 2>&1
+  echo "$1-$2: $(tail -n 1 "$out.log")"
+}
+mkdir -p "$RUNS"
+running=0
 for seed in 0 1; do
   for augment in camera none; do
-    out="$RUNS/$augment-$seed"
-    "$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* --out "$out" --seed "$seed" \
-      --lr 5e-4 --schedule cosine --epochs "$EPOCHS" --turns --augment "$augment" --quiet
-    "$PY" benchmarks/bench_real.py --model "$out/model.safetensors" --limit 30 --build "$WORK"/test/* \
-      --json "$out/real.json" | tee "$out/real.txt"
+    train "$augment" "$seed" &
+    running=$((running + 1))
+    if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
   done
+done
+wait
+
+[ "$BENCH" = 1 ] || exit 0
+for run in "$RUNS"/camera-0 "$RUNS"/none-0 "$RUNS"/camera-1 "$RUNS"/none-1; do
+  "$PY" benchmarks/bench_real.py --model "$run/model.safetensors" --limit "$LIMIT" --build "$WORK"/test/* \
+    --json "$run/real.json" | tee "$run/real.txt"
 done

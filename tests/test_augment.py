@@ -7,6 +7,10 @@ from slmcnn.errors import SettingsError
 from slmcnn.train import TrainConfig, fit
 
 
+def _jitter(patches: np.ndarray, seed: int, jitter: CameraJitter = CameraJitter()) -> np.ndarray:
+    return camera_jitter(torch.from_numpy(patches), torch.Generator().manual_seed(seed), jitter).numpy()
+
+
 def _patches(n: int = 32, size: int = 64) -> np.ndarray:
     """Gray powder with a dark vertical streak (columns 30-33) in every patch."""
     rng = np.random.default_rng(0)
@@ -17,8 +21,8 @@ def _patches(n: int = 32, size: int = 64) -> np.ndarray:
 
 def test_jitter_is_deterministic_keeps_shape_and_gray():
     patches = _patches()
-    a = camera_jitter(patches, torch.Generator().manual_seed(3))
-    b = camera_jitter(patches, torch.Generator().manual_seed(3))
+    a = _jitter(patches, 3)
+    b = _jitter(patches, 3)
     assert a.dtype == np.uint8 and a.shape == patches.shape
     assert np.array_equal(a, b)
     assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2])
@@ -26,7 +30,7 @@ def test_jitter_is_deterministic_keeps_shape_and_gray():
 
 
 def test_jitter_changes_the_look_widely():
-    out = camera_jitter(_patches(200), torch.Generator().manual_seed(1)).astype(np.float32)
+    out = _jitter(_patches(200), 1).astype(np.float32)
     means = out.mean(axis=(1, 2, 3))
     assert means.min() < 120 and means.max() > 200  # dark and bright cameras both drawn
     grain = np.abs(np.diff(out[:, :, :20, 0], axis=2)).mean(axis=(1, 2))
@@ -34,7 +38,7 @@ def test_jitter_changes_the_look_widely():
 
 
 def test_a_defect_stays_visible_in_every_patch():
-    out = camera_jitter(_patches(200), torch.Generator().manual_seed(2)).astype(np.float32)[..., 0]
+    out = _jitter(_patches(200), 2).astype(np.float32)[..., 0]
     streak = out[:, :, 30:34].mean(axis=(1, 2))
     beside = np.concatenate([out[:, :, 10:26], out[:, :, 38:54]], axis=2).mean(axis=(1, 2))
     assert (beside - streak > 5).all()
@@ -42,13 +46,13 @@ def test_a_defect_stays_visible_in_every_patch():
 
 def test_share_zero_leaves_patches_alone():
     patches = _patches(8)
-    out = camera_jitter(patches, torch.Generator().manual_seed(0), CameraJitter(share=0.0))
+    out = _jitter(patches, 0, CameraJitter(share=0.0))
     assert np.array_equal(out, patches)
 
 
 def test_non_uint8_input_is_refused():
     with pytest.raises(TypeError):
-        camera_jitter(_patches(2).astype(np.uint16), torch.Generator())
+        camera_jitter(torch.from_numpy(_patches(2)).float(), torch.Generator())
 
 
 def test_training_with_camera_augmentation_runs_and_unknown_mode_is_refused():

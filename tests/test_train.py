@@ -95,7 +95,7 @@ def test_random_flips_flip_whole_patches_about_half_the_time():
     rng = np.random.default_rng(1)
     patches = rng.integers(0, 255, (400, 6, 6, 3), dtype=np.uint8)
     original = patches.copy()
-    flipped = random_flips(patches, torch.Generator().manual_seed(0))
+    flipped = random_flips(torch.from_numpy(patches), torch.Generator().manual_seed(0)).numpy()
     assert np.array_equal(patches, original)  # the caller's array is left alone
     kinds = []
     for before, after in zip(patches, flipped):
@@ -118,7 +118,7 @@ def test_random_turns_give_all_eight_views_equally_often():
 
     rng = np.random.default_rng(2)
     patches = rng.integers(0, 255, (800, 5, 5, 3), dtype=np.uint8)
-    turned = random_flips(patches, torch.Generator().manual_seed(0), turns=True)
+    turned = random_flips(torch.from_numpy(patches), torch.Generator().manual_seed(0), turns=True).numpy()
     counts = np.zeros(8, int)
     for before, after in zip(patches, turned):
         views = [np.rot90(v, k) for v in (before, before[:, ::-1]) for k in range(4)]
@@ -138,3 +138,39 @@ def test_impossible_training_settings_are_refused_by_the_config():
         TrainConfig(flips=False, turns=True)
     with pytest.raises(SettingsError, match="cosine"):
         TrainConfig(schedule="step")
+    with pytest.raises(SettingsError, match="device"):
+        TrainConfig(device="gpu")
+    with pytest.raises(SettingsError, match="time_limit"):
+        TrainConfig(time_limit=0)
+
+
+def test_cuda_without_a_gpu_is_one_clear_line(tiny_build, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run_cli("train", tiny_build, "--out", tmp_path / "run", "--arch", "slmcnn-tiny", "--device", "cuda")
+    assert result.returncode == 2
+    assert "sees no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_time_limit_stops_before_an_epoch_that_would_overrun(tiny_build, tmp_path):
+    out = tmp_path / "run"
+    args = ("--arch", "slmcnn-tiny", "--epochs", "5", "--quiet", "--precision", "fp32", "--time-limit", "0.0001")
+    result = run_cli("train", tiny_build, "--out", out, *args)
+    assert result.returncode == 0, result.stderr
+    assert "time limit: stopped after 1 of 5 epochs" in result.stdout + result.stderr
+    assert len(list(csv.DictReader(open(out / "history.csv")))) == 1
+    assert json.loads((out / "report.json").read_text())["accuracy"] >= 0  # the best model is still tested and saved
+    assert (out / "model.safetensors").is_file()
+
+
+def test_cosine_schedule_spans_the_epochs_the_time_limit_allows():
+    from slmcnn.train import TrainConfig, _epochs_in_time
+
+    config = TrainConfig(epochs=30, schedule="cosine", time_limit=1.0)
+    assert _epochs_in_time(config, [], 0.0) == 30  # nothing measured yet
+    assert _epochs_in_time(config, [{"seconds": 10.0}], 10.0) == 6  # 50 s left, 10 s an epoch
+    assert _epochs_in_time(config, [{"seconds": 5.0}, {"seconds": 15.0}], 15.0) == 6  # by the slowest
+    assert _epochs_in_time(config, [{"seconds": 70.0}], 70.0) == 2  # over already: ends at the next
+    assert _epochs_in_time(TrainConfig(epochs=4, time_limit=60.0), [{"seconds": 1.0}], 1.0) == 4

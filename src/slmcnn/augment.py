@@ -36,36 +36,48 @@ class CameraJitter:
     p_jpeg: float = 0.35
 
 
-def camera_jitter(patches: np.ndarray, generator: torch.Generator, jitter: CameraJitter = CameraJitter()) -> np.ndarray:
+def camera_jitter(patches: torch.Tensor, generator: torch.Generator, jitter: CameraJitter = CameraJitter()) -> torch.Tensor:
     """NxPxPxC uint8 patches -> the same patches as other cameras might see them (uint8, gray kept
-    gray). Deterministic for a given generator state."""
-    if patches.dtype != np.uint8:
+    gray), on the patches' own device (a GPU when training on one). The draws come from the CPU
+    `generator`, so a run is repeatable for a given seed."""
+    if patches.dtype != torch.uint8:
         raise TypeError(f"camera_jitter works on uint8 patches, got {patches.dtype}")
-    n, size = len(patches), patches.shape[1]
+    n, size, device = len(patches), patches.shape[1], patches.device
 
-    def uniform(low: float, high: float, count: int = n) -> torch.Tensor:
-        return low + (high - low) * torch.rand(count, generator=generator)
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(n, generator=generator)).to(device)
 
     def chance(p: float) -> torch.Tensor:
-        return torch.rand(n, generator=generator) < p
+        return (torch.rand(n, generator=generator) < p).to(device)
+
+    def per_patch(values: torch.Tensor) -> torch.Tensor:
+        return values.to(device).view(-1, 1, 1, 1)
 
     chosen = chance(jitter.share)
-    x = torch.from_numpy(patches).float().div_(255.0).permute(0, 3, 1, 2)  # N C P P
-    x = x.clamp_min(1e-4).pow(_log_uniform(generator, *jitter.gamma, n).view(-1, 1, 1, 1))
+    x = patches.float().div_(255.0).permute(0, 3, 1, 2)  # N C P P
+    x = x.clamp_min(1e-4).pow(per_patch(_log_uniform(generator, *jitter.gamma, n)))
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = _log_uniform(generator, *jitter.contrast, n).view(-1, 1, 1, 1)
+    contrast = per_patch(_log_uniform(generator, *jitter.contrast, n))
     x = (x - mean) * contrast + uniform(*jitter.level).view(-1, 1, 1, 1)
     x = x * _light_field(generator, n, size, jitter.gradient, chance(jitter.p_gradient))
     x = _blur(x, uniform(*jitter.blur), chance(jitter.p_blur))
     grain = uniform(*jitter.grain) * chance(jitter.p_grain)
-    noise = torch.randn(n, 1, size, size, generator=generator) * grain.view(-1, 1, 1, 1)
-    x = (x + noise).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    noise = _noise((n, 1, size, size), generator, device) * grain.view(-1, 1, 1, 1)
+    x = (x + noise).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1)
     qualities = torch.randint(jitter.jpeg_quality[0], jitter.jpeg_quality[1] + 1, (n,), generator=generator)
     jpeg = chance(jitter.p_jpeg)
-    out = patches.copy()
-    for i in np.flatnonzero(chosen.numpy()):
-        out[i] = _jpeg(x[i], int(qualities[i])) if jpeg[i] else x[i]
-    return out
+    coded = torch.nonzero(chosen & jpeg).flatten()
+    if len(coded):  # JPEG is coded on the CPU, a patch at a time
+        for i, patch in zip(coded.tolist(), x[coded].cpu().numpy(), strict=True):
+            x[i] = torch.from_numpy(_jpeg(patch, int(qualities[i]))).to(device)
+    return torch.where(chosen.view(-1, 1, 1, 1), x, patches)
+
+
+def _noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal grain drawn where it is used (a million numbers per batch would otherwise be
+    drawn on one CPU core and copied), seeded from the CPU generator so a run stays repeatable."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
 
 
 def _log_uniform(generator: torch.Generator, low: float, high: float, count: int) -> torch.Tensor:
@@ -76,13 +88,14 @@ def _log_uniform(generator: torch.Generator, low: float, high: float, count: int
 
 def _light_field(generator: torch.Generator, n: int, size: int, strength: float, on: torch.Tensor) -> torch.Tensor:
     """A linear light gradient in a random direction plus a radial fall-off, as a factor near 1."""
-    axis = torch.linspace(-0.5, 0.5, size)
+    device = on.device
+    axis = torch.linspace(-0.5, 0.5, size, device=device)
     yy, xx = torch.meshgrid(axis, axis, indexing="ij")
-    angle = torch.rand(n, generator=generator) * 2 * np.pi
-    slope = (torch.rand(n, generator=generator) * strength * on).view(-1, 1, 1)
+    angle = (torch.rand(n, generator=generator) * 2 * np.pi).to(device)
+    slope = (torch.rand(n, generator=generator).to(device) * strength * on).view(-1, 1, 1)
     linear = slope * (torch.cos(angle).view(-1, 1, 1) * xx + torch.sin(angle).view(-1, 1, 1) * yy)
-    cy, cx = (torch.rand(2, n, generator=generator) - 0.5).unbind(0)
-    fall = (torch.rand(n, generator=generator) * strength * on).view(-1, 1, 1)
+    cy, cx = (torch.rand(2, n, generator=generator) - 0.5).to(device).unbind(0)
+    fall = (torch.rand(n, generator=generator).to(device) * strength * on).view(-1, 1, 1)
     radial = fall * ((xx - cx.view(-1, 1, 1)) ** 2 + (yy - cy.view(-1, 1, 1)) ** 2)
     return (1.0 + linear - radial).unsqueeze(1)
 
@@ -93,7 +106,7 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor, on: torch.Tensor) -> torch.Tenso
     if not len(idx):
         return x
     radius = 4
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma[idx].view(-1, 1) ** 2))
     kernel = kernel / kernel.sum(1, keepdim=True)  # (k, taps)
     chosen = x[idx]  # (k, C, P, P)

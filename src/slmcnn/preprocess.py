@@ -9,7 +9,9 @@ def unit_scale(patches: np.ndarray) -> float:
     return 65535.0 if patches.dtype == np.uint16 else 255.0
 
 
-def _unit_nhwc(patches: np.ndarray) -> torch.Tensor:
+def _unit_nhwc(patches: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(patches, torch.Tensor):  # training batches, on the training device
+        return patches.float().div_(65535.0 if patches.dtype == torch.uint16 else 255.0)
     return torch.from_numpy(np.ascontiguousarray(patches)).float().div_(unit_scale(patches))
 
 
@@ -28,7 +30,7 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - mean.view(shape)) / std.view(shape)
 
 
-def prepare(patches: np.ndarray) -> torch.Tensor:
+def prepare(patches: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Image patches straight to network input in channels-last memory (faster on CPU): standardised
     while still NxPxPx3, where each patch is one contiguous run, then only re-labelled as NCHW."""
     return standardise(_unit_nhwc(patches)).permute(0, 3, 1, 2)

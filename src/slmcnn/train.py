@@ -28,6 +28,7 @@ from slmcnn.model import create_model
 from slmcnn.preprocess import prepare
 
 logger = logging.getLogger(__name__)
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -36,7 +37,7 @@ class TrainConfig:
     epochs: int = 150
     batch: int = 64
     lr: float = 1e-4
-    schedule: str = "constant"  # or "cosine": decays to 0 over `epochs`, steadier last epochs
+    schedule: str = "constant"  # or "cosine": decays to 0 over `epochs` (or the epochs `time_limit` allows)
     patience: int = 20
     seed: int = 0
     class_weights: str = "balanced"  # or "none"
@@ -44,8 +45,10 @@ class TrainConfig:
     turns: bool = False  # also random quarter turns: for data whose recoater direction varies
     augment: str = "none"  # or "camera": each patch as another camera might see it (slmcnn.augment)
     precision: str = "auto"  # auto | fp32 | bf16
+    device: str = "auto"  # auto (a CUDA GPU when there is one) | cpu | cuda
     init: str | None = None
     patch: int = 128
+    time_limit: float | None = None  # minutes: no epoch is started that would end after this
 
     def __post_init__(self):
         for name in ("epochs", "batch", "patience", "seed", "patch"):
@@ -68,8 +71,23 @@ class TrainConfig:
             raise SettingsError("`turns` adds quarter turns to the flips; it cannot be used with `flips=False`")
         if self.augment not in AUGMENTATIONS:
             raise SettingsError(f"augment must be one of {', '.join(AUGMENTATIONS)} (got {self.augment!r})")
+        if self.time_limit is not None and not (isinstance(self.time_limit, int | float) and self.time_limit > 0):
+            raise SettingsError(f"`time_limit` must be a number of minutes above 0 (got {self.time_limit!r})")
+        if self.device not in DEVICES:
+            raise SettingsError(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SettingsError("device cuda: this PyTorch sees no CUDA GPU (use --device cpu or auto)")
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
     def resolved_precision(self) -> str:
+        """Training precision: `auto` on a GPU is bf16 where it computes it natively; on the CPU
+        what inference uses (backends.resolve_precision)."""
+        if self.precision == "auto" and self.resolved_device().type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         return resolve_precision(self.precision)
 
 
@@ -98,20 +116,22 @@ def class_weight_tensor(labels: np.ndarray, mode: str) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def random_flips(patches: np.ndarray, generator: torch.Generator, turns: bool = False) -> np.ndarray:
+def random_flips(patches: torch.Tensor, generator: torch.Generator, turns: bool = False) -> torch.Tensor:
     """Flip each NxPxPxC patch left-right and up-down with probability 1/2 each; with `turns`, also
     transpose it with probability 1/2, which together with the flips gives all eight quarter turns
     and mirror images. Done on the image bytes before standardisation (which neither changes): a
-    quarter of the memory traffic of flipping float tensors."""
+    quarter of the memory traffic of flipping float tensors. The draws come from the CPU
+    `generator`; the patches stay on their device."""
     n = len(patches)
-    flip_h = (torch.rand(n, generator=generator) < 0.5).numpy()
-    flip_v = (torch.rand(n, generator=generator) < 0.5).numpy()
-    out = patches.copy()
-    out[flip_h] = out[flip_h, :, ::-1]
-    out[flip_v] = out[flip_v, ::-1]
+
+    def chosen() -> torch.Tensor:
+        return (torch.rand(n, generator=generator) < 0.5).to(patches.device).view(-1, 1, 1, 1)
+
+    flip_h, flip_v = chosen(), chosen()
+    out = torch.where(flip_h, patches.flip(2), patches)
+    out = torch.where(flip_v, out.flip(1), out)
     if turns:
-        swap = (torch.rand(n, generator=generator) < 0.5).numpy()
-        out[swap] = out[swap].transpose(0, 2, 1, 3)
+        out = torch.where(chosen(), out.transpose(1, 2), out)
     return out
 
 
@@ -124,60 +144,68 @@ def fit(
     log=logger.info,
     show_progress: bool = True,
 ) -> FitResult:
-    """Train one network; Ctrl-C stops early and still returns the best weights so far."""
+    """Train one network on `config.device`; Ctrl-C stops early and still returns the best weights
+    so far. The training patches are moved to the device once, as uint8, and flipped, augmented and
+    standardised there; validation runs on the CPU, as inference does. Returns a CPU model."""
     seed_everything(config.seed)
     keep_freed_memory()
+    device = config.resolved_device()
     if config.init:
         model, _ = checkpoint.load_model(config.init)
     else:
         model = create_model(config.arch)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
     precision = config.resolved_precision()
+    cpu_precision = resolve_precision(config.precision)  # validation, on the CPU
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
-        if config.schedule == "cosine"
-        else None
-    )
-    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight_tensor(train_y, config.class_weights))
+    weights = class_weight_tensor(train_y, config.class_weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
     generator = torch.Generator().manual_seed(config.seed)
-    labels = torch.from_numpy(train_y)
+    patches = torch.from_numpy(np.ascontiguousarray(train_x)).to(device)
+    labels = torch.from_numpy(train_y).to(device)
     result = FitResult(model)
     best_state, stale, start = copy.deepcopy(model.state_dict()), 0, time.perf_counter()
     try:
         for epoch in range(1, config.epochs + 1):
+            if _out_of_time(config.time_limit, result.history, time.perf_counter() - start):
+                log(f"time limit: stopped after {epoch - 1} of {config.epochs} epochs ({config.time_limit:g} min)")
+                break
+            if config.schedule == "cosine":
+                horizon = _epochs_in_time(config, result.history, time.perf_counter() - start)
+                for group in optimiser.param_groups:  # CosineAnnealingLR's values, over `horizon` epochs
+                    group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / horizon))
             model.train()
-            order = torch.randperm(len(train_x), generator=generator)
-            total_loss = correct = 0.0
+            order = torch.randperm(len(train_x), generator=generator).to(device)
+            total_loss = torch.zeros((), device=device)  # summed on the device: no sync per batch
+            correct = torch.zeros((), device=device, dtype=torch.long)
             batches = range(0, len(order), config.batch)
             with _progress(show_progress) as bar:
                 task = bar.add_task(f"epoch {epoch}", total=len(batches))
                 for begin in batches:
                     idx = order[begin : begin + config.batch]
-                    batch = train_x[idx.numpy()]
+                    batch = patches[idx]
                     if config.flips:
                         batch = random_flips(batch, generator, config.turns)
                     if config.augment == "camera":
                         batch = camera_jitter(batch, generator)
                     x = prepare(batch)
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                         logits = model(x)
                     loss = loss_fn(logits.float(), labels[idx])
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
-                    total_loss += loss.item() * len(idx)
-                    correct += (logits.argmax(1) == labels[idx]).sum().item()
+                    total_loss += loss.detach() * len(idx)
+                    correct += (logits.argmax(1) == labels[idx]).sum()
                     bar.advance(task)
             row = {
                 "epoch": epoch,
                 "lr": optimiser.param_groups[0]["lr"],
-                "loss": total_loss / len(order),
-                "accuracy": correct / len(order),
+                "loss": total_loss.item() / len(order),
+                "accuracy": correct.item() / len(order),
             }
-            if scheduler:
-                scheduler.step()
-            row.update(_validate(TorchBackend(model, precision), val_x, val_y, loss_fn))  # folds this epoch's weights
+            on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()
+            row.update(_validate(TorchBackend(on_cpu, cpu_precision), val_x, val_y, weights))
             row["seconds"] = time.perf_counter() - start
             result.history.append(row)
             improved = row["val_accuracy"] > result.best_val_accuracy or epoch == 1
@@ -198,9 +226,31 @@ def fit(
         result.interrupted = True
         log("interrupted: keeping the best model so far")
     model.load_state_dict(best_state)
-    model.eval()
+    model = model.cpu().eval()
+    result.model = model
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _slowest_epoch(history: list[dict]) -> float:
+    times = [row["seconds"] for row in history]
+    return max(b - a for a, b in zip([0.0, *times], times))
+
+
+def _out_of_time(limit_minutes: float | None, history: list[dict], elapsed: float) -> bool:
+    """Would one more epoch, as long as the slowest so far, end after the limit?"""
+    if limit_minutes is None or not history:
+        return False
+    return elapsed + _slowest_epoch(history) > 60 * limit_minutes
+
+
+def _epochs_in_time(config: TrainConfig, history: list[dict], elapsed: float) -> int:
+    """The epochs the cosine schedule spans: `epochs`, or fewer where the time limit will stop
+    training sooner (estimated from the slowest epoch so far), so the rate still decays to zero."""
+    if config.time_limit is None or not history:
+        return config.epochs
+    more = int((60 * config.time_limit - elapsed) // _slowest_epoch(history))
+    return max(len(history) + 1, min(config.epochs, len(history) + more))
 
 
 def _progress(enabled: bool) -> Progress:
@@ -214,10 +264,11 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
-def _validate(evaluator: TorchBackend, x: np.ndarray, y: np.ndarray, loss_fn) -> dict:
+def _validate(evaluator: TorchBackend, x: np.ndarray, y: np.ndarray, weights: torch.Tensor) -> dict:
+    """Validation loss (class-weighted as in training) and accuracy; this folds the epoch's weights."""
     probs = evaluator.probabilities(x)
     log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
-    loss = torch.nn.functional.nll_loss(log_probs, torch.from_numpy(y), weight=loss_fn.weight).item()
+    loss = torch.nn.functional.nll_loss(log_probs, torch.from_numpy(y), weight=weights).item()
     return {"val_loss": loss, "val_accuracy": float((probs.argmax(1) == y).mean())}
 
 
@@ -286,6 +337,7 @@ def run_training(
 ) -> list[Report]:
     """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`,
     a new or empty folder (with `force`, one whose files of the same names are replaced)."""
+    config.resolved_device()  # a device that is not there is refused before any work
     out = run_folder(out, force)
     splits = make_splits(data, config.seed, val_data, test_data)
     arrays = {
@@ -326,7 +378,7 @@ def run_training(
 
 def _finish_run(result: FitResult, config: TrainConfig, run_dir: Path, test, data: str) -> Report:
     writable(run_dir)
-    probs = TorchBackend(result.model, config.resolved_precision()).probabilities(test[0])
+    probs = TorchBackend(result.model, resolve_precision(config.precision)).probabilities(test[0])
     report = compute_report(test[1], probs.argmax(1))
     info = checkpoint.ModelInfo(
         arch=config.arch if not config.init else checkpoint.read_info(config.init).arch,

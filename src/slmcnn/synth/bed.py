@@ -67,7 +67,7 @@ class Camera:
             blur=u(*ranges.blur),
             perspective=u(0, ranges.perspective),
             light_angle=u(0, 2 * np.pi),
-            specks=int(8000 * u(0, 1) ** 2),  # from clean powder to densely speckled (about 1% of pixels)
+            specks=int(8000 * u(0, 1) ** 2),  # grains per layer: clean to densely speckled (about 1% of pixels)
             jpeg=int(u(*ranges.jpeg_quality)) if rng.random() < ranges.jpeg_share else 0,
             melt=u(*ranges.melt_brightness),
             walls=walls,
@@ -114,8 +114,9 @@ def powder(rng: np.random.Generator, camera: Camera, size: int, field: np.ndarra
     cols = cv2.GaussianBlur(cols.reshape(1, -1), (0, 0), 4).ravel()
     cols *= 0.5 * camera.banding / (cols.std() + 1e-6)
     bed = camera.level + grain + rows[:, None] + cols[None, :]
-    # Isolated bright (reflective) and dark grains are normal powder, unlike clustered spatter.
-    count = int(rng.integers(0, camera.specks + 1))
+    # Isolated bright (reflective) and dark grains are normal powder, unlike clustered spatter. Their
+    # density belongs to the camera and powder: one build's layers differ by at most 20%.
+    count = int(camera.specks * rng.uniform(0.8, 1.2))
     ys, xs = rng.integers(0, size - 1, count), rng.integers(0, size - 1, count)
     value = rng.uniform(15, 60, count) * np.where(rng.random(count) < 0.8, 1.0, -0.7)
     bed[ys, xs] += value
