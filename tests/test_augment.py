@@ -7,8 +7,9 @@ from slmcnn.errors import SettingsError
 from slmcnn.train import TrainConfig, fit
 
 
-def _jitter(patches: np.ndarray, seed: int, jitter: CameraJitter = CameraJitter()) -> np.ndarray:
-    return camera_jitter(torch.from_numpy(patches), torch.Generator().manual_seed(seed), jitter).numpy()
+def _jitter(patches: np.ndarray, seed: int, jitter: CameraJitter | None = None) -> np.ndarray:
+    generator = torch.Generator().manual_seed(seed)
+    return camera_jitter(torch.from_numpy(patches), generator, jitter or CameraJitter()).numpy()
 
 
 def _patches(n: int = 32, size: int = 64) -> np.ndarray:

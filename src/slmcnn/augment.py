@@ -36,7 +36,9 @@ class CameraJitter:
     p_jpeg: float = 0.35
 
 
-def camera_jitter(patches: torch.Tensor, generator: torch.Generator, jitter: CameraJitter = CameraJitter()) -> torch.Tensor:
+def camera_jitter(
+    patches: torch.Tensor, generator: torch.Generator, jitter: CameraJitter = CameraJitter()
+) -> torch.Tensor:
     """NxPxPxC uint8 patches -> the same patches as other cameras might see them (uint8, gray kept
     gray), on the patches' own device (a GPU when training on one). The draws come from the CPU
     `generator`, so a run is repeatable for a given seed."""
