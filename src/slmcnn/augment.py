@@ -69,9 +69,10 @@ def camera_jitter(
     qualities = torch.randint(jitter.jpeg_quality[0], jitter.jpeg_quality[1] + 1, (n,), generator=generator)
     jpeg = chance(jitter.p_jpeg)
     coded = torch.nonzero(chosen & jpeg).flatten()
-    if len(coded):  # JPEG is coded on the CPU, a patch at a time
-        for i, patch in zip(coded.tolist(), x[coded].cpu().numpy(), strict=True):
-            x[i] = torch.from_numpy(_jpeg(patch, int(qualities[i]))).to(device)
+    if len(coded):  # JPEG is coded on the CPU: one copy there and one back per batch, not per patch
+        rows = coded.tolist()
+        decoded = [_jpeg(patch, int(qualities[i])) for i, patch in zip(rows, x[coded].cpu().numpy(), strict=True)]
+        x[coded] = torch.from_numpy(np.stack(decoded)).to(device)
     return torch.where(chosen.view(-1, 1, 1, 1), x, patches)
 
 
