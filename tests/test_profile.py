@@ -230,11 +230,6 @@ def with_scratch(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with model v4's features a scratch all good frames had still scores about 30x the threshold "
-    "on another frame of the same camera (it passed with v3): issue #19 stays open",
-)
 def test_fixed_marks_never_raise_an_error(good_frames, model):
     scratched = build_profile([with_scratch(f) for f in good_frames[:6]], None, model)
     plain = build_profile(good_frames[:6], None, model)
@@ -282,6 +277,24 @@ def test_cli_calibrate_from_good_layers_and_predict(tmp_path, good_frames, write
     assert main(["calibrate", str(frames[0]), "--full-frame", "--out", str(tmp_path / "one.json")]) == 2
     layer = write_image("layer.png", with_blob(good_frames[12], 192, 320, 30))
     out = tmp_path / "out"
-    assert main(["predict-layer", str(layer), "--camera", str(camera), "--out", str(out), "--backend", "torch"]) == 0
+    args = ["predict-layer", str(layer), "--camera", str(camera), "--out", str(out), "--backend", "torch", "--html"]
+    assert main(args) == 0
     doc = json.loads(next(out.glob("*.json")).read_text())
     assert np.array(doc["anomaly"]).shape == (3, 3) and doc["anomaly"][1][2] > 1.0
+    page = (out / "index.html").read_text()
+    assert 'alt="anomaly heat map layer"' in page and 'class="anomaly-legend"' in page
+    assert "of 9 tiles above 1" in page and "0 of 9 tiles above 1" not in page
+
+
+def test_a_channel_silent_on_every_good_frame_cannot_swamp_the_distance():
+    from slmcnn.profile import SCALE_FLOOR, feature_scale
+
+    rng = np.random.default_rng(0)
+    flat = rng.normal(0, 1, (200, 16)).astype(np.float32)
+    flat[:, 5] = 0.0  # a dead ReLU channel on the good tiles
+    scale = feature_scale(flat)
+    assert scale[5] >= SCALE_FLOOR * np.median(flat.std(0)) - 1e-6
+    assert np.allclose(np.delete(scale, 5), np.delete(flat.std(0), 5))
+    faint = np.zeros(16, np.float32)
+    faint[5] = 0.002  # a faint activation on a new frame stays a small distance
+    assert np.abs(faint / scale).max() < 0.1

@@ -72,6 +72,7 @@ TAIL_CONFIDENCE = 0.95
 MARK_MARGIN = 1.25
 MARK_MADS = 5.0
 FOREIGN = 3.0
+SCALE_FLOOR = 0.1  # a feature's standardising spread is at least this share of the median spread
 CONFIRM = 1.0  # the network's Error stays Error where the anomaly is above this
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
 ERROR, OBJECT, POWDER = 2, 1, 0
@@ -505,6 +506,14 @@ def build_profile(
     return profile
 
 
+def feature_scale(flat: np.ndarray) -> np.ndarray:
+    """Each feature's spread over the good tiles, floored at SCALE_FLOOR of the median spread: a
+    channel that never fired on the good layers (std 0) would otherwise turn a faint activation
+    on a new one into a huge distance; such a dead channel still counts where it truly fires."""
+    std = flat.std(0)
+    return np.maximum(std, SCALE_FLOOR * float(np.median(std)) + 1e-6)
+
+
 def profile_from_features(
     features: np.ndarray,
     grid_shape: tuple[int, int],
@@ -519,7 +528,7 @@ def profile_from_features(
     known, with its thresholds."""
     frames, (rows, cols) = len(features), grid_shape
     flat = features.reshape(-1, features.shape[-1])
-    mean, scale = flat.mean(0), flat.std(0) + 1e-6
+    mean, scale = flat.mean(0), feature_scale(flat)
     points = ((flat - mean) / scale).astype(np.float32)
     frame_of = np.repeat(np.arange(frames), len(points) // frames)
     keep = greedy_coreset(torch.from_numpy(points), coreset, seed).numpy()
