@@ -304,6 +304,27 @@ def test_new_builds_in_the_same_folder_are_recognised_and_never_skipped(tiny_bui
     assert all(f'id="build-{n}"' in page for n in (1, 2, 3, 4)) and "image missing" not in page
 
 
+def test_report_shows_the_anomaly_of_builds_a_camera_profile_scored(tiny_build, tmp_path):
+    """As a monitor with a camera profile stores them; a build without scores shows no heat map."""
+    from slmcnn.monitoring.report import write_report
+
+    watch, db = tmp_path / "cam", tmp_path / "b.sqlite"
+    watch.mkdir()
+    layers = sorted((tiny_build / "layers").glob("*.png"))
+    for i in (1, 2):
+        shutil.copy(layers[i - 1], watch / f"{i:05d}.png")
+    rising = iter([np.linspace(0, 0.94, 9), np.linspace(0.5, 2.5, 9)])
+    _follow(watch, db, build="<script>alert(1)</script>", anomaly=lambda result: next(rising))
+    shutil.copy(layers[2], watch / "00003.png")
+    _follow(watch, db, build="plain")
+    page = write_report(db, tmp_path / "report.html").read_text()
+    assert 'id="anomaly-1"' in page and 'id="anomaly-2"' not in page and page.count('class="anomaly-legend"') == 1
+    assert "<td>1 of 2 scored</td>" in page and "highest over 2 layer(s)" in page
+    assert 'alt="layer 2 anomaly heat map"' in page and '<span class="err">anomaly 2.50</span>' in page
+    assert "anomaly 0.94</span>" in page and 'alt="layer 3 anomaly heat map"' not in page
+    assert "Build &lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+
+
 def _camera_frames(watch, tmp_path):
     from slmcnn.camera import CameraCalibration
     from test_camera import TRUE_CORNERS, synthetic_frame

@@ -274,6 +274,24 @@ def test_one_path_is_one_layer_and_arrays_are_layers_too(tiny_build, tiny_model_
     assert alone.class_map.shape == (256, 384)
 
 
+def test_index_html_shows_the_anomaly_heat_map_only_when_scored_and_escapes_names(tiny_model_file, tmp_path):
+    from slmcnn.outputs import RunFiles
+    from slmcnn.pipeline import RunOptions, run_layers
+
+    backend = TorchBackend(load_model(tiny_model_file)[0])
+    odd = ("<img src=x onerror=alert(1)>", np.full((256, 384), 90, np.uint8))
+    scored = RunOptions(anomaly=lambda result: np.linspace(0, 2, result.grid.count))
+    for out, options in ((tmp_path / "scored", scored), (tmp_path / "plain", RunOptions())):
+        with RunFiles(out, (), summary=False, html_title="<b>{layers}</b> layer") as files:
+            list(run_layers(odd, backend, options, files=files))
+    page = (tmp_path / "scored" / "index.html").read_text()
+    assert 'alt="anomaly heat map &lt;img src=x onerror=alert(1)&gt;"' in page and "<img src=x" not in page
+    assert 'class="anomaly-legend"' in page and "above 1</b>: unlike them" in page
+    assert "highest 2.00 &middot; 3 of 6 tiles above 1" in page and "<title>&lt;b&gt;1&lt;/b&gt; layer" in page
+    plain = (tmp_path / "plain" / "index.html").read_text()
+    assert "anomaly" not in plain and "&lt;img src=x onerror=alert(1)&gt;" in plain
+
+
 def test_run_layers_scores_explains_and_writes(tiny_build, tiny_model_file, tmp_path):
     from slmcnn.outputs import RunFiles
     from slmcnn.pipeline import RunOptions, run_layers

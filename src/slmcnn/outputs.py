@@ -1,5 +1,6 @@
 """The files of a run: per layer an overlay, a class map, a JSON document (and an attribution
-heat map when explained), plus summary.csv and index.html for the whole run.
+heat map when explained), plus summary.csv and index.html for the whole run (with each layer's
+anomaly heat map when a camera profile scored it).
 
 PNG compression releases the GIL, so layers are written on a background thread while the network
 runs on the next ones; at most `max_pending` layers wait, which bounds memory.
@@ -23,6 +24,7 @@ from slmcnn.pngstrips import write_png_strips
 
 if TYPE_CHECKING:
     from slmcnn.pipeline import LayerOutcome
+    from slmcnn.predict import LayerResult
 
 FILE_KINDS = ("overlay", "classes", "json", "attribution")
 SUMMARY_FIELDS = ["image", "width", "height", "tiles", *(f"{c.lower()}_fraction" for c in CLASSES), "seconds"]
@@ -68,6 +70,14 @@ def write_layer(outcome: "LayerOutcome", files: dict[str, Path]) -> None:
             write_text(path, json.dumps(layer_document(outcome)))
         elif kind == "attribution":
             write_png(path, render.heatmap_png(outcome.attribution, result.image))
+
+
+def shown_anomaly(result: "LayerResult") -> np.ndarray | None:
+    """The layer's tile anomaly as its page shows it: (rows, cols), NaN where the tile is ignored."""
+    if result.anomaly is None:
+        return None
+    anomaly = result.anomaly.reshape(result.grid.shape).astype(np.float32)
+    return anomaly if result.ignored is None else np.where(result.ignored.reshape(anomaly.shape), np.nan, anomaly)
 
 
 class LayerWriter:
@@ -170,7 +180,9 @@ class RunFiles:
         if self.html_title is not None:
             small = to_uint8(result.image)[::2, ::2]
             overlay = render.overlay(result.image, result.class_map)[::2, ::2]
-            self.page.append(render.PageEntry(name, small, overlay, result.fractions, outcome.score))
+            self.page.append(
+                render.PageEntry(name, small, overlay, result.fractions, outcome.score, shown_anomaly(result))
+            )
         return files
 
     def close(self) -> None:

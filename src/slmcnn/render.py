@@ -1,4 +1,5 @@
-"""Pictures a person looks at: overlays, class maps, training curves, confusion matrices, IG figures.
+"""Pictures a person looks at: overlays, class maps, anomaly heat maps, training curves, confusion
+matrices, IG figures, and the HTML pages that show them (Jinja2 templates in slmcnn/templates).
 
 Figures are matplotlib `Figure` objects drawn without pyplot, so importing slmcnn never changes the
 process's matplotlib backend; matplotlib is imported when a figure is drawn, not with the module
@@ -8,6 +9,7 @@ process's matplotlib backend; matplotlib is imported when a figure is drawn, not
 import base64
 import io
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -144,45 +146,106 @@ def figure_png(fig: "Figure") -> np.ndarray:
     return np.asarray(Image.open(buffer).convert("RGB"))
 
 
+# The anomaly heat maps' scale: blues up to 1 (like this camera's good layers, darker nearer the
+# threshold), then a jump to orange and on to dark red at ANOMALY_TOP (unlike them); gray: ignored.
+ANOMALY_TOP = 3.0
+LIKE = np.array([[247, 251, 255], [33, 113, 181]], np.float32)
+UNLIKE = np.array([[253, 174, 97], [165, 0, 38]], np.float32)
+IGNORED_GRAY = 128
+
+
+def anomaly_colours(anomaly: np.ndarray) -> np.ndarray:
+    """Anomaly scores (any shape) -> RGB uint8, with a colour jump at 1 so that the threshold shows."""
+    a = np.clip(anomaly, 0, ANOMALY_TOP)[..., None]
+    like = LIKE[0] + a * (LIKE[1] - LIKE[0])
+    unlike = UNLIKE[0] + (a - 1) / (ANOMALY_TOP - 1) * (UNLIKE[1] - UNLIKE[0])
+    colours = np.where(a > 1, unlike, like)
+    return np.where(np.isnan(a), IGNORED_GRAY, colours).round().astype(np.uint8)
+
+
+@dataclass
+class AnomalyPicture:
+    """A tile grid's anomaly drawn for a page, with the figures its caption gives."""
+
+    uri: str
+    highest: float
+    over: int  # tiles above 1
+    tiles: int  # tiles scored (not ignored)
+
+
+def anomaly_picture(grid: np.ndarray, side: int = 384) -> AnomalyPicture:
+    """The (rows, cols) anomaly grid (NaN: ignored tile) as flat cells about `side` px across, a
+    white line between cells when they are big enough to spare one."""
+    rows, cols = grid.shape
+    cell = max(side // max(rows, cols), 1)
+    picture = np.repeat(np.repeat(anomaly_colours(grid), cell, axis=0), cell, axis=1)
+    if cell >= 6:
+        picture[cell::cell] = 255
+        picture[:, cell::cell] = 255
+    scored = grid[~np.isnan(grid)]
+    highest = float(scored.max()) if scored.size else 0.0
+    return AnomalyPicture(png_data_uri(picture), highest, int((scored > 1).sum()), int(scored.size))
+
+
+@dataclass
+class AnomalyLegend:
+    """The heat maps' colour scale as a picture, and its marks (percent of its width, label)."""
+
+    uri: str
+    marks: list[tuple[float, str]]
+
+
+def anomaly_legend(width: int = 240) -> AnomalyLegend:
+    bar = np.repeat(anomaly_colours(np.linspace(0, ANOMALY_TOP, width))[None], 12, axis=0)
+    marks = [(100 * v / ANOMALY_TOP, f"{v:g}") for v in range(int(ANOMALY_TOP))]
+    return AnomalyLegend(png_data_uri(bar), [*marks, (100.0, f"≥ {ANOMALY_TOP:g}")])
+
+
+@cache
+def _templates():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    folder = Path(__file__).parent / "templates"
+    return Environment(loader=FileSystemLoader(folder), autoescape=True, undefined=StrictUndefined)
+
+
+def html_page(template: str, **context) -> str:
+    """A page from slmcnn/templates, every value escaped (layer and build names come from users)."""
+    return _templates().get_template(template).render(**context)
+
+
 @dataclass
 class PageEntry:
-    """One layer on a page: its photo and overlay (RGB), class fractions and, if scored, its score."""
+    """One layer on a page: its photo and overlay (RGB), class fractions and, if scored, its score
+    against a mask and its tile anomaly (rows, cols; NaN where ignored)."""
 
     name: str
     image: np.ndarray
     overlay: np.ndarray
     fractions: dict[str, float]
     score: LayerScore | None = None
+    anomaly: np.ndarray | None = None
 
 
-def layers_page(entries: list[PageEntry], title: str, extra_html: str = "") -> str:
-    """A self-contained HTML page: each layer beside its overlay, with class fractions (and scores)."""
-    import html
+@dataclass
+class _Card:
+    entry: PageEntry
+    image: str
+    overlay: str
+    anomaly: AnomalyPicture | None
 
-    cards = []
-    for e in entries:
-        f = e.fractions
-        score = ""
-        if e.score:
-            score = (
-                f"<br>tile accuracy {e.score.tile_accuracy:.3f} &middot; Error F1 {e.score.tiles['Error'].f1:.3f}"
-                f" &middot; Error pixel IoU {e.score.pixel_iou['Error']:.3f}"
-            )
-        name = html.escape(e.name)
-        cards.append(
-            f'<div class="layer"><h3>{name}</h3>'
-            f'<img src="{png_data_uri(to_uint8(e.image), 384)}" alt="layer {name}">'
-            f'<img src="{png_data_uri(e.overlay, 384)}" alt="overlay {name}">'
-            f'<p><b class="err">error {f["Error"]:.3f}</b> &middot; object {f["Object"]:.3f} &middot; '
-            f"powder {f['Powder']:.3f}{score}</p></div>"
+
+def layers_page(entries: list[PageEntry], title: str) -> str:
+    """A self-contained HTML page: each layer beside its overlay (and anomaly heat map), with class
+    fractions (and scores)."""
+    cards = [
+        _Card(
+            e,
+            png_data_uri(to_uint8(e.image), 384),
+            png_data_uri(e.overlay, 384),
+            None if e.anomaly is None else anomaly_picture(e.anomaly),
         )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}} .layer{{margin-bottom:1.5em}}
-.layer img{{width:384px;margin-right:8px;border:1px solid #ccc}} .err{{color:#c00}}
-.legend span{{display:inline-block;padding:2px 8px;margin-right:6px;border:1px solid #999}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="legend">Overlay = 0.8 &times; photo + 0.2 &times; class colour:
-<span style="background:#fff">Powder</span><span style="background:#00f;color:#fff">Object</span>
-<span style="background:#f00;color:#fff">Error</span></p>
-{extra_html}{"".join(cards)}</body></html>"""
+        for e in entries
+    ]
+    legend = anomaly_legend() if any(c.anomaly for c in cards) else None
+    return html_page("layers.html", title=title, cards=cards, legend=legend)

@@ -1,9 +1,9 @@
 """A self-contained HTML report of the builds in a monitor's database: curves, where errors recur,
-alerts and every layer's overlay. It reads only what the monitor stored: the overlay file it wrote,
+alerts, every layer's overlay and, for builds followed with a camera profile, where tiles were
+unlike this camera's good layers. It reads only what the monitor stored: the overlay file it wrote,
 or else the photo, straightened by the stored camera calibration, with the stored tile classes."""
 
 import base64
-import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from slmcnn.labels import ERROR, NOT_A_CLASS
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.db import BuildRow, Database, StoredLayer
 from slmcnn.predict import classify_pixels
-from slmcnn.render import figure_png, overlay
+from slmcnn.render import AnomalyPicture, anomaly_legend, anomaly_picture, figure_png, html_page, overlay
 from slmcnn.tiles import TileGeometry
 
 FULL_SIDE = 1024
@@ -75,21 +75,13 @@ def error_frequency(db: Database, done: list[StoredLayer]) -> np.ndarray:
     return errors / np.maximum(counted, 1)
 
 
-@dataclass
-class _Section:
-    build: BuildRow
-    done: list[StoredLayer]
-    failed: list[StoredLayer]
-    alerts: list[Alert]
-
-
-def _curve(s: _Section) -> str:
+def _curve(done: list[StoredLayer], alerts: list[Alert]) -> str:
     fig = Figure(figsize=(8, 3))
     ax = fig.subplots()
-    numbers = [r.number for r in s.done]
-    ax.plot(numbers, [r.fractions["Error"] for r in s.done], "r.-", label="error")
-    ax.plot(numbers, [r.fractions["Object"] for r in s.done], "b.-", alpha=0.5, label="object")
-    for layer in {a.layer for a in s.alerts}:
+    numbers = [r.number for r in done]
+    ax.plot(numbers, [r.fractions["Error"] for r in done], "r.-", label="error")
+    ax.plot(numbers, [r.fractions["Object"] for r in done], "b.-", alpha=0.5, label="object")
+    for layer in {a.layer for a in alerts}:
         ax.axvline(layer, color="orange", alpha=0.3)
     ax.set(xlabel="layer", ylabel="fraction of bed", title="Error and object fraction per layer (orange: alerts)")
     ax.legend()
@@ -108,41 +100,94 @@ def _heatmap(heat: np.ndarray) -> str:
     return _png_uri(fig)
 
 
-def _section(db: Database, s: _Section, thumbnails: int | None) -> str:
-    b = s.build
-    heat = f'<img id="heatmap-{b.id}" src="{_heatmap(error_frequency(db, s.done))}" alt="error heatmap">'
-    alerted = {a.layer for a in s.alerts}
+def anomaly_grid(db: Database, layer: StoredLayer) -> np.ndarray | None:
+    """A layer's stored tile anomaly (rows, cols), NaN where the tile is ignored; None where no
+    camera profile scored it."""
+    anomaly = db.tile_anomaly(layer.id)
+    if anomaly is None:
+        return None
+    classes, _ = db.tile_grid(layer.id)
+    return np.where(classes == NOT_A_CLASS, np.nan, anomaly.reshape(classes.shape))
+
+
+def anomaly_summary(grids: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile position over the layers: the highest and the mean anomaly (NaN where always
+    ignored); only the layers of the latest grid's shape count."""
+    stack = np.stack([g for g in grids if g.shape == grids[-1].shape])
+    with np.errstate(invalid="ignore"):
+        mean = np.nansum(stack, axis=0) / (~np.isnan(stack)).sum(axis=0)
+    return np.fmax.reduce(stack, axis=0), mean
+
+
+@dataclass
+class _Card:
+    layer: StoredLayer
+    thumb: str | None  # None: the picture is missing
+    full: str | None
+    alert: bool
+    anomaly: AnomalyPicture | None
+
+
+@dataclass
+class _BuildAnomaly:
+    """What the camera profile saw over a build: where on the plate, and in how many layers."""
+
+    highest: AnomalyPicture
+    mean: AnomalyPicture
+    layers: int  # layers scored
+    layers_over: int  # of them, with a tile above 1
+
+
+@dataclass
+class _Section:
+    build: BuildRow
+    done: list[StoredLayer]
+    failed: list[StoredLayer]
+    alerts: list[Alert]
+    cards: list[_Card]
+    curve: str
+    heatmap: str | None
+    anomaly: _BuildAnomaly | None
+    mean_error: float
+
+
+def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
+    rows = db.layers(build.id)
+    done = [r for r in rows if r.status == "done"]
+    failed = [r for r in rows if r.status == "failed"]
+    alerts = db.alerts(build.id)
+    alerted = {a.layer for a in alerts}
+    grids = {r.id: anomaly_grid(db, r) for r in done}
     cards = []
-    for r in s.done[:thumbnails]:
+    for r in done[:thumbnails]:
         picture = layer_picture(db, r)
-        if picture is None:
-            cards.append(f'<div class="card"><div class="missing">image missing</div><p>layer {r.number}</p></div>')
-            continue
-        flag = " alert" if r.number in alerted else ""
+        grid = grids[r.id]
         cards.append(
-            f'<div class="card{flag}"><a href="#l{r.id}"><img class="thumb" src="{_jpeg_uri(picture, 180)}" '
-            f'alt="layer {r.number}"></a><p>layer {r.number} &middot; error {r.fractions["Error"]:.3f}</p>'
-            f'<a href="#_" class="lightbox" id="l{r.id}"><img src="{_jpeg_uri(picture, FULL_SIDE)}" '
-            f'alt="layer {r.number} full size"></a></div>'
+            _Card(
+                r,
+                None if picture is None else _jpeg_uri(picture, 180),
+                None if picture is None else _jpeg_uri(picture, FULL_SIDE),
+                r.number in alerted,
+                None if grid is None or picture is None else anomaly_picture(grid, 512),
+            )
         )
-    shown = f" (the first {len(cards)} of {len(s.done)})" if len(cards) < len(s.done) else ""
-    alert_rows = "".join(
-        f"<tr><td>{a.layer}</td><td>{html.escape(a.rule)}</td><td>{html.escape(a.message)}</td></tr>" for a in s.alerts
+    scored = [g for g in grids.values() if g is not None]
+    anomaly = None
+    if scored:
+        highest, mean = anomaly_summary(scored)
+        over = sum(bool((g > 1).any()) for g in scored)
+        anomaly = _BuildAnomaly(anomaly_picture(highest, 300), anomaly_picture(mean, 300), len(scored), over)
+    return _Section(
+        build,
+        done,
+        failed,
+        alerts,
+        cards,
+        _curve(done, alerts),
+        _heatmap(error_frequency(db, done)) if done else None,
+        anomaly,
+        float(np.mean([r.fractions["Error"] for r in done])) if done else 0.0,
     )
-    failed = "".join(f"<li>{html.escape(r.file)}: {html.escape(r.message or '')}</li>" for r in s.failed)
-    mean_error = float(np.mean([r.fractions["Error"] for r in s.done])) if s.done else 0.0
-    return f"""<section id="build-{b.id}"><h2>Build {html.escape(b.name)}</h2>
-<table><tr><th>watched folder</th><td>{html.escape(b.watch_dir)}</td></tr>
-<tr><th>model</th><td>{html.escape(b.model)}</td></tr>
-<tr><th>layers classified</th><td>{len(s.done)}</td></tr><tr><th>layers failed</th><td>{len(s.failed)}</td></tr>
-<tr><th>alerts</th><td>{len(s.alerts)}</td></tr><tr><th>mean error fraction</th><td>{mean_error:.4f}</td></tr></table>
-<h3>Error fraction per layer</h3><img id="curve-{b.id}" src="{_curve(s)}" alt="error fraction per layer">
-<h3>Error frequency per grid cell</h3>{heat if s.done else "<p>no layers</p>"}
-<h3>Alerts</h3><table class="alerts"><tr><th>layer</th><th>rule</th><th>message</th></tr>
-{alert_rows or '<tr><td colspan="3">no alerts</td></tr>'}</table>
-{f"<h3>Failed layers</h3><ul>{failed}</ul>" if failed else ""}
-<h3>Layers{shown}</h3><p>Click a thumbnail for the overlay (white powder, blue object, red error).</p>
-<div class="grid">{"".join(cards)}</div></section>"""
 
 
 def write_report(
@@ -157,28 +202,6 @@ def write_report(
     builds = db.builds()
     if not builds:
         raise SlmcnnError(f"{db.engine.url} holds no monitored build")
-    sections = []
-    for build in reversed(builds):
-        rows = db.layers(build.id)
-        done = [r for r in rows if r.status == "done"]
-        failed = [r for r in rows if r.status == "failed"]
-        sections.append(_section(db, _Section(build, done, failed, db.alerts(build.id)), thumbnails))
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>slmcnn build report</title>
-<style>
-body{{font-family:sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}}
-.grid{{display:flex;flex-wrap:wrap;gap:8px}} .card{{width:184px;font-size:12px}} .card.alert img.thumb{{outline:3px solid #e60}}
-.lightbox{{display:none}} .lightbox:target{{display:flex;position:fixed;inset:0;background:rgba(0,0,0,.85);align-items:center;justify-content:center}}
-.lightbox img{{max-width:95vw;max-height:95vh}} .missing{{width:180px;height:180px;background:#eee}}
-</style></head><body>
-<h1>Build report</h1><p>{len(builds)} build(s), newest first.</p>
-{"".join(sections)}
-<script>
-window.addEventListener("load", () => {{
-  const shown = [...document.images].filter((img) => img.complete && img.naturalWidth > 0).length;
-  document.body.dataset.imagesShown = String(shown);
-  document.body.dataset.imagesTotal = String(document.images.length);
-}});
-</script>
-</body></html>"""
-    return write_text(out, page)
+    sections = [_section(db, build, thumbnails) for build in reversed(builds)]
+    legend = anomaly_legend() if any(s.anomaly for s in sections) else None
+    return write_text(out, html_page("report.html", builds=len(builds), sections=sections, legend=legend))
