@@ -89,3 +89,17 @@ def test_a_compiled_package_is_loaded_from_the_cache_and_agrees_with_eager(monke
     for backend in (first, again):
         np.testing.assert_allclose(backend.probabilities(patches), expected, atol=1e-4)
     assert again.probabilities(patches.astype(np.uint16) * 257).shape == (20, 3)  # no package: eager
+
+
+def test_half_written_packages_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".slmcnn-abc.{finished.stdout.strip()}.tmp.pt2"
+    alive = tmp_path / f".slmcnn-abc.{__import__('os').getpid()}.tmp.pt2"
+    package = tmp_path / "slmcnn-abc.pt2"
+    for path in (dead, alive, package):
+        path.write_bytes(b"x")
+    assert aot.remove_abandoned(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and package.exists()

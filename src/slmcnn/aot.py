@@ -108,6 +108,7 @@ def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.inference_mode():
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    remove_abandoned(path.parent)
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")
     options = {"freezing": True, "aot_inductor.compile_wrapper_opt_level": "O1"}  # this call only
     try:
@@ -120,6 +121,21 @@ def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np
     (cache_dir() / "compile.json").write_text(json.dumps(record))
     log.info("compiled the network in %.0f s into %s", seconds, path)
     return path
+
+
+def remove_abandoned(folder: Path) -> list[Path]:
+    """Delete half-written packages whose compiling process is gone (killed hard, or the machine
+    stopped), so the cache does not fill with them; those of a running process stay."""
+    removed = []
+    for partial in folder.glob(".*.tmp.pt2"):
+        try:
+            os.kill(int(partial.name.split(".")[-3]), 0)
+        except ProcessLookupError:
+            partial.unlink(missing_ok=True)
+            removed.append(partial)
+        except (ValueError, PermissionError):  # not our name, or another user's live process
+            continue
+    return removed
 
 
 def compile_seconds() -> float:
@@ -221,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", nargs="?", help="model file (default: the shipped model)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args(argv)
+    # the monitor ends a background compile with SIGTERM: exit through `finally`, which deletes the
+    # half-written package, instead of dying where the signal finds us
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     model, precision = slmcnn.load_model(args.model), resolve_precision(args.precision)
     path = cached(model, precision) or compile_package(model, precision)
     print(path)
