@@ -90,7 +90,7 @@ def test_a_defect_raises_its_tile(profile, good_frames, model):
 def test_a_part_the_good_layers_never_showed_is_not_an_error(profile, good_frames, model):
     frame = with_blob(good_frames[11], 192, 192, 20, radius=50)  # a part in tile 4
     told = [POWDER, ERROR, POWDER, POWDER, OBJECT] + [POWDER] * 4  # tile 4 Object, tile 1 Error
-    scores = profile.score(tile(frame, 128).patches, model, network_says(told))
+    scores = profile.score(tile(frame, 128).patches, model, network_says(told), confirm=1.0)
     assert scores.anomaly[4] > 1.0  # unlike the good layers...
     assert scores.classes[4] == OBJECT  # ...but the network calls it Object, so it stays Object
     assert scores.classes[1] == POWDER  # the network's Error on sound powder is not confirmed
@@ -101,6 +101,8 @@ def test_decide_rule():
     probs = network_says([POWDER, POWDER, OBJECT, ERROR, ERROR])
     anomaly = np.array([0.5, 1.5, 9.0, 0.5, 1.5])
     assert decide(probs, anomaly).tolist() == [POWDER, ERROR, OBJECT, POWDER, ERROR]
+    assert decide(probs, anomaly + 0.2).tolist() == [POWDER, ERROR, OBJECT, ERROR, ERROR]  # kept above 0.5
+    assert decide(probs, anomaly + 0.2, confirm=1.0).tolist() == [POWDER, ERROR, OBJECT, POWDER, ERROR]
     assert decide(probs, anomaly, confirm=0.0).tolist() == [POWDER, ERROR, OBJECT, ERROR, ERROR]
 
 
