@@ -17,7 +17,8 @@ TRUE_CORNERS = np.float32([[180, 90], [860, 120], [960, 830], [70, 800]])
 
 def synthetic_frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic layer seen at an angle inside a dark, cluttered machine."""
-    layer = render_layer(plan_build(SynthSettings(layers=1, seed=seed, size=512, perspective=0.0)), 1).image
+    settings = SynthSettings(layers=1, seed=seed, size=512, perspective=0.0, walls_share=0.0)  # the bed alone
+    layer = render_layer(plan_build(settings), 1).image
     rng = np.random.default_rng(seed)
     frame = rng.integers(10, 45, (900, 1040, 3), dtype=np.uint8)
     for _ in range(12):  # clutter: fixtures and cables in darker grays
