@@ -40,8 +40,7 @@ def test_a_package_is_found_in_the_cache_folder_only_for_its_model(monkeypatch, 
     assert aot.cached(tiny(seed=1), "bf16") is None and aot.cached(model, "fp32") is None
 
 
-def test_auto_weighs_the_job_against_loading_or_compiling(monkeypatch):
-    monkeypatch.setattr(backends, "COMPILED_FOR_JOBS", True)
+def test_auto_weighs_the_job_against_loading_or_compiling():
     assert auto_engine(None, is_cached=True, compile_seconds=60) == "compiled"  # the monitor: size unknown
     assert auto_engine(None, is_cached=False, compile_seconds=60) == "background"
     assert auto_engine(36, is_cached=True, compile_seconds=60) == "eager"  # one layer: loading costs more
@@ -68,7 +67,6 @@ def test_create_backend_follows_the_rule(monkeypatch, tmp_path):
     assert isinstance(create_backend(model, "compiled"), Stub) and made[-1] is False
     aot.package_path(model, "bf16").write_bytes(b"a package")
     assert isinstance(create_backend(model, "auto"), Stub) and made[-1] is False  # cached: loaded
-    monkeypatch.setattr(backends, "COMPILED_FOR_JOBS", True)
     assert isinstance(create_backend(model, "auto", patches=10_000), Stub) and made[-1] is False
 
 

@@ -136,11 +136,9 @@ class OnnxBackend:
 
 PATCHES_PER_LAYER = 36
 """A 768x768 layer of 128-pixel tiles: the job size assumed when only the number of layers is known."""
-EAGER_PATCHES_PER_S, COMPILED_PATCHES_PER_S = 1000.0, 2500.0
-"""bf16 network rates of eager and compiled PyTorch in a pipeline (2 cores; benchmarks/README.md)."""
-COMPILED_FOR_JOBS = False
-"""Whether jobs of known size may run compiled: off until the compiled package's slowdown over long
-whole runs is understood (benchmarks/README.md); the monitor and `compiled` still use it."""
+EAGER_PATCHES_PER_S, COMPILED_PATCHES_PER_S = 450.0, 1800.0
+"""bf16 network rates of eager and compiled PyTorch, measured on an idle 2-core machine
+(benchmarks/README.md: whole 216-layer runs 21 s compiled, 29 s eager)."""
 LOAD_SECONDS = 0.5
 """Loading a compiled package from the cache and its first call."""
 
@@ -152,8 +150,6 @@ def auto_engine(patches: int | None, is_cached: bool, compile_seconds: float) ->
     or 'eager'."""
     if patches is None:
         return "compiled" if is_cached else "background"
-    if not COMPILED_FOR_JOBS:  # measured: whole 216-layer runs 3x slower compiled than eager (issue #17)
-        return "eager"
     saved = patches * (1.0 / EAGER_PATCHES_PER_S - 1.0 / COMPILED_PATCHES_PER_S)
     if is_cached:
         return "compiled" if saved > LOAD_SECONDS else "eager"

@@ -5,7 +5,7 @@ from slmcnn import CLASSES
 
 # fmt: off
 BACKEND = [
-    ("--backend", dict(default="auto", choices=["auto", "torch", "compiled", "onnx"], help="auto: PyTorch bf16 where the CPU has native bf16 (else ONNX Runtime fp32), eager or compiled by what finishes first: a compiled network is kept per model, CPU and torch version in $SLMCNN_CACHE (default ~/.cache/slmcnn) and loads in under a second; auto runs predict-layer eager (measured faster over whole runs of 216 layers), and the monitor uses the compiled network, compiling it in the background when missing (python -m slmcnn.aot compiles ahead). torch: eager; compiled: the cached network, compiled now if missing")),
+    ("--backend", dict(default="auto", choices=["auto", "torch", "compiled", "onnx"], help="auto: PyTorch bf16 where the CPU has native bf16 (else ONNX Runtime fp32), eager or compiled by what finishes first: a compiled network is kept per model, CPU and torch version in $SLMCNN_CACHE (default ~/.cache/slmcnn) and loads in under a second; auto runs a predict-layer job compiled when the cached network saves more than loading it costs (about 10 layers and up) and never compiles for a job unless that pays off within it, and the monitor uses the compiled network, compiling it in the background when missing (python -m slmcnn.aot compiles ahead). torch: eager; compiled: the cached network, compiled now if missing")),
     ("--precision", dict(default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")),
     ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
 ]
