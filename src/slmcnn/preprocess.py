@@ -4,15 +4,15 @@ import numpy as np
 import torch
 
 
-def unit_scale(patches: np.ndarray) -> float:
+def unit_scale(patches: np.ndarray | torch.Tensor) -> float:
     """The value of full white: 65535 for 16-bit images, 255 for 8-bit."""
-    return 65535.0 if patches.dtype == np.uint16 else 255.0
+    return 65535.0 if patches.dtype in (np.uint16, torch.uint16) else 255.0
 
 
 def _unit_nhwc(patches: np.ndarray | torch.Tensor) -> torch.Tensor:
-    if isinstance(patches, torch.Tensor):  # training batches, on the training device
-        return patches.float().div_(65535.0 if patches.dtype == torch.uint16 else 255.0)
-    return torch.from_numpy(np.ascontiguousarray(patches)).float().div_(unit_scale(patches))
+    """Training batches come as tensors already, on the training device; arrays are wrapped."""
+    x = patches if isinstance(patches, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(patches))
+    return x.float().div_(unit_scale(patches))
 
 
 def to_unit_tensor(patches: np.ndarray) -> torch.Tensor:
