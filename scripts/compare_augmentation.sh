@@ -17,20 +17,18 @@ RUNS=${RUNS:-runs/compare}
 BUILDS=${BUILDS:-480}
 EPOCHS=${EPOCHS:-20}
 DEVICE=${DEVICE:-auto}
+TIME_LIMIT=${TIME_LIMIT:-}
 PARALLEL=${PARALLEL:-1}
 BENCH=${BENCH:-1}
 LIMIT=${LIMIT:-200}
-limit=()
-[ -z "${TIME_LIMIT:-}" ] || limit=(--time-limit "$TIME_LIMIT")
+export SLMCNN WORK BUILDS EPOCHS DEVICE TIME_LIMIT
 
-[ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS scripts/synth_training_builds.sh
+[ -n "${SKIP_SYNTH:-}" ] || scripts/synth_training_builds.sh
 
-train() { # augment seed
-  local out="$RUNS/$1-$2"
-  "$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* --out "$out" --seed "$2" \
-    --lr 5e-4 --schedule cosine --epochs "$EPOCHS" --patience 100 --turns --augment "$1" \
-    --device "$DEVICE" "${limit[@]}" --quiet --force > "$out.log" 2>&1
-  echo "$1-$2: $(tail -n 1 "$out.log")"
+train() { # augment seed: the default model's recipe itself (train_default_model.sh), not shipped
+  RUNS="$RUNS/$1-$2" AUGMENT="$1" SEED="$2" SEEDS=1 SKIP_SYNTH=1 SHIP=0 scripts/train_default_model.sh \
+    > "$RUNS/$1-$2.log" 2>&1
+  echo "$1-$2: $(tail -n 1 "$RUNS/$1-$2.log")"
 }
 mkdir -p "$RUNS"
 running=0

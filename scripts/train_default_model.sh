@@ -30,6 +30,7 @@ limit=()
   --out "$RUNS" --runs "$SEEDS" --seed "$SEED" --lr 5e-4 --schedule cosine --epochs "$EPOCHS" --patience 100 \
   --turns --augment "$AUGMENT" --device "$DEVICE" "${limit[@]}" --quiet --force
 
+[ "${SHIP:-1}" = 1 ] || exit 0  # SHIP=0: train only (scripts/compare_augmentation.sh)
 first="$RUNS/run-1"
 [ "$SEEDS" -gt 1 ] || first="$RUNS"
 mkdir -p src/slmcnn/models
