@@ -8,7 +8,8 @@
 # scripts/compare_augmentation.sh on an NVIDIA H100 (four runs sharing it, EPOCHS=60 TIME_LIMIT=3.3,
 # which ended after 20 epochs with the cosine decayed to zero; EPOCHS=20 without a time limit is the
 # same schedule up to that run's epoch-time estimates; GPU training is not bit-for-bit repeatable).
-# DEVICE (auto: a CUDA GPU when PyTorch sees one) and TIME_LIMIT (minutes) pass to `train`. On a
+# DEVICE (auto: a CUDA GPU when PyTorch sees one) and TIME_LIMIT (minutes) pass to `train`; SHIP=0
+# trains without copying the model into the package (compare_augmentation.sh). On a
 # 2-core CPU the default recipe takes many hours: use a GPU, or fewer BUILDS and EPOCHS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
