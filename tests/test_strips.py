@@ -35,11 +35,11 @@ def test_a_photo_classified_in_strips_is_the_photo_classified_whole(tiny_model_f
         np.testing.assert_array_equal(a.class_map, b.class_map)
 
 
-def test_overlapping_tiles_are_stitched_a_strip_of_rows_at_a_time(monkeypatch):
-    where = tiles.geometry(700, 300, 128, 64)
+@pytest.mark.parametrize("stride", [64, 100, 128])
+def test_stitched_classes_of_runs_of_rows_and_columns_are_the_per_pixel_mean(stride):
+    where = tiles.geometry(700, 300, 128, stride)  # overlapping, and a last tile flush with each edge
     probabilities = np.random.default_rng(1).random((where.count, 3)).astype(np.float32)
     expected = tiles.stitch(where, probabilities).argmax(2)
-    monkeypatch.setattr(tiles, "STITCH_ROWS", 50)
     np.testing.assert_array_equal(tiles.stitch_classes(where, probabilities), expected)
 
 

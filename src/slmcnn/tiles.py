@@ -104,9 +104,6 @@ def tile(image: np.ndarray, patch: int = 128, stride: int | None = None) -> Tile
     return TileGrid(cut(image, where), where)
 
 
-STITCH_ROWS = 256
-
-
 def coverage(starts: np.ndarray, patch: int, length: int) -> np.ndarray:
     """(length, tiles) matrix: 1 where a tile covers a pixel position."""
     pos = np.arange(length)[:, None]
@@ -125,22 +122,20 @@ def stitch(grid: TileGeometry | TileGrid, values: np.ndarray) -> np.ndarray:
 
 
 def stitch_classes(grid: TileGeometry | TileGrid, probabilities: np.ndarray) -> np.ndarray:
-    """Per-pixel class (H, W) uint8: the tile's class where tiles do not overlap (a lookup), else the
-    argmax of the mean probability of the covering tiles."""
-    cover_y = coverage(grid.ys, grid.patch, grid.height)
-    cover_x = coverage(grid.xs, grid.patch, grid.width)
-    if cover_y.sum(1).max() == 1 and cover_x.sum(1).max() == 1:
-        classes = probabilities.argmax(1).astype(np.uint8).reshape(grid.shape)
-        return classes[cover_y.argmax(1)][:, cover_x.argmax(1)]
+    """Per-pixel class (H, W) uint8: the argmax of the mean probability of the tiles covering a pixel.
+
+    Pixels covered by the same tiles get the same class, and the rows (columns) of an image fall
+    into few runs covered alike (two per stride where tiles overlap), so each run of rows x run of
+    columns is classified once and the map is one lookup: an 8000x8000 photo costs one uint8 gather,
+    not (H, W, classes) floats."""
+    row_runs, row_of = np.unique(coverage(grid.ys, grid.patch, grid.height), axis=0, return_inverse=True)
+    col_runs, col_of = np.unique(coverage(grid.xs, grid.patch, grid.width), axis=0, return_inverse=True)
     rows, cols = grid.shape
     per_tile = probabilities.reshape(rows, cols, -1).astype(np.float32)
-    out = np.empty((grid.height, grid.width), np.uint8)
-    for y in range(0, grid.height, STITCH_ROWS):  # (rows, W, classes) float32 at a time, not (H, W, classes)
-        cover = cover_y[y : y + STITCH_ROWS]
-        summed = np.einsum("yr,rck,xc->yxk", cover, per_tile, cover_x, optimize=True)
-        counts = cover.sum(1)[:, None] * cover_x.sum(1)[None, :]
-        out[y : y + STITCH_ROWS] = (summed / counts[:, :, None]).argmax(2)  # as stitch(), a strip at a time
-    return out
+    summed = np.einsum("yr,rck,xc->yxk", row_runs, per_tile, col_runs, optimize=True)
+    counts = row_runs.sum(1)[:, None] * col_runs.sum(1)[None, :]
+    classes = (summed / counts[:, :, None]).argmax(2).astype(np.uint8)
+    return classes[row_of.ravel()[:, None], col_of.ravel()[None, :]]
 
 
 def stitch_maps(grid: TileGeometry | TileGrid, maps: np.ndarray) -> np.ndarray:
