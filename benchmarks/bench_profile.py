@@ -5,15 +5,17 @@ on the first No_Defect photo, a profile is built from 10 distinct No_Defect phot
 distinct good photos and every defect folder (subsampled to --per-folder photos) are scored with and
 without the profile. A photo is flagged when it has at least one Error tile; its score is the
 largest tile anomaly (profile) or the largest Error probability (network alone). The normality
-models compared on the same features: patch-knn (the shipped choice), tile-knn (tile-mean features)
-and a PaDiM-style Gaussian per tile position (shared shrunk covariance).
+models compared on the same features: tile-knn (tile-mean features, the shipped choice), patch-knn
+(16 locations per tile) and a PaDiM-style Gaussian per tile position (shared shrunk covariance).
+Then the shipped method profiled from --draws random sets of 10 good photos instead of the first
+10, each tested on the other good photos: whether the figures hold whichever good layers are profiled.
 
 Synthetic: a camera style outside the generator's ranges (dark, low contrast, coarse grain), 20
 defect-free layers profiled, then other defect-free layers (with the same parts), layers with
 parts the profile never saw (profiled from part-free layers of the same camera), and layers with
 defects: Error tiles per 1,000 sound tiles and Error recall, with and without the profile.
 
-    nice .venv/bin/python benchmarks/bench_profile.py [--per-folder 150] [--json]
+    nice .venv/bin/python benchmarks/bench_profile.py [--per-folder 150] [--draws 10] [--json]
 """
 
 import argparse
@@ -31,6 +33,7 @@ from slmcnn.camera import CameraCalibration, detect_corners
 from slmcnn.checkpoint import default_model_path, load_model
 from slmcnn.labels import LabelRule
 from slmcnn.profile import (
+    CONFIRM,
     ERROR,
     FeatureNet,
     build_profile,
@@ -102,13 +105,15 @@ def evaluate(good: list, bad: dict, score) -> dict:
     return result
 
 
-VARIANTS = {  # name: (locations per tile side, confirm, object_error)
-    "patch-knn": (4, 1.0, 1.01),
-    "tile-knn": (1, 1.0, 1.01),
-    "tile-knn, network Error never vetoed": (1, 0.0, 1.01),
-    "tile-knn, network Error kept from anomaly 0.5": (1, 0.5, 1.01),
-    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3),
-    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2),
+SHIPPED = f"tile-knn, confirm {CONFIRM} (shipped)"
+VARIANTS = {  # name: (locations per tile side, confirm, object_error, an Error beside a sure one kept)
+    "patch-knn": (4, 1.0, 1.01, False),
+    SHIPPED: (1, CONFIRM, 1.01, True),
+    f"tile-knn, confirm {CONFIRM}, no neighbour rule": (1, CONFIRM, 1.01, False),
+    "tile-knn, confirm 1.0 (v3)": (1, 1.0, 1.01, False),
+    "tile-knn, network Error never vetoed": (1, 0.0, 1.01, False),
+    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3, False),
+    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2, False),
 }
 
 
@@ -126,12 +131,34 @@ def pooled(features: np.ndarray, grid: int) -> np.ndarray:
 
 
 def decided(profiles: dict, name: str, probs: np.ndarray, feats: np.ndarray):
-    grid, confirm, object_error = VARIANTS[name]
-    anomaly = profiles[grid].score_features(probs, pooled(feats, grid)).anomaly
-    return decide(probs, anomaly, confirm, object_error), anomaly
+    grid, confirm, object_error, neighbours = VARIANTS[name]
+    profile = profiles[grid]
+    anomaly = profile.score_features(probs, pooled(feats, grid)).anomaly
+    return decide(probs, anomaly, confirm, object_error, profile.grid_shape if neighbours else None), anomaly
 
 
-def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
+def random_draws(model, good: list, bad: dict, grid_shape, precision: str, frames: int, draws: int, seed: int) -> list:
+    """The shipped method profiled from `draws` random sets of `frames` good photos (instead of the
+    first ones), each tested on the other good photos and the defect photos: does the target hold
+    whichever good layers a shop happens to profile?"""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(draws):
+        chosen = np.sort(rng.choice(len(good), frames, replace=False))
+        profile = profile_from_features(
+            np.stack([pooled(good[i][1], 1) for i in chosen]), grid_shape, model, None, (0, 0), precision
+        )
+
+        def score(r, profile=profile):
+            scored = profile.score_features(r[0], pooled(r[1], 1))
+            return bool((scored.classes == ERROR).any()), scored.score
+
+        rest = [good[i] for i in range(len(good)) if i not in set(chosen.tolist())]
+        out.append({"profiled": chosen.tolist(), **evaluate(rest, bad, score)})
+    return out
+
+
+def pblm(model, root: Path, per_folder: int, frames: int, seed: int, draws: int = 0) -> dict:
     good = distinct(sorted((root / "No_Defect").glob("*.jpg")))
     reference = images.read(good[0])
     calibration = CameraCalibration(detect_corners(reference).round(2).tolist(), 768)
@@ -147,8 +174,9 @@ def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
         own = own or CameraCalibration(detect_corners(frame).round(2).tolist(), 768)
         return net(tile(own.warp(frame), shipped.patch).patches)
 
+    first_records = [record(p) for p in good[:frames]]
     profiles = variant_profiles(
-        model, np.stack([record(p)[1] for p in good[:frames]]), shipped.grid_shape, shipped.meta["precision"]
+        model, np.stack([r[1] for r in first_records]), shipped.grid_shape, shipped.meta["precision"]
     )
     good_records = [record(p) for p in good[frames:]]
     bad_records = {}
@@ -176,14 +204,19 @@ def pblm(model, root: Path, per_folder: int, frames: int, seed: int) -> dict:
     gaussian = Gaussian(np.stack([record(p)[1].mean(1) for p in good[:frames]]))
 
     def any_class(r):
-        anomaly = decided(profiles, "tile-knn", *r)[1]
+        anomaly = decided(profiles, SHIPPED, *r)[1]
         return bool(anomaly.max() > 1), float(anomaly.max())
 
     methods = {"network alone": network, **{name: with_profile(name) for name in VARIANTS}}
     methods["tile-knn, photo flagged when any tile's anomaly > 1 (Object too)"] = any_class
     methods["gaussian per position (PaDiM-style)"] = gauss
     results = {name: evaluate(good_records, bad_records, fn) for name, fn in methods.items()}
+    every_good = first_records + good_records
+    drawn = random_draws(
+        model, every_good, bad_records, shipped.grid_shape, shipped.meta["precision"], frames, draws, seed
+    )
     return {
+        "random_draws": drawn,
         "profile_frames": frames,
         "good_test_photos": len(good_records),
         "defect_photos": {k: len(v) for k, v in bad_records.items()},
@@ -273,6 +306,7 @@ def main() -> int:
     parser.add_argument("--per-folder", type=int, default=150, help="photos per defect folder at most")
     parser.add_argument("--frames", type=int, default=10, help="No_Defect photos profiled")
     parser.add_argument("--synth-layers", type=int, default=40, help="synthetic test layers per case")
+    parser.add_argument("--draws", type=int, default=10, help="PBLM: random sets of --frames good photos profiled")
     parser.add_argument("--skip", choices=["pblm", "synth", "cost"], action="append", default=[])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -281,7 +315,7 @@ def main() -> int:
     results: dict = {"threads": torch.get_num_threads()}
     if "pblm" not in args.skip:
         if (args.pblm / "No_Defect").is_dir():
-            results["pblm"] = pblm(model, args.pblm, args.per_folder, args.frames, 0)
+            results["pblm"] = pblm(model, args.pblm, args.per_folder, args.frames, 0, args.draws)
         else:
             print(f"PBLM not found at {args.pblm}: skipping the real-photo measurement", file=sys.stderr)
     if "synth" not in args.skip:
@@ -305,6 +339,10 @@ def print_summary(results: dict) -> None:
         )
         for name, m in r["methods"].items():
             folders = ", ".join(f"{f[:14]} {m[f + '_flagged']:.0%}" for f in FOLDERS)
+            print(f"  {name:58s} good flagged {m['good_flagged']:.0%}; {folders}; AUROC {m['auroc']:.3f}")
+        for i, m in enumerate(r.get("random_draws", [])):
+            folders = ", ".join(f"{f[:14]} {m[f + '_flagged']:.0%}" for f in FOLDERS)
+            name = f"shipped, profiled from random draw {i} {m['profiled']}"
             print(f"  {name:58s} good flagged {m['good_flagged']:.0%}; {folders}; AUROC {m['auroc']:.3f}")
     if "synthetic" in results:
         r = results["synthetic"]

@@ -106,6 +106,19 @@ def test_decide_rule():
     assert decide(probs, anomaly, confirm=0.0).tolist() == [POWDER, ERROR, OBJECT, ERROR, ERROR]
 
 
+def test_an_unconfirmed_error_beside_a_sure_one_is_kept():
+    # 3x3 layer: the network calls tiles 0, 1 and 8 Error; only tile 0 is confirmed by its anomaly
+    probs = network_says([ERROR, ERROR, POWDER, POWDER, POWDER, POWDER, POWDER, POWDER, ERROR])
+    anomaly = np.array([0.9, 0.1, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    alone = decide(probs, anomaly, confirm=0.5)
+    assert alone[0] == ERROR and alone[1] == POWDER and alone[8] == POWDER
+    beside = decide(probs, anomaly, confirm=0.5, grid_shape=(3, 3))
+    assert beside[1] == ERROR  # shares an edge with the confirmed tile 0
+    assert beside[8] == POWDER  # lone: the camera's look
+    diagonal = network_says([ERROR, POWDER, POWDER, POWDER, ERROR, POWDER, POWDER, POWDER, POWDER])
+    assert decide(diagonal, anomaly, confirm=0.5, grid_shape=(3, 3))[4] == POWDER  # corners do not count
+
+
 def test_save_load_round_trip(tmp_path, profile, good_frames, model):
     path = save_camera(tmp_path / "camera.json", None, profile)
     doc = json.loads(path.read_text())
@@ -210,20 +223,24 @@ def test_profile_for_another_model_is_one_clear_error(profile, good_frames):
 
 
 def test_profile_backend_runs_the_network_once_in_the_pipeline(profile, good_frames, model):
-    from slmcnn.pipeline import LayerPipeline, RunOptions, run_layers
+    from slmcnn.pipeline import LayerPipeline, run_layers
 
     backend = ProfileBackend(profile, model)
     frames = [good_frames[12], with_blob(good_frames[13], 192, 320, 30), good_frames[11]]
-    pipeline = LayerPipeline(backend, RunOptions(anomaly=backend.anomaly))
-    pipeline.predictor.warm_up()  # a blank tile classified without the hook (the monitor does this)
+    pipeline = LayerPipeline(backend)
+    pipeline.predictor.warm_up()  # a blank frame of the camera's size (the monitor does this)
     outcomes = list(pipeline.run(frames))
     for outcome, frame in zip(outcomes, frames, strict=True):
         expected = profile.score_frame(frame, model)
         np.testing.assert_allclose(outcome.result.anomaly, expected.anomaly, rtol=1e-3)
         assert (outcome.result.tile_classes.ravel() == expected.classes).all()
     assert outcomes[1].result.anomaly[5] > 1.0 and "anomaly" in outcomes[1].result.to_json()
+    strips_predictor = LayerPipeline(ProfileBackend(profile, model))
+    strips_predictor.predictor.batch_tiles = 4
+    strips = list(strips_predictor.run(frames[1:2]))
+    np.testing.assert_allclose(strips[0].result.anomaly, outcomes[1].result.anomaly, rtol=1e-3)
     with pytest.raises(ProfileError, match="a layer of 2x2 tiles"):
-        list(run_layers([good_frames[0][:256, :256]], backend, RunOptions(anomaly=backend.anomaly)))
+        list(run_layers([good_frames[0][:256, :256]], backend))
 
 
 def with_scratch(frame: np.ndarray) -> np.ndarray:

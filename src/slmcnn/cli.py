@@ -50,7 +50,6 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
         options["camera"], profile = load_camera(args.camera)
         if profile is not None:
             backend = ProfileBackend(profile, model)
-            options["anomaly"] = backend.anomaly
     patch = getattr(args, "patch", None) or model.info.patch
     return model, backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
 

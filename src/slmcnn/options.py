@@ -10,7 +10,7 @@ BACKEND = [
     ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
 ]
 LIMITS = [("--max-megapixels", dict(type=float, help="refuse images larger than this, from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
-CAMERA = [("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous, the network's Error stays Error only when its anomaly is above 0.5, Object stays Object"))]
+CAMERA = [("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous, the network's Error stays Error when its anomaly is above 0.5 or when it shares an edge with a tile that is Error so (defects reach over neighbouring tiles; a lone Error on a tile like the good layers' is this camera's look), Object stays Object"))]
 MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
 FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
 OPTIONS = {

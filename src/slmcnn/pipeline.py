@@ -44,7 +44,9 @@ class RunOptions:
     explain: bool = False  # an Integrated-Gradients heat map over all tiles (needs the torch model)
     explain_steps: int = 32
     model_name: str = ""
-    anomaly: Callable[[LayerResult], np.ndarray] | None = None  # an extra per-tile score (a camera profile's)
+    anomaly: Callable[[LayerResult], np.ndarray] | None = (
+        None  # an extra per-tile score (a ProfileBackend gives its own)
+    )
     max_megapixels: float | None = None  # sets images.LIMITS for this process: larger images are refused unread
 
     def __post_init__(self):

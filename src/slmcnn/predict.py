@@ -136,6 +136,9 @@ class Predictor:
         self.model_name = model_name
         self.camera = camera
         self.ignore = camera.ignore_mask() if camera and camera.ignore else None
+        # a backend that decides a whole layer at a time (a camera profile's) gets each layer's
+        # probabilities before they are stitched, and gives the tiles' anomaly back
+        self.finish_layer = getattr(backend, "finish_layer", None)
 
     def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None]:
         """Read a layer and cut its tiles; a photo of more than `batch_tiles` tiles is cut later, in
@@ -152,9 +155,10 @@ class Predictor:
 
     def warm_up(self) -> None:
         """Classify one blank layer: a backend's first call (memory, kernels) is paid now, not by the
-        first real layer."""
+        first real layer. A backend that knows its camera's frame size warms up on such a frame."""
         side = self.patch if self.camera is None else max(self.patch, self.camera.size)
-        list(self.predict([("warm-up", np.zeros((side, side, 3), np.uint8))]))
+        height, width = getattr(self.backend, "frame_shape", None) or (side, side)
+        list(self.predict([("warm-up", np.zeros((height, width, 3), np.uint8))]))
 
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
         """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run."""
@@ -200,6 +204,9 @@ class Predictor:
             else:
                 layer_probs = probs[offset : offset + len(patches)]
                 offset += len(patches)
+            anomaly = None
+            if self.finish_layer is not None:
+                layer_probs, anomaly = self.finish_layer(layer_probs, where, str(path))
             class_map, ignored = classify_pixels(where, layer_probs, self.ignore)
             yield LayerResult(
                 path,
@@ -211,4 +218,5 @@ class Predictor:
                 self.model_name,
                 self.camera,
                 ignored,
+                anomaly,
             )
