@@ -51,3 +51,23 @@ def test_list_images_expands_folders_and_globs(write_image, tmp_path):
             (tmp_path / name).write_text("hi")
     assert len(list_images([tmp_path / "x"])) == 3
     assert len(list_images([str(tmp_path / "x" / "*.png")])) == 2
+
+
+@pytest.mark.parametrize("suffix,mode", [(".png", "L"), (".png", "RGB"), (".jpg", "L"), (".jpg", "RGB")])
+def test_whole_file_decoding_gives_what_pil_gives(tmp_path, suffix, mode):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 255, (40, 56) if mode == "L" else (40, 56, 3), dtype=np.uint8)
+    path = tmp_path / f"a{suffix}"
+    Image.fromarray(pixels, mode).save(path)
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(read(path), expected)
+
+
+def test_a_file_cut_short_is_refused_not_half_decoded(tmp_path):
+    """OpenCV decodes a truncated JPEG with a gray bottom and no error; such files go to PIL, which
+    refuses them (a layer still being written must not be classified)."""
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (64, 64), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:-300])
+    with pytest.raises(ImageReadError, match="cut.jpg"):
+        read(path)

@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
@@ -89,8 +90,10 @@ def read(path: str | Path) -> np.ndarray:
             array = tifffile.imread(path)
         else:
             with Image.open(path) as img:
-                img.load()
-                array = _pil_to_array(img)
+                array = _decode_whole(path, img)
+                if array is None:
+                    img.load()
+                    array = _pil_to_array(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from None
     except SlmcnnError:
@@ -98,6 +101,27 @@ def read(path: str | Path) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - a decoder failing on a damaged file: refuse the file
         raise ImageReadError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
     return as_rgb(array, str(path))
+
+
+WHOLE_FILE_ENDS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
+
+
+def _decode_whole(path: Path, img: Image.Image) -> np.ndarray | None:
+    """An 8-bit gray or RGB PNG or JPEG decoded by OpenCV in one call that releases the GIL, pixel
+    for pixel what PIL gives and 1.5-2.5x as fast. PIL decodes in blocks and takes the GIL for each,
+    so its reading threads stall while the compiled network holds the GIL (the whole-process
+    benchmark: 216 layers 14.0 s -> 11.7 s). None (PIL decodes, and says what is wrong) for any
+    other kind, or a file that does not end as a whole one does."""
+    end = WHOLE_FILE_ENDS.get(img.format)
+    if end is None or img.mode not in ("L", "RGB"):
+        return None
+    data = np.fromfile(path, np.uint8)
+    if data[-len(end) :].tobytes() != end:
+        return None
+    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if array is None or array.dtype != np.uint8 or array.ndim != (2 if img.mode == "L" else 3):
+        return None
+    return array if array.ndim == 2 else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:

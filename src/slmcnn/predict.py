@@ -52,9 +52,9 @@ class LayerResult:
     @cached_property
     def fractions(self) -> dict[str, float]:
         """Share of the (not ignored) bed per class (counted once: JSON, summary and monitor ask)."""
-        counts = np.bincount(self.class_map.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
-        total = max(int(counts.sum()), 1)
-        return {c: float(n) / total for c, n in zip(CLASSES, counts)}
+        counts = [np.count_nonzero(self.class_map == c) for c in range(len(CLASSES))]  # no int64 copy of the map
+        total = max(sum(counts), 1)
+        return {c: n / total for c, n in zip(CLASSES, counts)}
 
     def to_json(self) -> dict:
         rows, cols = self.grid.shape

@@ -121,21 +121,29 @@ def stitch(grid: TileGeometry | TileGrid, values: np.ndarray) -> np.ndarray:
     return summed / counts[:, :, None]
 
 
+def runs(starts: np.ndarray, patch: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions along one side fall into runs covered by the same tiles, bounded by where
+    tiles start and end: the (runs, tiles) coverage of each run and its length in pixels."""
+    bounds = np.unique(np.concatenate([[0], starts, np.minimum(starts + patch, length)]))
+    bounds = bounds[bounds < length]
+    return coverage(starts, patch, length)[bounds], np.diff(np.append(bounds, length))
+
+
 def stitch_classes(grid: TileGeometry | TileGrid, probabilities: np.ndarray) -> np.ndarray:
     """Per-pixel class (H, W) uint8: the argmax of the mean probability of the tiles covering a pixel.
 
     Pixels covered by the same tiles get the same class, and the rows (columns) of an image fall
-    into few runs covered alike (two per stride where tiles overlap), so each run of rows x run of
-    columns is classified once and the map is one lookup: an 8000x8000 photo costs one uint8 gather,
-    not (H, W, classes) floats."""
-    row_runs, row_of = np.unique(coverage(grid.ys, grid.patch, grid.height), axis=0, return_inverse=True)
-    col_runs, col_of = np.unique(coverage(grid.xs, grid.patch, grid.width), axis=0, return_inverse=True)
+    into few runs covered alike (`runs`: one per tile, two where tiles overlap), so each run of rows
+    x run of columns is classified once and repeated over its pixels: an 8000x8000 photo costs one
+    uint8 map, not (H, W, classes) floats."""
+    row_runs, row_lengths = runs(grid.ys, grid.patch, grid.height)
+    col_runs, col_lengths = runs(grid.xs, grid.patch, grid.width)
     rows, cols = grid.shape
-    per_tile = probabilities.reshape(rows, cols, -1).astype(np.float32)
-    summed = np.einsum("yr,rck,xc->yxk", row_runs, per_tile, col_runs, optimize=True)
+    per_tile = probabilities.reshape(rows, cols, -1).astype(np.float32).transpose(2, 0, 1)  # (K, rows, cols)
+    summed = row_runs @ per_tile @ col_runs.T  # (K, row runs, col runs)
     counts = row_runs.sum(1)[:, None] * col_runs.sum(1)[None, :]
-    classes = (summed / counts[:, :, None]).argmax(2).astype(np.uint8)
-    return classes[row_of.ravel()[:, None], col_of.ravel()[None, :]]
+    classes = (summed / counts).argmax(0).astype(np.uint8)
+    return np.repeat(np.repeat(classes, row_lengths, 0), col_lengths, 1)
 
 
 def stitch_maps(grid: TileGeometry | TileGrid, maps: np.ndarray) -> np.ndarray:
