@@ -108,10 +108,10 @@ WHOLE_FILE_ENDS = {"PNG": b"IEND\xaeB`\x82", "JPEG": b"\xff\xd9"}
 
 def _decode_whole(path: Path, img: Image.Image) -> np.ndarray | None:
     """An 8-bit gray or RGB PNG or JPEG decoded by OpenCV in one call that releases the GIL, pixel
-    for pixel what PIL gives and 1.5-2.5x as fast. PIL decodes in blocks and takes the GIL for each,
-    so its reading threads stall while the compiled network holds the GIL (the whole-process
-    benchmark: 216 layers 14.0 s -> 11.7 s). None (PIL decodes, and says what is wrong) for any
-    other kind, or a file that does not end as a whole one does."""
+    for pixel what PIL gives (benchmarks/bench_codecs.py: 1.1x as fast alone). PIL decodes in blocks
+    and takes the GIL for each, so its reading threads stall while the compiled network holds the
+    GIL for a whole batch. None (PIL decodes, and says what is wrong) for any other kind, or a file
+    that does not end as a whole one does."""
     end = WHOLE_FILE_ENDS.get(img.format)
     if end is None or img.mode not in ("L", "RGB"):
         return None
