@@ -106,14 +106,18 @@ def evaluate(good: list, bad: dict, score) -> dict:
 
 
 SHIPPED = f"tile-knn, confirm {CONFIRM} (shipped)"
-VARIANTS = {  # name: (locations per tile side, confirm, object_error, an Error beside a sure one kept)
-    "patch-knn": (4, 1.0, 1.01, False),
-    SHIPPED: (1, CONFIRM, 1.01, True),
-    f"tile-knn, confirm {CONFIRM}, no neighbour rule": (1, CONFIRM, 1.01, False),
-    "tile-knn, confirm 1.0 (v3)": (1, 1.0, 1.01, False),
-    "tile-knn, network Error never vetoed": (1, 0.0, 1.01, False),
-    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3, False),
-    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2, False),
+VARIANTS = {  # name: (locations per tile side, confirm, object_error, neighbour rules (an Error beside a
+    # sure one kept, powder beside a part not raised), anomaly-only Errors against the layer's own level)
+    "patch-knn": (4, 1.0, 1.01, False, False),
+    SHIPPED: (1, CONFIRM, 1.01, True, True),
+    f"tile-knn, confirm {CONFIRM}, no layer level": (1, CONFIRM, 1.01, True, False),
+    f"tile-knn, confirm {CONFIRM}, powder beside parts raised too": (1, CONFIRM, 1.01, "surroundings", True),
+    f"tile-knn, confirm {CONFIRM}, no neighbour rules": (1, CONFIRM, 1.01, False, True),
+    f"tile-knn, confirm {CONFIRM} alone (no neighbour rules, no layer level)": (1, CONFIRM, 1.01, False, False),
+    "tile-knn, confirm 1.0 (v3)": (1, 1.0, 1.01, False, False),
+    "tile-knn, network Error never vetoed": (1, 0.0, 1.01, False, False),
+    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3, False, False),
+    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2, False, False),
 }
 
 
@@ -131,10 +135,12 @@ def pooled(features: np.ndarray, grid: int) -> np.ndarray:
 
 
 def decided(profiles: dict, name: str, probs: np.ndarray, feats: np.ndarray):
-    grid, confirm, object_error, neighbours = VARIANTS[name]
+    grid, confirm, object_error, neighbours, level = VARIANTS[name]
     profile = profiles[grid]
     anomaly = profile.score_features(probs, pooled(feats, grid)).anomaly
-    return decide(probs, anomaly, confirm, object_error, profile.grid_shape if neighbours else None), anomaly
+    grid_shape = profile.grid_shape if neighbours else None
+    typical = profile.typical if level else None
+    return decide(probs, anomaly, confirm, object_error, grid_shape, typical, neighbours == "surroundings"), anomaly
 
 
 def random_draws(model, good: list, bad: dict, grid_shape, precision: str, frames: int, draws: int, seed: int) -> list:

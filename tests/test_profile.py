@@ -119,6 +119,40 @@ def test_an_unconfirmed_error_beside_a_sure_one_is_kept():
     assert decide(diagonal, anomaly, confirm=0.5, grid_shape=(3, 3))[4] == POWDER  # corners do not count
 
 
+def test_powder_beside_a_part_is_left_to_the_network():
+    # 3x3 layer: the network calls tile 4 Object and the rest Powder; tiles 0 and 1 are anomalous
+    probs = network_says([POWDER, POWDER, POWDER, POWDER, OBJECT, POWDER, POWDER, POWDER, POWDER])
+    anomaly = np.array([1.5, 1.5, 0.2, 0.2, 3.0, 0.2, 0.2, 0.2, 0.2])
+    decided = decide(probs, anomaly, grid_shape=(3, 3))
+    assert decided[0] == ERROR  # a corner away from the part: the profile's call
+    assert decided[1] == POWDER and decided[4] == OBJECT  # beside the part: the network's call
+    assert decide(probs, anomaly, grid_shape=(3, 3), part_surroundings=True)[1] == ERROR
+    error_beside = network_says([POWDER, ERROR, POWDER, POWDER, OBJECT, POWDER, POWDER, POWDER, POWDER])
+    assert decide(error_beside, anomaly, grid_shape=(3, 3))[1] == ERROR  # the network's Error, confirmed
+
+
+def test_a_layer_farther_as_a_whole_raises_only_what_stands_out():
+    probs = network_says([POWDER, POWDER, POWDER, POWDER, ERROR])
+    shifted = np.array([1.2, 1.3, 1.25, 3.0, 1.2])  # every tile over 1: the layer's look changed
+    assert decide(probs, shifted).tolist() == [ERROR] * 5
+    assert decide(probs, shifted, typical=0.5).tolist() == [POWDER, POWDER, POWDER, ERROR, ERROR]  # level 2.5
+    usual = np.array([0.4, 0.5, 1.1, 0.5, 0.6])  # a layer at the good layers' level: 1 is the threshold
+    assert decide(probs, usual, typical=0.5).tolist() == decide(probs, usual).tolist()
+
+
+def test_a_grainier_layer_is_not_an_error_but_a_hole_on_it_is(profile, good_frames, model):
+    # the same bed with more sensor noise (a gain change): every tile is farther from the good ones
+    noisy = good_frames[10].astype(np.float32) + np.random.default_rng(1).normal(0, 4, (SIZE, SIZE))[..., None]
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    powder = network_says([POWDER] * 9)
+    scores = profile.score(tile(noisy, 128).patches, model, powder)
+    assert (scores.anomaly > 1.0).sum() >= 5 and np.median(scores.anomaly) > 1.5 * profile.typical
+    assert (decide(powder, scores.anomaly) == ERROR).sum() >= 5  # without the layer's level
+    assert (scores.classes == POWDER).all()
+    holed = profile.score(tile(with_blob(noisy, 192, 320, 0), 128).patches, model, powder)
+    assert holed.classes[5] == ERROR and (np.delete(holed.classes, 5) == POWDER).all()
+
+
 def test_save_load_round_trip(tmp_path, profile, good_frames, model):
     path = save_camera(tmp_path / "camera.json", None, profile)
     doc = json.loads(path.read_text())

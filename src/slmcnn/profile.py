@@ -169,6 +169,8 @@ def decide(
     confirm: float = CONFIRM,
     object_error: float = OBJECT_ERROR,
     grid_shape: tuple[int, int] | None = None,
+    typical: float | None = None,
+    part_surroundings: bool = False,
 ) -> np.ndarray:
     """Error where the network calls Powder and the tile is anomalous (anomaly > 1), or where the
     network calls Error and the anomaly confirms it (> `confirm`), or, with the layer's
@@ -176,15 +178,32 @@ def decide(
     by those rules: defects reach over neighbouring tiles, a lone unconfirmed Error is this
     camera's look. An Error the profile does not keep becomes the better of Powder and Object. A
     tile the network calls Object stays Object, unless it is anomalous and the network gives Error
-    at least `object_error`: parts the good layers never showed are not errors."""
+    at least `object_error`: parts the good layers never showed are not errors. Nor, unless
+    `part_surroundings`, is the powder around them (with `grid_shape`): a Powder tile beside one
+    the network calls Object is Error only by the network's own call, as a part the good layers
+    never showed changes the powder next to it (its edge reaching in, its shadow).
+
+    With `typical`, the median tile anomaly of a good layer (`CameraProfile.typical`), a tile
+    the network calls Powder must also stand out of its own layer: where the layer's median
+    anomaly is above `typical`, the whole layer is farther from the good ones (an exposure or
+    gain change) and the anomaly it takes is raised by that ratio (`layer_level`)."""
     network = probabilities.argmax(1)
     fallback = probabilities[:, :ERROR].argmax(1)
     raised = (network == POWDER) | ((network == OBJECT) & (probabilities[:, ERROR] >= object_error))
-    sure = ((network == ERROR) & (anomaly > confirm)) | (raised & (anomaly > 1.0))
+    if grid_shape is not None and not part_surroundings:
+        raised &= ~((network == POWDER) & _beside((network == OBJECT).reshape(grid_shape)).ravel())
+    level = 1.0 if typical is None else layer_level(anomaly, typical)
+    sure = ((network == ERROR) & (anomaly > confirm)) | (raised & (anomaly > level))
     kept = sure
     if grid_shape is not None:
         kept = sure | ((network == ERROR) & _beside(sure.reshape(grid_shape)).ravel())
     return np.where(kept, ERROR, np.where(network == ERROR, fallback, network))
+
+
+def layer_level(anomaly: np.ndarray, typical: float) -> float:
+    """How much farther than a good layer this layer's tiles are, as a whole: its median anomaly
+    over the good layers' `typical`, never below 1."""
+    return max(1.0, float(np.median(anomaly)) / typical) if len(anomaly) and typical > 0 else 1.0
 
 
 def _beside(mask: np.ndarray) -> np.ndarray:
@@ -319,6 +338,12 @@ class CameraProfile:
     def positions(self) -> int:
         return self.grid_shape[0] * self.grid_shape[1]
 
+    @property
+    def typical(self) -> float:
+        """The median tile anomaly of a good layer: the median over the good frames of their
+        left-out tiles' median anomaly (`decide` measures a layer's level against it)."""
+        return float(np.median(np.median(self.left_out / self.thresholds[None, :], axis=1)))
+
     def straighten(self, frame: np.ndarray) -> np.ndarray:
         """The image the profile's tiles are cut from, checked against the profile's frame size."""
         if frame.shape[:2] != tuple(self.frame_shape):
@@ -377,7 +402,7 @@ class CameraProfile:
         """A layer's decision (`decide`) from the network's probabilities and the tiles' distances."""
         anomaly = distance / self.thresholds
         confirm = self.meta.get("confirm", CONFIRM) if confirm is None else confirm
-        classes = decide(probabilities, anomaly, confirm, grid_shape=tuple(self.grid_shape))
+        classes = decide(probabilities, anomaly, confirm, grid_shape=tuple(self.grid_shape), typical=self.typical)
         return TileScores(anomaly, classes, _on_top(probabilities, classes), probabilities.argmax(1))
 
     def score_frame(self, frame: np.ndarray, model: torch.nn.Module, **kwargs) -> TileScores:
