@@ -6,8 +6,9 @@
 # then measured by benchmarks/bench_real.py on PBLM and on the synthetic test builds unless BENCH=0
 # (PBLM is skipped with a message where ../shared/data/pblm is absent; LIMIT photos per folder,
 # default 200). Writes builds to $WORK (default builds/default) and models + figures to $RUNS
-# (default runs/compare/AUGMENT-SEED). SKIP_SYNTH=1 reuses existing builds; DEVICE and TIME_LIMIT as
-# in train_default_model.sh.
+# (default runs/compare/AUGMENT-SEED). SKIP_SYNTH=1 reuses existing builds; DEVICE, TIME_LIMIT, INIT
+# and LR as in train_default_model.sh (INIT: compare the recipes as fine-tuning of that model, e.g.
+# on a CPU: BUILDS=120 EPOCHS=3 LR=1e-4 INIT=src/slmcnn/models/default.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
@@ -21,7 +22,7 @@ TIME_LIMIT=${TIME_LIMIT:-}
 PARALLEL=${PARALLEL:-1}
 BENCH=${BENCH:-1}
 LIMIT=${LIMIT:-200}
-export SLMCNN WORK BUILDS EPOCHS DEVICE TIME_LIMIT
+export SLMCNN WORK BUILDS EPOCHS DEVICE TIME_LIMIT INIT LR
 
 [ -n "${SKIP_SYNTH:-}" ] || scripts/synth_training_builds.sh
 

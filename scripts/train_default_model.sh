@@ -8,7 +8,8 @@
 # scripts/compare_augmentation.sh on an NVIDIA H100 (four runs sharing it, EPOCHS=60 TIME_LIMIT=3.3,
 # which ended after 20 epochs with the cosine decayed to zero; EPOCHS=20 without a time limit is the
 # same schedule up to that run's epoch-time estimates; GPU training is not bit-for-bit repeatable).
-# DEVICE (auto: a CUDA GPU when PyTorch sees one) and TIME_LIMIT (minutes) pass to `train`; SHIP=0
+# DEVICE (auto: a CUDA GPU when PyTorch sees one) and TIME_LIMIT (minutes) pass to `train`; INIT (a
+# model file) fine-tunes it instead of training from scratch, at LR (default 5e-4); SHIP=0
 # trains without copying the model into the package (compare_augmentation.sh). On a
 # 2-core CPU the default recipe takes many hours: use a GPU, or fewer BUILDS and EPOCHS.
 set -euo pipefail
@@ -22,14 +23,17 @@ SEED=${SEED:-1}
 SEEDS=${SEEDS:-1}
 AUGMENT=${AUGMENT:-none}
 DEVICE=${DEVICE:-auto}
+LR=${LR:-5e-4}
 limit=()
 [ -z "${TIME_LIMIT:-}" ] || limit=(--time-limit "$TIME_LIMIT")
+init=()
+[ -z "${INIT:-}" ] || init=(--init "$INIT")
 
 [ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS scripts/synth_training_builds.sh
 
 "$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* \
-  --out "$RUNS" --runs "$SEEDS" --seed "$SEED" --lr 5e-4 --schedule cosine --epochs "$EPOCHS" --patience 100 \
-  --turns --augment "$AUGMENT" --device "$DEVICE" "${limit[@]}" --quiet --force
+  --out "$RUNS" --runs "$SEEDS" --seed "$SEED" --lr "$LR" --schedule cosine --epochs "$EPOCHS" --patience 100 \
+  --turns --augment "$AUGMENT" --device "$DEVICE" "${limit[@]}" "${init[@]}" --quiet --force
 
 [ "${SHIP:-1}" = 1 ] || exit 0  # SHIP=0: train only (scripts/compare_augmentation.sh)
 first="$RUNS/run-1"
