@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Re-makes the shipped default model from nothing but slmcnn's own commands and these seeds: the
-# builds of scripts/synth_training_builds.sh, then one training run. Their recoater direction is
+# builds of scripts/synth_training_builds.sh, then two training stages. Their recoater direction is
 # random, so training also turns patches by quarter turns (--turns). Writes builds to $WORK (default
-# builds/default) and runs to $RUNS (default runs/default), then copies run 1's model into the
-# package. SKIP_SYNTH=1 reuses existing builds. BUILDS, EPOCHS, SEED (first run's seed; SEEDS runs
-# with seeds SEED, SEED+1, ...) and AUGMENT default to what made the shipped model v5: run none-1 of
-# scripts/compare_augmentation.sh on an NVIDIA H100 (four runs sharing it, EPOCHS=60 TIME_LIMIT=3.3,
-# which ended after 20 epochs with the cosine decayed to zero; EPOCHS=20 without a time limit is the
-# same schedule up to that run's epoch-time estimates; GPU training is not bit-for-bit repeatable).
-# DEVICE (auto: a CUDA GPU when PyTorch sees one) and TIME_LIMIT (minutes) pass to `train`; INIT (a
-# model file) fine-tunes it instead of training from scratch, at LR (default 5e-4); SHIP=0
-# trains without copying the model into the package (compare_augmentation.sh). On a
-# 2-core CPU the default recipe takes many hours: use a GPU, or fewer BUILDS and EPOCHS.
+# builds/default) and runs to $RUNS (default runs/default), then copies the model into the package.
+# SKIP_SYNTH=1 reuses existing builds.
+# Stage one: BUILDS, EPOCHS, SEED (first run's seed; SEEDS runs with seeds SEED, SEED+1, ...) and
+# AUGMENT default to what made model v5: run none-1 of scripts/compare_augmentation.sh on an NVIDIA
+# H100 (four runs sharing it, EPOCHS=60 TIME_LIMIT=3.3, which ended after 20 epochs with the cosine
+# decayed to zero; EPOCHS=20 without a time limit is the same schedule up to that run's epoch-time
+# estimates; GPU training is not bit-for-bit repeatable). DEVICE (auto: a CUDA GPU when PyTorch sees
+# one) and TIME_LIMIT (minutes) pass to `train`; INIT (a model file) fine-tunes it instead of
+# training from scratch, at LR (default 5e-4). On a 2-core CPU stage one takes many hours: use a GPU.
+# Stage two fine-tunes run 1's model, unaugmented, on the first FINE_BUILDS training builds for
+# FINE_EPOCHS cosine epochs at FINE_LR (defaults 240, 4, 1e-4: what made v6 from v5, 9 minutes on
+# a 2-core CPU) into $RUNS/.../fine; FINE_EPOCHS=0 ships stage one's model. BASE (a model file) skips
+# stage one and fine-tunes that model: v6 from v5 is
+#   git show 4bba8f6:src/slmcnn/models/default.safetensors > v5.safetensors
+#   BUILDS=240 BASE=v5.safetensors scripts/train_default_model.sh
+# SHIP=0 trains stage one only, without copying into the package (scripts/compare_augmentation.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
@@ -24,6 +30,9 @@ SEEDS=${SEEDS:-1}
 AUGMENT=${AUGMENT:-none}
 DEVICE=${DEVICE:-auto}
 LR=${LR:-5e-4}
+FINE_BUILDS=${FINE_BUILDS:-240}
+FINE_EPOCHS=${FINE_EPOCHS:-4}
+FINE_LR=${FINE_LR:-1e-4}
 limit=()
 [ -z "${TIME_LIMIT:-}" ] || limit=(--time-limit "$TIME_LIMIT")
 init=()
@@ -31,13 +40,26 @@ init=()
 
 [ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS scripts/synth_training_builds.sh
 
-"$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* \
-  --out "$RUNS" --runs "$SEEDS" --seed "$SEED" --lr "$LR" --schedule cosine --epochs "$EPOCHS" --patience 100 \
-  --turns --augment "$AUGMENT" --device "$DEVICE" "${limit[@]}" "${init[@]}" --quiet --force
-
-[ "${SHIP:-1}" = 1 ] || exit 0  # SHIP=0: train only (scripts/compare_augmentation.sh)
 first="$RUNS/run-1"
 [ "$SEEDS" -gt 1 ] || first="$RUNS"
+if [ -n "${BASE:-}" ]; then
+  model=$BASE
+else
+  "$SLMCNN" train "$WORK"/train/* --val "$WORK"/val/* --test "$WORK"/test/* \
+    --out "$RUNS" --runs "$SEEDS" --seed "$SEED" --lr "$LR" --schedule cosine --epochs "$EPOCHS" --patience 100 \
+    --turns --augment "$AUGMENT" --device "$DEVICE" "${limit[@]}" "${init[@]}" --quiet --force
+  [ "${SHIP:-1}" = 1 ] || exit 0  # SHIP=0: stage one only (scripts/compare_augmentation.sh)
+  model="$first/model.safetensors"
+fi
+
+if [ "$FINE_EPOCHS" -gt 0 ]; then
+  mapfile -t fine_builds < <(printf '%s\n' "$WORK"/train/* | sort -V | head -n "$FINE_BUILDS")
+  "$SLMCNN" train "${fine_builds[@]}" --val "$WORK"/val/* --test "$WORK"/test/* \
+    --out "$first/fine" --seed "$SEED" --lr "$FINE_LR" --schedule cosine --epochs "$FINE_EPOCHS" \
+    --patience 100 --turns --augment none --device "$DEVICE" --init "$model" --quiet --force
+  model="$first/fine/model.safetensors"
+fi
+
 mkdir -p src/slmcnn/models
-cp "$first/model.safetensors" src/slmcnn/models/default.safetensors
-echo "shipped: src/slmcnn/models/default.safetensors (from $first)"
+cp "$model" src/slmcnn/models/default.safetensors
+echo "shipped: src/slmcnn/models/default.safetensors (from $model)"
