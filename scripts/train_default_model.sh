@@ -11,10 +11,12 @@
 # estimates; GPU training is not bit-for-bit repeatable). DEVICE (auto: a CUDA GPU when PyTorch sees
 # one) and TIME_LIMIT (minutes) pass to `train`; INIT (a model file) fine-tunes it instead of
 # training from scratch, at LR (default 5e-4). On a 2-core CPU stage one takes many hours: use a GPU.
-# Stage two fine-tunes run 1's model, unaugmented, on the first FINE_BUILDS training builds for
-# FINE_EPOCHS cosine epochs at FINE_LR (defaults 240, 4, 1e-4: what made v6 from v5, 9 minutes on
-# a 2-core CPU) into $RUNS/.../fine; FINE_EPOCHS=0 ships stage one's model. BASE (a model file) skips
-# stage one and fine-tunes that model: v6 from v5 is
+# Stage two fine-tunes run 1's model, unaugmented and without class weights (FINE_WEIGHTS=none:
+# balanced weights raise the Error prior, and false Errors on sound layers of cameras it never saw
+# with it), on the first FINE_BUILDS training builds for FINE_EPOCHS cosine epochs at FINE_LR
+# (defaults 240, 4, 1e-4: what made v7 from v5, about 8 minutes on a 2-core CPU) into
+# $RUNS/.../fine; FINE_EPOCHS=0 ships stage one's model. BASE (a model file) skips stage one and
+# fine-tunes that model: v7 from v5 is
 #   git show 4bba8f6:src/slmcnn/models/default.safetensors > v5.safetensors
 #   BUILDS=240 BASE=v5.safetensors scripts/train_default_model.sh
 # SHIP=0 trains stage one only, without copying into the package (scripts/compare_augmentation.sh).
@@ -33,6 +35,7 @@ LR=${LR:-5e-4}
 FINE_BUILDS=${FINE_BUILDS:-240}
 FINE_EPOCHS=${FINE_EPOCHS:-4}
 FINE_LR=${FINE_LR:-1e-4}
+FINE_WEIGHTS=${FINE_WEIGHTS:-none}
 limit=()
 [ -z "${TIME_LIMIT:-}" ] || limit=(--time-limit "$TIME_LIMIT")
 init=()
@@ -56,7 +59,8 @@ if [ "$FINE_EPOCHS" -gt 0 ]; then
   mapfile -t fine_builds < <(printf '%s\n' "$WORK"/train/* | sort -V | head -n "$FINE_BUILDS")
   "$SLMCNN" train "${fine_builds[@]}" --val "$WORK"/val/* --test "$WORK"/test/* \
     --out "$first/fine" --seed "$SEED" --lr "$FINE_LR" --schedule cosine --epochs "$FINE_EPOCHS" \
-    --patience 100 --turns --augment none --device "$DEVICE" --init "$model" --quiet --force
+    --patience 100 --turns --augment none --class-weights "$FINE_WEIGHTS" --device "$DEVICE" --init "$model" \
+    --quiet --force
   model="$first/fine/model.safetensors"
 fi
 

@@ -76,6 +76,8 @@ def test_each_style_draws_its_camera(bench):
     assert looks["after-exposure"].after_exposure == (1.0, 1.0)
     assert looks["reference"].after_exposure == (0.0, 0.0)
     assert looks["angled"].walls_share == 1.0
+    angled = bench.style_settings("angled", seed=1, layers=1, defects=True).defect_rates
+    assert {kind for kind, rate in angled.items() if rate > 0} == set(bench.STYLES["angled"]["defects"])
 
 
 def test_cli_prints_json_for_each_model(bench, tiny_model_file, capsys):
