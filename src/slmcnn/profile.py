@@ -8,7 +8,7 @@ A tile's anomaly is its distance to the nearest memory entry divided by its posi
 above 1 it looks unlike every tile of the good layers.
 
 Chosen by measurement with model v3 (benchmarks/bench_profile.py, figures in benchmarks/README.md),
-re-measured with v5 and v6 (shipped now; the same PBLM figures with these rules). PBLM, 10 No_Defect
+re-measured with v5, v6 and v7 (shipped now; benchmarks/README.md). PBLM, 10 No_Defect
 photos profiled, the 11 other distinct good photos and 150 photos of each large defect folder; a
 photo is flagged when it has an Error tile after `decide`; AUROC of the photo score (v3 / v5, v5
 with the decision rules below):
