@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real import Classifier  # noqa: E402
 
+from slmcnn.errors import SlmcnnError  # noqa: E402
 from slmcnn.labels import ERROR, OBJECT  # noqa: E402
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer  # noqa: E402
 from slmcnn.synth.defects import DEFECT_KINDS  # noqa: E402
@@ -197,7 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--style", action="append", choices=sorted(STYLES), help="default: every style")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead")
     args = parser.parse_args(argv)
-    classifiers = {m or "shipped": Classifier(m) for m in args.model or [None]}
+    if args.builds < 1 or args.layers < 1:
+        parser.error("--builds and --layers must be at least 1")
+    try:
+        classifiers = {m or "shipped": Classifier(m) for m in args.model or [None]}
+    except SlmcnnError as err:
+        raise SystemExit(f"bench_styles.py: {err}") from None
     results = {}
     for style in args.style or list(STYLES):
         started = time.perf_counter()

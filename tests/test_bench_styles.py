@@ -92,3 +92,10 @@ def test_cli_prints_json_for_each_model(bench, tiny_model_file, capsys):
     figures = result["models"][str(tiny_model_file)]
     assert result["sound_tiles"] == 36
     assert 0 <= figures["sound_called_error"] <= 1
+
+
+def test_a_missing_model_or_no_builds_is_one_clear_error(bench, tmp_path):
+    with pytest.raises(SystemExit, match="model file not found"):
+        bench.main(["--model", str(tmp_path / "none.safetensors")])
+    with pytest.raises(SystemExit):
+        bench.main(["--builds", "0"])
