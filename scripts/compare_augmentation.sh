@@ -2,8 +2,8 @@
 # Does camera augmentation help on photos of cameras the model never saw? The default model's
 # stage-one recipe (scripts/train_default_model.sh: same builds, epochs and settings) with
 # `--augment camera` and `--augment none`, two seeds each, because seed noise moves these figures
-# as much as a recipe change. PARALLEL trainings run at once (default 1; 4 on a GPU with cores to spare). Each model is
-# then measured by benchmarks/bench_real.py on PBLM and on the synthetic test builds unless BENCH=0
+# as much as a recipe change. PARALLEL trainings run at once (default 1; 4 on a GPU with cores to
+# spare). Each model is then measured by benchmarks/bench_real.py on PBLM and on the synthetic test builds unless BENCH=0
 # (PBLM is skipped with a message where ../shared/data/pblm is absent; LIMIT photos per folder,
 # default 200), and all four by benchmarks/bench_styles.py on the unseen cameras' stand-ins
 # ($RUNS/styles.txt). Writes builds to $WORK (default builds/default) and models + figures to $RUNS
