@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Does camera augmentation help on photos of cameras the model never saw? The default model's
 # stage-one recipe (scripts/train_default_model.sh: same builds, epochs and settings) with
-# `--augment camera` and `--augment none`, two seeds each, because seed noise moves these figures
-# as much as a recipe change. PARALLEL trainings run at once (default 1; 4 on a GPU with cores to
-# spare). Each model is then measured by benchmarks/bench_real.py on PBLM and on the synthetic test builds unless BENCH=0
-# (PBLM is skipped with a message where ../shared/data/pblm is absent; LIMIT photos per folder,
-# default 200), and all four by benchmarks/bench_styles.py on the unseen cameras' stand-ins
-# ($RUNS/styles.txt). Writes builds to $WORK (default builds/default) and models + figures to $RUNS
-# (default runs/compare/AUGMENT-SEED). SKIP_SYNTH=1 reuses existing builds; DEVICE, TIME_LIMIT, INIT
-# and LR as in train_default_model.sh (INIT: compare the recipes as fine-tuning of that model, e.g.
-# on a CPU: BUILDS=120 EPOCHS=3 LR=1e-4 INIT=src/slmcnn/models/default.safetensors).
+# `--augment camera` and `--augment none`, two seeds each, because seed noise moves these figures as
+# much as a recipe change. PARALLEL trainings run at once (default 1; 4 on a GPU with cores to
+# spare). Each model is then measured by benchmarks/bench_real.py on PBLM and on the synthetic test
+# builds unless BENCH=0 (PBLM is skipped with a message where ../shared/data/pblm is absent; LIMIT
+# photos per folder, default 200), and all four by benchmarks/bench_styles.py on the unseen cameras'
+# stand-ins ($RUNS/styles.txt). Writes builds to $WORK (default builds/default) and models + figures
+# to $RUNS (default runs/compare/AUGMENT-SEED). SKIP_SYNTH=1 reuses existing builds; DEVICE,
+# TIME_LIMIT, INIT and LR as in train_default_model.sh (INIT: compare the recipes as fine-tuning of
+# that model, e.g. on a CPU: BUILDS=120 EPOCHS=3 LR=1e-4
+# INIT=src/slmcnn/models/default.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
