@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-makes the shipped default model from nothing but slmcnn's own commands and these seeds: the
-# builds of scripts/synth_training_builds.sh, then two training stages. Their recoater direction is
+# builds of scripts/synth_training_builds.sh, then three training stages. Their recoater direction is
 # random, so training also turns patches by quarter turns (--turns). Writes builds to $WORK (default
 # builds/default) and runs to $RUNS (default runs/default), then copies the model into the package.
 # SKIP_SYNTH=1 reuses existing builds.
@@ -15,10 +15,13 @@
 # balanced weights raise the Error prior, and false Errors on sound layers of cameras it never saw
 # with it), on the first FINE_BUILDS training builds for FINE_EPOCHS cosine epochs at FINE_LR
 # (defaults 240, 4, 1e-4: what made v7 from v5, about 8 minutes on a 2-core CPU) into
-# $RUNS/.../fine; FINE_EPOCHS=0 ships stage one's model. BASE (a model file) skips stage one and
-# fine-tunes that model: v7 from v5 is
-#   git show 4bba8f6:src/slmcnn/models/default.safetensors > v5.safetensors
-#   BUILDS=240 BASE=v5.safetensors scripts/train_default_model.sh
+# $RUNS/.../fine; FINE_EPOCHS=0 skips it. Stage three fine-tunes the model so far the same way on
+# the LONG builds of 10 layers, where defects are seen as they age, for LONG_EPOCHS cosine epochs at
+# LONG_LR (defaults 240, 3, 1e-4: what made v8 from v7) into $RUNS/.../long; LONG_EPOCHS=0 skips it.
+# BASE (a model file) skips stage one and fine-tunes that model: v8 from v7 on a 2-core CPU is
+#   git show ef00bed:src/slmcnn/models/default.safetensors > v7.safetensors
+#   BUILDS=240 BASE=v7.safetensors FINE_EPOCHS=0 scripts/train_default_model.sh
+# (v7 itself from v5, git show 4bba8f6:..., with BUILDS=240 LONG_EPOCHS=0).
 # SHIP=0 trains stage one only, without copying into the package (scripts/compare_augmentation.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,12 +39,15 @@ FINE_BUILDS=${FINE_BUILDS:-240}
 FINE_EPOCHS=${FINE_EPOCHS:-4}
 FINE_LR=${FINE_LR:-1e-4}
 FINE_WEIGHTS=${FINE_WEIGHTS:-none}
+LONG=${LONG:-240}
+LONG_EPOCHS=${LONG_EPOCHS:-3}
+LONG_LR=${LONG_LR:-1e-4}
 limit=()
 [ -z "${TIME_LIMIT:-}" ] || limit=(--time-limit "$TIME_LIMIT")
 init=()
 [ -z "${INIT:-}" ] || init=(--init "$INIT")
 
-[ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS scripts/synth_training_builds.sh
+[ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS LONG=$LONG scripts/synth_training_builds.sh
 
 first="$RUNS/run-1"
 [ "$SEEDS" -gt 1 ] || first="$RUNS"
@@ -62,6 +68,14 @@ if [ "$FINE_EPOCHS" -gt 0 ]; then
     --patience 100 --turns --augment none --class-weights "$FINE_WEIGHTS" --device "$DEVICE" --init "$model" \
     --quiet --force
   model="$first/fine/model.safetensors"
+fi
+
+if [ "$LONG_EPOCHS" -gt 0 ]; then
+  "$SLMCNN" train "$WORK"/long/* --val "$WORK"/val/* --test "$WORK"/test/* \
+    --out "$first/long" --seed "$SEED" --lr "$LONG_LR" --schedule cosine --epochs "$LONG_EPOCHS" \
+    --patience 100 --turns --augment none --class-weights "$FINE_WEIGHTS" --device "$DEVICE" --init "$model" \
+    --quiet --force
+  model="$first/long/model.safetensors"
 fi
 
 mkdir -p src/slmcnn/models
