@@ -8,7 +8,7 @@ A tile's anomaly is its distance to the nearest memory entry divided by its posi
 above 1 it looks unlike every tile of the good layers.
 
 Chosen by measurement with model v3 (benchmarks/bench_profile.py, figures in benchmarks/README.md),
-re-measured with v5, v6 and v7 (shipped now; benchmarks/README.md). PBLM, 10 No_Defect
+re-measured with v5, v6, v7 and v8 (shipped now; benchmarks/README.md). PBLM, 10 No_Defect
 photos profiled, the 11 other distinct good photos and 150 photos of each large defect folder; a
 photo is flagged when it has an Error tile after `decide`; AUROC of the photo score (v3 / v5, v5
 with the decision rules below):
@@ -91,7 +91,9 @@ TAIL_QUANTILE = 0.9  # the tail fit uses the scores above this quantile
 TAIL_CONFIDENCE = 0.95
 MARK_MARGIN = 1.25
 MARK_MADS = 5.0
-FOREIGN = 3.0
+# A good frame's typical tile lies within 1.5x of the others' (PBLM, synthetic builds with parts;
+# models v7 and v8), a blank frame's (a covered lens) at 3.0-3.1x: 3.0 missed it with v8.
+FOREIGN = 2.5
 SCALE_FLOOR = 0.1  # a feature's standardising spread is at least this share of the median spread
 CONFIRM = 0.5  # the network's Error stays Error where the anomaly is above this (module docstring)
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
