@@ -1,6 +1,7 @@
 """Test data is generated here, never downloaded: a tiny synthetic build and a tiny model file."""
 
 import contextlib
+import importlib.util
 import io
 import subprocess
 import sys
@@ -59,6 +60,20 @@ def write_image(tmp_path):
         return path
 
     return write
+
+
+def load_benchmark(name: str):
+    """The script benchmarks/NAME.py as a module; its folder is importable while it loads, for the
+    scripts that import another benchmark (bench_real's classifier)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

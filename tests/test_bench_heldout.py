@@ -1,28 +1,19 @@
 """benchmarks/bench_heldout.py: synthetic macro F1 on fresh builds, with its spread."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from conftest import load_benchmark
 from slmcnn.labels import ERROR, OBJECT, POWDER, LabelRule
 from slmcnn.synth import SynthSettings, generate_build
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_heldout.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_heldout", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH.parent))
+    return load_benchmark("bench_heldout")
 
 
 class Bright:

@@ -1,6 +1,5 @@
 """benchmarks/bench_real.py on generated photos laid out as the PBLM data set, and on a synth build."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,17 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import load_benchmark
 from slmcnn.images import read
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_real.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_real", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_real")
 
 
 def _frame(layer: np.ndarray, seed: int) -> np.ndarray:

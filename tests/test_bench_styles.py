@@ -1,26 +1,17 @@
 """benchmarks/bench_styles.py: the issue's unseen-camera figures on synthetic stand-ins."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from slmcnn.labels import ERROR, OBJECT, POWDER
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_styles.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_styles", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCH.parent))
+    return load_benchmark("bench_styles")
 
 
 class Fixed:
