@@ -24,7 +24,8 @@ TIME_LIMIT=${TIME_LIMIT:-}
 PARALLEL=${PARALLEL:-1}
 BENCH=${BENCH:-1}
 LIMIT=${LIMIT:-200}
-export SLMCNN WORK BUILDS EPOCHS DEVICE TIME_LIMIT INIT LR
+LONG=${LONG:-0}  # stage one only: the long builds of stage three are not needed
+export SLMCNN WORK BUILDS LONG EPOCHS DEVICE TIME_LIMIT INIT LR
 
 [ -n "${SKIP_SYNTH:-}" ] || scripts/synth_training_builds.sh
 
