@@ -59,15 +59,13 @@ def folder_builds(folders: list[Path]):
         layers = image_io.list_images([folder / "layers"])
         if not layers:
             raise SystemExit(f"bench_heldout.py: {folder}: no layer photos in layers/")
-        for path in layers:
-            if not (folder / "masks" / (path.stem + ".png")).is_file():
+        masks = [folder / "masks" / (path.stem + ".png") for path in layers]
+        for path, mask in zip(layers, masks):
+            if not mask.is_file():
                 raise SystemExit(f"bench_heldout.py: {folder}: {path.name} has no mask in masks/")
         yield (
             folder.name,
-            (
-                (image_io.to_uint8(image_io.read(p)), image_io.read(folder / "masks" / (p.stem + ".png"))[..., 0])
-                for p in layers
-            ),
+            ((image_io.to_uint8(image_io.read(p)), image_io.read(m)[..., 0]) for p, m in zip(layers, masks)),
         )
 
 
@@ -128,12 +126,12 @@ def spread(per_build: list[np.ndarray], group: int, seed: int = 0) -> dict:
 
 
 def summary(per_build: dict, group: int) -> dict:
-    clear = np.stack(per_build["clear"])
-    result = scores(clear.sum(0))
+    clear = np.sum(per_build["clear"], axis=0)
+    result = scores(clear)
     result["tiles"] = int(clear.sum())
     result.update(spread(per_build["clear"], group))
-    result["macro_f1_all_tiles"] = scores(np.stack(per_build["all"]).sum(0))["macro_f1"]
-    result["confusion"] = clear.sum(0).tolist()
+    result["macro_f1_all_tiles"] = scores(np.sum(per_build["all"], axis=0))["macro_f1"]
+    result["confusion"] = clear.tolist()
     return result
 
 

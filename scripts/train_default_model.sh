@@ -61,22 +61,21 @@ else
   model="$first/model.safetensors"
 fi
 
+fine_tune() { # stage epochs lr builds...: fine-tune $model on the builds into $first/stage
+  local stage=$1 epochs=$2 lr=$3
+  shift 3
+  "$SLMCNN" train "$@" --val "$WORK"/val/* --test "$WORK"/test/* \
+    --out "$first/$stage" --seed "$SEED" --lr "$lr" --schedule cosine --epochs "$epochs" \
+    --patience 100 --turns --augment none --class-weights "$FINE_WEIGHTS" --device "$DEVICE" --init "$model" \
+    --quiet --force
+  model="$first/$stage/model.safetensors"
+}
+
 if [ "$FINE_EPOCHS" -gt 0 ]; then
   mapfile -t fine_builds < <(printf '%s\n' "$WORK"/train/* | sort -V | head -n "$FINE_BUILDS")
-  "$SLMCNN" train "${fine_builds[@]}" --val "$WORK"/val/* --test "$WORK"/test/* \
-    --out "$first/fine" --seed "$SEED" --lr "$FINE_LR" --schedule cosine --epochs "$FINE_EPOCHS" \
-    --patience 100 --turns --augment none --class-weights "$FINE_WEIGHTS" --device "$DEVICE" --init "$model" \
-    --quiet --force
-  model="$first/fine/model.safetensors"
+  fine_tune fine "$FINE_EPOCHS" "$FINE_LR" "${fine_builds[@]}"
 fi
-
-if [ "$LONG_EPOCHS" -gt 0 ]; then
-  "$SLMCNN" train "$WORK"/long/* --val "$WORK"/val/* --test "$WORK"/test/* \
-    --out "$first/long" --seed "$SEED" --lr "$LONG_LR" --schedule cosine --epochs "$LONG_EPOCHS" \
-    --patience 100 --turns --augment none --class-weights "$FINE_WEIGHTS" --device "$DEVICE" --init "$model" \
-    --quiet --force
-  model="$first/long/model.safetensors"
-fi
+[ "$LONG_EPOCHS" -eq 0 ] || fine_tune long "$LONG_EPOCHS" "$LONG_LR" "$WORK"/long/*
 
 mkdir -p src/slmcnn/models
 cp "$model" src/slmcnn/models/default.safetensors
