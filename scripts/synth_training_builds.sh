@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The synthetic builds the default model is trained, validated and tested on, made by slmcnn's own
 # `synth` from fixed seeds: BUILDS training builds of 3 layers (seeds 1000...), LONG training builds
-# of 10 layers (4000..., default 240), 6 validation builds of 6 layers (2000-2005) and 9 test builds
+# of 10 layers (4000..., default 480), 6 validation builds of 6 layers (2000-2005) and 9 test builds
 # of 10 layers (3000-3008), JOBS at a time (default: every core). Many short builds rather than a few
 # long ones: every build draws its own camera look (dark to bright, grainy, JPEG, walls, light
 # gradient), photo kind (after recoating or after exposure), bed scale, part mix and defects, and
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SLMCNN=${SLMCNN:-.venv/bin/slmcnn}
 WORK=${WORK:-builds/default}
 BUILDS=${BUILDS:-480}
-LONG=${LONG:-240}
+LONG=${LONG:-480}
 JOBS=${JOBS:-$(nproc)}
 
 synth() { # split layers seed: one build, quietly

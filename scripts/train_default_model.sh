@@ -17,8 +17,9 @@
 # (defaults 240, 4, 1e-4: what made v7 from v5, about 8 minutes on a 2-core CPU) into
 # $RUNS/.../fine; FINE_EPOCHS=0 skips it. Stage three fine-tunes the model so far the same way on
 # the LONG builds of 10 layers, where defects are seen as they age, for LONG_EPOCHS cosine epochs at
-# LONG_LR (defaults 240, 3, 1e-4: what made v8 from v7) into $RUNS/.../long; LONG_EPOCHS=0 skips it.
-# BASE (a model file) skips stage one and fine-tunes that model: v8 from v7 on a 2-core CPU is
+# LONG_LR (defaults 480, 3, 1e-4: what made v9 from v7, about 48 minutes on a 2-core CPU; v8 was
+# LONG=240) into $RUNS/.../long; LONG_EPOCHS=0 skips it.
+# BASE (a model file) skips stage one and fine-tunes that model: v9 from v7 on a 2-core CPU is
 #   git show ef00bed:src/slmcnn/models/default.safetensors > v7.safetensors
 #   BUILDS=240 BASE=v7.safetensors FINE_EPOCHS=0 scripts/train_default_model.sh
 # (v7 itself from v5, git show 4bba8f6:..., with BUILDS=240 LONG_EPOCHS=0).
@@ -39,7 +40,7 @@ FINE_BUILDS=${FINE_BUILDS:-240}
 FINE_EPOCHS=${FINE_EPOCHS:-4}
 FINE_LR=${FINE_LR:-1e-4}
 FINE_WEIGHTS=${FINE_WEIGHTS:-none}
-LONG=${LONG:-240}
+LONG=${LONG:-480}
 LONG_EPOCHS=${LONG_EPOCHS:-3}
 LONG_LR=${LONG_LR:-1e-4}
 limit=()
