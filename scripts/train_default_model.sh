@@ -48,6 +48,7 @@ limit=()
 init=()
 [ -z "${INIT:-}" ] || init=(--init "$INIT")
 
+[ "$LONG_EPOCHS" -gt 0 ] || LONG=0  # no stage three: its long builds are not needed
 [ -n "${SKIP_SYNTH:-}" ] || SLMCNN=$SLMCNN WORK=$WORK BUILDS=$BUILDS LONG=$LONG scripts/synth_training_builds.sh
 
 first="$RUNS/run-1"
