@@ -14,7 +14,6 @@ from slmcnn.profile import (
     ERROR,
     OBJECT,
     POWDER,
-    ProfileBackend,
     ProfileError,
     arrays_path,
     build_profile,
@@ -25,6 +24,7 @@ from slmcnn.profile import (
     update_camera,
     update_profile,
 )
+from slmcnn.profile_backend import ProfileBackend
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
 from slmcnn.tiles import tile
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from slmcnn.explain import Explanation
     from slmcnn.metrics import Report
     from slmcnn.predict import LayerInput, LayerResult
+    from slmcnn.profile import CameraProfile
 
 __all__ = [
     "CLASSES",
@@ -112,26 +113,36 @@ def predict_layers(
     *,
     backend: str | Backend = "auto",
     stride: int | None = None,
-    camera: CameraCalibration | str | Path | None = None,
+    camera: CameraCalibration | CameraProfile | str | Path | None = None,
+    adapt: int | None = None,
+    error_threshold: float | None = None,
     workers: int = 2,
-) -> list[LayerResult]:
-    """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list).
-    `camera` is a calibration (or its file) that straightens raw frames first."""
+    stream: bool = False,
+) -> list[LayerResult] | Iterator[LayerResult]:
+    """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list), in
+    build order. `camera` is a camera.json, a calibration or a profile, applied exactly as
+    `predict-layer --camera` does: frames straightened, the profile judging each tile, and the
+    first `adapt` layers of each build (default 5 with a profile) learned into a build memory that
+    judges the later ones (`error_threshold`: the sensitivity). A build is one folder of files (all
+    arrays are one build). With `stream`, results are yielded as each layer is done."""
+    from slmcnn.engine import create_engine
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
     from slmcnn.predict import layer_inputs
 
     net = _model(model)
     items = list(layer_inputs(layers))
-    engine = create_backend(net, backend, layers=len(items)) if isinstance(backend, str) else backend
+    engine = create_engine(net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items))
     name = Path(getattr(net, "source", "")).name
-    options = RunOptions(stride=stride, camera=camera, workers=workers, model_name=name)
-    results = []
-    for outcome in run_layers(items, engine, options, model=net):
-        if outcome.error is not None:
-            raise ImageReadError(outcome.error)
-        results.append(outcome.result)
-    return results
+    options = RunOptions(stride=stride, camera=engine.calibration, workers=workers, model_name=name)
+
+    def results() -> Iterator[LayerResult]:
+        for outcome in run_layers(items, engine.backend, options, model=net):
+            if outcome.error is not None:
+                raise ImageReadError(outcome.error)
+            yield outcome.result
+
+    return results() if stream else list(results())
 
 
 def explain_patches(
@@ -194,18 +205,50 @@ def train(
 
 
 def calibrate(
-    frame: str | Path | np.ndarray,
+    frame: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
     corners: Sequence[Sequence[float]] | None = None,
     size: int = 768,
     bed_mm: float | None = None,
     ignore: Sequence[Sequence[Sequence[float]]] = (),
-) -> CameraCalibration:
-    """A camera calibration for raw frames: the bed's corners (found in `frame` unless given),
-    the side of the straightened bed in pixels (and mm), and polygons to ignore."""
-    from slmcnn import images
-    from slmcnn.camera import CameraCalibration, detect_corners, order_corners
+    *,
+    model: torch.nn.Module | str | Path | None = None,
+    full_frame: bool = False,
+    error_threshold: float | None = None,
+    previous: CameraCalibration | None = None,
+    progress: bool = False,
+) -> CameraCalibration | CameraProfile | None:
+    """A camera for raw frames, as `slmcnn calibrate`. One frame: its calibration (the bed's corners,
+    found unless given; the side of the straightened bed in pixels and mm; polygons to ignore), or
+    None with `full_frame`. Several frames of good layers (4 or more): a camera profile learned from
+    them with `model` (its `calibration` is the first frame's), with `error_threshold` as its stored
+    sensitivity. A doubtful bed outline (`camera.bed_doubts`, against `previous` too) is logged as a
+    warning; save with `slmcnn.profile.save_camera` or `CameraCalibration.save`."""
+    import logging
 
-    if corners is None:
-        corners = detect_corners(images.read(frame) if isinstance(frame, str | Path) else frame)
-    ordered = order_corners(corners).round(2).tolist()
-    return CameraCalibration(ordered, size, bed_mm, [list(map(list, p)) for p in ignore])
+    from slmcnn import images
+    from slmcnn.camera import CameraCalibration, bed_doubts, detect_corners, order_corners
+    from slmcnn.errors import SettingsError
+    from slmcnn.validate import number
+
+    frames = list(frame) if isinstance(frame, list | tuple) else [frame]
+    if not frames:
+        raise SettingsError("`frame`: give at least one frame")
+    number(error_threshold, "error_threshold", 0.05, 100, optional=True)
+    calibration = None
+    if not full_frame:
+        first = images.read(frames[0]) if isinstance(frames[0], str | Path) else frames[0]
+        found = detect_corners(first) if corners is None else corners
+        ordered = order_corners(found).round(2).tolist()
+        calibration = CameraCalibration(ordered, size, bed_mm, [list(map(list, p)) for p in ignore])
+        for doubt in bed_doubts(first.shape, ordered, previous):
+            logging.getLogger("slmcnn.camera").warning("doubtful bed: %s", doubt)
+    if len(frames) == 1:
+        if full_frame:
+            raise SettingsError("`full_frame` with one frame: a camera profile needs several good frames")
+        return calibration
+    from slmcnn.profile import build_profile
+
+    profile = build_profile(frames, calibration, _model(model), progress=progress)
+    if error_threshold is not None:
+        profile.meta["error_threshold"] = error_threshold
+    return profile

@@ -137,6 +137,48 @@ def detect_corners(frame: np.ndarray) -> np.ndarray:
     return _fit_sides(cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.5), quad)
 
 
+MOVED = 0.05  # of the frame's diagonal: corners farther than this from the last calibration's moved
+SQUARE = 1.6  # opposite or neighbouring sides longer than this ratio: not a (square) bed seen at an angle
+
+
+def bed_doubts(frame_shape: tuple[int, ...], corners, previous: "CameraCalibration | None" = None) -> list[str]:
+    """Why a bed outline is doubtful, each with what to do: corners outside the frame, a side along
+    the frame's edge (the outline ran into the machine), sides too unequal for a square bed (a rail
+    or the recoater taken in), or corners far from the last good calibration's."""
+    height, width = frame_shape[:2]
+    quad = np.asarray(corners, np.float64)
+    fix = "check the preview and give --corners (or click them in the app)"
+    doubts = []
+    outside = [f"({x:.0f}, {y:.0f})" for x, y in quad if not (0 <= x <= width - 1 and 0 <= y <= height - 1)]
+    if outside:
+        doubts.append(f"corner(s) {', '.join(outside)} lie outside the {width}x{height} frame: {fix}")
+    margin = 0.01 * max(height, width)
+    names = ("top", "right", "bottom", "left")
+    for i, name in enumerate(names):
+        a, b = quad[i], quad[(i + 1) % 4]
+        on_edge = (max(a[0], b[0]) < margin or min(a[0], b[0]) > width - 1 - margin) if name in ("right", "left") else (
+            max(a[1], b[1]) < margin or min(a[1], b[1]) > height - 1 - margin
+        )  # fmt: skip
+        if on_edge:
+            doubts.append(
+                f"the {name} side runs along the frame's edge: the bed may reach out of view or the outline took in the machine; {fix}"
+            )
+    sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+    if sides.max() > SQUARE * sides.min():
+        doubts.append(
+            f"the sides are {sides.min():.0f}-{sides.max():.0f} px, too unequal for a bed seen at a moderate angle: "
+            f"the outline may include the recoater, the frame or a rail; {fix}"
+        )
+    if previous is not None:
+        moved = float(np.linalg.norm(quad - np.asarray(previous.corners), axis=1).max())
+        if moved > MOVED * float(np.hypot(height, width)):
+            doubts.append(
+                f"a corner lies {moved:.0f} px from the last calibration's: the camera moved, or the outline is "
+                f"something else; {fix}"
+            )
+    return doubts
+
+
 def _fit_sides(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """Refine a coarse quadrilateral: along each side, find the strongest brightness step across it
     (away from the corners, which rounded plate corners would pull inwards), fit a line through

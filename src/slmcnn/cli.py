@@ -17,6 +17,7 @@ from slmcnn.options import OPTIONS
 
 FLAGS = {"flips=False": "--no-flips"}
 COMMAND_FLAGS = {"predict-patches": {"precision": "--ig-precision"}}
+SENSITIVITIES = (0.8, 1.0, 1.25, 1.5)  # --error-threshold values whose expected false-alarm rate calibrate prints
 SYNTH_FLAGS = ("layers", "seed", "size", "patch", "direction", "keep_ambiguous")  # SynthSettings with flags
 
 
@@ -39,19 +40,25 @@ def _pick(args, settings_class, **more):
 
 
 def _engine(args, layers: int | None = None, patches: int | None = None, **options):
-    """The model, its backend and the RunOptions the arguments ask for."""
+    """The model, its backend (with the camera profile and build memory the arguments ask for) and
+    the RunOptions: `engine.create_engine`, as the Python API uses it."""
+    from slmcnn.engine import create_engine
     from slmcnn.pipeline import RunOptions
 
     model = slmcnn.load_model(args.model)
-    backend = slmcnn.create_backend(model, args.backend, args.precision, layers=layers, patches=patches)
-    if getattr(args, "camera", None):  # a camera.json with a profile: one network pass for classes and anomaly
-        from slmcnn.profile import ProfileBackend, load_camera
-
-        options["camera"], profile = load_camera(args.camera)
-        if profile is not None:
-            backend = ProfileBackend(profile, model)
+    engine = create_engine(
+        model,
+        args.backend,
+        args.precision,
+        camera=getattr(args, "camera", None),
+        adapt=getattr(args, "adapt", None),
+        error_threshold=getattr(args, "error_threshold", None),
+        layers=layers,
+        patches=patches,
+    )
     patch = getattr(args, "patch", None) or model.info.patch
-    return model, backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
+    options["camera"] = engine.calibration
+    return model, engine.backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
 
 
 def cmd_predict_layer(args) -> int:
@@ -144,7 +151,7 @@ def cmd_monitor(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from slmcnn import profile as camera_profile
-    from slmcnn.camera import points, preview
+    from slmcnn.camera import CameraCalibration, points, preview
     from slmcnn.images import read, write_png
 
     if args.update:
@@ -152,22 +159,39 @@ def cmd_calibrate(args) -> int:
         print(f"{updated.summary()}\nwrote {args.update}")
         return 0
     shown = Path(args.out).with_suffix(".preview.png")
+    previous = _previous_calibration(Path(args.out), CameraCalibration)
     out, shown = (check_new(p, args.force, args.frame) for p in (args.out, shown))
     corners = points(args.corners, "--corners", 4) if args.corners else None
-    frame, ignore = read(args.frame[0]), [points(p, "--ignore") for p in args.ignore]
-    calibration = None if args.full_frame else slmcnn.calibrate(frame, corners, args.size, args.bed_mm, ignore)
-    if len(args.frame) == 1 and calibration is not None:
+    ignore = [points(p, "--ignore") for p in args.ignore]
+    built = slmcnn.calibrate(
+        args.frame if len(args.frame) > 1 else args.frame[0], corners, args.size, args.bed_mm, ignore,
+        model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
+        progress=True,
+    )  # fmt: skip
+    calibration = built.calibration if isinstance(built, camera_profile.CameraProfile) else built
+    if calibration is not None:
+        write_png(shown, preview(read(args.frame[0]), calibration))
+    if not isinstance(built, camera_profile.CameraProfile):
         calibration.save(out)
-        write_png(shown, preview(frame, calibration))
         print(f"corners {calibration.corners}\nwrote {out} and {shown}")
         return 0
-    model = slmcnn.load_model(args.model)
-    built = camera_profile.build_profile(args.frame, calibration, model, progress=True)
     camera_profile.save_camera(out, calibration, built, force=True)
-    if calibration is not None:
-        write_png(shown, preview(frame, calibration))
-    print(f"{built.summary()}\nwrote {out} and {camera_profile.arrays_path(out).name}")
+    rates = ", ".join(f"{t:g}: {built.expected_false_tiles(t):.2f}" for t in SENSITIVITIES)
+    print(
+        f"{built.summary()}\nexpected false Error tiles per 100 sound layers by --error-threshold ({rates}); ", end=""
+    )
+    print(f"stored {built.error_threshold:g}")
+    written = f"{out}, {camera_profile.arrays_path(out).name}" + (f" and {shown}" if calibration is not None else "")
+    print(f"wrote {written}")
     return 0
+
+
+def _previous_calibration(path: Path, kind):
+    """The calibration an earlier `calibrate` wrote to `path`, to compare a new bed outline with."""
+    try:
+        return kind.load(path) if path.is_file() else None
+    except SlmcnnError:
+        return None
 
 
 def cmd_report(args) -> int:

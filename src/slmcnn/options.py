@@ -10,7 +10,11 @@ BACKEND = [
     ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
 ]
 LIMITS = [("--max-megapixels", dict(type=float, help="refuse images larger than this, from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
-CAMERA = [("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous (above 1, and above its layer's level where the whole layer is farther from the good ones, as after a gain change) unless it is beside a tile the network calls Object (the powder around a part is the network's call), the network's Error stays Error when its anomaly is above 0.5 or when it shares an edge with a tile that is Error so (defects reach over neighbouring tiles; a lone Error on a tile like the good layers' is this camera's look), Object stays Object"))]
+CAMERA = [
+    ("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous (above 1, and above its layer's level where the whole layer is farther from the good ones, as after a gain change) unless it is beside a tile the network calls Object (the powder around a part is the network's call), the network's Error stays Error when its anomaly is above 0.5 or when it shares an edge with a tile that is Error so (defects reach over neighbouring tiles; a lone Error on a tile like the good layers' is this camera's look), Object stays Object")),
+    ("--adapt", dict(type=int, metavar="N", help="learn the first N layers of each build into a build memory on top of the camera profile, and judge later layers against camera + build; the memory keeps learning sound tiles, never one judged Error, and a first-layer tile the profile calls clearly anomalous is not learned but reported (default 5 with a camera profile; 0: off; without --camera at least 4, the build memory alone). The first N layers are judged by the profile alone (without one, the network alone); a build is one input folder (monitor: as it tells builds apart)")),
+    ("--error-threshold", dict(type=float, metavar="T", help="sensitivity: a tile is anomalous when its distance is over T times its threshold (default: the camera's, 1.0 unless `calibrate --error-threshold` stored another; at 1.0 a profile expects about 1 false Error tile per 100 sound layers of the camera it learned, and calibrate prints the rate at 0.8, 1.0, 1.25 and 1.5). Above 1: fewer false alarms, more misses; needs a camera profile or --adapt")),
+]
 MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
 FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
 OPTIONS = {
@@ -94,6 +98,7 @@ OPTIONS = {
         ("--size", dict(type=int, default=768, help="side of the straightened bed in pixels")),
         ("--bed-mm", dict(type=float, help="side of the bed in mm, so reports can speak in mm")),
         ("--ignore", dict(action="append", default=[], metavar="X1,Y1,X2,Y2,...", help="a polygon (raw-frame pixels) to ignore; may be repeated")),
+        ("--error-threshold", dict(type=float, metavar="T", help="the camera's sensitivity, stored in camera.json (default 1.0: about 1 false Error tile per 100 sound layers of the profiled camera; above 1 fewer alarms and more misses; calibrate prints the expected rate at 0.8, 1.0, 1.25 and 1.5)")),
         ("--force", dict(action="store_true", help="replace an existing calibration file")),
     ],
     "monitor": [

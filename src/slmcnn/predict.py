@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ class LayerResult:
     camera: CameraCalibration | None = None
     ignored: np.ndarray | None = None  # per tile, row-major: mostly in an ignored area
     anomaly: np.ndarray | None = None  # per tile, row-major: an extra score (e.g. a camera profile's)
+    adaptation: Any = None  # adapt.Adaptation: the layer's place in its build's adaptation, when adapting
 
     @property
     def tile_classes(self) -> np.ndarray:
@@ -78,6 +80,8 @@ class LayerResult:
             doc["ignored_tiles"] = int(self.ignored.sum())
         if self.anomaly is not None:
             doc["anomaly"] = np.round(self.anomaly.reshape(rows, cols), 5).tolist()
+        if self.adaptation is not None:
+            doc["adaptation"] = self.adaptation.to_json()
         return doc
 
 
@@ -159,6 +163,9 @@ class Predictor:
         side = self.patch if self.camera is None else max(self.patch, self.camera.size)
         height, width = getattr(self.backend, "frame_shape", None) or (side, side)
         list(self.predict([("warm-up", np.zeros((height, width, 3), np.uint8))]))
+        new_build = getattr(self.backend, "new_build", None)
+        if new_build is not None:  # the blank frame is no layer of the build
+            new_build()
 
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
         """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run."""
@@ -204,9 +211,9 @@ class Predictor:
             else:
                 layer_probs = probs[offset : offset + len(patches)]
                 offset += len(patches)
-            anomaly = None
+            anomaly = adaptation = None
             if self.finish_layer is not None:
-                layer_probs, anomaly = self.finish_layer(layer_probs, where, str(path))
+                layer_probs, anomaly, adaptation = self.finish_layer(layer_probs, where, str(path))
             class_map, ignored = classify_pixels(where, layer_probs, self.ignore)
             yield LayerResult(
                 path,
@@ -219,4 +226,5 @@ class Predictor:
                 self.camera,
                 ignored,
                 anomaly,
+                adaptation,
             )

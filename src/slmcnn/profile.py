@@ -96,6 +96,7 @@ MARK_MADS = 5.0
 FOREIGN = 2.5
 SCALE_FLOOR = 0.1  # a feature's standardising spread is at least this share of the median spread
 CONFIRM = 0.5  # the network's Error stays Error where the anomaly is above this (module docstring)
+ERROR_THRESHOLD = 1.0  # default sensitivity: anomaly over the fitted threshold (calibrate --error-threshold)
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
 ERROR, OBJECT, POWDER = 2, 1, 0
 
@@ -407,12 +408,41 @@ class CameraProfile:
         """Score the tiles of a layer whose features (`FeatureNet`) are known already."""
         return self.decide_tiles(probabilities, self.distances(features), confirm)
 
-    def decide_tiles(self, probabilities: np.ndarray, distance: np.ndarray, confirm: float | None = None) -> TileScores:
-        """A layer's decision (`decide`) from the network's probabilities and the tiles' distances."""
-        anomaly = distance / self.thresholds
+    @property
+    def error_threshold(self) -> float:
+        """The camera's sensitivity: a tile's distance is over its threshold times this (1.0 unless
+        `calibrate --error-threshold` stored another)."""
+        return float(self.meta.get("error_threshold", ERROR_THRESHOLD))
+
+    def decide_tiles(
+        self,
+        probabilities: np.ndarray,
+        distance: np.ndarray,
+        confirm: float | None = None,
+        error_threshold: float | None = None,
+    ) -> TileScores:
+        """A layer's decision (`decide`) from the network's probabilities and the tiles' distances,
+        at `error_threshold` (default: the camera's): above 1 fewer alarms and more misses."""
+        sensitivity = self.error_threshold if error_threshold is None else error_threshold
+        anomaly = distance / (self.thresholds * sensitivity)
+        return self.decide_anomaly(probabilities, anomaly, confirm, self.typical / sensitivity)
+
+    def decide_anomaly(
+        self, probabilities: np.ndarray, anomaly: np.ndarray, confirm: float | None = None, typical: float | None = None
+    ) -> TileScores:
+        """A layer's decision (`decide`) from the network's probabilities and the tiles' anomaly."""
         confirm = self.meta.get("confirm", CONFIRM) if confirm is None else confirm
-        classes = decide(probabilities, anomaly, confirm, grid_shape=tuple(self.grid_shape), typical=self.typical)
+        typical = self.typical if typical is None else typical
+        classes = decide(probabilities, anomaly, confirm, grid_shape=tuple(self.grid_shape), typical=typical)
         return TileScores(anomaly, classes, _on_top(probabilities, classes), probabilities.argmax(1))
+
+    def expected_false_tiles(self, error_threshold: float | None = None) -> float:
+        """Expected false Error tiles per 100 sound layers of this camera at a sensitivity, from the
+        tail fitted to the good frames' left-out scores (the figure `--help` and calibrate print)."""
+        tail = self.meta["estimate"]["tail"]
+        sensitivity = self.error_threshold if error_threshold is None else error_threshold
+        fit = (tail["u"], tail["q"], tail["beta"])
+        return float(100 * tail_probability(fit, self.thresholds * sensitivity).sum())
 
     def score_frame(self, frame: np.ndarray, model: torch.nn.Module, **kwargs) -> TileScores:
         """Score a raw frame: straighten, tile, score."""
@@ -427,41 +457,6 @@ class CameraProfile:
             f"(left-out good tiles over threshold: {estimate['left_out_tiles_over']} of "
             f"{self.left_out.size})"
         )
-
-
-class ProfileBackend:
-    """A layer backend (`backends.Backend`) that runs the network once for both the class
-    probabilities and the profile's features, so the profile costs only its nearest-neighbour
-    search. The Predictor hands it each layer's probabilities once the layer is classified
-    (`finish_layer`, whole layers or strips alike): it returns the decided probabilities (`decide`,
-    with the layer's tile neighbours; a changed tile's decided class on top) and the tiles' anomaly."""
-
-    name = "torch+profile"
-
-    def __init__(self, profile: "CameraProfile", model: torch.nn.Module, confirm: float | None = None):
-        self.profile, self.model = profile, model
-        self.net = profile.feature_net(model)
-        self.confirm = confirm
-        self.frame_shape = tuple(profile.frame_shape)  # the Predictor warms up on a blank frame of this size
-        self._distance = np.zeros(0, np.float32)  # tiles classified, their layer not finished yet
-
-    def probabilities(self, patches: np.ndarray) -> np.ndarray:
-        probs, features = self.net(patches)
-        self._distance = np.concatenate([self._distance, self.profile.distances(features)])
-        return probs
-
-    def finish_layer(self, probabilities: np.ndarray, grid, name: str = "") -> tuple[np.ndarray, np.ndarray]:
-        """The decided probabilities and the anomaly of one layer's tiles (row-major), classified
-        by `probabilities` in layer order."""
-        n = len(probabilities)
-        distance, self._distance = self._distance[:n], self._distance[n:]
-        if tuple(grid.shape) != tuple(self.profile.grid_shape):
-            raise ProfileError(
-                f"{name}: a layer of {grid.shape[0]}x{grid.shape[1]} tiles, the camera profile has "
-                f"{self.profile.grid_shape[0]}x{self.profile.grid_shape[1]} (its frame size, stride = patch)"
-            )
-        scores = self.profile.decide_tiles(probabilities, distance, self.confirm)
-        return scores.probabilities, scores.anomaly.astype(np.float32)
 
 
 def _frame_arrays(frames: Iterable) -> Iterable[tuple[str, np.ndarray]]:
@@ -578,22 +573,35 @@ def profile_from_features(
 ) -> CameraProfile:
     """The profile of good frames whose (frames, tiles, locations, D) `FeatureNet` features are
     known, with its thresholds."""
-    frames, (rows, cols) = len(features), grid_shape
+    profile = empty_profile(features, grid_shape, model, calibration, frame_shape, precision, coreset)
+    profile = extend_profile(profile, features, seed=seed)
+    _set_thresholds(profile)
+    return profile
+
+
+def empty_profile(
+    features: np.ndarray,
+    grid_shape: tuple[int, int],
+    model: torch.nn.Module,
+    calibration: CameraCalibration | None,
+    frame_shape: tuple[int, int],
+    precision: str,
+    coreset: int = CORESET,
+) -> CameraProfile:
+    """A profile with the feature standardisation of these (frames, tiles, locations, D) features
+    and nothing in its memory yet (`extend_profile` fills it)."""
+    rows, cols = grid_shape
     flat = features.reshape(-1, features.shape[-1])
-    mean, scale = flat.mean(0), feature_scale(flat)
-    points = ((flat - mean) / scale).astype(np.float32)
-    frame_of = np.repeat(np.arange(frames), len(points) // frames)
-    keep = greedy_coreset(torch.from_numpy(points), coreset, seed).numpy()
-    profile = CameraProfile(
+    return CameraProfile(
         calibration,
         tuple(frame_shape),
         (rows, cols),
         model.spec.patch,
         {"arch": getattr(model, "arch", type(model).__name__), "sha256": model_identity(model)},
-        mean.astype(np.float32),
-        scale.astype(np.float32),
-        points[keep],
-        frame_of[keep].astype(np.int32),
+        flat.mean(0).astype(np.float32),
+        feature_scale(flat).astype(np.float32),
+        np.zeros((0, flat.shape[1]), np.float32),
+        np.zeros(0, np.int32),
         np.zeros((0, rows * cols), np.float32),
         np.zeros(rows * cols, np.float32),
         {
@@ -604,9 +612,31 @@ def profile_from_features(
             "taps": list(TAPS),
         },
     )
-    profile.left_out = _left_out(profile, features, np.arange(frames))
-    _set_thresholds(profile)
-    return profile
+
+
+def extend_profile(
+    profile: CameraProfile, features: np.ndarray, keep: np.ndarray | None = None, seed: int = 0
+) -> CameraProfile:
+    """A copy of the profile with more good frames: the `keep` tiles ((frames, tiles) mask, default
+    all) of their (frames, tiles, locations, D) features join the memory (coreset again), and each
+    frame is scored against the memory without its fold. A tile left out of the memory (a defect)
+    counts as its frame's median kept tile in the left-out scores, so it cannot raise the
+    thresholds. The feature standardisation is kept, so earlier left-out scores stay valid; the
+    thresholds are the caller's to fit again (`_set_thresholds`)."""
+    first, count = profile.frames, len(features)
+    keep = np.ones(features.shape[:2], bool) if keep is None else keep
+    ids = np.arange(first, first + count)
+    standard = ((features - profile.mean) / profile.scale).astype(np.float32)
+    points = np.concatenate([profile.memory, standard[keep].reshape(-1, standard.shape[-1])])
+    tile_frame = np.broadcast_to(ids[:, None], keep.shape)[keep]
+    frame_of = np.concatenate([profile.memory_frame, np.repeat(tile_frame, features.shape[2])])
+    chosen = greedy_coreset(torch.from_numpy(points), profile.meta.get("coreset", CORESET), seed).numpy()
+    updated = replace(profile, memory=points[chosen], memory_frame=frame_of[chosen].astype(np.int32), _nets={})
+    updated.meta = dict(profile.meta)
+    scores = _left_out(updated, features, ids)
+    typical = np.array([np.median(row[k]) if k.any() else 0.0 for row, k in zip(scores, keep)], np.float32)
+    updated.left_out = np.concatenate([profile.left_out, np.where(keep, scores, typical[:, None])])
+    return updated
 
 
 def _set_thresholds(profile: CameraProfile) -> None:
@@ -626,17 +656,7 @@ def update_profile(
     _, grid_shape, features = _extract(frames, profile.calibration, net, profile.patch, profile.frame_shape, progress)
     if grid_shape != tuple(profile.grid_shape):
         raise ProfileError(f"new frames give {grid_shape} tiles, the profile has {tuple(profile.grid_shape)}")
-    first = profile.frames
-    standard = ((features - profile.mean) / profile.scale).astype(np.float32)
-    points = np.concatenate([profile.memory, standard.reshape(-1, standard.shape[-1])])
-    frame_of = np.concatenate(
-        [profile.memory_frame, np.repeat(np.arange(first, first + len(frames)), standard.shape[1] * standard.shape[2])]
-    )
-    keep = greedy_coreset(torch.from_numpy(points), profile.meta.get("coreset", CORESET)).numpy()
-    updated = replace(profile, memory=points[keep], memory_frame=frame_of[keep].astype(np.int32), _nets={})
-    new_scores = _left_out(updated, features, np.arange(first, first + len(frames)))
-    updated.left_out = np.concatenate([profile.left_out, new_scores])
-    updated.meta = dict(profile.meta)
+    updated = extend_profile(profile, features)
     _set_thresholds(updated)
     updated.meta["seconds"] = round(profile.meta.get("seconds", 0) + time.perf_counter() - started, 2)
     return updated

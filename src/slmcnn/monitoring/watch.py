@@ -136,6 +136,7 @@ class Monitor:
         self.stored = db.stored_files(self.key)
         self.digests: dict[tuple[str, int, float], str] = {}
         self._use(db.open_build(self.key, config.build, self.options.model_name))
+        self._relearn()
         self.events: queue.Queue = queue.Queue()
 
     def _use(self, build) -> None:
@@ -143,6 +144,32 @@ class Monitor:
         first = self.db.builds(self.key)[0].id == build.id
         if self.files:
             self.files.prefix = "" if first else f"build{build.id}_"
+
+    def _relearn(self) -> None:
+        """A monitor started again in the middle of a build: its build memory (adapt.BuildMemory)
+        learns the build's stored layers again, in order, so later layers are judged as before."""
+        backend = self.pipeline.predictor.backend
+        if getattr(backend, "memory", None) is None:
+            return
+        backend.new_build()
+        mine = [
+            name
+            for name, rows in self.stored.items()
+            if any(r.build_id == self.build.id and r.status == "done" for r in rows)
+        ]
+        paths = sorted(
+            (p for p in (self.watch_dir / name for name in mine) if p.is_file()),
+            key=lambda p: layer_order(p, self.pattern),
+        )
+        if len(paths) < len(mine):
+            log.warning(
+                "build memory: %d stored layer(s) of this build are gone from the folder", len(mine) - len(paths)
+            )
+        for item in self.pipeline.predictor.predict(paths):
+            if getattr(item, "message", None):
+                log.warning("build memory: %s", item.message)
+        if paths:
+            log.info("build memory: learned the %d stored layer(s) of build %d again", len(paths), self.build.id)
 
     def _is_new(self, path: Path) -> bool:
         rows = self.stored.get(path.name)
@@ -196,6 +223,9 @@ class Monitor:
         count = len(self.db.builds(self.key))
         name = f"{self.config.build or self.watch_dir.name} #{count + 1}"
         self._use(self.db.new_build(self.key, name, self.options.model_name))
+        new_build = getattr(self.pipeline.predictor.backend, "new_build", None)
+        if new_build is not None:  # its first layers are learned afresh
+            new_build()
         self.retry.clear()
         log.info("new build %r: %s", name, reason)
 

@@ -1,0 +1,204 @@
+"""Per-build adaptation: a build's own first layers are the best reference there is.
+
+A camera profile knows the session it learned from; the next build brings another exposure, other
+parts, a photo after the laser pass, and a model with or without a profile then calls a fifth of
+its sound tiles Error (measured on cameras the project never saw). So the first `layers` layers of
+each build are learned into a build memory on top of the camera profile (without one, the build
+memory alone), tile by tile, as `calibrate --update` would with them, and later layers are judged
+against camera + build:
+
+- The first layers are judged by the camera profile alone (without one, by the network alone) and
+  reported as `learning`. A tile of them that the camera profile calls clearly anomalous (anomaly
+  over CLEAR times its layer's level) is not learned, and neither is one that stands out of the
+  build's other first layers (left-out score over OUTLIER_MADS robust deviations above theirs) or a
+  whole layer unlike the others (a covered lens): a defect present from the first layers must not
+  become normal. Each such tile is reported (`not_learned`, and the log).
+- Once the first layers are in, the memory is the camera's plus theirs (coreset again) and the
+  thresholds are fitted again on all left-out scores, exactly as `profile.update_profile` does.
+- Later layers keep teaching it (parts grow, the light drifts): every tile decided sound, and not
+  sharing an edge with a tile decided Error, joins the memory; a tile judged Error never does.
+
+The trade, measured in benchmarks/bench_adapt.py: a defect is seen when its tile stands out of
+the build's own sound tiles as far as the profile's thresholds ask; one that creeps in over many
+layers by steps each under the threshold is learned as it goes.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from slmcnn.profile import (
+    CORESET,
+    ERROR,
+    ERROR_THRESHOLD,
+    FOREIGN,
+    CameraProfile,
+    ProfileError,
+    _beside,
+    empty_profile,
+    extend_profile,
+    greedy_coreset,
+    layer_level,
+    thresholds_from_scores,
+)
+
+log = logging.getLogger(__name__)
+ADAPT_LAYERS = 5  # first layers of a build learned by default (with a camera profile)
+MIN_LAYERS_ALONE = 4  # without a camera profile the build memory fits its own thresholds
+CLEAR = 2.0  # camera anomaly over this times the layer's level: a defect, not learned
+OUTLIER_MADS = 8.0  # a first-layer tile this far above the others' left-out scores is not learned
+# The network's Error stands where the anomaly is this many good tiles' (typical): 0.5 with the
+# camera profiles it was measured on (typical 0.17); a build memory's thresholds are tighter
+# (typical 0.3-0.65), where 0.5 kept 2.3% of sound tiles Error (benchmarks/bench_adapt.py).
+CONFIRM_TYPICAL = 3.0
+LEARN_CAP = 2 * CORESET  # memory entries kept before the coreset thins them again
+
+
+@dataclass
+class Adaptation:
+    """Where one layer stands in its build's adaptation."""
+
+    state: str  # "learning" (one of the first layers, judged without the build) or "adapted"
+    layer: int  # its place in the build, from 1
+    layers: int  # how many first layers are learned
+    not_learned: list[dict] = field(default_factory=list)  # {"layer", "tile", "why"}; on the last first layer
+
+    def to_json(self) -> dict:
+        return {"state": self.state, "layer": self.layer, "layers": self.layers, "not_learned": self.not_learned}
+
+
+class BuildMemory:
+    """One build's reference: the camera profile (or nothing) and what this build's sound tiles look like."""
+
+    def __init__(
+        self,
+        camera: CameraProfile | None,
+        layers: int,
+        model: torch.nn.Module,
+        precision: str,
+        frame_shape: tuple[int, int] | None = None,
+    ):
+        minimum = 1 if camera is not None else MIN_LAYERS_ALONE
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers < minimum:
+            alone = "" if camera is not None else " without a camera profile (it fits its own thresholds)"
+            raise ProfileError(f"`adapt` must be a whole number of at least {minimum}{alone} (got {layers!r})")
+        self.camera, self.layers, self.model, self.precision = camera, layers, model, precision
+        self.frame_shape = frame_shape
+        self.reset()
+
+    def reset(self) -> None:
+        """A new build: forget the last one's layers."""
+        self.adapted: CameraProfile | None = None
+        self.seen = 0
+        self._features: list[np.ndarray] = []
+        self._names: list[str] = []
+        self._clear: list[np.ndarray] = []
+        self._grid: tuple[int, int] | None = None
+
+    def judge(
+        self,
+        probabilities: np.ndarray,
+        features: np.ndarray,
+        grid_shape: tuple[int, int],
+        name: str = "",
+        confirm: float | None = None,
+        error_threshold: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, Adaptation]:
+        """The decided probabilities, the tiles' anomaly (None while the network judges alone) and
+        the layer's place in the adaptation; learns from the layer."""
+        grid_shape = tuple(grid_shape)
+        if self._grid is not None and grid_shape != self._grid:
+            raise ProfileError(
+                f"{name}: a layer of {grid_shape[0]}x{grid_shape[1]} tiles, the build's first layers had "
+                f"{self._grid[0]}x{self._grid[1]}: one build is one camera and one frame size"
+            )
+        self._grid = grid_shape
+        self.seen += 1
+        info = Adaptation("adapted" if self.adapted is not None else "learning", self.seen, self.layers)
+        if self.adapted is not None:
+            sensitivity = self._sensitivity(error_threshold)
+            anomaly = self.adapted.distances(features) / (self.adapted.thresholds * sensitivity)
+            typical = self.adapted.typical / sensitivity
+            confirm = min(CONFIRM_TYPICAL * typical, 1.0) if confirm is None else confirm
+            scores = self.adapted.decide_anomaly(probabilities, anomaly, confirm, typical)
+            self._learn(features, scores.classes, grid_shape)
+            return scores.probabilities, anomaly.astype(np.float32), info
+        if self.camera is not None:
+            scores = self.camera.decide_tiles(probabilities, self.camera.distances(features), confirm, error_threshold)
+            decided, anomaly = scores.probabilities, scores.anomaly.astype(np.float32)
+            clear = anomaly > CLEAR * layer_level(anomaly, self.camera.typical / self._sensitivity(error_threshold))
+        else:
+            decided, anomaly, clear = probabilities, None, np.zeros(len(probabilities), bool)
+        self._features.append(features)
+        self._names.append(name)
+        self._clear.append(clear)
+        if len(self._features) == self.layers:
+            info.not_learned = self._adapt(grid_shape)
+        return decided, anomaly, info
+
+    def _sensitivity(self, error_threshold: float | None) -> float:
+        if error_threshold is not None:
+            return error_threshold
+        return self.camera.error_threshold if self.camera is not None else ERROR_THRESHOLD
+
+    def _adapt(self, grid_shape: tuple[int, int]) -> list[dict]:
+        """Learn the first layers into the build memory; the tiles left out, and why. The memory
+        holds the camera profile's good tiles and the build's, standardised by the build's own
+        feature statistics, and its thresholds come from the build's left-out scores alone:
+        standardised by the camera profile's good layers, a session of another exposure or gain
+        spread so differently that its thresholds came out twice as wide (benchmarks/bench_adapt.py)."""
+        features = np.stack(self._features)
+        keep = ~np.stack(self._clear)
+        why = np.where(keep, "", "clearly anomalous to the camera profile").astype(object)
+        patch = self.model.spec.patch
+        frame_shape = self.frame_shape or (grid_shape[0] * patch, grid_shape[1] * patch)
+        base = empty_profile(features, grid_shape, self.model, None, frame_shape, self.precision)
+        if self.camera is not None:  # the camera's good tiles stay in the memory, in the build's units
+            raw = self.camera.memory * self.camera.scale + self.camera.mean
+            base.memory = ((raw - base.mean) / base.scale).astype(np.float32)
+            base.memory_frame = (-1 - self.camera.memory_frame).astype(np.int32)
+        scores = extend_profile(base, features, keep).left_out
+        medians = np.median(scores, axis=1)
+        for i, median in enumerate(medians):
+            others = np.delete(medians, i)
+            if len(others) and median > FOREIGN * np.median(others):
+                keep[i], why[i] = False, "its layer looks unlike the build's other first layers"
+        kept = scores[keep]
+        centre = float(np.median(kept)) if len(kept) else 0.0
+        spread = 1.4826 * float(np.median(np.abs(kept - centre))) if len(kept) else 0.0
+        outliers = keep & (scores > centre + OUTLIER_MADS * spread)
+        keep &= ~outliers
+        why[outliers] = "unlike the build's other first layers"
+        if keep.sum(1).astype(bool).sum() < 2:
+            raise ProfileError("the build's first layers could not be learned: are they photos of one camera?")
+        adapted = extend_profile(base, features, keep)
+        adapted.left_out = adapted.left_out[keep.any(1)]
+        adapted.thresholds, found = thresholds_from_scores(adapted.left_out)
+        adapted.meta.update(found)
+        self.adapted = adapted
+        not_learned = [
+            {"layer": self._names[i], "tile": int(t), "why": str(why[i, t])} for i, t in zip(*np.nonzero(~keep))
+        ]
+        for item in not_learned:
+            log.warning("build memory: %s tile %d not learned: %s", item["layer"], item["tile"], item["why"])
+        self._features, self._clear = [], []
+        return not_learned
+
+    def _learn(self, features: np.ndarray, classes: np.ndarray, grid_shape: tuple[int, int]) -> None:
+        """Sound tiles, not beside an Error, join the memory; thinned by the coreset when it grows."""
+        error = (classes == ERROR).reshape(grid_shape)
+        sound = ~(error | _beside(error)).ravel()
+        if not sound.any():
+            return
+        memory = self.adapted
+        standard = ((features[sound] - memory.mean) / memory.scale).astype(np.float32)
+        points = np.concatenate([memory.memory, standard.reshape(-1, standard.shape[-1])])
+        frame_of = np.concatenate(
+            [memory.memory_frame, np.full(len(points) - len(memory.memory), -self.seen, np.int32)]
+        )
+        if len(points) > LEARN_CAP:
+            chosen = greedy_coreset(torch.from_numpy(points), memory.meta.get("coreset", CORESET)).numpy()
+            points, frame_of = points[chosen], frame_of[chosen]
+        memory.memory, memory.memory_frame = points, frame_of.astype(np.int32)

@@ -1,0 +1,168 @@
+"""Per-build adaptation: the build's first layers learned into a build memory (slmcnn.adapt), the
+same from the command line and the Python API, and set-up that checks itself."""
+
+import json
+
+import numpy as np
+import pytest
+
+import slmcnn
+from conftest import run_cli
+from slmcnn.adapt import BuildMemory
+from slmcnn.camera import CameraCalibration, bed_doubts
+from slmcnn.checkpoint import default_model_path, load_model
+from slmcnn.engine import create_engine
+from slmcnn.profile import ERROR, FeatureNet, ProfileError, build_profile, load_camera, save_camera
+from slmcnn.synth.build import SynthSettings, plan_build, render_layer
+from slmcnn.synth.defects import DefectEvent
+from slmcnn.tiles import tile
+
+SIZE = 384  # 3x3 tiles of 128 px
+HOLE = 7  # the tile (row 2, col 1) of the hole DefectEvent("hole", ..., seed 7) makes in these beds
+
+
+@pytest.fixture(scope="module")
+def model():
+    path = default_model_path()
+    if not path.is_file():
+        pytest.skip("no shipped model in this checkout")
+    return load_model(path)[0]
+
+
+def frames(seed: int, count: int, level=(95.0, 235.0), holes: tuple[tuple[int, int], ...] = ()) -> list[np.ndarray]:
+    """Sound layers of a synthetic build without parts, with a hole (tile 7 of seed 21's bed) from
+    layer a to layer b for each (a, b) of `holes`."""
+    settings = SynthSettings(
+        size=SIZE, seed=seed, layers=count, parts=(0, 0), defect_rates={}, perspective=0, powder_level=level
+    )
+    plan = plan_build(settings)
+    plan.defects = [DefectEvent("hole", first, last, 7) for first, last in holes]
+    return [render_layer(plan, i).image for i in range(1, count + 1)]
+
+
+@pytest.fixture(scope="module")
+def build_layers() -> list[np.ndarray]:
+    return frames(21, 9)
+
+
+def judge_all(memory: BuildMemory, net: FeatureNet, layers: list[np.ndarray]):
+    out = []
+    for i, frame in enumerate(layers):
+        probs, features = net(tile(frame, 128).patches)
+        out.append(memory.judge(probs, features, (3, 3), f"layer {i + 1}"))
+    return out
+
+
+def test_the_first_layers_are_learned_and_later_sound_layers_stand_within_them(model, build_layers):
+    net = FeatureNet(model)
+    results = judge_all(BuildMemory(None, 4, model, net.precision), net, build_layers)
+    states = [info.state for _, _, info in results]
+    assert states == ["learning"] * 4 + ["adapted"] * 5
+    assert all(anomaly is None for _, anomaly, _ in results[:4])  # no camera: the network alone
+    later = np.stack([anomaly for _, anomaly, _ in results[4:]])
+    assert later.max() < 1.0, later.max()
+
+
+def test_a_defect_from_layer_one_is_not_learned_and_is_still_found(model, build_layers):
+    net = FeatureNet(model)
+    layers = frames(21, 9, holes=((1, 1), (7, 7)))
+    memory = BuildMemory(None, 4, model, net.precision)
+    results = judge_all(memory, net, layers)
+    not_learned = results[3][2].not_learned
+    assert {"layer": "layer 1", "tile": HOLE} in [{k: n[k] for k in ("layer", "tile")} for n in not_learned]
+    decided, anomaly, _ = results[6]
+    assert anomaly[HOLE] > 1.0 and decided[HOLE].argmax() == ERROR  # the same defect after the first layers
+    assert (np.delete(anomaly, HOLE) < 1.0).all()
+
+
+def test_a_tile_judged_error_is_never_learned(model, build_layers):
+    net = FeatureNet(model)
+    layers = frames(21, 9, holes=((5, 9),))
+    results = judge_all(BuildMemory(None, 4, model, net.precision), net, layers)
+    assert all(decided[HOLE].argmax() == ERROR for decided, _, _ in results[4:])  # it stays an Error
+
+
+def test_the_build_memory_cuts_the_alarms_of_a_camera_profile_from_another_session(model):
+    """The profile knows a bright session; this build is a darker one (an exposure change)."""
+    camera = build_profile(frames(30, 6, (200.0, 210.0)), None, model)
+    build = frames(31, 8, (110.0, 120.0))
+    engine = create_engine(model, camera=camera, adapt=4)
+    results = slmcnn.predict_layers(build, model, backend=engine.backend)
+    assert results[0].adaptation.state == "learning" and results[-1].adaptation.state == "adapted"
+    profile_alone = slmcnn.predict_layers(build[4:], model, camera=camera, adapt=0)
+    assert np.mean([r.anomaly.mean() for r in profile_alone]) > 1.0  # far from the camera's good layers
+    assert max(r.anomaly.max() for r in results[4:]) < 1.0
+    assert sum((r.tile_classes == ERROR).sum() for r in results[4:]) == 0
+
+
+def test_without_a_camera_adapt_needs_enough_layers_and_a_threshold_needs_a_reference(model):
+    with pytest.raises(ProfileError, match="at least 4"):
+        create_engine(model, adapt=2)
+    with pytest.raises(slmcnn.errors.SettingsError, match="error_threshold"):
+        create_engine(model, error_threshold=1.5)
+
+
+@pytest.fixture(scope="module")
+def camera_file(tmp_path_factory, model) -> tuple:
+    folder = tmp_path_factory.mktemp("camera")
+    profile = slmcnn.calibrate(frames(40, 5), model=model, full_frame=True, error_threshold=1.2)
+    path = save_camera(folder / "camera.json", None, profile)
+    layers = folder / "build"
+    layers.mkdir()
+    from PIL import Image
+
+    for i, frame in enumerate(frames(21, 7, holes=((6, 6),))):
+        Image.fromarray(frame).save(layers / f"layer_{i + 1:03d}.png")
+    return path, layers
+
+
+def test_calibrate_from_python_stores_the_sensitivity(camera_file, model):
+    path, _ = camera_file
+    _, profile = load_camera(path)
+    assert profile.error_threshold == 1.2
+    assert profile.expected_false_tiles(1.5) < profile.expected_false_tiles(1.0) < profile.expected_false_tiles(0.8)
+
+
+def test_the_command_line_and_the_python_api_agree_tile_for_tile(camera_file, model, tmp_path):
+    path, layers = camera_file
+    out = tmp_path / "out"
+    result = run_cli("predict-layer", layers, "--out", out, "--camera", path, "--adapt", "4", "--write", "json")
+    assert result.returncode == 0, result.stderr
+    api = slmcnn.predict_layers(sorted(layers.iterdir()), model, camera=path, adapt=4, stream=True)
+    for layer in api:
+        doc = json.loads((out / f"{layer.path.stem}.json").read_text())
+        assert doc["grid"] == layer.tile_classes.tolist()
+        np.testing.assert_allclose(np.array(doc["anomaly"]).ravel(), layer.anomaly, atol=1e-4)
+        assert doc["adaptation"]["state"] == layer.adaptation.state
+    assert doc["adaptation"] == {"state": "adapted", "layer": 7, "layers": 4, "not_learned": []}
+    sixth = json.loads((out / "layer_006.json").read_text())
+    assert sixth["grid"][2][1] == ERROR  # the hole after the first layers
+
+
+def test_a_threshold_without_a_reference_is_one_line(tmp_path, write_image):
+    layer = write_image("l/layer_001.png", np.full((128, 128, 3), 120, np.uint8))
+    result = run_cli("predict-layer", layer, "--out", tmp_path / "o", "--error-threshold", "1.5")
+    assert result.returncode != 0 and "--error-threshold needs" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_doubtful_bed_is_named_with_what_to_do():
+    good = [[100, 80], [540, 90], [530, 400], [110, 390]]
+    assert bed_doubts((480, 640), good) == []
+    outside = bed_doubts((480, 640), [[-3.6, 80], [540, 90], [530, 400], [110, 390]])
+    assert any("outside" in d and "--corners" in d for d in outside)
+    edge = bed_doubts((480, 640), [[0, 0], [639, 0], [639, 479], [0, 479]])
+    assert any("frame's edge" in d for d in edge)
+    rail = bed_doubts((480, 640), [[10, 80], [630, 90], [620, 200], [20, 190]])
+    assert any("too unequal" in d for d in rail)
+    moved = bed_doubts((480, 640), good, CameraCalibration([[150, 80], [590, 90], [580, 400], [160, 390]]))
+    assert any("last calibration" in d for d in moved)
+
+
+def test_calibrate_warns_about_a_doubtful_bed(tmp_path, write_image):
+    frame = np.full((300, 400, 3), 20, np.uint8)
+    frame[40:260, 60:340] = 200
+    path = write_image("frame.png", frame)
+    result = run_cli("calibrate", path, "--out", tmp_path / "camera.json", "--corners=-4,40,340,40,340,260,60,260")
+    assert result.returncode == 0, result.stderr
+    assert "doubtful bed" in result.stderr and "outside" in result.stderr
