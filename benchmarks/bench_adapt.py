@@ -21,8 +21,11 @@ import json
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_profile's PBLM helpers
 
 from slmcnn.adapt import BuildMemory
 from slmcnn.checkpoint import default_model_path, load_model
@@ -39,6 +42,7 @@ SESSIONS = {
     "after exposure": dict(level=12.0, grain=1.2, after_exposure=True),
 }
 DEFECT_SHARE = 0.3  # of the generator's defect rates: a third of the layers stay sound
+THRESHOLDS = (0.6, 0.8, 1.0, 1.25)
 WAYS = ("network", "profile", "profile+adapt", "adapt alone")
 
 
@@ -130,6 +134,81 @@ def merge(parts: list[dict]) -> dict:
     return out
 
 
+def sensitivity(base, camera, model, net, rule, args) -> dict:
+    """The trade of `--error-threshold` with camera + build memory, over every session's builds."""
+    builds = [
+        layer_data(session_plan(base, 1000 + 100 * s + b, args.layers, change, args.adapt), net, rule)
+        for s, change in enumerate(SESSIONS.values())
+        for b in range(args.builds)
+    ]
+    out = {}
+    print("\n--error-threshold, camera + build memory, all sessions:")
+    for threshold in THRESHOLDS:
+        parts = []
+        for layers in builds:
+            memory = BuildMemory(camera, args.adapt, model, net.precision)
+            classes = [memory.judge(p, f, shape, error_threshold=threshold)[0].argmax(1) for p, f, _, shape in layers]
+            parts.append(tally(layers, classes, args.adapt))
+        out[threshold] = merged = merge(parts)
+        print(
+            f"  {threshold:<5} sound tiles Error {100 * merged['sound_error_tiles']:.2f}%, sound layers flagged "
+            f"{100 * merged['sound_layers_flagged']:.1f}%, defect tiles found {100 * merged['defect_recall']:.1f}%, "
+            f"clean tiles Error on defective layers {100 * merged['clean_tiles_error_on_defective_layers']:.2f}%",
+            flush=True,
+        )
+    return out
+
+
+def pblm(model, adapt: int, per_folder: int = 100, seed: int = 0) -> dict | None:
+    """PBLM as one build: the camera profile from 10 good photos, the build's first `adapt` layers
+    are 5 other good photos, and the remaining good photos and each defect folder (`per_folder`
+    photos drawn) are judged against camera + build, each on its own (learn=False). A photo is
+    flagged when it has an Error tile."""
+    from bench_profile import FOLDERS, PBLM, distinct
+
+    from slmcnn import images
+    from slmcnn.camera import CameraCalibration, detect_corners
+    from slmcnn.profile import build_profile
+
+    if not PBLM.is_dir():
+        print(f"\nPBLM: {PBLM} not found, skipped")
+        return None
+    good = distinct(sorted((PBLM / "No_Defect").glob("*.jpg")))
+    reference = images.read(good[0])
+    calibration = CameraCalibration(detect_corners(reference).round(2).tolist(), 768)
+    camera = build_profile(good[:10], calibration, model)
+    net = camera.feature_net(model)
+
+    def record(path: Path):
+        frame = images.read(path)
+        own = calibration if frame.shape[:2] == reference.shape[:2] else None
+        own = own or CameraCalibration(detect_corners(frame).round(2).tolist(), 768)
+        return net(tile(own.warp(frame), 128).patches)
+
+    memory = BuildMemory(camera, adapt, model, net.precision)
+    for path in good[10 : 10 + adapt]:
+        probs, feats = record(path)
+        memory.judge(probs, feats, camera.grid_shape, path.name)
+    rng = np.random.default_rng(seed)
+    sets = {"No_Defect (not profiled, not learned)": good[10 + adapt :]}
+    for folder in FOLDERS:
+        paths = sorted((PBLM / folder).glob("*.jpg"))
+        sets[folder] = [paths[i] for i in sorted(rng.choice(len(paths), min(per_folder, len(paths)), replace=False))]
+    out = {}
+    print(f"\nPBLM as one build (profile: 10 good photos; build memory: the next {adapt} good photos):")
+    for name, paths in sets.items():
+        flagged = {"profile": 0, "profile+adapt": 0}
+        for path in paths:
+            probs, feats = record(path)
+            flagged["profile"] += int((camera.decide_tiles(probs, camera.distances(feats)).classes == ERROR).any())
+            decided = memory.judge(probs, feats, camera.grid_shape, path.name, learn=False)[0]
+            flagged["profile+adapt"] += int((decided.argmax(1) == ERROR).any())
+        out[name] = {way: round(count / len(paths), 4) for way, count in flagged.items()} | {"photos": len(paths)}
+        shares = ", ".join(f"{way} {100 * share:.1f}%" for way, share in out[name].items() if way != "photos")
+        print(f"  {name:<40} {len(paths):>4} photos flagged: {shares}", flush=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builds", type=int, default=2, help="test builds per session")
@@ -137,6 +216,7 @@ def main() -> int:
     parser.add_argument("--adapt", type=int, default=5)
     parser.add_argument("--size", type=int, default=768)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--no-pblm", action="store_true", help="skip PBLM (../shared/data/pblm)")
     parser.add_argument("--json")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -201,6 +281,9 @@ def main() -> int:
             f"first-layer tiles not learned: {r['not_learned']} ({r['not_learned_on_defect_tiles']} of them on the "
             f"{r['defect_tiles_layer_1']} defect tiles of layer 1 or again later)"
         )
+    results["sensitivity"] = sensitivity(base, camera, model, net, rule, args)
+    if not args.no_pblm:
+        results["pblm"] = pblm(model, args.adapt)
     print(f"\n{time.perf_counter() - started:.0f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:

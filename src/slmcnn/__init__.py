@@ -249,6 +249,8 @@ def calibrate(
     from slmcnn.profile import build_profile
 
     profile = build_profile(frames, calibration, _model(model), progress=progress)
+    if all(isinstance(f, str | Path) for f in frames):  # so a new model can learn them again (the app)
+        profile.meta["good_frames"] = [str(Path(f).resolve()) for f in frames]
     if error_threshold is not None:
         profile.meta["error_threshold"] = error_threshold
     return profile

@@ -105,9 +105,11 @@ class BuildMemory:
         name: str = "",
         confirm: float | None = None,
         error_threshold: float | None = None,
+        learn: bool = True,
     ) -> tuple[np.ndarray, np.ndarray | None, Adaptation]:
         """The decided probabilities, the tiles' anomaly (None while the network judges alone) and
-        the layer's place in the adaptation; learns from the layer."""
+        the layer's place in the adaptation; learns from the layer unless `learn` is False (a photo
+        judged against the build, not part of it)."""
         grid_shape = tuple(grid_shape)
         if self._grid is not None and grid_shape != self._grid:
             raise ProfileError(
@@ -123,7 +125,10 @@ class BuildMemory:
             typical = self.adapted.typical / sensitivity
             confirm = min(CONFIRM_TYPICAL * typical, 1.0) if confirm is None else confirm
             scores = self.adapted.decide_anomaly(probabilities, anomaly, confirm, typical)
-            self._learn(features, scores.classes, grid_shape)
+            if learn:
+                self._learn(features, scores.classes, grid_shape)
+            else:
+                self.seen -= 1
             return scores.probabilities, anomaly.astype(np.float32), info
         if self.camera is not None:
             scores = self.camera.decide_tiles(probabilities, self.camera.distances(features), confirm, error_threshold)

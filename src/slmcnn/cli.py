@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -163,17 +164,19 @@ def cmd_calibrate(args) -> int:
     out, shown = (check_new(p, args.force, args.frame) for p in (args.out, shown))
     corners = points(args.corners, "--corners", 4) if args.corners else None
     ignore = [points(p, "--ignore") for p in args.ignore]
-    built = slmcnn.calibrate(
-        args.frame if len(args.frame) > 1 else args.frame[0], corners, args.size, args.bed_mm, ignore,
-        model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
-        progress=True,
-    )  # fmt: skip
+    with _held_warnings("slmcnn.camera") as doubts:  # told once the files are written
+        built = slmcnn.calibrate(
+            args.frame if len(args.frame) > 1 else args.frame[0], corners, args.size, args.bed_mm, ignore,
+            model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
+            progress=True,
+        )  # fmt: skip
     calibration = built.calibration if isinstance(built, camera_profile.CameraProfile) else built
     if calibration is not None:
         write_png(shown, preview(read(args.frame[0]), calibration))
     if not isinstance(built, camera_profile.CameraProfile):
         calibration.save(out)
         print(f"corners {calibration.corners}\nwrote {out} and {shown}")
+        _tell(doubts)
         return 0
     camera_profile.save_camera(out, calibration, built, force=True)
     rates = ", ".join(f"{t:g}: {built.expected_false_tiles(t):.2f}" for t in SENSITIVITIES)
@@ -183,7 +186,32 @@ def cmd_calibrate(args) -> int:
     print(f"stored {built.error_threshold:g}")
     written = f"{out}, {camera_profile.arrays_path(out).name}" + (f" and {shown}" if calibration is not None else "")
     print(f"wrote {written}")
+    _tell(doubts)
     return 0
+
+
+@contextmanager
+def _held_warnings(name: str):
+    """The warnings logged under `name` while the block runs, kept instead of printed."""
+    held: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record.getMessage())
+
+    logger, keep = logging.getLogger(name), Keep(logging.WARNING)
+    logger.addHandler(keep)
+    logger.propagate = False
+    try:
+        yield held
+    finally:
+        logger.removeHandler(keep)
+        logger.propagate = True
+
+
+def _tell(warnings: list[str]) -> None:
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _previous_calibration(path: Path, kind):

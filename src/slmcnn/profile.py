@@ -371,7 +371,7 @@ class CameraProfile:
             if digest != self.model["sha256"]:
                 raise ProfileError(
                     f"the camera profile was built with another model ({self.model['arch']} "
-                    f"{self.model['sha256'][:12]}, this one is {digest[:12]}); rebuild it with `slmcnn calibrate`"
+                    f"{self.model['sha256'][:12]}, this one is {digest[:12]}); rebuild it with slmcnn calibrate (the good frames it was built from, with this model)"
                 )
             precision = self.meta.get("precision", "fp32")
             self._nets[key] = FeatureNet(model, self.meta.get("grid", GRID), "bf16" if precision == "bf16" else "fp32")
@@ -743,7 +743,7 @@ def _load_profile(path: Path, calibration: CameraCalibration | None, meta: dict)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ProfileError(
             f"{path}: camera profile format {meta.get('format_version')}, this slmcnn ({__version__}) reads "
-            f"format {FORMAT_VERSION}; rebuild it with `slmcnn calibrate`"
+            f"format {FORMAT_VERSION}; rebuild it with slmcnn calibrate"
         )
     target = path.with_name(str(meta.get("arrays", "")))
     if not target.is_file():

@@ -243,6 +243,12 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         if state.state != "done" or not new.is_file():
             raise SlmcnnError("no finished fine-tune to make current")
         target = ws.make_current(new, who(body))
-        return {"model": str(target), "monitor": f"slmcnn monitor ... --model {target}"}
+        camera = f" --camera {ws.camera_file}" if ws.camera_file else ""
+        return {
+            "model": str(target),
+            "monitor": f"slmcnn monitor ... --model {target}{camera}",
+            "camera": ws.camera_note
+            or (f"camera profile rebuilt for the new model: {ws.camera_file}" if ws.camera_file else None),
+        }
 
     return app

@@ -20,7 +20,6 @@ from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import ERROR
 from slmcnn.monitoring.db import Database, database_url
-from slmcnn.tiles import cut
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +68,7 @@ class Workspace:
         self.work = config.work
         self.finetune = FineTune(self.work)
         self.camera, self.profile = self._camera(config.camera)
+        self.camera_file: Path | None = None  # a profile rebuilt for a model made current
         self.images, self.predictions, self.jpegs, self.recurrence = Cache(16), Cache(64), Cache(64), Cache(16)
         self._model_lock = threading.Lock()
         self.load_model(config.model or self.store.current_model())
@@ -96,13 +96,52 @@ class Workspace:
 
     # the model
     def load_model(self, path: str | Path | None) -> None:
+        """Use a model: with the camera profile, the backend the monitor and predict-layer use (one
+        photo at a time, no build memory); a profile of other weights is not applied, and
+        `camera_note` says why."""
         import slmcnn
+        from slmcnn.engine import create_engine
 
         model = slmcnn.load_model(path)
-        backend = slmcnn.create_backend(model, "torch")
+        profile, self.camera_note = self.profile, None
+        if profile is not None:
+            try:
+                profile.feature_net(model)
+            except SlmcnnError as exc:
+                profile, self.camera_note = None, f"camera profile not applied: {exc}"
+                log.warning("%s", self.camera_note)
+        engine = create_engine(model, "torch", camera=profile or self.camera, adapt=0)
         with self._model_lock:
-            self.model, self.backend = model, backend
+            self.model, self.backend = model, engine.backend
             self.predictions.clear()
+
+    def _rebuild_profile(self, model_path: Path) -> Path | None:
+        """The camera profile learned again with a new model from the good frames it was built
+        from (camera.json keeps their paths), written beside the current model; None, and
+        `camera_note` says why, when they are gone."""
+        import slmcnn
+        from slmcnn.profile import build_profile, save_camera
+
+        frames = [Path(f) for f in self.profile.meta.get("good_frames", [])]
+        missing = [f for f in frames if not f.is_file()]
+        if not frames or missing:
+            why = (
+                f"{len(missing)} of its good frames are gone ({missing[0]})"
+                if missing
+                else "it does not list its good frames"
+            )
+            self.camera_note = (
+                f"camera profile not rebuilt for the new model: {why}; run slmcnn calibrate with good frames"
+            )
+            return None
+        profile = build_profile(frames, self.profile.calibration, slmcnn.load_model(model_path))
+        profile.meta.update(
+            {k: self.profile.meta[k] for k in ("good_frames", "error_threshold") if k in self.profile.meta}
+        )
+        target = self.work / "camera.json"
+        save_camera(target, profile.calibration, profile, force=True)
+        self.profile = profile
+        return target
 
     @property
     def model_path(self) -> Path:
@@ -116,7 +155,11 @@ class Workspace:
         shutil.copyfile(new, partial)
         os.replace(partial, target)
         self.store.made_current(str(target), str(new), who)
+        self.camera_note = None
+        self.camera_file = self._rebuild_profile(target) if self.profile is not None else None
+        rebuilt = self.camera_note
         self.load_model(target)
+        self.camera_note = self.camera_note or rebuilt
         return target
 
     # sets and layers
@@ -162,14 +205,7 @@ class Workspace:
             outcome = next(run_layers([path], self.backend, options, model=self.model))
             if outcome.error:
                 raise SlmcnnError(outcome.error)
-            result, anomaly = outcome.result, None
-            if self.profile is not None:
-                try:
-                    patches = cut(result.image, result.grid)
-                    anomaly = self.profile.score(patches, self.model, result.probabilities).anomaly
-                except SlmcnnError as exc:
-                    log.info("%s: no anomaly scores (%s)", path, exc)
-            return result, anomaly
+            return outcome.result, outcome.result.anomaly
 
         stat = path.stat()
         return self.predictions.get((str(path), stat.st_mtime, str(self.model_path)), run)

@@ -55,7 +55,7 @@ document.getElementById("finetune-form").addEventListener("submit", async (event
 
 document.getElementById("make-current").addEventListener("click", async () => {
   const done = await api("POST", "/api/finetune/current", {});
-  document.getElementById("current-result").textContent = `now in use; monitors: ${done.monitor}`;
+  document.getElementById("current-result").textContent = `now in use; monitors: ${done.monitor}` + (done.camera ? `; ${done.camera}` : "");
   document.getElementById("model-name").textContent = done.model.split("/").pop();
 });
 
