@@ -2,6 +2,7 @@
 same from the command line and the Python API, and set-up that checks itself."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -166,3 +167,38 @@ def test_calibrate_warns_about_a_doubtful_bed(tmp_path, write_image):
     result = run_cli("calibrate", path, "--out", tmp_path / "camera.json", "--corners=-4,40,340,40,340,260,60,260")
     assert result.returncode == 0, result.stderr
     assert "doubtful bed" in result.stderr and "outside" in result.stderr
+
+
+def test_the_monitor_learns_each_build_and_learns_its_build_again_after_a_restart(tmp_path, model):
+    from PIL import Image
+
+    from slmcnn.monitoring import Database, Monitor, MonitorConfig
+    from slmcnn.pipeline import RunOptions
+    from slmcnn.profile_backend import ProfileBackend
+
+    watch = tmp_path / "camera"
+    watch.mkdir()
+    layers = frames(21, 7, holes=((6, 6),))
+    for i, frame in enumerate(layers[:5]):
+        Image.fromarray(frame).save(watch / f"layer_{i + 1:03d}.png")
+
+    def monitor() -> Monitor:
+        backend = ProfileBackend(None, model, adapt=4)
+        return Monitor(MonitorConfig(watch, settle=0), Database(tmp_path / "m.sqlite"), backend, RunOptions(workers=1))
+
+    first = monitor()
+    assert first.process_ready() == 5
+    assert first.pipeline.predictor.backend.memory.adapted is not None
+    first.lock.release()
+    again = monitor()  # a restart in the middle of the build: its 5 stored layers are learned again
+    memory = again.pipeline.predictor.backend.memory
+    assert memory.adapted is not None and memory.seen == 5
+    Image.fromarray(layers[5]).save(watch / "layer_006.png")
+    assert again.process_ready() == 1
+    stored = again.db.layers(again.build.id)[-1]
+    assert stored.file == "layer_006.png" and stored.fractions["Error"] > 0  # the hole, judged against the build
+    Image.fromarray(layers[1]).save(watch / "layer_001.png")  # a first layer written again: a new build
+    os.utime(watch / "layer_001.png", (1, 1))
+    assert again.process_ready() == 1
+    assert memory.seen == 1 and memory.adapted is None
+    again.lock.release()
