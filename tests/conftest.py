@@ -40,6 +40,17 @@ def tiny_build(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shipped_model():
+    """The shipped network: its features are what a camera profile is made of (an untrained one sees little)."""
+    from slmcnn.checkpoint import default_model_path, load_model
+
+    path = default_model_path()
+    if not path.is_file():
+        pytest.skip("no shipped model in this checkout")
+    return load_model(path)[0]
+
+
+@pytest.fixture(scope="session")
 def tiny_model_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = create_model("slmcnn-tiny")

@@ -11,7 +11,6 @@ import slmcnn
 from conftest import run_cli
 from slmcnn.adapt import BuildMemory
 from slmcnn.camera import CameraCalibration, bed_doubts
-from slmcnn.checkpoint import default_model_path, load_model
 from slmcnn.engine import create_engine
 from slmcnn.profile import ERROR, FeatureNet, ProfileError, build_profile, load_camera, save_camera
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
@@ -23,11 +22,8 @@ HOLE = 7  # the tile (row 2, col 1) of the hole DefectEvent("hole", ..., seed 7)
 
 
 @pytest.fixture(scope="module")
-def model():
-    path = default_model_path()
-    if not path.is_file():
-        pytest.skip("no shipped model in this checkout")
-    return load_model(path)[0]
+def model(shipped_model):
+    return shipped_model
 
 
 def frames(seed: int, count: int, level=(95.0, 235.0), holes: tuple[tuple[int, int], ...] = ()) -> list[np.ndarray]:

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from slmcnn.camera import CameraCalibration
-from slmcnn.checkpoint import default_model_path, load_model
 from slmcnn.errors import SlmcnnError
 from slmcnn.model import create_model
 from slmcnn.profile import (
@@ -32,12 +31,8 @@ SIZE = 384  # 3x3 tiles of 128 px
 
 
 @pytest.fixture(scope="module")
-def model():
-    """The shipped network: its features are what a profile is made of (an untrained one sees little)."""
-    path = default_model_path()
-    if not path.is_file():
-        pytest.skip("no shipped model in this checkout")
-    return load_model(path)[0]
+def model(shipped_model):
+    return shipped_model
 
 
 @pytest.fixture(scope="module")
