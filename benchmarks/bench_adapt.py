@@ -36,6 +36,7 @@ from slmcnn.synth.defects import DefectEvent, plan_defects
 from slmcnn.tiles import tile
 
 UNSEEN_STYLE = dict(powder_level=(120.0, 135.0), contrast=(0.6, 0.7), grain=(8.0, 10.0), gamma=(1.3, 1.4))
+STYLES = {"unseen": UNSEEN_STYLE, "generator": dict(walls_share=0.0)}  # the second: drawn from the training ranges
 SESSIONS = {
     "same session": dict(),
     "exposure+gain": dict(level=-15.0, contrast=0.9, grain=1.3),
@@ -46,11 +47,11 @@ THRESHOLDS = (0.6, 0.8, 1.0, 1.25)
 WAYS = ("network", "profile", "profile+adapt", "adapt alone")
 
 
-def session_plan(camera_plan, seed: int, layers: int, session: dict, first_defect: int):
+def session_plan(camera_plan, seed: int, layers: int, session: dict, first_defect: int, style: str = "unseen"):
     """A build of another seed (its own parts and defects) under the camera of `camera_plan`,
     changed as `session` says; defects start after layer `first_defect`."""
     settings = SynthSettings(
-        size=camera_plan.settings.size, seed=seed, layers=layers, **UNSEEN_STYLE,
+        size=camera_plan.settings.size, seed=seed, layers=layers, **STYLES[style],
         after_exposure=(1.0, 1.0) if session.get("after_exposure") else (0.0, 0.0),
     )  # fmt: skip
     plan = plan_build(settings)
@@ -137,7 +138,7 @@ def merge(parts: list[dict]) -> dict:
 def sensitivity(base, camera, model, net, rule, args) -> dict:
     """The trade of `--error-threshold` with camera + build memory, over every session's builds."""
     builds = [
-        layer_data(session_plan(base, 1000 + 100 * s + b, args.layers, change, args.adapt), net, rule)
+        layer_data(session_plan(base, 1000 + 100 * s + b, args.layers, change, args.adapt, args.style), net, rule)
         for s, change in enumerate(SESSIONS.values())
         for b in range(args.builds)
     ]
@@ -216,6 +217,12 @@ def main() -> int:
     parser.add_argument("--adapt", type=int, default=5)
     parser.add_argument("--size", type=int, default=768)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--style",
+        choices=sorted(STYLES),
+        default="unseen",
+        help="the camera: unseen (a style outside the generator's ranges) or generator (drawn from the ranges the model was trained on)",
+    )
     parser.add_argument("--no-pblm", action="store_true", help="skip PBLM (../shared/data/pblm)")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -225,19 +232,22 @@ def main() -> int:
     net, rule = FeatureNet(model), LabelRule()
     base = plan_build(
         SynthSettings(
-            size=args.size, seed=args.seed, layers=10, defect_rates={}, **UNSEEN_STYLE, after_exposure=(0.0, 0.0)
+            size=args.size, seed=args.seed, layers=10, defect_rates={}, **STYLES[args.style], after_exposure=(0.0, 0.0)
         )
     )
     profiled = [net(tile(render_layer(base, i).image, 128).patches, probabilities=False)[1] for i in range(1, 11)]
     camera = profile_from_features(
         np.stack(profiled), (args.size // 128,) * 2, model, None, (args.size,) * 2, net.precision
     )
-    print(f"model {path.name}; camera profile from 10 sound layers of session A ({camera.summary()})", flush=True)
+    print(
+        f"model {path.name}; {args.style} camera style; profile from 10 sound layers of session A ({camera.summary()})",
+        flush=True,
+    )
     results: dict = {}
     for s, (session, change) in enumerate(SESSIONS.items()):
         per_way: dict = {w: [] for w in WAYS}
         for b in range(args.builds):
-            plan = session_plan(base, 1000 + 100 * s + b, args.layers, change, args.adapt)
+            plan = session_plan(base, 1000 + 100 * s + b, args.layers, change, args.adapt, args.style)
             layers = layer_data(plan, net, rule)
             for way in WAYS:
                 classes, _ = judge_build(layers, way, camera, model, args.adapt, net.precision)
@@ -259,7 +269,7 @@ def main() -> int:
                 f"  {way:<15} {shown[0]:>18} {shown[1]:>21} {shown[2]:>19} {shown[3]:>37}   {r['counts']}", flush=True
             )
     # a defect present from layer 1 to the end
-    plan = session_plan(base, 2000, args.layers, SESSIONS["exposure+gain"], args.layers)
+    plan = session_plan(base, 2000, args.layers, SESSIONS["exposure+gain"], args.layers, args.style)
     plan.defects = [DefectEvent("scratch", 1, args.layers, 7), DefectEvent("hole", 1, args.layers, 8)]
     layers = layer_data(plan, net, rule)
     early = {}
@@ -287,7 +297,7 @@ def main() -> int:
     print(f"\n{time.perf_counter() - started:.0f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": path.name, "adapt": args.adapt, "results": results}, f, indent=1)
+            json.dump({"model": path.name, "style": args.style, "adapt": args.adapt, "results": results}, f, indent=1)
     return 0
 
 

@@ -297,3 +297,43 @@ def test_the_app_command_serves_and_prints_its_url(env, tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_set_a_camera_up_by_clicking_corners_and_picking_good_layers(tiny_build, tmp_path, shipped_model):
+    from slmcnn.checkpoint import default_model_path
+    from slmcnn.profile import load_camera
+
+    frames = tmp_path / "data" / "frames"
+    frames.mkdir(parents=True)
+    for path in sorted((tiny_build / "layers").glob("*.png"))[:6]:
+        shutil.copy(path, frames / path.name)
+    config = AppConfig([], [tmp_path / "data"], default_model_path(), labels=tmp_path / "labels.sqlite", token=TOKEN)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    opened = client.post("/api/sets", json={"folder": "frames"}, headers=AUTH).json()
+    set_id = opened["id"]
+    assert "camera-link" in client.get(f"/sets/{set_id}").text
+    page = client.get(f"/sets/{set_id}/camera")
+    assert page.status_code == 200 and "/static/camera.js" in page.text
+    assert client.get("/static/camera.js").status_code == 200
+    raw = client.get(f"/api/sets/{set_id}/layers/0/raw")
+    assert raw.headers["content-type"] == "image/jpeg" and float(raw.headers["x-scale"]) == 1.0
+    proposal = client.get(f"/api/sets/{set_id}/camera?index=0").json()
+    assert (proposal["width"], proposal["height"]) == (384, 384) and "doubts" in proposal
+    corners = [[2, 3], [381, 1], [383, 382], [0, 380]]
+    for bad in ([[1, 2]] * 3, [[0, 0], [1, 1], [2, "x"], [3, 3]], "0,0,1,1"):
+        assert client.post(f"/api/sets/{set_id}/camera", json={"corners": bad}, headers=AUTH).status_code == 400
+    too_few = {"corners": corners, "good": [0, 1]}
+    assert "at least 4" in client.post(f"/api/sets/{set_id}/camera", json=too_few, headers=AUTH).json()["error"]
+    geometry = client.post(f"/api/sets/{set_id}/camera", json={"corners": corners, "size": 384}, headers=AUTH)
+    assert geometry.status_code == 200 and geometry.json()["profile"] is None
+    target = config.work / "camera.json"
+    assert load_camera(target)[0].corners == [[2.0, 3.0], [381.0, 1.0], [383.0, 382.0], [0.0, 380.0]]
+    body = {"corners": corners, "size": 384, "good": [0, 1, 2, 3], "error_threshold": 1.25}
+    refused = client.post(f"/api/sets/{set_id}/camera", json=body, headers=AUTH)
+    assert refused.status_code == 400 and "exists" in refused.json()["error"]  # never over a file unasked
+    written = client.post(f"/api/sets/{set_id}/camera", json={**body, "replace": True}, headers=AUTH)
+    assert written.status_code == 200, written.text
+    calibration, profile = load_camera(target)
+    assert profile.frames == 4 and profile.error_threshold == 1.25 and len(profile.meta["good_frames"]) == 4
+    layer = client.get(f"/api/sets/{set_id}/layers/5").json()
+    assert layer["straightened"] and layer["anomaly"] is not None  # the app judges with it at once

@@ -181,3 +181,26 @@ def test_export_and_fine_tune_a_tiny_model_for_one_epoch(page, server):
     page.wait_for_function("document.getElementById('current-result').textContent.includes('monitor')")
     current = Path(server["root"] / "labels-app" / "current.safetensors")
     assert current.is_file() and page.inner_text("#model-name") == "current.safetensors"
+
+
+def test_set_the_camera_up_by_clicking_the_bed_corners(page, server):
+    from slmcnn.camera import CameraCalibration
+
+    opened = page.request.post(
+        f"{server['url']}/api/sets", data={"folder": "layers"}, headers={"X-Slmcnn-Token": TOKEN}
+    ).json()
+    page.set_viewport_size({"width": 1280, "height": 1200})  # the whole 768 px frame in view
+    page.goto(f"{server['url']}/sets/{opened['id']}/camera")
+    page.wait_for_selector('#camera[data-ready="1"]')
+    page.click("#clear")
+    box = page.locator("#raw").bounding_box()
+    scale = box["width"] / 768
+    wanted = [(10, 12), (750, 8), (760, 755), (6, 760)]
+    for x, y in wanted:
+        page.mouse.click(box["x"] + x * scale, box["y"] + y * scale)
+    assert page.locator("#outline circle").count() == 4
+    page.click("#write")
+    page.wait_for_function("document.getElementById('written').textContent.startsWith('wrote')")
+    corners = CameraCalibration.load(server["root"] / "labels-app" / "camera.json").corners
+    assert all(abs(c - w) <= 2 for got, want in zip(corners, wanted) for c, w in zip(got, want)), corners
+    page.set_viewport_size({"width": 1280, "height": 860})

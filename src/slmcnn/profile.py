@@ -377,12 +377,16 @@ class CameraProfile:
             self._nets[key] = FeatureNet(model, self.meta.get("grid", GRID), "bf16" if precision == "bf16" else "fp32")
         return self._nets[key]
 
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        """Features in the memory's units: centred and scaled by the good frames' statistics."""
+        return ((features - self.mean) / self.scale).astype(np.float32)
+
     def distances(self, features: np.ndarray, exclude_frames: Sequence[int] = ()) -> np.ndarray:
         """(tiles,) raw score: the largest nearest-memory distance over each tile's locations."""
         memory = self.memory
         if len(exclude_frames):
             memory = memory[~np.isin(self.memory_frame, exclude_frames)]
-        queries = ((features - self.mean) / self.scale).astype(np.float32)
+        queries = self.standardise(features)
         return nearest_distance(queries.reshape(-1, queries.shape[-1]), memory).reshape(len(features), -1).max(1)
 
     def score(
@@ -626,7 +630,7 @@ def extend_profile(
     first, count = profile.frames, len(features)
     keep = np.ones(features.shape[:2], bool) if keep is None else keep
     ids = np.arange(first, first + count)
-    standard = ((features - profile.mean) / profile.scale).astype(np.float32)
+    standard = profile.standardise(features)
     points = np.concatenate([profile.memory, standard[keep].reshape(-1, standard.shape[-1])])
     tile_frame = np.broadcast_to(ids[:, None], keep.shape)[keep]
     frame_of = np.concatenate([profile.memory_frame, np.repeat(tile_frame, features.shape[2])])

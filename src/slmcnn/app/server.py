@@ -13,8 +13,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from slmcnn import CLASS_COLOURS, CLASSES, __version__
+from slmcnn.app import camera_setup
 from slmcnn.app.finetune import export_labels
-from slmcnn.app.sources import BuildSet, NotFound
+from slmcnn.app.sources import BuildSet, FolderSet, NotFound
 from slmcnn.app.workspace import AppConfig, Workspace
 from slmcnn.errors import SlmcnnError
 
@@ -92,6 +93,39 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     def layer_page(request: Request, set_id: str, index: int):
         s = ws.get_set(set_id)
         return page(request, "layer.html", set_id=s.id, name=s.name, index=index, count=s.count())
+
+    @app.get("/sets/{set_id}/camera", response_class=HTMLResponse)
+    def camera_page(request: Request, set_id: str):
+        s = folder_set(set_id)
+        return page(request, "camera.html", set_id=s.id, name=s.name, count=s.count())
+
+    # camera set-up: corners clicked on a raw frame of a folder, good layers picked from it
+    def folder_set(set_id: str) -> FolderSet:
+        s = ws.get_set(set_id)
+        if not isinstance(s, FolderSet):
+            raise NotFound(f"{set_id} is a monitored build; set a camera up from a folder of raw frames")
+        return s
+
+    @app.get("/api/sets/{set_id}/camera")
+    def camera_proposal(set_id: str, index: int = 0):
+        return camera_setup.propose(folder_set(set_id), index, ws.camera)
+
+    @app.get("/api/sets/{set_id}/layers/{index}/raw")
+    def raw_image(set_id: str, index: int):
+        jpeg, scale = camera_setup.frame_jpeg(folder_set(set_id), index)
+        return Response(jpeg, media_type="image/jpeg", headers={"X-Scale": f"{scale:.6f}", "Cache-Control": "no-store"})
+
+    @app.post("/api/sets/{set_id}/camera")
+    def camera_write(set_id: str, body: dict = BODY):
+        index, good, size = body.get("index", 0), body.get("good", []), body.get("size", 768)
+        threshold = body.get("error_threshold")
+        if not isinstance(index, int) or not isinstance(good, list) or not isinstance(size, int):
+            raise SlmcnnError("index and size must be whole numbers and good a list of layer indices")
+        if threshold is not None and not isinstance(threshold, int | float):
+            raise SlmcnnError("error_threshold must be a number or null")
+        corners = camera_setup.corner_list(body.get("corners"))
+        folder = folder_set(set_id)
+        return camera_setup.write_camera(ws, folder, corners, index, good, size, threshold, bool(body.get("replace")))
 
     # sets
     @app.get("/api/sets")

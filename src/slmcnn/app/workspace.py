@@ -115,6 +115,15 @@ class Workspace:
             self.model, self.backend = model, engine.backend
             self.predictions.clear()
 
+    def use_camera(self, path: Path) -> None:
+        """Straighten and judge with this camera.json from now on (the app's folders too)."""
+        self.camera, self.profile = self._camera(path)
+        for folder in self.folders:
+            folder.camera = self.camera
+        self.images.clear()
+        self.jpegs.clear()
+        self.load_model(self.model_path)
+
     def _rebuild_profile(self, model_path: Path) -> Path | None:
         """The camera profile learned again with a new model from the good frames it was built
         from (camera.json keeps their paths), written beside the current model; None, and
