@@ -337,3 +337,38 @@ def test_set_a_camera_up_by_clicking_corners_and_picking_good_layers(tiny_build,
     assert profile.frames == 4 and profile.error_threshold == 1.25 and len(profile.meta["good_frames"]) == 4
     layer = client.get(f"/api/sets/{set_id}/layers/5").json()
     assert layer["straightened"] and layer["anomaly"] is not None  # the app judges with it at once
+
+
+@pytest.mark.parametrize("frames_kept", [True, False])
+def test_making_a_model_current_rebuilds_the_camera_profile_or_says_why_not(tiny_build, tmp_path, frames_kept):
+    import torch
+
+    import slmcnn
+    from slmcnn.app.workspace import Workspace
+    from slmcnn.checkpoint import default_model_path, save_model
+    from slmcnn.profile import load_camera, model_identity, save_camera
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for path in sorted((tiny_build / "layers").glob("*.png"))[:4]:
+        shutil.copy(path, good / path.name)
+    shipped = slmcnn.load_model(default_model_path())
+    camera = save_camera(
+        tmp_path / "camera.json", None, slmcnn.calibrate(sorted(good.iterdir()), model=shipped, full_frame=True)
+    )
+    tuned = slmcnn.load_model(default_model_path())
+    with torch.no_grad():
+        next(tuned.parameters()).add_(1e-3)  # a fine-tune, as far as the profile can tell
+    new = save_model(tuned, tmp_path / "tuned.safetensors", shipped.info)
+    if not frames_kept:
+        shutil.rmtree(good)
+    ws = Workspace(AppConfig([], [], default_model_path(), camera, labels=tmp_path / "labels.sqlite"))
+    assert ws.backend.name == "torch+profile"
+    ws.make_current(new, "tester")
+    if frames_kept:
+        rebuilt = load_camera(ws.camera_file)[1]
+        assert rebuilt.model["sha256"] == model_identity(ws.model) and ws.camera_note is None
+        assert ws.backend.name == "torch+profile"
+    else:
+        assert ws.camera_file is None and "good frames are gone" in ws.camera_note
+        assert ws.backend.name != "torch+profile"  # not applied with other weights, and the page says why

@@ -168,7 +168,7 @@ class Workspace:
         self.camera_file = self._rebuild_profile(target) if self.profile is not None else None
         rebuilt = self.camera_note
         self.load_model(target)
-        self.camera_note = self.camera_note or rebuilt
+        self.camera_note = rebuilt or self.camera_note  # why it was not rebuilt says more than "not applied"
         return target
 
     # sets and layers
