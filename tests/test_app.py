@@ -144,7 +144,8 @@ def test_only_loopback_host_names_are_answered(env):
     client = env["client"]
     for host in ("localhost:8765", "[::1]:8765", "127.0.0.1"):
         assert client.get("/api/sets", headers={"host": host}).status_code == 200, host
-    for host in ("evil.example:8765", "evil.example", "192.168.1.5:8765"):  # DNS rebinding
+    rebinding = ("127.0.0.1.evil.example:8765", "127.evil.example", "localhost.evil.example", "127.0.0.1evil:1")
+    for host in ("evil.example:8765", "evil.example", "192.168.1.5:8765", *rebinding):  # DNS rebinding
         assert client.get("/", headers={"host": host}).status_code == 403, host
 
 

@@ -541,3 +541,31 @@ def test_alerts_carry_ids_and_a_slow_hook_does_not_hold_up_layers(tmp_path):
 
 def test_library_errors_are_slmcnn_errors():
     assert issubclass(OutputError, SlmcnnError) and issubclass(DatabaseError, SlmcnnError)
+
+
+def test_only_the_project_s_image_formats_are_decoded(tmp_path):
+    """A PostScript file named like a layer is refused, never handed to Ghostscript."""
+    from PIL import Image
+
+    eps = tmp_path / "layer_0001.png"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n%%EndComments\nshowpage\n%%EOF\n")
+    with Image.open(eps) as img:  # PIL alone would take it as EPS (and run Ghostscript to load it)
+        assert img.format == "EPS"
+    with pytest.raises(ImageReadError, match="not a readable image"):
+        images.read(eps)
+
+
+def test_a_fifo_named_like_a_layer_does_not_block(tmp_path, tiny_model_file, write_image):
+    import os
+
+    folder = tmp_path / "layers"
+    write_image("layers/layer_0002.png", np.full((128, 128, 3), 120, np.uint8))
+    os.mkfifo(folder / "layer_0001.png")
+    assert images.list_images([folder]) == [folder / "layer_0002.png"]
+    args = ["predict-layer", folder / "layer_0001.png", folder / "layer_0002.png", "--out", tmp_path / "out"]
+    done = subprocess.run(
+        [sys.executable, "-m", "slmcnn", *map(str, args), "--model", str(tiny_model_file), "--backend", "torch"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and "not a regular file" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and (tmp_path / "out" / "layer_0002.json").is_file()

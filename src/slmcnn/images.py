@@ -13,6 +13,14 @@ from slmcnn.errors import ImageReadError, OutputError, SettingsError, SlmcnnErro
 from slmcnn.files import write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
+"""The only decoders PIL may use, whatever a file's name: a PostScript or EPS file named like a layer
+must never reach Ghostscript, nor any other format's decoder reach the user's files."""
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """PIL's lazy opening of an image file, with only the decoders of FORMATS."""
+    return Image.open(path, formats=FORMATS)
 
 
 @dataclass
@@ -67,7 +75,7 @@ def check_size(path: str | Path) -> None:
         decoded = max(int(np.prod(shape, dtype=np.float64)) * itemsize, height * width * 3 * itemsize)
     else:
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 (width, height), wide = img.size, img.mode.startswith("I") or img.mode == "F"
         except Image.DecompressionBombError:
             raise ImageReadError(
@@ -83,13 +91,14 @@ def read(path: str | Path) -> np.ndarray:
     Images over the size LIMITS are refused before they are decoded."""
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        kind = "not a regular file" if path.exists() else "no such file"
+        raise ImageReadError(f"{path}: {kind}")
     try:
         check_size(path)
         if path.suffix.lower() in (".tif", ".tiff"):
             array = tifffile.imread(path)
         else:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 array = _decode_whole(path, img)
                 if array is None:
                     img.load()
@@ -175,16 +184,17 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
 
 
 def list_images(inputs: list[str | Path]) -> list[Path]:
-    """Expand files, folders (recursively) and glob patterns into a sorted list of image files."""
+    """Expand files, folders (recursively) and glob patterns into a sorted list of image files;
+    what a folder or pattern holds that is not a regular file (a FIFO, a folder named x.png) is left out."""
     found: list[Path] = []
     for item in inputs:
         item_path = Path(item)
         if item_path.is_dir():
-            found += sorted(p for p in item_path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in item_path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif any(ch in str(item) for ch in "*?["):
             base = Path(item_path.anchor or ".")
             pattern = str(item_path.relative_to(base)) if item_path.is_absolute() else str(item)
-            found += sorted(p for p in base.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(p for p in base.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             found.append(item_path)
     return found

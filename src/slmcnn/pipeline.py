@@ -166,7 +166,9 @@ def job_tiles(paths: list[Path], patch: int = 128, stride: int | None = None, sa
     counts = []
     for path in paths[:sample]:
         try:
-            with Image.open(path) as image:
+            if not Path(path).is_file():  # a FIFO would block the opening
+                continue
+            with images.open_image(path) as image:
                 width, height = image.size
         except (OSError, ValueError, Image.DecompressionBombError):
             continue

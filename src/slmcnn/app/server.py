@@ -20,13 +20,21 @@ from slmcnn.app.workspace import AppConfig, Workspace
 from slmcnn.errors import SlmcnnError
 
 HERE = Path(__file__).parent
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN_HEADER = "x-slmcnn-token"
 BODY = Body(default={})
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """`localhost`, or an IP address of this machine (127.0.0.0/8, ::1): parsed, so that a name
+    such as 127.0.0.1.evil.example, which anyone can make resolve here, is not one."""
+    import ipaddress
+
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def host_name(host: str) -> str:
