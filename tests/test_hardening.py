@@ -569,3 +569,35 @@ def test_a_fifo_named_like_a_layer_does_not_block(tmp_path, tiny_model_file, wri
     )  # fmt: skip
     assert done.returncode == 1 and "not a regular file" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr and (tmp_path / "out" / "layer_0002.json").is_file()
+
+
+def test_outputs_of_one_run_never_share_a_name_nor_replace_an_input(tmp_path, tiny_model_file, write_image):
+    from slmcnn.outputs import unique_stems
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    paths = [a / "x.png", a / "x.jpg", b / "x.png", a / "a_x.png", a / "y.png", a / "y.png"]
+    names = unique_stems(paths)
+    assert len(names) == 5 and len(set(names.values())) == 5, names
+    frame = np.full((128, 128, 3), 120, np.uint8)
+    write_image("in/x.png", frame)
+    write_image("in/x.jpg", frame)
+    out = tmp_path / "out"
+    done = run_cli("predict-layer", tmp_path / "in", "--out", out, "--model", tiny_model_file, "--backend", "torch")
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.glob("*.json"))) == 2
+    shutil.copy(out / "in_x_png.overlay.png", tmp_path / "in" / "in_x_png.overlay.png")
+    inputs = tmp_path / "in"
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    again = run_cli(
+        "predict-layer", inputs, "--out", inputs, "--force", "--model", tiny_model_file, "--backend", "torch"
+    )
+    assert again.returncode != 0 and "would replace an input" in again.stderr
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before
+
+
+def test_calibrate_never_replaces_a_profile_s_arrays_without_force(tmp_path):
+    (tmp_path / "camera.profile.safetensors").write_bytes(b"someone's profile")
+    frames = [str(tmp_path / f"f{i}.png") for i in range(4)]
+    done = run_cli("calibrate", *frames, "--out", tmp_path / "camera.json", "--full-frame")
+    assert done.returncode != 0 and "camera.profile.safetensors exists" in done.stderr
+    assert (tmp_path / "camera.profile.safetensors").read_bytes() == b"someone's profile"

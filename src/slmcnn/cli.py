@@ -162,6 +162,8 @@ def cmd_calibrate(args) -> int:
     shown = Path(args.out).with_suffix(".preview.png")
     previous = _previous_calibration(Path(args.out), CameraCalibration)
     out, shown = (check_new(p, args.force, args.frame) for p in (args.out, shown))
+    if len(args.frame) > 1:  # the profile's arrays go beside camera.json
+        check_new(camera_profile.arrays_path(out), args.force, args.frame)
     corners = points(args.corners, "--corners", 4) if args.corners else None
     ignore = [points(p, "--ignore") for p in args.ignore]
     with _held_warnings("slmcnn.camera") as doubts:  # told once the files are written

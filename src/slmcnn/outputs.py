@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slmcnn import CLASSES, render
-from slmcnn.errors import SettingsError
+from slmcnn.errors import OutputError, SettingsError
 from slmcnn.files import atomic_path, writable, write_text
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
@@ -32,14 +32,25 @@ SCORE_FIELDS = ["tile_accuracy", "error_f1", "error_iou"]
 
 
 def unique_stems(paths: Iterable[Path]) -> dict[Path, str]:
-    """Output names per input; layers of the same name in different folders get the folder prefixed."""
+    """Output names per input, each its own: layers of the same name in different folders get the
+    folder prefixed, the same name of another format (x.png, x.jpg) its suffix too, and whatever
+    still meets another name a number."""
     stems: dict[str, list[Path]] = {}
-    for p in paths:
+    for p in dict.fromkeys(paths):  # a file given twice is one layer
         stems.setdefault(p.stem, []).append(p)
-    names = {}
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
     for stem, group in stems.items():
+        parents = [p.parent.name for p in group]
         for p in group:
-            names[p] = stem if len(group) == 1 else f"{p.parent.name}_{stem}"
+            name = stem if len(group) == 1 else f"{p.parent.name}_{stem}"
+            if len(group) > 1 and parents.count(p.parent.name) > 1:
+                name += "_" + p.suffix.lstrip(".").lower()
+            unique, n = name, 2
+            while unique in taken:
+                unique, n = f"{name}_{n}", n + 1
+            names[p] = unique
+            taken.add(unique)
     return names
 
 
@@ -158,12 +169,24 @@ class RunFiles:
         if set(self.kinds) - set(FILE_KINDS):
             unknown = ", ".join(sorted(set(self.kinds) - set(FILE_KINDS)))
             raise SettingsError(f"unknown file kind(s) {unknown}; known: {', '.join(FILE_KINDS)}")
+        inputs = list(inputs)
         self.names = unique_stems(inputs)
         self.prefix = prefix
+        self._refuse_inputs(inputs)
         self.summary = SummaryWriter(self.out / "summary.csv", scored) if summary else None
         self.html_title = html_title
         self.page: list[render.PageEntry] = []
         self.writer = LayerWriter() if background else None
+
+    def _refuse_inputs(self, inputs: list[Path]) -> None:
+        """No file of the run may replace one of its inputs, `force` or not: checked before any work."""
+        given = {p.resolve() for p in inputs}
+        planned = [self.out / "summary.csv", self.out / "index.html"]
+        for name in self.names.values():
+            planned += layer_files(self.out, self.prefix + name, FILE_KINDS).values()
+        for path in planned:
+            if path.resolve() in given:
+                raise OutputError(f"{path} would replace an input of this run; choose another output folder")
 
     def add(self, outcome: "LayerOutcome") -> dict[str, Path]:
         """Write (or queue) the files of one classified layer; return their paths."""

@@ -692,8 +692,9 @@ def save_camera(
     from safetensors.numpy import save_file
 
     path = Path(path)
-    if path.exists() and not force:
-        raise ProfileError(f"{path} exists; pass `force` to replace it")
+    for target in (path, arrays_path(path)) if profile is not None else (path,):
+        if target.exists() and not force:
+            raise ProfileError(f"{target} exists; pass `force` to replace it")
     if profile is not None and calibration != profile.calibration:
         raise ProfileError("the profile was built with another calibration than the one to save with it")
     doc = calibration.to_json() if calibration else {"full_frame": True}
