@@ -601,3 +601,22 @@ def test_calibrate_never_replaces_a_profile_s_arrays_without_force(tmp_path):
     done = run_cli("calibrate", *frames, "--out", tmp_path / "camera.json", "--full-frame")
     assert done.returncode != 0 and "camera.profile.safetensors exists" in done.stderr
     assert (tmp_path / "camera.profile.safetensors").read_bytes() == b"someone's profile"
+
+
+def test_a_failing_hook_is_retried_logged_and_never_marked_delivered(tmp_path, caplog):
+    from slmcnn.monitoring.alerts import Alert, AlertHook, AlertSender, HookFailed
+
+    tries = tmp_path / "tries"
+    hook = AlertHook(None, f"echo x >> {tries}; echo 'pager down' >&2; exit 3")
+    with pytest.raises(HookFailed, match="exited 3: pager down"):
+        hook(Alert(1, "f", "rule", "m", 1.0), 5)
+    marked = []
+    sender = AlertSender(hook, marked.extend, backoff=(0.01, 0.01))
+    sender.send(5, Alert(1, "f", "rule", "m", 1.0))
+    sender.close()
+    assert marked == [] and len(tries.read_text().split()) == 1 + 3  # the call above, then 3 tries
+    assert sum("not delivered" in r.message for r in caplog.records) == 3
+    sender = AlertSender(hook, marked.extend, backoff=())
+    sender.send(5, Alert(1, "f", "rule", "m", 1.0))
+    sender.close()
+    assert 5 not in sender.queued  # queued again with the next layer's alerts

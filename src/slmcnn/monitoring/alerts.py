@@ -7,6 +7,7 @@ import os
 import queue
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,25 +141,52 @@ class AlertHook:
                 handle.write(json.dumps({"id": alert_id, **alert.as_dict()}) + "\n")
         if self.command:
             try:
-                subprocess.run(
+                done = subprocess.run(
                     self.command,
                     shell=True,
                     env={**os.environ, **alert.env(), "SLMCNN_ALERT_ID": str(alert_id)},
                     timeout=self.timeout,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
                 )
             except subprocess.TimeoutExpired:
                 log.warning("alert command still running after %ss: left behind, monitoring goes on", self.timeout)
+                return
+            if done.returncode != 0:
+                said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+                raise HookFailed(f"alert command exited {done.returncode}" + (f": {said[0][:200]}" if said[0] else ""))
+
+
+class HookFailed(Exception):
+    """The alert command said it failed (a non-zero exit): the alert is not delivered."""
+
+
+BACKOFF = (0.5, 1.0, 2.0)  # seconds before each further try of a failing hook
+
+
+def deliver(hook: Callable[[Alert, int], None], alert: Alert, alert_id: int, backoff=BACKOFF) -> bool:
+    """Run the hook, trying again after each pause of `backoff` while it fails; every failure is
+    logged. False when it never succeeded: the alert stays unraised."""
+    for attempt, pause in enumerate((*backoff, None), start=1):
+        try:
+            hook(alert, alert_id)
+            return True
+        except Exception as exc:  # noqa: BLE001 - a broken hook must not stop the monitor
+            again = f"trying again in {pause:g} s" if pause is not None else "left unraised: tried again later"
+            log.warning("alert %s not delivered (try %d: %s); %s", alert_id, attempt, exc, again)
+            if pause is not None:
+                time.sleep(pause)
+    return False
 
 
 class AlertSender:
     """Runs the hook on its own thread, in the order alerts were stored, so a slow hook never holds
-    up the next layer; `mark_raised(ids)` records each delivered alert. A hook that fails leaves its
-    alert unraised (it is raised again when the monitor starts again)."""
+    up the next layer; `mark_raised(ids)` records each delivered alert. A hook that fails is tried
+    again with backoff and each failure logged; one that keeps failing leaves its alert unraised,
+    and it is queued again with the next layer's alerts (and when the monitor starts again)."""
 
-    def __init__(self, hook: Callable[[Alert, int], None], mark_raised: Callable[[list[int]], None]):
-        self.hook, self.mark_raised = hook, mark_raised
+    def __init__(self, hook: Callable[[Alert, int], None], mark_raised: Callable[[list[int]], None], backoff=BACKOFF):
+        self.hook, self.mark_raised, self.backoff = hook, mark_raised, backoff
         self.queue: queue.Queue = queue.Queue()
         self.queued: set[int] = set()
         self.thread = threading.Thread(target=self._run, name="slmcnn-alerts", daemon=True)
@@ -172,11 +200,10 @@ class AlertSender:
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
             alert_id, alert = item
-            try:
-                self.hook(alert, alert_id)
+            if deliver(self.hook, alert, alert_id, self.backoff):
                 self.mark_raised([alert_id])
-            except Exception as exc:  # noqa: BLE001 - a broken hook must not stop the monitor
-                log.warning("alert %s not delivered (%s); it is raised again when the monitor restarts", alert_id, exc)
+            else:
+                self.queued.discard(alert_id)  # queued again with the next layer's alerts
 
     def close(self, wait: float | None = None) -> None:
         """Deliver what is queued (waiting at most `wait` seconds; None: until done), then stop."""

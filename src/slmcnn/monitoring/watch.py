@@ -33,7 +33,7 @@ from pathlib import Path
 from slmcnn.backends import Backend
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
 from slmcnn.images import IMAGE_SUFFIXES
-from slmcnn.monitoring.alerts import AlertHook, AlertRules, AlertSender, evaluate_rules
+from slmcnn.monitoring.alerts import AlertHook, AlertRules, AlertSender, deliver, evaluate_rules
 from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
 from slmcnn.outputs import RunFiles
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
@@ -312,8 +312,7 @@ class Monitor:
         for alert_id, alert in self.build.unraised_alerts():
             if self.sender is not None:
                 self.sender.send(alert_id, alert)
-            else:
-                self.hook(alert, alert_id)
+            elif deliver(self.hook, alert, alert_id):
                 self.build.mark_raised([alert_id])
 
     def run(self, exit_when_idle: float | None = None) -> None:
