@@ -620,3 +620,25 @@ def test_a_failing_hook_is_retried_logged_and_never_marked_delivered(tmp_path, c
     sender.send(5, Alert(1, "f", "rule", "m", 1.0))
     sender.close()
     assert 5 not in sender.queued  # queued again with the next layer's alerts
+
+
+def test_file_names_that_are_not_utf8_are_stored_once_and_shown(tmp_path, tiny_model_file, write_image):
+    import os
+
+    from slmcnn.monitoring import Database
+
+    folder = tmp_path / "camera"
+    write_image("camera/layer_0001.png", np.full((128, 128, 3), 120, np.uint8))
+    write_image("camera/plain.png", np.full((128, 128, 3), 90, np.uint8))
+    os.rename(folder / "plain.png", os.fsencode(folder) + b"/layer_\xff_0002.png")
+    common = ["--model", tiny_model_file, "--backend", "torch"]
+    done = run_cli("predict-layer", folder, "--out", tmp_path / "out", *common)
+    assert done.returncode == 0, done.stderr
+    assert "layer_\\xff_0002.png" in (tmp_path / "out" / "summary.csv").read_text()
+    db = tmp_path / "m.sqlite"
+    for _ in range(2):  # stored once, and a restart is no crash loop
+        again = run_cli("monitor", folder, "--db", db, "--exit-when-idle", "0.3", "--settle", "0", *common)
+        assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    database = Database(db)
+    files = sorted(layer.file for build in database.builds() for layer in database.layers(build.id))
+    assert files == ["layer_0001.png", "layer_\\xff_0002.png"]

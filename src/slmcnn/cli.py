@@ -13,7 +13,7 @@ import slmcnn
 from slmcnn import CLASSES, __version__
 from slmcnn.app import APP_OPTIONS, cmd_app
 from slmcnn.errors import SlmcnnError
-from slmcnn.files import check_new, describe, run_folder
+from slmcnn.files import check_new, describe, run_folder, storable
 from slmcnn.options import OPTIONS
 
 FLAGS = {"flips=False": "--no-flips"}
@@ -63,6 +63,7 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
 
 
 def cmd_predict_layer(args) -> int:
+    from rich.markup import escape
     from rich.progress import Progress
 
     from slmcnn import images, outputs
@@ -83,11 +84,11 @@ def cmd_predict_layer(args) -> int:
             bar.advance(task)
             if outcome.error is not None:
                 failures += 1
-                bar.console.print(f"[red]skipped[/red] {outcome.error}")
+                bar.console.print(f"[red]skipped[/red] {escape(storable(outcome.error))}")
                 continue
             f, score = outcome.result.fractions, outcome.score
             bar.console.print(
-                f"{outcome.path}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  error {f['Error']:.3f}  "
+                f"{escape(storable(str(outcome.path)))}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  error {f['Error']:.3f}  "
                 f"{outcome.result.seconds:.2f}s" + (f"  tile acc {score.tile_accuracy:.3f}" if score else "")
             )
     skipped = f"; skipped {failures} unreadable" if failures else ""

@@ -127,3 +127,9 @@ def writable(folder: str | Path) -> Path:
         os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         probe.unlink()
     return folder
+
+
+def storable(name: str) -> str:
+    """A file name as text that any database, CSV or terminal takes: bytes of a name that are not
+    UTF-8 (which Python keeps as lone surrogates) are written as \\xNN, the same way every time."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -18,7 +18,7 @@ import numpy as np
 
 from slmcnn import CLASSES, render
 from slmcnn.errors import OutputError, SettingsError
-from slmcnn.files import atomic_path, writable, write_text
+from slmcnn.files import atomic_path, storable, writable, write_text
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
 
@@ -127,7 +127,7 @@ class SummaryWriter:
     def add(self, outcome: "LayerOutcome") -> None:
         result, score = outcome.result, outcome.score
         row = {
-            "image": str(result.path),
+            "image": storable(str(result.path)),
             "width": result.grid.width,
             "height": result.grid.height,
             "tiles": result.grid.count,

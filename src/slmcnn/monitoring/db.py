@@ -42,6 +42,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from slmcnn import CLASSES
 from slmcnn.errors import DatabaseError
+from slmcnn.files import storable
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.predict import LayerResult
 from slmcnn.tiles import TileGeometry
@@ -481,8 +482,8 @@ class BuildHandle:
                 insert(layers).values(
                     build_id=self.id,
                     number=number,
-                    file=result.path.name,
-                    path=str(result.path),
+                    file=storable(result.path.name),
+                    path=storable(str(result.path)),
                     status="done",
                     processed=time.time(),
                     seconds=result.seconds,
@@ -522,7 +523,7 @@ class BuildHandle:
                 )
 
     def add_failed(self, file: str, number: int | None, message: str, stamp: FileStamp | None) -> None:
-        values = {"build_id": self.id, "number": number, "file": file, "status": "failed", "message": message}
+        values = {"build_id": self.id, "number": number, "file": file, "status": "failed", "message": storable(message)}
         if stamp is not None:
             values.update(size=stamp.size, mtime=stamp.mtime, digest=stamp.digest)
         with self.db.engine.begin() as conn:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from slmcnn.backends import Backend
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
+from slmcnn.files import storable
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import AlertHook, AlertRules, AlertSender, deliver, evaluate_rules
 from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
@@ -172,13 +173,14 @@ class Monitor:
             log.info("build memory: learned the %d stored layer(s) of build %d again", len(paths), self.build.id)
 
     def _is_new(self, path: Path) -> bool:
-        rows = self.stored.get(path.name)
+        name = storable(path.name)
+        rows = self.stored.get(name)
         if not rows:
             return True
         now = FileStamp.of(path, digest=False)
         if any(r.stamp is None or r.stamp.same_stat(now) for r in rows):
             return False
-        key = (path.name, now.size, now.mtime)
+        key = (name, now.size, now.mtime)
         if key not in self.digests:
             self.digests[key] = FileStamp.of(path).digest
         return all(r.stamp.digest != self.digests[key] for r in rows)
@@ -207,13 +209,14 @@ class Monitor:
             return False
 
     def _new_build_reason(self, path: Path, number: int | None) -> str | None:
-        mine = [r for r in self.stored.get(path.name, []) if r.build_id == self.build.id]
+        name = storable(path.name)
+        mine = [r for r in self.stored.get(name, []) if r.build_id == self.build.id]
         if mine and all(r.status == "failed" for r in mine):  # a failed layer written again: try it again
-            self.build.forget_failed(path.name)
-            self.stored[path.name] = [r for r in self.stored[path.name] if r not in mine]
+            self.build.forget_failed(name)
+            self.stored[name] = [r for r in self.stored[name] if r not in mine]
             return None
         if mine:
-            return f"{path.name} was written again"
+            return f"{name} was written again"
         first = self.build.first_number()
         if number is not None and first is not None and number <= first:
             return f"layer numbers start again at {number}"
@@ -230,15 +233,17 @@ class Monitor:
         log.info("new build %r: %s", name, reason)
 
     def _remember(self, path: Path, status: str, stamp: FileStamp | None) -> None:
-        self.stored.setdefault(path.name, []).append(StoredFile(path.name, self.build.id, status, stamp))
+        name = storable(path.name)
+        self.stored.setdefault(name, []).append(StoredFile(name, self.build.id, status, stamp))
 
     def process_ready(self) -> int:
         """Process every complete, unstored layer in order; return how many were finished."""
         finished = 0
         for path in self.candidates():
+            name = storable(path.name)
             if not self._settled(path):
                 break  # keep layer order: wait for this one before later ones
-            previous = self.retry.get(path.name)
+            previous = self.retry.get(name)
             try:
                 now = path.stat()
                 if previous and previous[0] == (now.st_size, now.st_mtime) and time.time() < previous[2]:
@@ -255,22 +260,22 @@ class Monitor:
                 changed = previous is None or previous[0] != (stamp.size, stamp.mtime)
                 tries = 1 if changed else previous[1] + 1
                 if tries < self.config.retries and not outcome.error.startswith(POISON):
-                    self.retry[path.name] = ((stamp.size, stamp.mtime), tries, time.time() + self.config.retry_wait)
+                    self.retry[name] = ((stamp.size, stamp.mtime), tries, time.time() + self.config.retry_wait)
                     log.info(
                         "layer %s: unreadable (try %d/%d), will retry: %s",
-                        path.name,
+                        name,
                         tries,
                         self.config.retries,
                         outcome.error,
                     )
                     break
-                self.build.add_failed(path.name, number, outcome.error, stamp)
+                self.build.add_failed(name, number, outcome.error, stamp)
                 self._remember(path, "failed", stamp)
-                log.info("layer %s: FAILED after %d tries: %s", path.name, tries, outcome.error)
+                log.info("layer %s: FAILED after %d tries: %s", name, tries, outcome.error)
             else:
                 self._finish(outcome, number if number is not None else self.build.next_number(), stamp)
                 self._remember(path, "done", stamp)
-            self.retry.pop(path.name, None)
+            self.retry.pop(name, None)
             finished += 1
         return finished
 
@@ -278,31 +283,34 @@ class Monitor:
         """The layer's outcome; an error in `error`, never raised, except for what stops the
         monitor (an output that cannot be written). A file that killed the monitor POISON_TRIES
         times before is not opened again."""
-        crashed = self.db.begin_attempt(self.key, path.name, stamp)
+        name = storable(path.name)
+        crashed = self.db.begin_attempt(self.key, name, stamp)
         if crashed >= POISON_TRIES:
             return LayerOutcome(path, error=f"{POISON} the monitor stopped {crashed} times while classifying it")
         try:
             outcome = next(iter(self.pipeline.run([path])))
         except (OutputError, DatabaseError, KeyboardInterrupt):
             with contextlib.suppress(Exception):
-                self.db.end_attempt(self.key, path.name)  # the monitor stops, but not because of this layer
+                self.db.end_attempt(self.key, name)  # the monitor stops, but not because of this layer
             raise
         except Exception as exc:  # noqa: BLE001 - one bad layer must not stop the monitoring of a build
-            log.debug("layer %s", path.name, exc_info=True)
+            log.debug("layer %s", name, exc_info=True)
             outcome = LayerOutcome(path, error=f"{path}: {type(exc).__name__}: {exc}"[:500])
-        self.db.end_attempt(self.key, path.name)  # this try is over; a retry is a new one
+        self.db.end_attempt(self.key, name)  # this try is over; a retry is a new one
         return outcome
 
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
         result = outcome.result
         history = self.build.history(self.config.rules.history_needed)
         fraction = result.fractions["Error"]
-        alerts = evaluate_rules(self.config.rules, number, result.path.name, result.tile_classes, fraction, history)
+        alerts = evaluate_rules(
+            self.config.rules, number, storable(result.path.name), result.tile_classes, fraction, history
+        )
         self.build.add_layer(number, result, alerts, outcome.files.get("overlay"), stamp)
         f = result.fractions
         log.info(
             "layer %5d %s: powder %.3f object %.3f error %.3f (%.2fs)",
-            number, result.path.name, f["Powder"], f["Object"], f["Error"], result.seconds,
+            number, storable(result.path.name), f["Powder"], f["Object"], f["Error"], result.seconds,
         )  # fmt: skip
         self.raise_pending()
 
