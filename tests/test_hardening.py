@@ -642,3 +642,21 @@ def test_file_names_that_are_not_utf8_are_stored_once_and_shown(tmp_path, tiny_m
     database = Database(db)
     files = sorted(layer.file for build in database.builds() for layer in database.layers(build.id))
     assert files == ["layer_0001.png", "layer_\\xff_0002.png"]
+
+
+def test_a_huge_sparse_file_named_like_a_layer_is_not_read_into_memory(tmp_path, tiny_model_file, write_image):
+    from slmcnn.monitoring import Database
+
+    folder = tmp_path / "camera"
+    write_image("camera/layer_0001.png", np.full((128, 128, 3), 120, np.uint8))
+    with open(folder / "layer_0002.png", "wb") as handle:
+        handle.truncate(3 * 2**30)  # 3 GB of nothing, larger than any image read
+    common = ["--model", tiny_model_file, "--backend", "torch", "--retries", "1"]
+    for _ in range(2):
+        done = run_cli(
+            "monitor", folder, "--db", tmp_path / "m.sqlite", "--exit-when-idle", "0.3", "--settle", "0", *common
+        )
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    database = Database(tmp_path / "m.sqlite")
+    stored = {layer.file: layer.status for build in database.builds() for layer in database.layers(build.id)}
+    assert stored == {"layer_0001.png": "done", "layer_0002.png": "failed"}

@@ -232,8 +232,17 @@ class FileStamp:
 
     @classmethod
     def of(cls, path: Path, digest: bool = True) -> "FileStamp":
+        """The file's size, time and SHA-1, read in blocks; a file larger than any image slmcnn
+        reads (images.LIMITS, decoded) is not read at all: its size and time stand for its digest."""
+        from slmcnn.images import LIMITS
+
         stat = path.stat()
-        return cls(stat.st_size, stat.st_mtime, hashlib.sha1(path.read_bytes()).hexdigest() if digest else "")
+        if not digest:
+            return cls(stat.st_size, stat.st_mtime)
+        if stat.st_size > LIMITS.max_bytes:
+            return cls(stat.st_size, stat.st_mtime, f"unread:{stat.st_size}:{stat.st_mtime_ns}")
+        with open(path, "rb") as handle:
+            return cls(stat.st_size, stat.st_mtime, hashlib.file_digest(handle, "sha1").hexdigest())
 
     def same_stat(self, other: "FileStamp") -> bool:
         return self.size == other.size and abs(self.mtime - other.mtime) < 1e-6
