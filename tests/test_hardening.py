@@ -2,6 +2,7 @@
 example of the issue, fault injection (read-only output, full disk, a slowly written layer)."""
 
 import ast
+import contextlib
 import errno
 import json
 import shutil
@@ -439,7 +440,13 @@ def test_a_huge_layer_is_recorded_and_later_layers_go_on(tiny_model_file, tmp_pa
         assert "megapixels" in conn.execute("select message from layers where status='failed'").fetchone()[0]
 
 
-def test_a_layer_that_killed_the_monitor_is_recorded_as_poison(tiny_model_file, tmp_path):
+@pytest.mark.parametrize("kills_the_reader", [True, False])
+def test_a_layer_that_killed_the_monitor_is_recorded_as_poison(
+    tiny_model_file, tmp_path, monkeypatch, kills_the_reader
+):
+    """Two starts died while classifying layer 1: poison only when it kills a child reading it too;
+    else the monitor was killed from outside and the layer is classified (the probe runs for real)."""
+    from slmcnn.monitoring import watch as watching
     from slmcnn.monitoring.db import Database, FileStamp
 
     watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
@@ -447,10 +454,32 @@ def test_a_layer_that_killed_the_monitor_is_recorded_as_poison(tiny_model_file, 
     layer_png(watch / "00001.png")
     layer_png(watch / "00002.png", 1)
     key, stamp = str(watch.resolve()), FileStamp.of(watch / "00001.png")
-    for _ in range(2):  # two starts that died while classifying layer 1
+    for _ in range(2):
         Database(db).begin_attempt(key, "00001.png", stamp)
+    if kills_the_reader:
+        monkeypatch.setattr(watching, "layer_survives", lambda path, limit: False)
     monitor_for(watch, db, tiny_model_file, settle=0.0).run(exit_when_idle=0.5)
-    assert stored(db) == [("00001.png", "failed"), ("00002.png", "done")]
+    assert stored(db) == [("00001.png", "failed" if kills_the_reader else "done"), ("00002.png", "done")]
+
+
+def test_sigterm_stops_the_monitor_without_blaming_the_layer(tiny_model_file, tmp_path):
+    import signal
+
+    watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
+    watch.mkdir()
+    layer_png(watch / "00001.png")
+    command = [sys.executable, "-m", "slmcnn", "monitor", str(watch), "--db", str(db), "--model", str(tiny_model_file)]
+    child = subprocess.Popen([*command, "--backend", "torch", "--settle", "0"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        with contextlib.suppress(sqlite3.OperationalError):  # the monitor writing just then
+            if db.exists() and stored(db):
+                break
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(60) == 130 and "interrupted" in child.stderr.read()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from attempts").fetchone()[0] == 0
 
 
 def test_monitor_faults_are_one_line(tiny_model_file, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ handler and options; library errors name API settings, which FLAGS turns into th
 import argparse
 import json
 import logging
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import fields
@@ -146,9 +147,14 @@ def cmd_monitor(args) -> int:
     config = _pick(args, MonitorConfig, rules=rules)  # checks the folder before the model is loaded
     model, backend, options = _engine(args, workers=1)
     monitor = Monitor(config, Database(args.db), backend, options)
+    signal.signal(signal.SIGTERM, _interrupt)  # a stop from outside is no fault of the layer in hand
     print(f"watching {config.watch_dir} (Ctrl-C to stop)", flush=True)
     monitor.run(args.exit_when_idle)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_calibrate(args) -> int:

@@ -12,8 +12,11 @@ modification time: a slow writer), and `retries` times in all while it stays the
 seconds apart; only then is it stored as failed, and it is tried again if its file changes later.
 So a layer is given up at most `settle` + `retries` x `retry_wait` seconds after its last change.
 Images over the size limits (images.LIMITS) are refused from their header, before decoding. A layer
-whose classification killed the monitor (out of memory, say) `POISON_TRIES` times is stored as
-failed on the next start and skipped, so one bad file never stops a build's monitoring.
+whose classification was under way when the monitor died `POISON_TRIES` times is read once in a
+child process (monitoring.probe): if that kills the child too, the layer is stored as failed and
+skipped, so one bad file never stops a build's monitoring; if not, the monitor was killed from
+outside (SIGKILL, a reboot) and the layer is classified as any other. SIGTERM stops the monitor
+as Ctrl-C does, ending the try first.
 
 Builds: a folder may receive one build after another. A new build starts when `build` names one
 not seen before, when a file already stored for the current build is written again (a new first
@@ -36,6 +39,7 @@ from slmcnn.files import storable
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import AlertHook, AlertRules, AlertSender, deliver, evaluate_rules
 from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
+from slmcnn.monitoring.probe import layer_survives
 from slmcnn.outputs import RunFiles
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
 from slmcnn.validate import number, whole
@@ -286,7 +290,11 @@ class Monitor:
         name = storable(path.name)
         crashed = self.db.begin_attempt(self.key, name, stamp)
         if crashed >= POISON_TRIES:
-            return LayerOutcome(path, error=f"{POISON} the monitor stopped {crashed} times while classifying it")
+            if not layer_survives(path, self.options.max_megapixels):
+                return LayerOutcome(path, error=f"{POISON} the monitor stopped {crashed} times while classifying it")
+            log.info(
+                "layer %s: the monitor stopped %d times while classifying it, but not by it: tried again", name, crashed
+            )
         try:
             outcome = next(iter(self.pipeline.run([path])))
         except (OutputError, DatabaseError, KeyboardInterrupt):
