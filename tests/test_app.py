@@ -373,3 +373,49 @@ def test_making_a_model_current_rebuilds_the_camera_profile_or_says_why_not(tiny
     else:
         assert ws.camera_file is None and "good frames are gone" in ws.camera_note
         assert ws.backend.name != "torch+profile"  # not applied with other weights, and the page says why
+
+
+def test_requests_of_the_wrong_types_are_refused_with_a_message(env):
+    client = env["client"]
+    url = "/api/sets/b0-1/layers/0/labels"
+    for body, status in (
+        ({"row": 0, "col": 0, "cls": True}, 400),  # not stored as Object
+        ({"row": 0, "col": 0, "cls": "Error"}, 400),
+        ({"row": True, "col": 0, "cls": 1}, 404),
+        ({"row": "0", "col": 0, "cls": 1}, 404),
+        ({"row": 0, "col": 0, "cls": 1, "checked": "yes"}, 400),
+        ({"labels": [1, 2]}, 400),
+    ):
+        answer = client.post(url, json=body, headers=AUTH)
+        assert answer.status_code == status and "error" in answer.json(), (body, answer.text)
+    for body in ({"epochs": "abc"}, {"epochs": 1, "lr": "fast"}, {"epochs": True}):
+        assert client.post("/api/finetune", json=body, headers=AUTH).status_code == 400, body
+    layer = client.get("/api/sets/b0-1/layers/0").json()
+    assert layer["labels"][0][0] is None
+
+
+def test_a_locked_labels_database_is_a_503_once_not_a_500_forever(env):
+    import sqlite3
+
+    client, path = env["client"], env["config"].labels_path
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+    store = client.app.state.workspace.store
+    store._conn.execute("PRAGMA busy_timeout = 100")
+    try:
+        busy = client.post("/api/sets/b0-1/layers/1/labels", json={"row": 0, "col": 0, "cls": 0}, headers=AUTH)
+        assert busy.status_code == 503 and "try again" in busy.json()["error"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        store._conn.execute("PRAGMA busy_timeout = 5000")
+    done = client.post("/api/sets/b0-1/layers/1/labels", json={"row": 0, "col": 0, "cls": 0}, headers=AUTH)
+    assert done.status_code == 200 and client.get("/api/sets/b0-1/layers/1").json()["labels"][0][0] == 0
+
+
+def test_app_refuses_a_labels_file_that_is_not_sqlite(tmp_path):
+    not_sqlite = tmp_path / "labels.sqlite"
+    not_sqlite.write_text("these are my notes, not a database")
+    done = run_cli("app", "--labels", not_sqlite, "--port", "1")
+    assert done.returncode != 0 and "not a usable labels database" in done.stderr
+    assert "Traceback" not in done.stderr and not_sqlite.read_text() == "these are my notes, not a database"

@@ -689,3 +689,20 @@ def test_a_huge_sparse_file_named_like_a_layer_is_not_read_into_memory(tmp_path,
     database = Database(tmp_path / "m.sqlite")
     stored = {layer.file: layer.status for build in database.builds() for layer in database.layers(build.id)}
     assert stored == {"layer_0001.png": "done", "layer_0002.png": "failed"}
+
+
+def test_more_inputs_that_are_one_line(tmp_path, tiny_build, tiny_model_file):
+    frames = [str(p) for p in sorted((tiny_build / "layers").glob("*.png"))[:4]]
+    cases = [
+        ("predict-layer", frames[0], "--out", tmp_path / "o", "--max-megapixels", "inf"),
+        ("synth", tmp_path / "s", "--size", "200000", "--layers", "1"),
+        ("app", "--port", "70000"),
+        ("calibrate", *frames, "--full-frame", "--out", tmp_path / "no" / "such" / "camera.json"),
+    ]
+    for args in cases:
+        done = run_cli(*args)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        if args[0] == "calibrate":  # a folder that does not exist is made, as for every output
+            assert done.returncode == 0 and (tmp_path / "no" / "such" / "camera.profile.safetensors").is_file()
+            continue
+        assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)

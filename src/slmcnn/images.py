@@ -51,12 +51,12 @@ LIMITS = ImageLimits()
 def set_limits(max_megapixels: float | None = None, max_mb: float | None = None) -> ImageLimits:
     """Change the image size limits of this process (None keeps a limit as it is)."""
     if max_megapixels is not None:
-        if not max_megapixels > 0:
-            raise SettingsError(f"`max_megapixels` must be positive (got {max_megapixels})")
+        if not (isinstance(max_megapixels, int | float) and 0 < max_megapixels < float("inf")):
+            raise SettingsError(f"`max_megapixels` must be a positive, finite number (got {max_megapixels})")
         LIMITS.max_pixels = int(max_megapixels * 1e6)
     if max_mb is not None:
-        if not max_mb > 0:
-            raise SettingsError(f"`max_mb` must be positive (got {max_mb})")
+        if not (isinstance(max_mb, int | float) and 0 < max_mb < float("inf")):
+            raise SettingsError(f"`max_mb` must be a positive, finite number (got {max_mb})")
         LIMITS.max_bytes = int(max_mb * 2**20)
     return LIMITS
 

@@ -689,7 +689,9 @@ def save_camera(
 ) -> Path:
     """Write camera.json (geometry, or full frame, plus the profile's metadata) and, with a profile,
     camera.profile.safetensors beside it. An existing file is only replaced with `force`."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
+
+    from slmcnn.files import write_bytes, write_text
 
     path = Path(path)
     for target in (path, arrays_path(path)) if profile is not None else (path,):
@@ -701,12 +703,13 @@ def save_camera(
     if profile is not None:
         tensors = {name: np.ascontiguousarray(getattr(profile, name)) for name in ARRAYS}
         target = arrays_path(path)
-        save_file(tensors, str(target), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        data = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        write_bytes(target, data)  # whole or not at all, like camera.json below
         doc["profile"] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "arrays": target.name,
-            "arrays_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "arrays_sha256": hashlib.sha256(data).hexdigest(),
             "model": profile.model,
             "frames": profile.frames,
             "frame_shape": list(profile.frame_shape),
@@ -714,7 +717,7 @@ def save_camera(
             "patch": profile.patch,
             **profile.meta,
         }
-    path.write_text(json.dumps(doc, indent=2))
+    write_text(path, json.dumps(doc, indent=2))
     return path
 
 

@@ -33,6 +33,8 @@ def cmd_app(args) -> int:
         from slmcnn.app.workspace import AppConfig
     except ImportError as exc:
         raise SettingsError(f"the app needs its extra: pip install 'slmcnn[app]' ({exc})") from None
+    if not 1 <= args.port <= 65535:
+        raise SettingsError(f"--port must be 1-65535 (got {args.port})")
     if not is_loopback(args.host) and not args.token:
         raise SettingsError("--host other than 127.0.0.1 needs --token, so only those who have it get in")
     config = AppConfig(

@@ -16,6 +16,7 @@ from slmcnn import CLASS_COLOURS, CLASSES, __version__
 from slmcnn.app import camera_setup
 from slmcnn.app.finetune import export_labels
 from slmcnn.app.sources import BuildSet, FolderSet, NotFound
+from slmcnn.app.store import StoreBusy
 from slmcnn.app.workspace import AppConfig, Workspace
 from slmcnn.errors import SlmcnnError
 
@@ -35,6 +36,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def whole_number(value) -> bool:
+    """An int from JSON, and not true or false (which Python counts as 1 and 0)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def host_name(host: str) -> str:
@@ -76,7 +82,7 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         response.headers["X-Frame-Options"] = "DENY"
         return response
 
-    for error, status in ((NotFound, 404), (PermissionError, 403), (SlmcnnError, 400)):
+    for error, status in ((NotFound, 404), (PermissionError, 403), (StoreBusy, 503), (SlmcnnError, 400)):
         app.add_exception_handler(error, lambda request, exc, status=status: JSONResponse({"error": str(exc)}, status))
 
     def page(request: Request, template: str, **context):
@@ -127,9 +133,9 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     def camera_write(set_id: str, body: dict = BODY):
         index, good, size = body.get("index", 0), body.get("good", []), body.get("size", 768)
         threshold = body.get("error_threshold")
-        if not isinstance(index, int) or not isinstance(good, list) or not isinstance(size, int):
+        if not whole_number(index) or not isinstance(good, list) or not whole_number(size):
             raise SlmcnnError("index and size must be whole numbers and good a list of layer indices")
-        if threshold is not None and not isinstance(threshold, int | float):
+        if threshold is not None and not (isinstance(threshold, int | float) and not isinstance(threshold, bool)):
             raise SlmcnnError("error_threshold must be a number or null")
         corners = camera_setup.corner_list(body.get("corners"))
         folder = folder_set(set_id)
@@ -225,12 +231,16 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         items = body.get("labels") if isinstance(body.get("labels"), list) else [body]
         checked_items = []
         for item in items:
-            row, col, cls = item.get("row"), item.get("col"), item.get("cls")
-            if not (isinstance(row, int) and isinstance(col, int) and 0 <= row < rows and 0 <= col < cols):
-                raise NotFound(f"no tile ({row}, {col}) in a {rows}x{cols} grid")
-            if cls is not None and cls not in range(len(CLASSES)):
+            if not isinstance(item, dict):
+                raise SlmcnnError("each label is an object {row, col, cls, checked}")
+            row, col, cls, checked = item.get("row"), item.get("col"), item.get("cls"), item.get("checked", None)
+            if not (whole_number(row) and whole_number(col) and 0 <= row < rows and 0 <= col < cols):
+                raise NotFound(f"no tile ({row!r:.20}, {col!r:.20}) in a {rows}x{cols} grid")
+            if cls is not None and not (whole_number(cls) and 0 <= cls < len(CLASSES)):
                 raise SlmcnnError(f"cls must be null or one of 0..{len(CLASSES) - 1} ({', '.join(CLASSES)})")
-            checked_items.append((row, col, cls, bool(item.get("checked", cls is not None))))
+            if checked is not None and not isinstance(checked, bool):
+                raise SlmcnnError("checked must be true or false")
+            checked_items.append((row, col, cls, cls is not None if checked is None else checked))
         for row, col, cls, checked in checked_items:
             ws.store.set_label(data.ref, row, col, cls, checked, who(body))
         return {"stored": len(checked_items)}
@@ -273,7 +283,9 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
 
     @app.post("/api/finetune")
     def finetune_start(body: dict = BODY):
-        epochs, lr = int(body.get("epochs", 15)), float(body.get("lr", 3e-4))
+        epochs, lr = body.get("epochs", 15), body.get("lr", 3e-4)
+        if not (whole_number(epochs) and isinstance(lr, int | float) and not isinstance(lr, bool)):
+            raise SlmcnnError("epochs must be a whole number and lr a number")
         if not (1 <= epochs <= 500 and 0 < lr < 1):
             raise SlmcnnError("epochs must be 1..500 and lr in (0, 1)")
         return ws.finetune.start(ws.store, ws.model_path, epochs, lr).to_json()

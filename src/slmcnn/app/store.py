@@ -6,8 +6,11 @@ import json
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from slmcnn.errors import SettingsError, SlmcnnError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
@@ -52,18 +55,50 @@ class Label:
     at: float
 
 
+class StoreBusy(SlmcnnError):
+    """The labels database is locked by another program just now: nothing was stored; try again."""
+
+
 class LabelStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise SettingsError(f"{self.path}: not a usable labels database ({exc})") from None
         self._lock = threading.Lock()
 
     def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._transaction(begin=False) as c:
+            return c.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _transaction(self, begin: bool = True):
+        """The connection, in a transaction when `begin`: committed at the end, rolled back on any
+        error, so one locked write never leaves the connection inside a transaction."""
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            c = self._conn
+            try:
+                if begin:
+                    c.execute("BEGIN IMMEDIATE")
+                yield c
+                if begin:
+                    c.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise StoreBusy(
+                        f"the labels database {self.path.name} is busy (another program holds it); nothing was stored, try again"
+                    ) from None
+                raise
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
 
     def set_label(
         self, ref: LayerRef, row: int, col: int, cls: int | None, checked: bool, who: str, why: str = "label"
@@ -71,9 +106,7 @@ class LabelStore:
         """Store one tile's label (None clears it) in one transaction, with its log entry."""
         at = time.time()
         camera = json.dumps(ref.camera) if ref.camera else None
-        with self._lock:
-            c = self._conn
-            c.execute("BEGIN")
+        with self._transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, ref.build, ref.number, ref.image,
@@ -83,7 +116,6 @@ class LabelStore:
                 "INSERT INTO label_log (set_key, layer, row, col, cls, checked, who, at, why) VALUES (?,?,?,?,?,?,?,?,?)",
                 (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, why),
             )
-            c.execute("COMMIT")
 
     def layer_labels(self, set_key: str, layer: str) -> dict[tuple[int, int], tuple[int | None, bool, str, float]]:
         rows = self._run(

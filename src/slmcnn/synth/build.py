@@ -78,6 +78,9 @@ class SynthSettings:
             raise SettingsError(f"--layers must be at least 1 (got {self.layers})")
         if self.size < 32:
             raise SettingsError(f"--size must be at least 32 px (got {self.size})")
+        from slmcnn.images import LIMITS
+
+        LIMITS.check("a synthetic layer (--size)", self.size, self.size, self.size * self.size * 3 * 4)
         if self.patch < 8 or self.patch > self.size:
             raise SettingsError(f"--patch {self.patch} must be between 8 and the image size {self.size}")
         if self.direction not in (*DIRECTIONS, "random"):
