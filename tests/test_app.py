@@ -419,3 +419,25 @@ def test_app_refuses_a_labels_file_that_is_not_sqlite(tmp_path):
     done = run_cli("app", "--labels", not_sqlite, "--port", "1")
     assert done.returncode != 0 and "not a usable labels database" in done.stderr
     assert "Traceback" not in done.stderr and not_sqlite.read_text() == "these are my notes, not a database"
+
+
+def test_a_stored_layer_whose_photo_was_replaced_says_so(tiny_build, tiny_model_file, tmp_path):
+    """One folder, build after build: build 2 writes 00001.png again; build 1's stored layer 1 must
+    show the photo it was classified from (the kept thumbnail), and refuse labels, IG and export."""
+    db = monitored_build(tiny_build, tiny_model_file, tmp_path, 2)
+    config = AppConfig([db], [], tiny_model_file, labels=tmp_path / "labels.sqlite", token=TOKEN)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    label = {"row": 0, "col": 0, "cls": 0}
+    assert client.post("/api/sets/b0-1/layers/0/labels", json=label, headers=AUTH).status_code == 200
+    assert client.get("/api/sets/b0-1/layers/0").json()["photo_changed"] is False
+    photo = tmp_path / "camera" / "00001.png"
+    shutil.copy(tiny_build / "layers" / "00005.png", photo)  # the next build's first layer, same name
+    layer = client.get("/api/sets/b0-1/layers/0").json()
+    assert layer["photo_changed"] is True
+    image = client.get("/api/sets/b0-1/layers/0/image")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert client.post("/api/sets/b0-1/layers/0/labels", json=label, headers=AUTH).status_code == 409
+    assert client.get("/api/sets/b0-1/layers/0/explain?row=0&col=0").status_code == 409
+    client.post("/api/sets/b0-1/layers/1/labels", json=label, headers=AUTH)
+    export = client.post("/api/export", headers=AUTH).json()
+    assert export["replaced"] == ["00001.png"] and export["tiles"] == 1

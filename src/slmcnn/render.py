@@ -249,3 +249,16 @@ def layers_page(entries: list[PageEntry], title: str) -> str:
     ]
     legend = anomaly_legend() if any(c.anomaly for c in cards) else None
     return html_page("layers.html", title=title, cards=cards, legend=legend)
+
+
+def thumbnail_jpeg(image: np.ndarray, side: int = 384, quality: int = 80) -> bytes:
+    """A JPEG of an image at most `side` px a side (8-bit): what a stored layer keeps of its photo."""
+    import cv2
+
+    image = to_uint8(image)
+    scale = min(1.0, side / max(image.shape[:2]))
+    if scale < 1:
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return data.tobytes()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from slmcnn import CLASSES, images
-from slmcnn.app.sources import straightened, tile_patch
+from slmcnn.app.sources import photo_changed, straightened, tile_patch
 from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
 from slmcnn.data import SPLIT_COLUMNS, SPLIT_FILE
@@ -33,6 +33,7 @@ class Export:
     layers: int
     counts: dict[str, int]
     splits: dict[str, int] = field(default_factory=dict)
+    replaced: list[str] = field(default_factory=list)  # layers left out: their photo files changed
 
 
 def _safe(text: str) -> str:
@@ -63,9 +64,12 @@ def export_labels(store: LabelStore, out: Path, held_out: bool = False, seed: in
     roles = layer_splits(groups, seed) if held_out else {}
     for name in CLASSES:
         (out / name).mkdir(parents=True, exist_ok=True)
-    rows, counts = [], dict.fromkeys(CLASSES, 0)
+    rows, counts, replaced = [], dict.fromkeys(CLASSES, 0), []
     for tiles in by_layer.values():
         ref = tiles[0].ref
+        if photo_changed(ref):  # cut from another photo, its tiles would carry wrong labels
+            replaced.append(ref.layer)
+            continue
         camera = CameraCalibration(**ref.camera) if ref.camera else None
         image, geometry = straightened(ref.image, camera), TileGeometry.from_json(ref.geometry)
         group = f"{ref.build}/{ref.number}"
@@ -80,7 +84,9 @@ def export_labels(store: LabelStore, out: Path, held_out: bool = False, seed: in
         writer.writerow(SPLIT_COLUMNS)
         writer.writerows(rows)
     splits = {s: sum(1 for r in rows if r[-1] == s) for s in ("train", "val", "test")} if held_out else {}
-    return Export(out, len(rows), len(by_layer), counts, splits)
+    if replaced:
+        log.warning("not exported, their photos were replaced since they were labelled: %s", ", ".join(replaced))
+    return Export(out, len(rows), len(by_layer) - len(replaced), counts, splits, replaced)
 
 
 def held_out_accuracy(old: Path, new: Path, export: Path) -> dict:

@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from slmcnn import CLASS_COLOURS, CLASSES, __version__
 from slmcnn.app import camera_setup
 from slmcnn.app.finetune import export_labels
-from slmcnn.app.sources import BuildSet, FolderSet, NotFound
+from slmcnn.app.sources import BuildSet, FolderSet, NotFound, PhotoChanged
 from slmcnn.app.store import StoreBusy
 from slmcnn.app.workspace import AppConfig, Workspace
 from slmcnn.errors import SlmcnnError
@@ -82,7 +82,8 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         response.headers["X-Frame-Options"] = "DENY"
         return response
 
-    for error, status in ((NotFound, 404), (PermissionError, 403), (StoreBusy, 503), (SlmcnnError, 400)):
+    handled = ((NotFound, 404), (PermissionError, 403), (PhotoChanged, 409), (StoreBusy, 503), (SlmcnnError, 400))
+    for error, status in handled:
         app.add_exception_handler(error, lambda request, exc, status=status: JSONResponse({"error": str(exc)}, status))
 
     def page(request: Request, template: str, **context):
@@ -210,6 +211,7 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
             "labels": [[cell(r, c, 0) for c in range(cols)] for r in range(rows)],
             "checked": [[bool(cell(r, c, 1)) for c in range(cols)] for r in range(rows)],
             "straightened": data.camera is not None, "model": ws.model_path.name,
+            "photo_changed": data.photo_changed,
         }  # fmt: skip
 
     @app.get("/api/sets/{set_id}/layers/{index}/image")
@@ -227,6 +229,8 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     def set_labels(set_id: str, index: int, body: dict = BODY):
         """One label ({row, col, cls, checked}) or several ({labels: [...]}); cls null clears."""
         data = ws.layer(set_id, index)
+        if data.photo_changed:
+            ws.image(data)  # refused: labels must be cut from the photo that was classified
         rows, cols = data.geometry.shape
         items = body.get("labels") if isinstance(body.get("labels"), list) else [body]
         checked_items = []
@@ -269,7 +273,13 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         import time
 
         done = export_labels(ws.store, ws.work / f"export-{time.strftime('%Y%m%d-%H%M%S')}")
-        return {"folder": str(done.folder), "tiles": done.tiles, "layers": done.layers, "counts": done.counts}
+        return {
+            "folder": str(done.folder),
+            "tiles": done.tiles,
+            "layers": done.layers,
+            "counts": done.counts,
+            "replaced": done.replaced,
+        }
 
     @app.get("/api/model")
     def model_info():

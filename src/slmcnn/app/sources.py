@@ -5,6 +5,7 @@ app reads is reached from a set, never from a path in a request."""
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,17 @@ from slmcnn import images
 from slmcnn.app.store import LayerRef
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
-from slmcnn.monitoring.db import Database, StoredLayer
+from slmcnn.monitoring.db import Database, FileStamp, StoredLayer
 from slmcnn.monitoring.watch import layer_number
 from slmcnn.tiles import TileGeometry
 
 
 class NotFound(SlmcnnError):
     """A set, layer, tile or alert that does not exist (HTTP 404)."""
+
+
+class PhotoChanged(SlmcnnError):
+    """A stored layer whose photo file was replaced: its tiles cannot be cut from it (HTTP 409)."""
 
 
 @dataclass
@@ -33,6 +38,8 @@ class LayerData:
     classes: np.ndarray  # (rows, cols); NOT_A_CLASS where ignored
     anomaly: np.ndarray | None  # (tiles,)
     camera: CameraCalibration | None
+    photo_changed: bool = False  # the file is not the photo this result came from any more
+    thumbnail: bytes | None = None  # what was kept of that photo (a stored layer's)
 
 
 def straightened(path: str | Path, camera: CameraCalibration | None) -> np.ndarray:
@@ -92,8 +99,30 @@ class BuildSet:
         camera = CameraCalibration(**camera_doc) if camera_doc else None
         classes, probabilities = self.db.tile_grid(stored.id)
         number = str(stored.number) if stored.number is not None else Path(stored.file).stem
-        ref = LayerRef(self.key, stored.file, self.name, number, stored.path or "", geometry.to_json(), camera_doc)
-        return LayerData(ref, index, geometry, probabilities, classes, self.db.tile_anomaly(stored.id), camera)
+        path, shape = stored.path or "", geometry.to_json()
+        ref = LayerRef(self.key, stored.file, self.name, number, path, shape, camera_doc, stored.digest)
+        data = LayerData(ref, index, geometry, probabilities, classes, self.db.tile_anomaly(stored.id), camera)
+        if photo_changed(stored):
+            data.photo_changed, data.thumbnail = True, self.db.thumbnail(stored.id)
+        return data
+
+
+def photo_changed(stored: StoredLayer | LayerRef) -> bool:
+    """True when the file a layer was classified from is gone or holds another photo now (a later
+    build wrote the same name): its tiles must not be labelled, explained or exported from it."""
+    path = stored.path if isinstance(stored, StoredLayer) else stored.image
+    if not stored.digest or not path:
+        return False
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return True
+    return _digest(path, stat.st_size, stat.st_mtime_ns) != stored.digest
+
+
+@lru_cache(maxsize=1024)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return FileStamp.of(Path(path)).digest
 
 
 class FolderSet:

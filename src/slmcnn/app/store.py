@@ -42,6 +42,7 @@ class LayerRef:
     image: str  # the photo
     geometry: dict  # TileGeometry.to_json()
     camera: dict | None = None  # calibration that straightens the photo
+    digest: str | None = None  # SHA-1 of the photo the tiles were classified on (a stored layer's)
 
 
 @dataclass
@@ -67,6 +68,9 @@ class LabelStore:
             self._conn = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(labels)")}
+            if "digest" not in columns:  # a labels database of an earlier slmcnn
+                self._conn.execute("ALTER TABLE labels ADD COLUMN digest TEXT")
         except (sqlite3.Error, OSError) as exc:
             raise SettingsError(f"{self.path}: not a usable labels database ({exc})") from None
         self._lock = threading.Lock()
@@ -108,9 +112,10 @@ class LabelStore:
         camera = json.dumps(ref.camera) if ref.camera else None
         with self._transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO labels (set_key, layer, row, col, cls, checked, who, at, build, number, image, "
+                "geometry, camera, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, ref.build, ref.number, ref.image,
-                 json.dumps(ref.geometry), camera),
+                 json.dumps(ref.geometry), camera, ref.digest),
             )  # fmt: skip
             c.execute(
                 "INSERT INTO label_log (set_key, layer, row, col, cls, checked, who, at, why) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -133,12 +138,12 @@ class LabelStore:
     def labels(self) -> list[Label]:
         """Every tile that has a class, in a stable order."""
         rows = self._run(
-            "SELECT set_key, layer, build, number, image, geometry, camera, row, col, cls, checked, who, at "
+            "SELECT set_key, layer, build, number, image, geometry, camera, digest, row, col, cls, checked, who, at "
             "FROM labels WHERE cls IS NOT NULL ORDER BY set_key, layer, row, col"
         )
         return [
-            Label(LayerRef(k, layer, b, n, img, json.loads(g), json.loads(cam) if cam else None), r, c, cls, bool(ch), w, at)
-            for k, layer, b, n, img, g, cam, r, c, cls, ch, w, at in rows
+            Label(LayerRef(k, layer, b, n, img, json.loads(g), json.loads(cam) if cam else None, d), r, c, cls, bool(ch), w, at)
+            for k, layer, b, n, img, g, cam, d, r, c, cls, ch, w, at in rows
         ]  # fmt: skip
 
     def log_count(self) -> int:

@@ -14,7 +14,16 @@ from PIL import Image
 
 from slmcnn import CLASSES
 from slmcnn.app.finetune import FineTune
-from slmcnn.app.sources import BuildSet, Cache, FolderSet, LayerData, NotFound, straightened, tile_patch
+from slmcnn.app.sources import (
+    BuildSet,
+    Cache,
+    FolderSet,
+    LayerData,
+    NotFound,
+    PhotoChanged,
+    straightened,
+    tile_patch,
+)
 from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SettingsError, SlmcnnError
@@ -224,10 +233,21 @@ class Workspace:
         return s.layer(index, self)
 
     def image(self, data: LayerData) -> np.ndarray:
+        """The photo a result came from, straightened; refused once its file holds another photo."""
+        if data.photo_changed:
+            raise PhotoChanged(
+                f"{data.ref.layer}: the file now holds another photo than the one this layer was classified from "
+                "(a later build wrote the same name); its tiles cannot be labelled or explained from it"
+            )
         key = (data.ref.image, str(data.ref.camera))
         return self.images.get(key, lambda: straightened(data.ref.image, data.camera))
 
     def jpeg(self, data: LayerData) -> bytes:
+        if data.photo_changed:  # what the monitor kept of the photo it classified
+            if data.thumbnail is None:
+                raise PhotoChanged(f"{data.ref.layer}: its photo was replaced and no copy of it was kept")
+            return data.thumbnail
+
         def encode():
             buffer = io.BytesIO()
             Image.fromarray(self.image(data)).save(buffer, format="JPEG", quality=90)

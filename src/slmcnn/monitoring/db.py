@@ -23,6 +23,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -45,6 +46,7 @@ from slmcnn.errors import DatabaseError
 from slmcnn.files import storable
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.predict import LayerResult
+from slmcnn.render import thumbnail_jpeg
 from slmcnn.tiles import TileGeometry
 
 schema = MetaData()
@@ -77,6 +79,7 @@ layers = Table(
     Column("size", Integer),
     Column("mtime", Float),
     Column("digest", String),
+    Column("thumbnail", LargeBinary),  # a small JPEG of the photo as classified: shown once the file changes
     UniqueConstraint("build_id", "file"),
 )
 tiles = Table(
@@ -278,6 +281,7 @@ class StoredLayer:
     fractions: dict[str, float]
     geometry: dict | None
     overlay: str | None
+    digest: str | None = None  # SHA-1 of the photo when it was classified
 
 
 @dataclass
@@ -323,6 +327,11 @@ class Database:
             values = {"watch_dir": watch_dir, "file": file, "size": stamp.size, "mtime": stamp.mtime}
             conn.execute(insert(attempts).values(**values, count=count + 1))
         return count
+
+    def thumbnail(self, layer_id: int) -> bytes | None:
+        """The small JPEG of a stored layer's photo as it was classified."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(layers.c.thumbnail).where(layers.c.id == layer_id)).scalar()
 
     def end_attempt(self, watch_dir: str, file: str) -> None:
         with self.engine.begin() as conn:
@@ -394,7 +403,8 @@ class Database:
 
     # what the report reads
     def layers(self, build_id: int) -> list[StoredLayer]:
-        query = select(layers).where(layers.c.build_id == build_id).order_by(layers.c.number, layers.c.id)
+        columns = [c for c in layers.columns if c.name != "thumbnail"]
+        query = select(*columns).where(layers.c.build_id == build_id).order_by(layers.c.number, layers.c.id)
         with self.engine.connect() as conn:
             return [
                 StoredLayer(
@@ -407,6 +417,7 @@ class Database:
                     {"Powder": r.powder, "Object": r.object, "Error": r.error},
                     json.loads(r.geometry) if r.geometry else None,
                     r.overlay,
+                    r.digest,
                 )
                 for r in conn.execute(query)
             ]
@@ -504,6 +515,7 @@ class BuildHandle:
                     size=stamp.size,
                     mtime=stamp.mtime,
                     digest=stamp.digest,
+                    thumbnail=thumbnail_jpeg(result.image),
                 )
             ).inserted_primary_key[0]
             probs = result.probabilities

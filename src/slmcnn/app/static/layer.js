@@ -109,6 +109,7 @@ async function load(i, keepTile) {
   if (resized) fit();
   document.getElementById("overlay-anomaly").disabled = !L.anomaly;
   document.getElementById("layer-title").textContent = `layer ${L.number} (${L.file})${L.straightened ? ", straightened" : ""}`;
+  if (L.photo_changed) toast("this file now holds another photo: shown is what the monitor kept; labels and explanations are off");
   history.replaceState(null, "", `/sets/${SET}/layers/${i}`);
   draw();
   window.layerShownMs = performance.now() - t0;  // this layer's data, photo and overlay
