@@ -706,3 +706,22 @@ def test_more_inputs_that_are_one_line(tmp_path, tiny_build, tiny_model_file):
             assert done.returncode == 0 and (tmp_path / "no" / "such" / "camera.profile.safetensors").is_file()
             continue
         assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+
+
+def test_a_database_gone_under_the_alert_thread_is_one_logged_line(caplog):
+    from sqlalchemy.exc import OperationalError
+
+    from slmcnn.monitoring.alerts import Alert, AlertSender
+
+    def gone(ids):
+        raise OperationalError("UPDATE alerts", {}, Exception("server closed the connection unexpectedly"))
+
+    failures = []
+    previous, threading.excepthook = threading.excepthook, failures.append
+    try:
+        sender = AlertSender(lambda alert, alert_id: None, gone)
+        sender.send(1, Alert(1, "f", "rule", "m", 1.0))
+        sender.close()
+    finally:
+        threading.excepthook = previous
+    assert failures == [] and any("not marked raised" in r.message for r in caplog.records)

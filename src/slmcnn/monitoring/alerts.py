@@ -200,10 +200,15 @@ class AlertSender:
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
             alert_id, alert = item
-            if deliver(self.hook, alert, alert_id, self.backoff):
-                self.mark_raised([alert_id])
-            else:
+            if not deliver(self.hook, alert, alert_id, self.backoff):
                 self.queued.discard(alert_id)  # queued again with the next layer's alerts
+                continue
+            try:
+                self.mark_raised([alert_id])
+            except Exception as exc:  # noqa: BLE001 - the database went away (a server stopped)
+                log.warning(
+                    "alert %s delivered but not marked raised (%s): it is raised again on restart", alert_id, exc
+                )
 
     def close(self, wait: float | None = None) -> None:
         """Deliver what is queued (waiting at most `wait` seconds; None: until done), then stop."""
