@@ -725,3 +725,26 @@ def test_a_database_gone_under_the_alert_thread_is_one_logged_line(caplog):
     finally:
         threading.excepthook = previous
     assert failures == [] and any("not marked raised" in r.message for r in caplog.records)
+
+
+def test_the_python_api_refuses_odd_inputs_with_slmcnn_errors(tiny_model_file):
+    import slmcnn
+
+    model = slmcnn.load_model(tiny_model_file)
+    frame = np.zeros((128, 128, 3), np.uint8)
+    calls = [
+        lambda: slmcnn.predict_layers([1, 2], model, backend="torch"),
+        lambda: slmcnn.predict_layers(None, model, backend="torch"),
+        lambda: slmcnn.predict_layers(frame, model, backend=3),
+        lambda: slmcnn.predict_layers(frame, 5),
+        lambda: slmcnn.explain_patches(frame, model),
+        lambda: slmcnn.explain_patches(frame[None, :64, :64], model),
+        lambda: slmcnn.explain_patches(frame[None], model, targets=[7]),
+        lambda: slmcnn.calibrate(frame, corners="abc"),
+        lambda: slmcnn.calibrate(5),
+        lambda: slmcnn.train(5, "out"),
+        lambda: slmcnn.load_model(5),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(SlmcnnError):
+            call()

@@ -81,6 +81,10 @@ def load_model(path: str | Path | None = None) -> torch.nn.Module:
     from slmcnn import checkpoint
     from slmcnn.errors import ModelFileError
 
+    if path is not None and not isinstance(path, str | Path):
+        from slmcnn.errors import SettingsError
+
+        raise SettingsError(f"`path` must be a model file (got {type(path).__name__})")
     source = checkpoint.resolve_model(path)
     if path is None and not source.is_file():
         raise ModelFileError("no shipped model in this installation; give a model file or train one")
@@ -90,7 +94,17 @@ def load_model(path: str | Path | None = None) -> torch.nn.Module:
 
 
 def _model(model: torch.nn.Module | str | Path | None) -> torch.nn.Module:
-    return model if model is not None and not isinstance(model, str | Path) else load_model(model)
+    import torch
+
+    from slmcnn.errors import SettingsError
+
+    if model is None or isinstance(model, str | Path):
+        return load_model(model)
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "spec"):
+        raise SettingsError(
+            f"`model` must be a model file or a network from slmcnn.load_model (got {type(model).__name__})"
+        )
+    return model
 
 
 def create_backend(
@@ -157,11 +171,24 @@ def explain_patches(
     import numpy as np
 
     from slmcnn import images
+    from slmcnn.errors import DataError
     from slmcnn.explain import explain
 
+    net = _model(model)
+    if isinstance(patches, str | Path):
+        patches = [patches]
     if not isinstance(patches, np.ndarray):
         patches = np.stack([images.read(p) for p in patches])
-    return explain(_model(model), patches, None if targets is None else np.asarray(targets), **settings)
+    side = net.spec.patch
+    if patches.ndim != 4 or patches.shape[1:] != (side, side, 3):
+        raise DataError(f"`patches` must be (N, {side}, {side}, 3) images, got shape {patches.shape}")
+    if targets is not None:
+        targets = np.asarray(targets)
+        if targets.shape != (len(patches),) or not np.isin(targets, range(len(CLASSES))).all():
+            raise DataError(
+                f"`targets` must be one class index 0..{len(CLASSES) - 1} per patch (got {targets.tolist()!r:.60})"
+            )
+    return explain(net, patches, targets, **settings)
 
 
 def train(
@@ -199,7 +226,9 @@ def train(
     unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise SettingsError(f"unknown setting(s) {unknown}; known: {', '.join(TrainConfig.__dataclass_fields__)}")
-    sources = [data] if isinstance(data, str | Path) else list(data)
+    sources = [data] if isinstance(data, str | Path) else list(data) if isinstance(data, list | tuple) else None
+    if not sources or not all(isinstance(d, str | Path) for d in sources):
+        raise SettingsError(f"`data` must be a path or a list of paths to labelled patches (got {data!r:.60})")
     config = TrainConfig(**settings)
     return run_training(sources, out, config, runs, val, test, resize, show_progress=show_progress, force=force)
 
@@ -225,14 +254,21 @@ def calibrate(
     warning; save with `slmcnn.profile.save_camera` or `CameraCalibration.save`."""
     import logging
 
+    import numpy as np
+
     from slmcnn import images
     from slmcnn.camera import CameraCalibration, bed_doubts, detect_corners, order_corners
     from slmcnn.errors import SettingsError
     from slmcnn.validate import number
 
     frames = list(frame) if isinstance(frame, list | tuple) else [frame]
-    if not frames:
-        raise SettingsError("`frame`: give at least one frame")
+    if not frames or not all(isinstance(f, str | Path | np.ndarray) for f in frames):
+        raise SettingsError("`frame`: give a frame (a file or an image array) or a list of them")
+    if corners is not None:
+        try:
+            corners = np.asarray(corners, np.float64).tolist()
+        except (TypeError, ValueError):
+            raise SettingsError(f"`corners` must be 4 (x, y) pairs of numbers (got {corners!r:.60})") from None
     number(error_threshold, "error_threshold", 0.05, 100, optional=True)
     calibration = None
     if not full_frame:

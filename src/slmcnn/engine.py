@@ -43,6 +43,8 @@ def create_engine(
     (default: ADAPT_LAYERS with a camera profile, off without; 0 turns it off). `error_threshold`:
     the sensitivity (default: the camera's; above 1 fewer alarms and more misses). With a profile
     or adaptation the network runs in PyTorch (it gives the features); otherwise `backend` decides."""
+    if not isinstance(backend, str) and not callable(getattr(backend, "probabilities", None)):
+        raise SettingsError(f"`backend` must be an engine name or a Backend (got {type(backend).__name__})")
     calibration, profile = _camera(camera)
     adapt = (ADAPT_LAYERS if profile is not None else 0) if adapt is None else whole(adapt, "adapt", 0)
     number(error_threshold, "error_threshold", 0.05, 100, optional=True)

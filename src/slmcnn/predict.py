@@ -19,7 +19,7 @@ from slmcnn import CLASSES
 from slmcnn import images as image_io
 from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration, tile_ignored
-from slmcnn.errors import SlmcnnError
+from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
 from slmcnn.tiles import TileGeometry, cut, geometry, stitch_classes, strips
 
@@ -92,10 +92,29 @@ class LayerFailure:
 
 
 def layer_inputs(items: LayerInput | Iterable[LayerInput]) -> Iterable[LayerInput]:
-    """One layer or many: a single path or array is one layer, never a sequence of characters or rows."""
+    """One layer or many: a single path or array is one layer, never a sequence of characters or rows.
+    Each is checked as it comes: anything but a path, an array or a (name, array) pair is refused."""
     if isinstance(items, str | Path | np.ndarray | tuple):
-        return [items]
-    return items
+        return [_checked(items, 0)]
+    if not isinstance(items, Iterable):
+        raise SettingsError(
+            f"layers: expected a path, an array, a (name, array) pair or a list of them, got {items!r:.60}"
+        )
+    return (_checked(item, i) for i, item in enumerate(items))
+
+
+def _checked(item, index: int) -> LayerInput:
+    pair = (
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], str | Path)
+        and isinstance(item[1], np.ndarray)
+    )
+    if not (isinstance(item, str | Path | np.ndarray) or pair):
+        raise SettingsError(
+            f"layer {index + 1}: expected a file path, an image array or a (name, array) pair, got {type(item).__name__}"
+        )
+    return item
 
 
 def layer_name(item: LayerInput, index: int) -> Path:
