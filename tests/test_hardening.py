@@ -745,6 +745,6 @@ def test_the_python_api_refuses_odd_inputs_with_slmcnn_errors(tiny_model_file):
         lambda: slmcnn.train(5, "out"),
         lambda: slmcnn.load_model(5),
     ]
-    for i, call in enumerate(calls):
+    for call in calls:
         with pytest.raises(SlmcnnError):
             call()
