@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slmcnn import CLASSES
 from slmcnn.backends import COMPILED_BATCH, TorchBackend, _Standardised
+from slmcnn.constants import CLASSES
 from slmcnn.preprocess import unit_scale
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from slmcnn import CLASSES
+from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError
 from slmcnn.folding import for_evaluation
 from slmcnn.preprocess import prepare, standardise, unit_scale

@@ -8,7 +8,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from slmcnn import CLASS_COLOURS, CLASSES, __version__
+from slmcnn.constants import CLASS_COLOURS, CLASSES, __version__
 from slmcnn.errors import ModelFileError
 from slmcnn.files import atomic_path
 from slmcnn.model import SlmCnn, create_model

@@ -11,8 +11,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import slmcnn
-from slmcnn import CLASSES, __version__
 from slmcnn.app import APP_OPTIONS, cmd_app
+from slmcnn.constants import CLASSES, __version__
 from slmcnn.errors import SlmcnnError
 from slmcnn.files import check_new, describe, run_folder, storable
 from slmcnn.options import OPTIONS

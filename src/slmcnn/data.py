@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slmcnn import CLASSES
 from slmcnn import images as image_io
+from slmcnn.constants import CLASSES
 from slmcnn.errors import DataError, ImageReadError
 
 SPLIT_FILE = "split.csv"

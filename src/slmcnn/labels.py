@@ -13,13 +13,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from slmcnn import CLASSES
+from slmcnn.constants import CLASSES, ERROR, NOT_A_CLASS, OBJECT, POWDER  # noqa: F401 - re-exported
 from slmcnn.errors import DataError
 from slmcnn.tiles import TileGeometry, cut
 
-POWDER, OBJECT, ERROR = (CLASSES.index(name) for name in ("Powder", "Object", "Error"))
-NOT_A_CLASS = -1
-"""The one label that is no class: an ambiguous tile, an ignored tile. Never counted as anything."""
 NOT_A_CLASS_PIXEL = np.uint8(NOT_A_CLASS % 256)
 """NOT_A_CLASS as stored in uint8 per-pixel class maps (255)."""
 AMBIGUOUS = NOT_A_CLASS

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from slmcnn import CLASSES
+from slmcnn.constants import CLASSES
 
 ROWS = (*CLASSES, "macro avg", "weighted avg")
 COLUMNS = ("precision", "recall", "f1-score")

@@ -1,7 +1,7 @@
 """The options of each `slmcnn` command, as data: (flag, argparse settings) pairs that cli.py adds
 to the command's parser. Kept apart from cli.py so the commands' code reads on its own."""
 
-from slmcnn import CLASSES
+from slmcnn.constants import CLASSES
 
 # fmt: off
 BACKEND = [

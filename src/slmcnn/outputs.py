@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slmcnn import CLASSES, render
+from slmcnn import render
+from slmcnn.constants import CLASSES
 from slmcnn.errors import OutputError, SettingsError
 from slmcnn.files import atomic_path, storable, writable, write_text
 from slmcnn.images import to_uint8, write_png

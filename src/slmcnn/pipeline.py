@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from slmcnn import CLASSES, images
+from slmcnn import images
 from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration
+from slmcnn.constants import CLASSES
 from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
 from slmcnn.errors import DataError, SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from slmcnn import CLASSES
 from slmcnn import images as image_io
 from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration, tile_ignored
+from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
 from slmcnn.tiles import TileGeometry, cut, geometry, stitch_classes, strips

@@ -71,9 +71,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slmcnn import __version__
 from slmcnn import images as image_io
 from slmcnn.camera import CameraCalibration
+from slmcnn.constants import ERROR, OBJECT, POWDER, __version__
 from slmcnn.errors import SlmcnnError
 from slmcnn.folding import for_evaluation
 from slmcnn.preprocess import prepare
@@ -98,7 +98,6 @@ SCALE_FLOOR = 0.1  # a feature's standardising spread is at least this share of 
 CONFIRM = 0.5  # the network's Error stays Error where the anomaly is above this (module docstring)
 ERROR_THRESHOLD = 1.0  # default sensitivity: anomaly over the fitted threshold (calibrate --error-threshold)
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
-ERROR, OBJECT, POWDER = 2, 1, 0
 
 
 class ProfileError(SlmcnnError):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slmcnn import CLASS_COLOURS, CLASSES
+from slmcnn.constants import CLASS_COLOURS, CLASSES
 from slmcnn.files import atomic_path
 from slmcnn.images import to_uint8
 from slmcnn.metrics import LayerScore

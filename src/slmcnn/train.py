@@ -16,9 +16,10 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sklearn.utils.class_weight import compute_class_weight
 
-from slmcnn import CLASSES, checkpoint, render
+from slmcnn import checkpoint, render
 from slmcnn.augment import AUGMENTATIONS, camera_jitter
 from slmcnn.backends import TorchBackend, resolve_precision
+from slmcnn.constants import CLASSES
 from slmcnn.data import PatchTable, load_patches, load_sources, split
 from slmcnn.errors import DataError, SettingsError
 from slmcnn.files import run_folder, writable, write_text

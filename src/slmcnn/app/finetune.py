@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from slmcnn import CLASSES, images
+from slmcnn import images
 from slmcnn.app.sources import photo_changed, straightened, tile_patch
 from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
+from slmcnn.constants import CLASSES
 from slmcnn.data import SPLIT_COLUMNS, SPLIT_FILE
 from slmcnn.errors import SlmcnnError
 from slmcnn.tiles import TileGeometry

@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from slmcnn import CLASS_COLOURS, CLASSES, __version__
 from slmcnn.app import camera_setup
 from slmcnn.app.finetune import export_labels
 from slmcnn.app.sources import BuildSet, FolderSet, NotFound, PhotoChanged
 from slmcnn.app.store import StoreBusy
 from slmcnn.app.workspace import AppConfig, Workspace
+from slmcnn.constants import CLASS_COLOURS, CLASSES, __version__
 from slmcnn.errors import SlmcnnError
 
 HERE = Path(__file__).parent

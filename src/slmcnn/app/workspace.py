@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slmcnn import CLASSES
 from slmcnn.app.finetune import FineTune
 from slmcnn.app.sources import (
     BuildSet,
@@ -26,6 +25,7 @@ from slmcnn.app.sources import (
 )
 from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
+from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import ERROR
 from slmcnn.monitoring.db import Database, database_url

@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from slmcnn import CLASSES
+from slmcnn.constants import CLASSES
 from slmcnn.errors import DatabaseError
 from slmcnn.files import storable
 from slmcnn.monitoring.alerts import Alert

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slmcnn import CLASSES
+from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError
 from slmcnn.images import write_png
 from slmcnn.labels import AMBIGUOUS, LabelRule, tile_labels

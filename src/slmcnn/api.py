@@ -1,0 +1,238 @@
+"""The Python API, as `slmcnn` re-exports it: each function mirrors a command and loads torch and
+friends only when called, so importing slmcnn stays cheap."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slmcnn.constants import CLASSES
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from slmcnn.backends import Backend
+    from slmcnn.camera import CameraCalibration
+    from slmcnn.explain import Explanation
+    from slmcnn.metrics import Report
+    from slmcnn.predict import LayerInput, LayerResult
+    from slmcnn.profile import CameraProfile
+
+
+def load_model(path: str | Path | None = None) -> torch.nn.Module:
+    """A model file (default: the shipped model) as a network in eval mode; `model.info` holds what
+    the file says about it (classes, patch size, training) and `model.source` the file."""
+    from slmcnn import checkpoint
+    from slmcnn.errors import ModelFileError
+
+    if path is not None and not isinstance(path, str | Path):
+        from slmcnn.errors import SettingsError
+
+        raise SettingsError(f"`path` must be a model file (got {type(path).__name__})")
+    source = checkpoint.resolve_model(path)
+    if path is None and not source.is_file():
+        raise ModelFileError("no shipped model in this installation; give a model file or train one")
+    model, info = checkpoint.load_model(source)
+    model.info, model.source = info, source
+    return model
+
+
+def _model(model: torch.nn.Module | str | Path | None) -> torch.nn.Module:
+    import torch
+
+    from slmcnn.errors import SettingsError
+
+    if model is None or isinstance(model, str | Path):
+        return load_model(model)
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "spec"):
+        raise SettingsError(
+            f"`model` must be a model file or a network from slmcnn.load_model (got {type(model).__name__})"
+        )
+    return model
+
+
+def create_backend(
+    model: torch.nn.Module | str | Path | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    layers: int | None = None,
+    patches: int | None = None,
+) -> Backend:
+    """The inference engine for a model: `auto` (PyTorch bf16 where the CPU has it, else ONNX
+    Runtime), `torch` or `onnx`; `layers` or `patches` is the size of the job, if known."""
+    from slmcnn.backends import create_backend as create
+
+    return create(_model(model), backend, precision, layers, patches)
+
+
+def predict_layers(
+    layers: LayerInput | Iterable[LayerInput],
+    model: torch.nn.Module | str | Path | None = None,
+    *,
+    backend: str | Backend = "auto",
+    stride: int | None = None,
+    camera: CameraCalibration | CameraProfile | str | Path | None = None,
+    adapt: int | None = None,
+    error_threshold: float | None = None,
+    workers: int = 2,
+    stream: bool = False,
+) -> list[LayerResult] | Iterator[LayerResult]:
+    """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list), in
+    build order. `camera` is a camera.json, a calibration or a profile, applied exactly as
+    `predict-layer --camera` does: frames straightened, the profile judging each tile, and the
+    first `adapt` layers of each build (default 5 with a profile) learned into a build memory that
+    judges the later ones (`error_threshold`: the sensitivity). A build is one folder of files (all
+    arrays are one build). With `stream`, results are yielded as each layer is done."""
+    from slmcnn.engine import create_engine
+    from slmcnn.errors import ImageReadError
+    from slmcnn.pipeline import RunOptions, run_layers
+    from slmcnn.predict import layer_inputs
+
+    net = _model(model)
+    items = list(layer_inputs(layers))
+    engine = create_engine(net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items))
+    name = Path(getattr(net, "source", "")).name
+    options = RunOptions(stride=stride, camera=engine.calibration, workers=workers, model_name=name)
+
+    def results() -> Iterator[LayerResult]:
+        for outcome in run_layers(items, engine.backend, options, model=net):
+            if outcome.error is not None:
+                raise ImageReadError(outcome.error)
+            yield outcome.result
+
+    return results() if stream else list(results())
+
+
+def explain_patches(
+    patches: np.ndarray | Sequence[str | Path],
+    model: torch.nn.Module | str | Path | None = None,
+    targets: Sequence[int] | None = None,
+    **settings: Any,
+) -> list[Explanation]:
+    """Integrated-Gradients attributions of patches ((N, p, p, 3) uint8, or image files), for each
+    patch's predicted class or `targets`; `settings` are explain.explain's (steps, baseline,
+    method, precision)."""
+    import numpy as np
+
+    from slmcnn import images
+    from slmcnn.errors import DataError
+    from slmcnn.explain import explain
+
+    net = _model(model)
+    if isinstance(patches, str | Path):
+        patches = [patches]
+    if not isinstance(patches, np.ndarray):
+        patches = np.stack([images.read(p) for p in patches])
+    side = net.spec.patch
+    if patches.ndim != 4 or patches.shape[1:] != (side, side, 3):
+        raise DataError(f"`patches` must be (N, {side}, {side}, 3) images, got shape {patches.shape}")
+    if targets is not None:
+        targets = np.asarray(targets)
+        if targets.shape != (len(patches),) or not np.isin(targets, range(len(CLASSES))).all():
+            raise DataError(
+                f"`targets` must be one class index 0..{len(CLASSES) - 1} per patch (got {targets.tolist()!r:.60})"
+            )
+    return explain(net, patches, targets, **settings)
+
+
+def train(
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    runs: int = 1,
+    val: Sequence[str | Path] | None = None,
+    test: Sequence[str | Path] | None = None,
+    resize: bool = False,
+    show_progress: bool = False,
+    force: bool = False,
+    **settings: Any,
+) -> list[Report]:
+    """Train on labelled patches (class folders, an Image;Label CSV, synth builds) and write the run
+    folder(s) to `out` (a new or empty folder; `force` writes into a used one); `settings` are
+    TrainConfig's (arch, epochs, batch, lr, init, ...). With
+    `init` (fine-tuning), the architecture is the init model's; a different `arch` is an error."""
+    from slmcnn.checkpoint import read_info
+    from slmcnn.errors import SettingsError
+    from slmcnn.train import TrainConfig, run_training
+
+    if settings.get("init"):
+        info = read_info(settings["init"])
+        if settings.get("arch") not in (None, info.arch):
+            raise SettingsError(
+                f"`arch` {settings['arch']} is not the `init` model's architecture {info.arch}; "
+                "leave it out to fine-tune"
+            )
+        settings.update(arch=info.arch, patch=info.patch)
+    elif settings.get("arch") is None:
+        settings.pop("arch", None)
+    if not isinstance(runs, int) or runs < 1:
+        raise SettingsError(f"`runs` must be a whole number of at least 1 (got {runs!r})")
+    unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {unknown}; known: {', '.join(TrainConfig.__dataclass_fields__)}")
+    sources = [data] if isinstance(data, str | Path) else list(data) if isinstance(data, list | tuple) else None
+    if not sources or not all(isinstance(d, str | Path) for d in sources):
+        raise SettingsError(f"`data` must be a path or a list of paths to labelled patches (got {data!r:.60})")
+    config = TrainConfig(**settings)
+    return run_training(sources, out, config, runs, val, test, resize, show_progress=show_progress, force=force)
+
+
+def calibrate(
+    frame: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
+    corners: Sequence[Sequence[float]] | None = None,
+    size: int = 768,
+    bed_mm: float | None = None,
+    ignore: Sequence[Sequence[Sequence[float]]] = (),
+    *,
+    model: torch.nn.Module | str | Path | None = None,
+    full_frame: bool = False,
+    error_threshold: float | None = None,
+    previous: CameraCalibration | None = None,
+    progress: bool = False,
+) -> CameraCalibration | CameraProfile | None:
+    """A camera for raw frames, as `slmcnn calibrate`. One frame: its calibration (the bed's corners,
+    found unless given; the side of the straightened bed in pixels and mm; polygons to ignore), or
+    None with `full_frame`. Several frames of good layers (4 or more): a camera profile learned from
+    them with `model` (its `calibration` is the first frame's), with `error_threshold` as its stored
+    sensitivity. A doubtful bed outline (`camera.bed_doubts`, against `previous` too) is logged as a
+    warning; save with `slmcnn.profile.save_camera` or `CameraCalibration.save`."""
+    import logging
+
+    import numpy as np
+
+    from slmcnn import images
+    from slmcnn.camera import CameraCalibration, bed_doubts, detect_corners, order_corners
+    from slmcnn.errors import SettingsError
+    from slmcnn.validate import number
+
+    frames = list(frame) if isinstance(frame, list | tuple) else [frame]
+    if not frames or not all(isinstance(f, str | Path | np.ndarray) for f in frames):
+        raise SettingsError("`frame`: give a frame (a file or an image array) or a list of them")
+    if corners is not None:
+        try:
+            corners = np.asarray(corners, np.float64).tolist()
+        except (TypeError, ValueError):
+            raise SettingsError(f"`corners` must be 4 (x, y) pairs of numbers (got {corners!r:.60})") from None
+    number(error_threshold, "error_threshold", 0.05, 100, optional=True)
+    calibration = None
+    if not full_frame:
+        first = images.read(frames[0]) if isinstance(frames[0], str | Path) else frames[0]
+        found = detect_corners(first) if corners is None else corners
+        ordered = order_corners(found).round(2).tolist()
+        calibration = CameraCalibration(ordered, size, bed_mm, [list(map(list, p)) for p in ignore])
+        for doubt in bed_doubts(first.shape, ordered, previous):
+            logging.getLogger("slmcnn.camera").warning("doubtful bed: %s", doubt)
+    if len(frames) == 1:
+        if full_frame:
+            raise SettingsError("`full_frame` with one frame: a camera profile needs several good frames")
+        return calibration
+    from slmcnn.profile import build_profile
+
+    profile = build_profile(frames, calibration, _model(model), progress=progress)
+    if all(isinstance(f, str | Path) for f in frames):  # so a new model can learn them again (the app)
+        profile.meta["good_frames"] = [str(Path(f).resolve()) for f in frames]
+    if error_threshold is not None:
+        profile.meta["error_threshold"] = error_threshold
+    return profile
