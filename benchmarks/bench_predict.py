@@ -22,8 +22,8 @@ import torch
 
 from slmcnn import checkpoint
 from slmcnn.backends import OnnxBackend, TorchBackend, create_backend
+from slmcnn.backends.onnxrt import export_onnx
 from slmcnn.explain import DEFAULT_STEPS, explain
-from slmcnn.export import export_onnx
 from slmcnn.images import read
 from slmcnn.model import create_model
 from slmcnn.outputs import RunFiles

@@ -10,8 +10,8 @@ import pytest
 import slmcnn
 from conftest import run_cli
 from slmcnn.adapt import BuildMemory
+from slmcnn.backends import create_engine
 from slmcnn.camera import CameraCalibration, bed_doubts
-from slmcnn.engine import create_engine
 from slmcnn.profile import ERROR, FeatureNet, ProfileError, build_profile, load_camera, save_camera
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
 from slmcnn.synth.defects import DefectEvent
@@ -168,9 +168,9 @@ def test_calibrate_warns_about_a_doubtful_bed(tmp_path, write_image):
 def test_the_monitor_learns_each_build_and_learns_its_build_again_after_a_restart(tmp_path, model):
     from PIL import Image
 
+    from slmcnn.backends.profile import ProfileBackend
     from slmcnn.monitoring import Database, Monitor, MonitorConfig
     from slmcnn.pipeline import RunOptions
-    from slmcnn.profile_backend import ProfileBackend
 
     watch = tmp_path / "camera"
     watch.mkdir()

@@ -7,6 +7,8 @@ import torch
 import slmcnn
 from slmcnn import aot, backends
 from slmcnn.backends import TorchBackend, auto_engine, create_backend
+from slmcnn.backends import compiled as compiled_backend
+from slmcnn.backends.compiled import AotBackend
 from slmcnn.model import create_model
 
 
@@ -58,7 +60,7 @@ def test_create_backend_follows_the_rule(monkeypatch, tmp_path):
             made.append(background)
 
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
-    monkeypatch.setattr(aot, "AotBackend", Stub)
+    monkeypatch.setattr(compiled_backend, "AotBackend", Stub)
     monkeypatch.setattr(backends, "resolve_precision", lambda precision: "bf16")
     model = tiny()
     assert isinstance(create_backend(model, "auto", layers=2), TorchBackend)
@@ -75,14 +77,14 @@ def test_a_compiled_package_is_loaded_from_the_cache_and_agrees_with_eager(monke
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
     model = tiny()
     patches = np.random.default_rng(0).integers(0, 255, (20, 128, 128, 3), dtype=np.uint8)
-    first = aot.AotBackend(model, "fp32")  # compiles
+    first = AotBackend(model, "fp32")  # compiles
     assert aot.cached(model, "fp32") is not None and aot.compile_seconds() > 0
 
     def no_compiling(*args):
         raise AssertionError("compiled twice")
 
     monkeypatch.setattr(aot, "compile_package", no_compiling)
-    again = aot.AotBackend(model, "fp32")
+    again = AotBackend(model, "fp32")
     expected = TorchBackend(model, "fp32").probabilities(patches)
     for backend in (first, again):
         np.testing.assert_allclose(backend.probabilities(patches), expected, atol=1e-4)

@@ -2,8 +2,9 @@ import numpy as np
 
 from conftest import run_cli
 from slmcnn.backends import OnnxBackend, TorchBackend, create_backend
+from slmcnn.backends.onnxrt import export_onnx
 from slmcnn.checkpoint import load_model
-from slmcnn.export import export_onnx, max_probability_difference
+from slmcnn.export import max_probability_difference
 from slmcnn.images import read
 from slmcnn.tiles import tile
 

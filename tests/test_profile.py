@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from slmcnn.backends.profile import ProfileBackend
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
 from slmcnn.model import create_model
@@ -23,7 +24,6 @@ from slmcnn.profile import (
     update_camera,
     update_profile,
 )
-from slmcnn.profile_backend import ProfileBackend
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
 from slmcnn.tiles import tile
 

@@ -8,7 +8,6 @@ $SLMCNN_CACHE, else ~/.cache/slmcnn. `python -m slmcnn.aot MODEL` fills it ahead
 """
 
 import argparse
-import atexit
 import ctypes
 import hashlib
 import json
@@ -25,13 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slmcnn.backends import COMPILED_BATCH, TorchBackend, _Standardised
-from slmcnn.constants import CLASSES
-from slmcnn.preprocess import unit_scale
+from slmcnn.folding import for_evaluation
+from slmcnn.preprocess import Standardised, unit_scale
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what goes into a package changes
 PR_SET_PDEATHSIG = 1
+# Small batches keep the activations in the CPU's cache: compiled bf16 ran 2.7x the patches/s of
+# batch 256 at 16 patches (2 cores; benchmarks/README.md).
+COMPILED_BATCH = 16
 DEFAULT_COMPILE_SECONDS = 60.0  # until this machine has compiled once (then: what it took)
 
 
@@ -88,7 +89,7 @@ class _Exported(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, precision: str, scale: float):
         super().__init__()
-        self.net, self.bf16, self.scale = _Standardised(model), precision == "bf16", scale
+        self.net, self.bf16, self.scale = Standardised(model), precision == "bf16", scale
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -101,7 +102,7 @@ def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np
     path = package_path(model, precision, dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    folded = TorchBackend(model, precision).model
+    folded = for_evaluation(model.eval().to(memory_format=torch.channels_last))  # as TorchBackend runs it
     patch = getattr(getattr(model, "spec", None), "patch", 128)
     example = torch.zeros((COMPILED_BATCH, patch, patch, 3), dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
     module = _Exported(folded, precision, unit_scale(np.zeros(0, dtype))).eval()
@@ -156,59 +157,6 @@ def load_package(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
         return torch._inductor.aoti_load_package(str(path))
 
 
-class AotBackend:
-    """A compiled package from the cache (eager PyTorch for input types without one). With
-    `background=True` a missing package is compiled by a low-priority child process while eager
-    PyTorch serves, and used from the first batch after it is ready (the monitor's way)."""
-
-    name = "torch"
-    compiled = True
-
-    def __init__(self, model: torch.nn.Module, precision: str, batch: int = COMPILED_BATCH, background: bool = False):
-        self.model, self.precision, self.batch = model, precision, batch
-        self.eager = TorchBackend(model, precision)
-        self.runners: dict[str, Callable] = {}
-        self.child: subprocess.Popen | None = None
-        path = cached(model, precision)
-        if path is not None:
-            self._load(path, np.uint8)
-        elif background:
-            self.child = spawn_compile(model, precision)
-            atexit.register(self.close)
-        else:
-            self._load(compile_package(model, precision), np.uint8)
-
-    def _load(self, path: Path, dtype: np.dtype) -> None:
-        self.runners[np.dtype(dtype).name] = load_package(path)
-
-    @property
-    def ready(self) -> bool:
-        """True once a compiled package serves uint8 patches."""
-        if "uint8" not in self.runners and self.child is not None and self.child.poll() is not None:
-            path, self.child = cached(self.model, self.precision), None
-            if path is not None:
-                self._load(path, np.uint8)
-                log.info("now running the compiled network")
-        return "uint8" in self.runners
-
-    @torch.inference_mode()
-    def probabilities(self, patches: np.ndarray) -> np.ndarray:
-        runner = self.runners.get(patches.dtype.name) if self.ready else None
-        if runner is None:
-            return self.eager.probabilities(patches)
-        out = [
-            runner(torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch]))).numpy()
-            for start in range(0, len(patches), self.batch)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
-
-    def close(self) -> None:
-        """Stop a background compilation that is still running."""
-        if self.child is not None and self.child.poll() is None:
-            self.child.terminate()
-            self.child.wait(timeout=10)
-
-
 def spawn_compile(model: torch.nn.Module, precision: str) -> subprocess.Popen | None:
     """`python -m slmcnn.aot` for the model's file at the lowest CPU priority (None for a model
     without a file: it stays eager)."""
@@ -231,7 +179,7 @@ def _background() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Compile a model's package into the cache (for jobs to come, or in the monitor's background)."""
     import slmcnn
-    from slmcnn.backends import resolve_precision
+    from slmcnn.precision import resolve_precision
 
     parser = argparse.ArgumentParser(prog="python -m slmcnn.aot", description=main.__doc__)
     parser.add_argument("model", nargs="?", help="model file (default: the shipped model)")

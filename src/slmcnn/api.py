@@ -85,7 +85,7 @@ def predict_layers(
     first `adapt` layers of each build (default 5 with a profile) learned into a build memory that
     judges the later ones (`error_threshold`: the sensitivity). A build is one folder of files (all
     arrays are one build). With `stream`, results are yielded as each layer is done."""
-    from slmcnn.engine import create_engine
+    from slmcnn.backends import create_engine
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
     from slmcnn.predict import layer_inputs

@@ -44,7 +44,7 @@ def _pick(args, settings_class, **more):
 def _engine(args, layers: int | None = None, patches: int | None = None, **options):
     """The model, its backend (with the camera profile and build memory the arguments ask for) and
     the RunOptions: `engine.create_engine`, as the Python API uses it."""
-    from slmcnn.engine import create_engine
+    from slmcnn.backends import create_engine
     from slmcnn.pipeline import RunOptions
 
     model = slmcnn.load_model(args.model)
@@ -126,7 +126,8 @@ def cmd_predict_patches(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from slmcnn.export import compare, export_onnx
+    from slmcnn.backends.onnxrt import export_onnx
+    from slmcnn.export import compare
 
     model = slmcnn.load_model(args.model)
     out = Path(args.out) if args.out else model.source.with_suffix(".onnx")

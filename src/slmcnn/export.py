@@ -1,36 +1,11 @@
-"""ONNX export of a model file, checked against PyTorch on the same inputs."""
+"""The `export` command's check: an ONNX export (backends.onnxrt.export_onnx) against PyTorch on the same inputs."""
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from slmcnn.backends import OnnxBackend, TorchBackend
-from slmcnn.files import atomic_path, check_new
-
-
-def export_onnx(
-    model: torch.nn.Module, path: str | Path, patch: int = 128, force: bool = True, inputs: tuple = ()
-) -> Path:
-    """Write the network (standardised input -> logits) with a dynamic batch axis, whole or not at
-    all; an existing file is replaced only with `force`, an input (the model file) never."""
-    path = check_new(path, force, inputs)
-    model = model.eval().to(memory_format=torch.contiguous_format)
-    example = torch.zeros(1, 3, patch, patch)
-    with warnings.catch_warnings(), atomic_path(path) as temporary:  # TorchScript export needs no onnxscript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            (example,),
-            str(temporary),
-            input_names=["patches"],
-            output_names=["logits"],
-            dynamic_axes={"patches": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    return path
 
 
 def max_probability_difference(model: torch.nn.Module, onnx_path: str | Path, patches: np.ndarray) -> float:

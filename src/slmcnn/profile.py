@@ -115,7 +115,7 @@ def model_identity(model: torch.nn.Module) -> str:
 
 
 def _bf16() -> bool:
-    from slmcnn.inference import bf16_supported
+    from slmcnn.precision import bf16_supported
 
     return bf16_supported()
 

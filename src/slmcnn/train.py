@@ -18,7 +18,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from slmcnn import checkpoint, render
 from slmcnn.augment import AUGMENTATIONS, camera_jitter
-from slmcnn.backends import TorchBackend, resolve_precision
+from slmcnn.backends import TorchBackend
 from slmcnn.constants import CLASSES
 from slmcnn.data import PatchTable, load_patches, load_sources, split
 from slmcnn.errors import DataError, SettingsError
@@ -26,6 +26,7 @@ from slmcnn.files import run_folder, writable, write_text
 from slmcnn.memory import keep_freed_memory
 from slmcnn.metrics import Report, compute_report, summarise_runs
 from slmcnn.model import create_model
+from slmcnn.precision import resolve_precision
 from slmcnn.preprocess import prepare
 
 logger = logging.getLogger(__name__)

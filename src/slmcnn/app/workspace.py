@@ -109,7 +109,7 @@ class Workspace:
         photo at a time, no build memory); a profile of other weights is not applied, and
         `camera_note` says why."""
         import slmcnn
-        from slmcnn.engine import create_engine
+        from slmcnn.backends import create_engine
 
         model = slmcnn.load_model(path)
         profile, self.camera_note = self.profile, None

@@ -1,0 +1,194 @@
+"""The network behind one small interface, `Backend` (base.py): uint8 patches in, class
+probabilities out. One module per engine: `torch` (pytorch.py, eager), `compiled` (compiled.py, a
+TorchInductor package from aot.py's cache), `onnx` (onnxrt.py, ONNX Runtime), each standardising
+exactly as training did; profile.py wraps the network in the camera profile and the build memory.
+
+`create_backend` picks an engine (`auto` decides by the CPU and the job's size) from ENGINES, a
+plain dict: a new engine is one module and one entry. `create_engine` adds the camera: the one place
+that turns a model, an engine name, a camera and an adaptation setting into what classifies layers,
+so predict-layer, the monitor, the app and `slmcnn.predict_layers` mean the same by a camera.json.
+
+    engine = create_engine(model, camera="camera.json")          # profile + 5-layer build memory
+    outcomes = run_layers(paths, engine.backend, RunOptions(camera=engine.calibration))
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from slmcnn.backends.base import Backend
+from slmcnn.backends.onnxrt import OnnxBackend, export_onnx
+from slmcnn.backends.pytorch import TorchBackend
+from slmcnn.camera import CameraCalibration
+from slmcnn.errors import SettingsError
+from slmcnn.precision import bf16_supported, resolve_precision
+from slmcnn.validate import number, whole
+
+__all__ = [
+    "BACKENDS",
+    "ENGINES",
+    "Backend",
+    "Engine",
+    "OnnxBackend",
+    "TorchBackend",
+    "auto_engine",
+    "bf16_supported",
+    "create_backend",
+    "create_engine",
+    "resolve_precision",
+]
+log = logging.getLogger(__name__)
+
+PATCHES_PER_LAYER = 36
+"""A 768x768 layer of 128-pixel tiles: the job size assumed when only the number of layers is known."""
+EAGER_PATCHES_PER_S, COMPILED_PATCHES_PER_S = 450.0, 1800.0
+"""bf16 network rates of eager and compiled PyTorch, measured on an idle 2-core machine
+(benchmarks/README.md: whole 216-layer runs 21 s compiled, 29 s eager)."""
+LOAD_SECONDS = 0.5
+"""Loading a compiled package from the cache and its first call."""
+
+
+def auto_engine(patches: int | None, is_cached: bool, compile_seconds: float) -> str:
+    """What `auto` runs in bf16, whichever finishes the job first by the rates above: 'compiled' (a
+    package from the cache), 'compile' (compile now, then run; cached for later jobs), 'background'
+    (eager now, compiled in a child process and used once ready: jobs of unknown size, the monitor)
+    or 'eager'."""
+    if patches is None:
+        return "compiled" if is_cached else "background"
+    saved = patches * (1.0 / EAGER_PATCHES_PER_S - 1.0 / COMPILED_PATCHES_PER_S)
+    if is_cached:
+        return "compiled" if saved > LOAD_SECONDS else "eager"
+    return "compile" if saved > compile_seconds + LOAD_SECONDS else "eager"
+
+
+def _torch(model: torch.nn.Module, precision: str, patches: int | None) -> Backend:
+    return TorchBackend(model, precision)
+
+
+def _onnx(model: torch.nn.Module, precision: str, patches: int | None) -> Backend:
+    handle, onnx_path = tempfile.mkstemp(suffix=".onnx", prefix="slmcnn-")
+    os.close(handle)
+    try:
+        export_onnx(model, onnx_path, model.spec.patch)
+        return OnnxBackend(onnx_path)  # the session holds the graph in memory
+    finally:
+        Path(onnx_path).unlink()
+
+
+def _compiled(model: torch.nn.Module, precision: str, patches: int | None, background: bool = False) -> Backend:
+    from slmcnn import aot
+    from slmcnn.backends.compiled import AotBackend
+
+    if aot.cached(model, precision) is None and shutil.which("g++") is None:
+        log.warning("no C++ compiler to compile the network with; using eager PyTorch")
+        return TorchBackend(model, precision)
+    try:
+        return AotBackend(model, precision, background=background)
+    except Exception as exc:  # an Inductor limitation or a broken toolchain: eager still works
+        log.warning("compiled network unavailable (%s: %s); using eager PyTorch", type(exc).__name__, exc)
+        return TorchBackend(model, precision)
+
+
+ENGINES: dict[str, Callable[[torch.nn.Module, str, int | None], Backend]] = {
+    "torch": _torch,
+    "compiled": _compiled,
+    "onnx": _onnx,
+}
+BACKENDS = ("auto", *ENGINES)
+
+
+def create_backend(
+    model: torch.nn.Module,
+    name: str = "auto",
+    precision: str = "auto",
+    layers: int | None = None,
+    patches: int | None = None,
+) -> Backend:
+    """Pick the inference engine for a network; `layers` or `patches` is the job's size, if known.
+
+    `auto`: where the CPU computes bfloat16 natively (AVX-512 BF16 / AMX), PyTorch in bf16 (it
+    agrees with fp32 on more than 99.5% of tiles of the synthetic test builds), eager or compiled by
+    TorchInductor ahead of time, by `auto_engine`: a compiled package is cached per model, CPU and
+    torch version (aot.py) and loads in well under a second, so compiling is paid once; elsewhere
+    ONNX Runtime fp32, the fastest fp32 engine measured here. `torch` is eager PyTorch in
+    `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX Runtime fp32.
+    benchmarks/bench_predict.py and bench_whole.py measure every choice."""
+    if name not in BACKENDS:
+        raise SettingsError(f"`backend` must be one of {', '.join(BACKENDS)} (got {name!r})")
+    precision = resolve_precision(precision)
+    if patches is None and layers is not None:
+        patches = layers * PATCHES_PER_LAYER
+    if name != "auto":
+        return ENGINES[name](model, precision, patches)
+    if precision != "bf16":
+        return _onnx(model, precision, patches)
+    from slmcnn import aot
+
+    is_cached = aot.cached(model, precision) is not None
+    choice = auto_engine(patches, is_cached, aot.compile_seconds())
+    if choice == "eager":
+        return _torch(model, precision, patches)
+    return _compiled(model, precision, patches, background=choice == "background")
+
+
+@dataclass
+class Engine:
+    backend: Backend
+    calibration: CameraCalibration | None  # straightens raw frames; None: the photo is the bed
+    profile: "CameraProfile | None"  # noqa: F821 - slmcnn.profile, loaded with the camera
+    adapt: int  # first layers of each build learned (0: off)
+
+
+def create_engine(
+    model: torch.nn.Module,
+    backend: "str | Backend" = "auto",
+    precision: str = "auto",
+    *,
+    camera=None,
+    adapt: int | None = None,
+    error_threshold: float | None = None,
+    layers: int | None = None,
+    patches: int | None = None,
+) -> Engine:
+    """The engine for a job. `camera`: a camera.json (geometry and, if it has one, the profile), a
+    calibration, or a profile. `adapt`: the first layers of each build learned into a build memory
+    (default: ADAPT_LAYERS with a camera profile, off without; 0 turns it off). `error_threshold`:
+    the sensitivity (default: the camera's; above 1 fewer alarms and more misses). With a profile
+    or adaptation the network runs in PyTorch (it gives the features); otherwise `backend` decides."""
+    from slmcnn.adapt import ADAPT_LAYERS
+
+    if not isinstance(backend, str) and not callable(getattr(backend, "probabilities", None)):
+        raise SettingsError(f"`backend` must be an engine name or a Backend (got {type(backend).__name__})")
+    calibration, profile = _camera(camera)
+    adapt = (ADAPT_LAYERS if profile is not None else 0) if adapt is None else whole(adapt, "adapt", 0)
+    number(error_threshold, "error_threshold", 0.05, 100, optional=True)
+    if profile is None and not adapt:
+        if error_threshold is not None:
+            raise SettingsError("`error_threshold` needs a camera profile (`camera`) or `adapt`")
+        chosen = backend if not isinstance(backend, str) else create_backend(model, backend, precision, layers, patches)
+        return Engine(chosen, calibration, None, 0)
+    from slmcnn.backends.profile import ProfileBackend
+
+    judged = ProfileBackend(profile, model, adapt=adapt, error_threshold=error_threshold, precision=precision)
+    return Engine(judged, calibration, profile, adapt)
+
+
+def _camera(camera):
+    """(calibration, profile) of a camera.json, a calibration or a profile."""
+    from slmcnn.profile import CameraProfile, load_camera
+
+    if camera is None:
+        return None, None
+    if isinstance(camera, CameraProfile):
+        return camera.calibration, camera
+    if isinstance(camera, CameraCalibration):
+        return camera, None
+    if isinstance(camera, str | Path):
+        return load_camera(camera)
+    raise SettingsError(f"`camera` must be a camera.json, a CameraCalibration or a CameraProfile (got {camera!r:.60})")

@@ -1,0 +1,58 @@
+"""ONNX Runtime inference of the exported network, and the export it runs."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slmcnn.constants import CLASSES
+from slmcnn.files import atomic_path, check_new
+from slmcnn.preprocess import prepare
+
+
+def export_onnx(
+    model: torch.nn.Module, path: str | Path, patch: int = 128, force: bool = True, inputs: tuple = ()
+) -> Path:
+    """Write the network (standardised input -> logits) with a dynamic batch axis, whole or not at
+    all; an existing file is replaced only with `force`, an input (the model file) never."""
+    path = check_new(path, force, inputs)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    example = torch.zeros(1, 3, patch, patch)
+    with warnings.catch_warnings(), atomic_path(path) as temporary:  # TorchScript export needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(temporary),
+            input_names=["patches"],
+            output_names=["logits"],
+            dynamic_axes={"patches": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+class OnnxBackend:
+    """ONNX Runtime inference of an exported model file."""
+
+    name = "onnx"
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, batch: int = 64):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.batch = batch
+
+    def probabilities(self, patches: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(patches), self.batch):
+            x = prepare(patches[start : start + self.batch]).contiguous().numpy()
+            logits = self.session.run(None, {self.input_name: x})[0]
+            out.append(torch.softmax(torch.from_numpy(logits), dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
