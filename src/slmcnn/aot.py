@@ -178,7 +178,7 @@ def _background() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Compile a model's package into the cache (for jobs to come, or in the monitor's background)."""
-    import slmcnn
+    from slmcnn.checkpoint import open_model
     from slmcnn.precision import resolve_precision
 
     parser = argparse.ArgumentParser(prog="python -m slmcnn.aot", description=main.__doc__)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     # the monitor ends a background compile with SIGTERM: exit through `finally`, which deletes the
     # half-written package, instead of dying where the signal finds us
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    model, precision = slmcnn.load_model(args.model), resolve_precision(args.precision)
+    model, precision = open_model(args.model), resolve_precision(args.precision)
     path = cached(model, precision) or compile_package(model, precision)
     print(path)
     return 0

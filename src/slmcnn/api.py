@@ -24,19 +24,9 @@ if TYPE_CHECKING:
 def load_model(path: str | Path | None = None) -> torch.nn.Module:
     """A model file (default: the shipped model) as a network in eval mode; `model.info` holds what
     the file says about it (classes, patch size, training) and `model.source` the file."""
-    from slmcnn import checkpoint
-    from slmcnn.errors import ModelFileError
+    from slmcnn.checkpoint import open_model
 
-    if path is not None and not isinstance(path, str | Path):
-        from slmcnn.errors import SettingsError
-
-        raise SettingsError(f"`path` must be a model file (got {type(path).__name__})")
-    source = checkpoint.resolve_model(path)
-    if path is None and not source.is_file():
-        raise ModelFileError("no shipped model in this installation; give a model file or train one")
-    model, info = checkpoint.load_model(source)
-    model.info, model.source = info, source
-    return model
+    return open_model(path)
 
 
 def _model(model: torch.nn.Module | str | Path | None) -> torch.nn.Module:
@@ -230,9 +220,4 @@ def calibrate(
         return calibration
     from slmcnn.profile import build_profile
 
-    profile = build_profile(frames, calibration, _model(model), progress=progress)
-    if all(isinstance(f, str | Path) for f in frames):  # so a new model can learn them again (the app)
-        profile.meta["good_frames"] = [str(Path(f).resolve()) for f in frames]
-    if error_threshold is not None:
-        profile.meta["error_threshold"] = error_threshold
-    return profile
+    return build_profile(frames, calibration, _model(model), progress=progress, error_threshold=error_threshold)

@@ -9,7 +9,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from slmcnn.constants import CLASS_COLOURS, CLASSES, __version__
-from slmcnn.errors import ModelFileError
+from slmcnn.errors import ModelFileError, SettingsError
 from slmcnn.files import atomic_path
 from slmcnn.model import SlmCnn, create_model
 
@@ -118,3 +118,17 @@ def default_model_path() -> Path:
 def resolve_model(path: str | Path | None) -> Path:
     """The user's model file, or the shipped one when none is given."""
     return Path(path) if path else default_model_path()
+
+
+def open_model(path: str | Path | None = None) -> SlmCnn:
+    """A model file (default: the shipped model) as a network in eval mode, with `model.info` (what
+    the file says about it) and `model.source` (the file): `slmcnn.load_model`, for modules below
+    the API."""
+    if path is not None and not isinstance(path, str | Path):
+        raise SettingsError(f"`path` must be a model file (got {type(path).__name__})")
+    source = resolve_model(path)
+    if path is None and not source.is_file():
+        raise ModelFileError("no shipped model in this installation; give a model file or train one")
+    model, info = load_model(source)
+    model.info, model.source = info, source
+    return model

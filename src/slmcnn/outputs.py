@@ -24,8 +24,7 @@ from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
 
 if TYPE_CHECKING:
-    from slmcnn.pipeline import LayerOutcome
-    from slmcnn.predict import LayerResult
+    from slmcnn.predict import LayerOutcome, LayerResult
 
 FILE_KINDS = ("overlay", "classes", "json", "attribution")
 SUMMARY_FIELDS = ["image", "width", "height", "tiles", *(f"{c.lower()}_fraction" for c in CLASSES), "seconds"]

@@ -25,7 +25,7 @@ from slmcnn.errors import DataError, SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
 from slmcnn.outputs import RunFiles
-from slmcnn.predict import LayerFailure, LayerInput, LayerResult, Predictor
+from slmcnn.predict import LayerFailure, LayerInput, LayerOutcome, LayerResult, Predictor
 from slmcnn.tiles import cut, stitch_maps
 from slmcnn.validate import whole
 
@@ -64,19 +64,6 @@ class RunOptions:
             )
         if self.truth is not None and not Path(self.truth).is_dir():
             raise SettingsError(f"`truth` {self.truth}: no such folder of label masks")
-
-
-@dataclass
-class LayerOutcome:
-    """What became of one layer: its result (None when it could not be read, then `error` says
-    why), its score against a mask, its attribution heat map, and the files written for it."""
-
-    path: Path
-    result: LayerResult | None = None
-    error: str | None = None
-    score: LayerScore | None = None
-    attribution: np.ndarray | None = None  # (H, W)
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 def score_against_mask(result: LayerResult, mask: np.ndarray, rule: LabelRule | None = None) -> LayerScore:

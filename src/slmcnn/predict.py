@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from slmcnn.camera import CameraCalibration, tile_ignored
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
+from slmcnn.metrics import LayerScore
 from slmcnn.tiles import TileGeometry, cut, geometry, stitch_classes, strips
 
 LayerInput = str | Path | np.ndarray | tuple[str, np.ndarray]
@@ -83,6 +84,19 @@ class LayerResult:
         if self.adaptation is not None:
             doc["adaptation"] = self.adaptation.to_json()
         return doc
+
+
+@dataclass
+class LayerOutcome:
+    """What became of one layer: its result (None when it could not be read, then `error` says
+    why), its score against a mask, its attribution heat map, and the files written for it."""
+
+    path: Path
+    result: LayerResult | None = None
+    error: str | None = None
+    score: LayerScore | None = None
+    attribution: np.ndarray | None = None  # (H, W)
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass

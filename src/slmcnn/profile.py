@@ -544,15 +544,21 @@ def build_profile(
     precision: str = "auto",
     progress: bool = False,
     seed: int = 0,
+    error_threshold: float | None = None,
 ) -> CameraProfile:
     """Learn a camera from good frames (paths or arrays): raw frames straightened by `calibration`,
-    or full frames when it is None."""
+    or full frames when it is None; `error_threshold` is stored as its sensitivity. Frames given as
+    files are listed in it, so that a new model can learn them again (the app's "make current")."""
     _check_frames(len(frames))
     started = time.perf_counter()
     net = FeatureNet(model, grid, precision)
     frame_shape, grid_shape, features = _extract(frames, calibration, net, model.spec.patch, None, progress)
     profile = profile_from_features(features, grid_shape, model, calibration, frame_shape, net.precision, coreset, seed)
     profile.meta["seconds"] = round(time.perf_counter() - started, 2)
+    if all(isinstance(f, str | Path) for f in frames):
+        profile.meta["good_frames"] = [str(Path(f).resolve()) for f in frames]
+    if error_threshold is not None:
+        profile.meta["error_threshold"] = error_threshold
     return profile
 
 

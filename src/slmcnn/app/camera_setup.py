@@ -74,8 +74,7 @@ def write_camera(
     """camera.json in the work folder from clicked corners on frame `index` and the `good` layers
     (none, or 4 or more: a profile), used by the app from now on. An existing camera.json is only
     replaced with `replace`."""
-    import slmcnn
-    from slmcnn.profile import arrays_path, save_camera
+    from slmcnn.profile import arrays_path, build_profile, save_camera
 
     target = workspace.work / "camera.json"
     if target.exists() and not replace:
@@ -95,9 +94,7 @@ def write_camera(
     profile = None
     if good:
         frames = [files[i] for i in sorted(set(good))]
-        profile = slmcnn.calibrate(
-            frames, calibration.corners, size, model=workspace.model, error_threshold=error_threshold
-        )
+        profile = build_profile(frames, calibration, workspace.model, error_threshold=error_threshold)
         save_camera(target, profile.calibration, profile, force=True)
     else:
         calibration.save(target)

@@ -92,8 +92,8 @@ def export_labels(store: LabelStore, out: Path, held_out: bool = False, seed: in
 
 def held_out_accuracy(old: Path, new: Path, export: Path) -> dict:
     """Tile accuracy of the old and the new model on the export's held-out (test) layers."""
-    from slmcnn import load_model
     from slmcnn.backends import TorchBackend
+    from slmcnn.checkpoint import open_model as load_model
     from slmcnn.data import load_patches, load_source
 
     table = load_source(export / SPLIT_FILE)

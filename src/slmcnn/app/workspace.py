@@ -108,10 +108,10 @@ class Workspace:
         """Use a model: with the camera profile, the backend the monitor and predict-layer use (one
         photo at a time, no build memory); a profile of other weights is not applied, and
         `camera_note` says why."""
-        import slmcnn
         from slmcnn.backends import create_engine
+        from slmcnn.checkpoint import open_model
 
-        model = slmcnn.load_model(path)
+        model = open_model(path)
         profile, self.camera_note = self.profile, None
         if profile is not None:
             try:
@@ -137,7 +137,7 @@ class Workspace:
         """The camera profile learned again with a new model from the good frames it was built
         from (camera.json keeps their paths), written beside the current model; None, and
         `camera_note` says why, when they are gone."""
-        import slmcnn
+        from slmcnn.checkpoint import open_model
         from slmcnn.profile import build_profile, save_camera
 
         frames = [Path(f) for f in self.profile.meta.get("good_frames", [])]
@@ -149,13 +149,12 @@ class Workspace:
                 else "it does not list its good frames"
             )
             self.camera_note = (
-                f"camera profile not rebuilt for the new model: {why}; run slmcnn calibrate with good frames"
+                f"camera profile not rebuilt for the new model, so not applied: {why}; run slmcnn calibrate "
+                "with good frames"
             )
             return None
-        profile = build_profile(frames, self.profile.calibration, slmcnn.load_model(model_path))
-        profile.meta.update(
-            {k: self.profile.meta[k] for k in ("good_frames", "error_threshold") if k in self.profile.meta}
-        )
+        sensitivity = self.profile.meta.get("error_threshold")
+        profile = build_profile(frames, self.profile.calibration, open_model(model_path), error_threshold=sensitivity)
         target = self.work / "camera.json"
         save_camera(target, profile.calibration, profile, force=True)
         self.profile = profile
