@@ -346,8 +346,8 @@ def test_making_a_model_current_rebuilds_the_camera_profile_or_says_why_not(tiny
 
     import slmcnn
     from slmcnn.app.workspace import Workspace
-    from slmcnn.checkpoint import default_model_path, save_model
-    from slmcnn.profile import load_camera, model_identity, save_camera
+    from slmcnn.checkpoint import default_model_path, model_hash, save_model
+    from slmcnn.profile import load_camera, save_camera
 
     good = tmp_path / "good"
     good.mkdir()
@@ -368,7 +368,7 @@ def test_making_a_model_current_rebuilds_the_camera_profile_or_says_why_not(tiny
     ws.make_current(new, "tester")
     if frames_kept:
         rebuilt = load_camera(ws.camera_file)[1]
-        assert rebuilt.model["sha256"] == model_identity(ws.model) and ws.camera_note is None
+        assert rebuilt.model["sha256"] == model_hash(ws.model) and ws.camera_note is None
         assert ws.backend.name == "torch+profile"
     else:
         assert ws.camera_file is None and "good frames are gone" in ws.camera_note

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slmcnn.checkpoint import model_hash
 from slmcnn.folding import for_evaluation
 from slmcnn.preprocess import Standardised, unit_scale
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bump when what goes into a package changes
+FORMAT = 2  # bump when what goes into a package changes (2: keyed by checkpoint.model_hash)
 PR_SET_PDEATHSIG = 1
 # Small batches keep the activations in the CPU's cache: compiled bf16 ran 2.7x the patches/s of
 # batch 256 at 16 patches (2 cores; benchmarks/README.md).
@@ -57,20 +58,19 @@ def cpu_signature() -> str:
     return f"{platform.machine()}|{model}|{flags}|{torch.backends.cpu.get_cpu_capability()}"
 
 
-def model_digest(model: torch.nn.Module) -> str:
-    """sha256 of the weights (names, types, shapes, bytes): the same model file gives the same digest."""
-    digest = hashlib.sha256(type(model).__name__.encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def package_key(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> str:
     """The cache key: model weights, precision, input type, patch size, CPU, torch version."""
     patch = getattr(getattr(model, "spec", None), "patch", 128)
-    parts = [FORMAT, model_digest(model), precision, np.dtype(dtype).name, patch, torch.__version__, cpu_signature()]
+    parts = [
+        FORMAT,
+        type(model).__name__,
+        model_hash(model),
+        precision,
+        np.dtype(dtype).name,
+        patch,
+        torch.__version__,
+        cpu_signature(),
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 

@@ -1,5 +1,6 @@
 """One .safetensors file per model: weights plus JSON metadata. Loading never unpickles anything."""
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,3 +133,13 @@ def open_model(path: str | Path | None = None) -> SlmCnn:
     model, info = load_model(source)
     model.info, model.source = info, source
     return model
+
+
+def model_hash(model: torch.nn.Module) -> str:
+    """sha256 over the weights and BatchNorm statistics, by name: the one identity of a network (a
+    camera profile names the network it needs by it, the compile cache keys its packages by it)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -73,6 +73,7 @@ import torch.nn.functional as F
 
 from slmcnn import images as image_io
 from slmcnn.camera import CameraCalibration
+from slmcnn.checkpoint import model_hash
 from slmcnn.constants import ERROR, OBJECT, POWDER, __version__
 from slmcnn.errors import SlmcnnError
 from slmcnn.folding import for_evaluation
@@ -103,15 +104,6 @@ OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probabi
 class ProfileError(SlmcnnError):
     """A camera profile that cannot be built or used: too few or mismatched frames, a corrupt or
     foreign profile file, a profile built with another model."""
-
-
-def model_identity(model: torch.nn.Module) -> str:
-    """sha256 over the weights and BatchNorm statistics, so a profile knows the network it needs."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _bf16() -> bool:
@@ -366,7 +358,7 @@ class CameraProfile:
         """The network pass for this profile, after checking that `model` is the one it was built with."""
         key = id(model)
         if key not in self._nets:
-            digest = model_identity(model)
+            digest = model_hash(model)
             if digest != self.model["sha256"]:
                 raise ProfileError(
                     f"the camera profile was built with another model ({self.model['arch']} "
@@ -606,7 +598,7 @@ def empty_profile(
         tuple(frame_shape),
         (rows, cols),
         model.spec.patch,
-        {"arch": getattr(model, "arch", type(model).__name__), "sha256": model_identity(model)},
+        {"arch": getattr(model, "arch", type(model).__name__), "sha256": model_hash(model)},
         flat.mean(0).astype(np.float32),
         feature_scale(flat).astype(np.float32),
         np.zeros((0, flat.shape[1]), np.float32),
