@@ -198,3 +198,36 @@ def test_the_monitor_learns_each_build_and_learns_its_build_again_after_a_restar
     assert again.process_ready() == 1
     assert memory.seen == 1 and memory.adapted is None
     again.lock.release()
+
+
+def test_predict_layer_the_monitor_and_the_app_agree_tile_for_tile(camera_file, tmp_path):
+    """One camera.json, one photo: the three front doors judge it the same (adaptation off, as the
+    app judges single photos)."""
+    from slmcnn.app.server import create_app
+    from slmcnn.app.workspace import AppConfig
+    from slmcnn.monitoring import Database
+
+    path, layers = camera_file
+    photo = sorted(layers.iterdir())[5]  # the one with the hole
+    single = tmp_path / "one"
+    single.mkdir()
+    (single / photo.name).write_bytes(photo.read_bytes())
+    common = ["--camera", path, "--adapt", "0", "--backend", "torch"]
+    done = run_cli("predict-layer", single, "--out", tmp_path / "out", "--write", "json", *common)
+    assert done.returncode == 0, done.stderr
+    cli = np.array(json.loads((tmp_path / "out" / f"{photo.stem}.json").read_text())["grid"]).ravel()
+    db = tmp_path / "m.sqlite"
+    done = run_cli("monitor", single, "--db", db, "--exit-when-idle", "0.3", "--settle", "0", *common)
+    assert done.returncode == 0, done.stderr
+    database = Database(db)
+    stored = database.layers(database.builds()[0].id)[0]
+    monitor = database.tile_grid(stored.id)[0].ravel()
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    config = AppConfig([], [tmp_path], None, path, labels=tmp_path / "labels.sqlite", token="t")
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    opened = client.post("/api/sets", json={"folder": "one"}, headers={"X-Slmcnn-Token": "t"}).json()
+    app = np.array(client.get(f"/api/sets/{opened['id']}/layers/0").json()["classes"]).ravel()
+    assert (cli == monitor).all() and (cli == app).all(), (cli, monitor, app)
+    assert (cli == ERROR).any()  # the hole is an Error for all three
