@@ -18,6 +18,7 @@ from conftest import run_cli  # noqa: E402
 from slmcnn.app.server import create_app  # noqa: E402
 from slmcnn.app.store import LabelStore  # noqa: E402
 from slmcnn.app.workspace import AppConfig  # noqa: E402
+from slmcnn.profile import save_camera  # noqa: E402
 
 TOKEN = "test-token"
 AUTH = {"X-Slmcnn-Token": TOKEN}
@@ -254,7 +255,9 @@ def test_fine_tune_in_the_background_then_make_current(env):
 def test_a_folder_opened_with_a_camera_is_straightened(env, tmp_path):
     from slmcnn.camera import CameraCalibration
 
-    camera = CameraCalibration([[4, 6], [380, 2], [383, 379], [1, 383]], size=384).save(tmp_path / "camera.json")
+    camera = save_camera(
+        tmp_path / "camera.json", CameraCalibration([[4, 6], [380, 2], [383, 379], [1, 383]], size=384), None
+    )
     config = AppConfig([], [env["data"]], env["model"], camera, labels=tmp_path / "labels.sqlite", token=TOKEN)
     client = TestClient(create_app(config), base_url="http://127.0.0.1")
     opened = client.post("/api/sets", json={"folder": "photos"}, headers=AUTH).json()

@@ -20,6 +20,7 @@ import uvicorn  # noqa: E402
 
 from slmcnn.app.server import create_app  # noqa: E402
 from slmcnn.app.workspace import AppConfig  # noqa: E402
+from slmcnn.profile import load_calibration  # noqa: E402
 from slmcnn.synth import SynthSettings, generate_build  # noqa: E402
 from test_app import free_port, monitored_build  # noqa: E402
 
@@ -184,7 +185,6 @@ def test_export_and_fine_tune_a_tiny_model_for_one_epoch(page, server):
 
 
 def test_set_the_camera_up_by_clicking_the_bed_corners(page, server):
-    from slmcnn.camera import CameraCalibration
 
     opened = page.request.post(
         f"{server['url']}/api/sets", data={"folder": "layers"}, headers={"X-Slmcnn-Token": TOKEN}
@@ -201,6 +201,6 @@ def test_set_the_camera_up_by_clicking_the_bed_corners(page, server):
     assert page.locator("#outline circle").count() == 4
     page.click("#write")
     page.wait_for_function("document.getElementById('written').textContent.startsWith('wrote')")
-    corners = CameraCalibration.load(server["root"] / "labels-app" / "camera.json").corners
+    corners = load_calibration(server["root"] / "labels-app" / "camera.json").corners
     assert all(abs(c - w) <= 2 for got, want in zip(corners, wanted) for c, w in zip(got, want)), corners
     page.set_viewport_size({"width": 1280, "height": 860})

@@ -9,6 +9,7 @@ from slmcnn.backends import TorchBackend
 from slmcnn.camera import CameraCalibration, detect_corners, tile_ignored
 from slmcnn.errors import SettingsError
 from slmcnn.predict import Predictor
+from slmcnn.profile import load_calibration
 from slmcnn.synth import SynthSettings
 from slmcnn.synth.build import plan_build, render_layer
 
@@ -100,4 +101,4 @@ def test_calibrate_cli_and_bad_files(tmp_path, tiny_model_file):
     assert doc["width"] == 768 and doc["camera"]["corners"] == calibration["corners"]
     (tmp_path / "bad.json").write_text('{"corners": [[0, 0]]}')
     with pytest.raises(SettingsError, match="4 corners"):
-        CameraCalibration.load(tmp_path / "bad.json")
+        load_calibration(tmp_path / "bad.json")

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from slmcnn import checkpoint, data, images
-from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
+from slmcnn.profile import load_calibration
 from slmcnn.synth import SynthSettings
 from slmcnn.validate import settings_file
 
@@ -124,7 +124,7 @@ def test_random_synth_configs(tmp_path, values):
 def test_random_camera_files(tmp_path, values):
     path = tmp_path / "camera.json"
     path.write_text(json.dumps(values))
-    outcome(CameraCalibration.load, path)
+    outcome(load_calibration, path)
 
 
 INFO = st.fixed_dictionaries(

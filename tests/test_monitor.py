@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli
 from slmcnn.checkpoint import default_model_path
 from slmcnn.monitoring import AlertRules, evaluate_rules, layer_number, layer_timestamp
+from slmcnn.profile import load_calibration, save_camera
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -332,12 +333,13 @@ def _camera_frames(watch, tmp_path):
     for i in (1, 2):
         cv2.imwrite(str(watch / f"frame_{i:03d}.png"), synthetic_frame(i)[0])
     ignore = [[[170, 80], [560, 80], [560, 480], [170, 480]]]
-    return CameraCalibration(TRUE_CORNERS.tolist(), size=512, ignore=ignore).save(tmp_path / "camera.json")
+    return save_camera(
+        tmp_path / "camera.json", CameraCalibration(TRUE_CORNERS.tolist(), size=512, ignore=ignore), None
+    )
 
 
 def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
     """The report draws the straightened bed, not the raw frame, and never counts ignored tiles."""
-    from slmcnn.camera import CameraCalibration
     from slmcnn.monitoring import Database
     from slmcnn.monitoring.report import error_frequency
 
@@ -354,7 +356,7 @@ def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
     assert run_cli("report", db, "--out", report).returncode == 0
     assert "image missing" not in report.read_text()
 
-    _follow(watch, tmp_path / "all-error.sqlite", backend=Constant((0, 0, 1)), camera=CameraCalibration.load(camera))
+    _follow(watch, tmp_path / "all-error.sqlite", backend=Constant((0, 0, 1)), camera=load_calibration(camera))
     stored = Database(tmp_path / "all-error.sqlite")
     heat = error_frequency(stored, stored.layers(1))
     classes, _ = stored.tile_grid(stored.layers(1)[0].id)

@@ -38,7 +38,7 @@ from slmcnn.profile import (
     FOREIGN,
     CameraProfile,
     ProfileError,
-    _beside,
+    beside,
     empty_profile,
     extend_profile,
     greedy_coreset,
@@ -199,7 +199,7 @@ class BuildMemory:
         learned: a scratch lasting 15 layers would otherwise be normal from its second layer on
         (on the same-session synthetic builds 56% of defect tiles were found learning them, 59% not)."""
         error = (classes == ERROR).reshape(grid_shape)
-        sound = ~(error | _beside(error)).ravel() & (network != ERROR)
+        sound = ~(error | beside(error)).ravel() & (network != ERROR)
         if not sound.any():
             return
         memory = self.adapted

@@ -6,9 +6,7 @@ straightened bed in pixels (optionally its size in mm), and polygons to ignore (
 reflection), drawn in raw-frame pixels. Tiles mostly inside an ignored area are marked ignored.
 """
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -68,27 +66,6 @@ class CameraCalibration:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-    def save(self, path: str | Path) -> Path:
-        from slmcnn.files import write_text
-
-        return write_text(path, json.dumps(self.to_json(), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "CameraCalibration":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError("expected a JSON object")
-            data.pop("profile", None)  # a camera profile's metadata (slmcnn.profile) shares the file
-            if data.get("full_frame"):
-                raise SettingsError(f"{path}: a full-frame camera, no geometry to straighten with")
-            return cls(**data)
-        except FileNotFoundError:
-            raise SettingsError(f"{path}: no such calibration file") from None
-        except (OSError, ValueError, TypeError) as exc:
-            raise SettingsError(f"{path}: not a camera calibration ({exc})") from None
 
 
 def order_corners(points: np.ndarray) -> np.ndarray:

@@ -160,7 +160,7 @@ def _interrupt(signum, frame) -> None:
 
 def cmd_calibrate(args) -> int:
     from slmcnn import profile as camera_profile
-    from slmcnn.camera import CameraCalibration, points, preview
+    from slmcnn.camera import points, preview
     from slmcnn.images import read, write_png
 
     if args.update:
@@ -168,7 +168,7 @@ def cmd_calibrate(args) -> int:
         print(f"{updated.summary()}\nwrote {args.update}")
         return 0
     shown = Path(args.out).with_suffix(".preview.png")
-    previous = _previous_calibration(Path(args.out), CameraCalibration)
+    previous = _previous_calibration(Path(args.out))
     out, shown = (check_new(p, args.force, args.frame) for p in (args.out, shown))
     if len(args.frame) > 1:  # the profile's arrays go beside camera.json
         check_new(camera_profile.arrays_path(out), args.force, args.frame)
@@ -184,7 +184,7 @@ def cmd_calibrate(args) -> int:
     if calibration is not None:
         write_png(shown, preview(read(args.frame[0]), calibration))
     if not isinstance(built, camera_profile.CameraProfile):
-        calibration.save(out)
+        camera_profile.save_camera(out, calibration, None, force=True)
         print(f"corners {calibration.corners}\nwrote {out} and {shown}")
         _tell(doubts)
         return 0
@@ -224,10 +224,12 @@ def _tell(warnings: list[str]) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
-def _previous_calibration(path: Path, kind):
+def _previous_calibration(path: Path):
     """The calibration an earlier `calibrate` wrote to `path`, to compare a new bed outline with."""
+    from slmcnn.profile import load_calibration
+
     try:
-        return kind.load(path) if path.is_file() else None
+        return load_calibration(path) if path.is_file() else None
     except SlmcnnError:
         return None
 

@@ -65,3 +65,8 @@ class OutputError(SlmcnnError):
 class DatabaseError(SlmcnnError):
     """A database that cannot be used: a bad URL, a missing driver, not a monitor's database, or
     another monitor already following the same folder with it."""
+
+
+class ProfileError(SlmcnnError):
+    """A camera file or profile that cannot be built or used: not a camera.json, too few or
+    mismatched frames, a corrupt or foreign profile file, a profile built with another model."""

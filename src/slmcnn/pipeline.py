@@ -52,7 +52,9 @@ class RunOptions:
 
     def __post_init__(self):
         if self.camera is not None and not isinstance(self.camera, CameraCalibration):
-            self.camera = CameraCalibration.load(self.camera)
+            from slmcnn.profile.storage import load_calibration
+
+            self.camera = load_calibration(self.camera)
         images.set_limits(self.max_megapixels)
         whole(self.patch, "patch", 8, optional=True)
         whole(self.stride, "stride", 1, optional=True)

@@ -97,7 +97,7 @@ def write_camera(
         profile = build_profile(frames, calibration, workspace.model, error_threshold=error_threshold)
         save_camera(target, profile.calibration, profile, force=True)
     else:
-        calibration.save(target)
+        save_camera(target, calibration, None, force=True)
     workspace.use_camera(target)
     written = [str(target)] + ([str(arrays_path(target))] if profile is not None else [])
     log.info("camera set up in the app: %s", ", ".join(written))

@@ -1,0 +1,150 @@
+"""What the camera profile is made of: the network's own features of each tile (FeatureNet), read
+from good frames; the coreset that keeps a memory small and the nearest-neighbour distance to it."""
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slmcnn import images as image_io
+from slmcnn.camera import CameraCalibration
+from slmcnn.errors import ProfileError
+from slmcnn.folding import for_evaluation
+from slmcnn.preprocess import prepare
+from slmcnn.tiles import tile
+
+TAPS = (3, 4)  # feature maps after these blocks (1-based): mid-level texture, then larger structures
+GRID = 1  # feature locations per tile side: 1, the tile mean, measured best (profile/__init__.py)
+SCALE_FLOOR = 0.1  # a feature's standardising spread is at least this share of the median spread
+
+
+def _bf16() -> bool:
+    from slmcnn.precision import bf16_supported
+
+    return bf16_supported()
+
+
+class FeatureNet:
+    """One pass of the network: class probabilities and per-location features of each tile.
+
+    Features: the maps after blocks 3 and 4, the first average-pooled to the second's size,
+    concatenated, averaged over 3x3 neighbourhoods (PatchCore's local context) and pooled to
+    GRID x GRID locations per tile."""
+
+    def __init__(self, model: torch.nn.Module, grid: int = GRID, precision: str = "auto", batch: int = 32):
+        self.net = for_evaluation(model.eval().to(memory_format=torch.channels_last))
+        self.grid = grid
+        self.bf16 = precision == "bf16" or (precision == "auto" and _bf16())
+        self.precision = "bf16" if self.bf16 else "fp32"
+        self.batch = batch
+
+    @torch.inference_mode()
+    def __call__(self, patches: np.ndarray, probabilities: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        """(tiles, classes) probabilities (None when not asked for) and (tiles, GRID*GRID, D) features."""
+        probs, feats = [], []
+        first, second = TAPS
+        for start in range(0, len(patches), self.batch):
+            x = prepare(patches[start : start + self.batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                mid = self.net.blocks(x, 0, first)
+                deep = self.net.blocks(mid, first, second)
+                if probabilities:
+                    logits = self.net.head(torch.flatten(self.net.blocks(deep, second), 1))
+                    probs.append(torch.softmax(logits.float(), 1).numpy())
+            mid = F.adaptive_avg_pool2d(mid.float(), deep.shape[-2:])
+            maps = torch.cat([mid, deep.float()], 1)
+            maps = F.avg_pool2d(maps, 3, 1, 1, count_include_pad=False)
+            maps = F.adaptive_avg_pool2d(maps, self.grid)
+            feats.append(maps.flatten(2).transpose(1, 2).contiguous().numpy())
+        width = feats[0].shape[2] if feats else 0
+        features = np.concatenate(feats) if feats else np.zeros((0, self.grid**2, width), np.float32)
+        return (np.concatenate(probs) if probabilities else None), features
+
+
+def greedy_coreset(points: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """Indices of `size` points chosen farthest-first (k-centre greedy) in a random projection to at
+    most 128 dimensions, as PatchCore: the memory covers every kind of tile, not only the common ones.
+    Each step is one matrix-vector product (|p|^2 - 2 p.c + |c|^2)."""
+    if len(points) <= size:
+        return torch.arange(len(points))
+    generator = torch.Generator().manual_seed(seed)
+    if points.shape[1] > 128:
+        points = points @ (torch.randn(points.shape[1], 128, generator=generator) / 128**0.5)
+    norms = (points**2).sum(1)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(len(points), (1,), generator=generator))
+    nearest = torch.full((len(points),), float("inf"))
+    step = torch.empty(len(points))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 0.3 ms per step instead of 3 ms: the steps are too small to share
+    try:
+        for i in range(1, size):
+            c = chosen[i - 1]
+            torch.mv(points, points[c], out=step)
+            torch.minimum(nearest, norms - 2 * step + norms[c], out=nearest)
+            chosen[i] = nearest.argmax()
+    finally:
+        torch.set_num_threads(threads)
+    return chosen
+
+
+def nearest_distance(queries: np.ndarray, memory: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest memory row."""
+    keys = torch.from_numpy(memory)
+    key_norms = (keys**2).sum(1)
+    out = []
+    for start in range(0, len(queries), chunk):
+        q = torch.from_numpy(queries[start : start + chunk])
+        d2 = (q**2).sum(1, keepdim=True) + key_norms[None, :] - 2 * q @ keys.T
+        out.append(d2.min(1).values.clamp_min(0).sqrt().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def feature_scale(flat: np.ndarray) -> np.ndarray:
+    """Each feature's spread over the good tiles, floored at SCALE_FLOOR of the median spread: a
+    channel that never fired on the good layers (std 0) would otherwise turn a faint activation
+    on a new one into a huge distance; such a dead channel still counts where it truly fires."""
+    std = flat.std(0)
+    return np.maximum(std, SCALE_FLOOR * float(np.median(std)) + 1e-6)
+
+
+def _frame_arrays(frames: Iterable) -> Iterable[tuple[str, np.ndarray]]:
+    for i, frame in enumerate(frames):
+        if isinstance(frame, np.ndarray):
+            yield f"frame {i + 1}", frame
+        else:
+            yield str(frame), image_io.read(frame)
+
+
+def _progress(enabled: bool):
+    from contextlib import nullcontext
+
+    from rich.progress import Progress
+
+    return Progress(transient=True) if enabled else nullcontext()
+
+
+def frame_features(
+    frames: Sequence, calibration: CameraCalibration | None, net: FeatureNet, patch: int, frame_shape, progress: bool
+) -> tuple[tuple[int, int], tuple[int, int], np.ndarray]:
+    """(frame shape, grid shape, features (frames, positions, L, D)) of good frames."""
+    feats, grid_shape = [], None
+    with _progress(progress) as bar:
+        task = bar.add_task("camera profile: good frames", total=len(frames)) if bar else None
+        for name, frame in _frame_arrays(frames):
+            frame = image_io.to_uint8(frame)
+            if frame_shape is None:
+                frame_shape = frame.shape[:2]
+            if frame.shape[:2] != tuple(frame_shape):
+                raise ProfileError(
+                    f"{name} is {frame.shape[1]}x{frame.shape[0]} px, the other frames "
+                    f"{frame_shape[1]}x{frame_shape[0]} px: one profile is one camera, give frames of one size"
+                )
+            image = calibration.warp(frame) if calibration else frame
+            grid = tile(image, patch)
+            grid_shape = grid.shape
+            feats.append(net(grid.patches, probabilities=False)[1])
+            if bar:
+                bar.advance(task)
+    return tuple(frame_shape), grid_shape, np.stack(feats)
