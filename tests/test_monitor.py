@@ -394,3 +394,27 @@ def test_database_of_the_first_version_is_brought_up_to_date(tmp_path):
     second = stored.new_build("/cam", "cam #2")
     assert [b.id for b in stored.builds("/cam")] == [1, second.id] and stored.builds()[0].name == "cam"
     assert _db_rows(db, "select count(*) from layers where build_id = 1")[0][0] == 1
+
+
+def test_builds_are_told_apart_by_machine_in_one_database(tiny_model_file, tmp_path):
+    """Two printers' monitors write to one database; an older database gains the machine column."""
+    from slmcnn.monitoring import Database
+
+    db = tmp_path / "shop.sqlite"
+    for machine in ("m290-a", "m290-b"):
+        watch = tmp_path / machine
+        watch.mkdir()
+        cv2.imwrite(str(watch / "00001.png"), np.full((128, 128, 3), 120, np.uint8))
+        args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--backend", "torch", "--settle", "0")
+        done = run_cli(*args, "--machine", machine, "--exit-when-idle", "0.3")
+        assert done.returncode == 0, done.stderr
+    database = Database(db)
+    assert [b.machine for b in database.builds()] == ["m290-a", "m290-b"] and database.machines() == [
+        "m290-a",
+        "m290-b",
+    ]
+    report = run_cli("report", db, "--out", tmp_path / "report.html")
+    assert report.returncode == 0 and "Machines: m290-a, m290-b" in (tmp_path / "report.html").read_text()
+    with sqlite3.connect(db) as conn:  # a database of the slmcnn before: no machine column
+        conn.execute("ALTER TABLE builds DROP COLUMN machine")
+    assert [b.machine for b in Database(db).builds()] == ["", ""]

@@ -105,6 +105,7 @@ OPTIONS = {
         ("watch_dir", {}), ("--db", dict(required=True, help="SQLite file, or an SQLAlchemy URL such as postgresql://host/db")),
         ("--out", dict(help="folder for overlays and alerts.jsonl")), *MODEL,
         ("--build", dict(help="name of this build (default: the folder's latest; a new build in the same folder is also recognised when a stored file is written again or layer numbers start again)")),
+        ("--machine", dict(default="", help="name of the printer this monitor follows, stored with each build, so that the monitors of several machines can share one database (the report and app tell them apart)")),
         ("--pattern", dict(help="regex whose first group is the layer number (default: the last number in the name that is not part of a date_time stamp; else the stamp orders the layers)")),
         ("--settle", dict(type=float, default=0.5, help="seconds a file's size must stay unchanged")),
         ("--poll", dict(action="store_true", help="poll the folder instead of OS events (network shares)")),

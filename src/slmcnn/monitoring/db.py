@@ -1,4 +1,5 @@
-"""The monitor's database: schema, one handle per build, and the queries the report reads.
+"""The monitor's store: one handle per build, and the queries the report and the app read (the
+tables are in schema.py, the one-monitor lock in lock.py).
 
 A path means an SQLite file; anything with '://' is an SQLAlchemy URL (e.g. PostgreSQL). Each
 finished layer is one transaction with its tiles and alerts. A folder may hold several builds one
@@ -7,7 +8,6 @@ time and SHA-1 of its file, so a rewritten file is recognised.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -19,23 +19,12 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import (
-    Column,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     delete,
     func,
     insert,
     inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -45,83 +34,20 @@ from slmcnn.constants import CLASSES
 from slmcnn.errors import DatabaseError
 from slmcnn.files import storable
 from slmcnn.monitoring.alerts import Alert
+from slmcnn.monitoring.lock import MonitorLock
+from slmcnn.monitoring.schema import (
+    PROBABILITY_COLUMNS,
+    alerts,
+    attempts,
+    builds,
+    layers,
+    metadata,
+    tiles,
+    upgrade,
+)
 from slmcnn.predict import LayerResult
 from slmcnn.render import thumbnail_jpeg
 from slmcnn.tiles import TileGeometry
-
-schema = MetaData()
-builds = Table(
-    "builds",
-    schema,
-    Column("id", Integer, primary_key=True),
-    Column("watch_dir", String, nullable=False),
-    Column("model", String),
-    Column("started", Float),
-    Column("name", String),
-)
-layers = Table(
-    "layers",
-    schema,
-    Column("id", Integer, primary_key=True),
-    Column("build_id", ForeignKey("builds.id"), nullable=False),
-    Column("number", Integer),
-    Column("file", String, nullable=False),
-    Column("path", String),
-    Column("status", String, nullable=False),  # done | failed
-    Column("message", Text),
-    Column("processed", Float),
-    Column("seconds", Float),
-    Column("powder", Float),
-    Column("object", Float),
-    Column("error", Float),
-    Column("geometry", Text),  # JSON: width, height, patch, stride, tile origins (+ camera calibration)
-    Column("overlay", String),
-    Column("size", Integer),
-    Column("mtime", Float),
-    Column("digest", String),
-    Column("thumbnail", LargeBinary),  # a small JPEG of the photo as classified: shown once the file changes
-    UniqueConstraint("build_id", "file"),
-)
-tiles = Table(
-    "tiles",
-    schema,
-    Column("layer_id", ForeignKey("layers.id"), primary_key=True),
-    Column("row", Integer, primary_key=True),
-    Column("col", Integer, primary_key=True),
-    Column("cls", Integer, nullable=False),  # the tile's class, NOT_A_CLASS (-1) where ignored
-    Column("p_powder", Float),
-    Column("p_object", Float),
-    Column("p_error", Float),
-    Column("anomaly", Float),
-)
-alerts = Table(
-    "alerts",
-    schema,
-    Column("id", Integer, primary_key=True),
-    Column("build_id", ForeignKey("builds.id"), nullable=False),
-    Column("layer_id", ForeignKey("layers.id"), nullable=False),
-    Column("layer", Integer),
-    Column("file", String),
-    Column("rule", String),
-    Column("message", Text),
-    Column("value", Float),
-    Column("created", Float),
-    # 0 until printed, appended to alerts.jsonl and handed to --on-alert: a monitor killed in between
-    # raises it again when restarted, so no alert is lost
-    Column("raised", Integer, nullable=False, server_default="0"),
-)
-attempts = Table(  # layers being classified: a row left behind means the monitor died on that file
-    "attempts",
-    schema,
-    Column("watch_dir", String, primary_key=True),
-    Column("file", String, primary_key=True),
-    Column("size", Integer),
-    Column("mtime", Float),
-    Column("count", Integer, nullable=False),
-)
-PROBABILITY_COLUMNS = {"Powder": "p_powder", "Object": "p_object", "Error": "p_error"}
-ADDED_COLUMNS = {("alerts", "raised"): "INTEGER NOT NULL DEFAULT 1"}  # slmcnn 0.1.0's alerts were all raised
-
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 DRIVERS = {"postgresql": ("psycopg", "postgresql+psycopg", "pip install 'slmcnn[postgres]'")}
@@ -194,37 +120,6 @@ def database_errors(db: str | Path) -> Iterator[None]:
         raise DatabaseError(f"{shown_url(db)}: {first}{hint}") from None
 
 
-class MonitorLock:
-    """One monitor per folder and database: an exclusive lock held while the monitor runs (a lock
-    file beside an SQLite database, an advisory lock in PostgreSQL), released when the process ends
-    in any way, kill -9 included."""
-
-    def __init__(self, db: "Database", watch_dir: str):
-        key = hashlib.sha1(f"{watch_dir}".encode()).hexdigest()
-        self.handle, self.connection = None, None
-        busy = DatabaseError(f"another monitor is following {watch_dir} with {shown_url(db.source)}; stop it first")
-        if db.engine.dialect.name == "sqlite" and db.engine.url.database not in (None, "", ":memory:"):
-            path = Path(db.engine.url.database)
-            self.handle = open(path.with_name(f".{path.name}.{key[:10]}.lock"), "a+")
-            try:
-                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.handle.close()
-                raise busy from None
-        elif db.engine.dialect.name == "postgresql":
-            self.connection = db.engine.connect()
-            number = int(key[:15], 16)
-            if not self.connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": number}).scalar():
-                self.connection.close()
-                raise busy
-
-    def release(self) -> None:
-        for thing in (self.handle, self.connection):
-            if thing is not None:
-                thing.close()
-        self.handle = self.connection = None
-
-
 @dataclass(frozen=True)
 class FileStamp:
     """What a layer file was when it was stored: a changed size or time with another SHA-1 is a new file."""
@@ -266,6 +161,7 @@ class BuildRow:
     name: str
     model: str
     started: float
+    machine: str = ""  # the printer (monitor --machine); "" when not named
 
 
 @dataclass
@@ -307,13 +203,13 @@ class Database:
                     raise DatabaseError(
                         f"{shown_url(db)} is not a monitor's database (no {', '.join(sorted(missing))} table)"
                     )
-            schema.create_all(self.engine)
-            self._upgrade()
+            metadata.create_all(self.engine)
+            upgrade(self.engine)
 
     def lock(self, watch_dir: str) -> MonitorLock:
         """Hold the one-monitor lock for `watch_dir`, or raise DatabaseError when another has it."""
         with database_errors(self.source):
-            return MonitorLock(self, watch_dir)
+            return MonitorLock(self.engine, watch_dir, shown_url(self.source))
 
     def begin_attempt(self, watch_dir: str, file: str, stamp: FileStamp) -> int:
         """Note that classifying `file` starts; return how many earlier tries of this same file
@@ -337,32 +233,6 @@ class Database:
         with self.engine.begin() as conn:
             conn.execute(delete(attempts).where(attempts.c.watch_dir == watch_dir, attempts.c.file == file))
 
-    def _upgrade(self) -> None:
-        """Bring a database of an older slmcnn to this schema: add missing columns, and let a folder
-        hold several builds (slmcnn 0.1 made builds.watch_dir unique)."""
-        found = inspect(self.engine)
-        with self.engine.begin() as conn:
-            for table in schema.sorted_tables:
-                have = {c["name"] for c in found.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name not in have:
-                        kind = ADDED_COLUMNS.get((table.name, column.name), column.type.compile(self.engine.dialect))
-                        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-        unique = [u for u in found.get_unique_constraints("builds") if u["column_names"] == ["watch_dir"]]
-        if not unique:
-            return
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name != "sqlite":
-                conn.execute(text(f"ALTER TABLE builds DROP CONSTRAINT {unique[0]['name']}"))
-                return
-            # SQLite cannot drop a constraint: copy the table (renaming the new one, never the old,
-            # keeps the layers' and alerts' references to "builds" as they are)
-            columns = ", ".join(c.name for c in builds.columns)
-            builds.to_metadata(MetaData(), name="builds_new").create(conn)
-            conn.execute(text(f"INSERT INTO builds_new ({columns}) SELECT {columns} FROM builds"))
-            conn.execute(text("DROP TABLE builds"))
-            conn.execute(text("ALTER TABLE builds_new RENAME TO builds"))
-
     def builds(self, watch_dir: str | None = None) -> list[BuildRow]:
         """Builds in the order they started (of one folder, or all)."""
         query = select(builds).order_by(builds.c.id)
@@ -370,22 +240,34 @@ class Database:
             query = query.where(builds.c.watch_dir == watch_dir)
         with self.engine.connect() as conn:
             return [
-                BuildRow(r.id, r.watch_dir, r.name or Path(r.watch_dir).name, r.model or "", r.started or 0.0)
+                BuildRow(
+                    r.id,
+                    r.watch_dir,
+                    r.name or Path(r.watch_dir).name,
+                    r.model or "",
+                    r.started or 0.0,
+                    r.machine or "",
+                )
                 for r in conn.execute(query)
             ]
 
-    def new_build(self, watch_dir: str, name: str, model: str = "") -> "BuildHandle":
+    def new_build(self, watch_dir: str, name: str, model: str = "", machine: str = "") -> "BuildHandle":
         with self.engine.begin() as conn:
-            values = {"watch_dir": watch_dir, "name": name, "model": model, "started": time.time()}
+            values = {"watch_dir": watch_dir, "name": name, "model": model, "started": time.time(), "machine": machine}
             build_id = conn.execute(insert(builds).values(**values)).inserted_primary_key[0]
-        return BuildHandle(self, BuildRow(build_id, watch_dir, name, model, values["started"]))
+        return BuildHandle(self, BuildRow(build_id, watch_dir, name, model, values["started"], machine))
 
-    def open_build(self, watch_dir: str, name: str | None = None, model: str = "") -> "BuildHandle":
+    def open_build(self, watch_dir: str, name: str | None = None, model: str = "", machine: str = "") -> "BuildHandle":
         """The folder's build called `name` (or its latest build), created when there is none."""
         found = [b for b in self.builds(watch_dir) if name is None or b.name == name]
         if found:
             return BuildHandle(self, found[-1])
-        return self.new_build(watch_dir, name or Path(watch_dir).name, model)
+        return self.new_build(watch_dir, name or Path(watch_dir).name, model, machine)
+
+    def machines(self) -> list[str]:
+        """The machines (monitor --machine) that stored builds here, by name."""
+        with self.engine.connect() as conn:
+            return sorted({r.machine or "" for r in conn.execute(select(builds.c.machine))} - {""})
 
     def stored_files(self, watch_dir: str) -> dict[str, list[StoredFile]]:
         """Every file stored for any build of this folder, by name."""

@@ -204,4 +204,5 @@ def write_report(
         raise SlmcnnError(f"{db.engine.url} holds no monitored build")
     sections = [_section(db, build, thumbnails) for build in reversed(builds)]
     legend = anomaly_legend() if any(s.anomaly for s in sections) else None
-    return write_text(out, html_page("report.html", builds=len(builds), sections=sections, legend=legend))
+    page = html_page("report.html", builds=len(builds), sections=sections, legend=legend, machines=db.machines())
+    return write_text(out, page)

@@ -57,6 +57,7 @@ class MonitorConfig:
     watch_dir: Path
     out: Path | None = None  # overlays and alerts.jsonl
     build: str | None = None  # name of the build being followed (default: the folder's latest)
+    machine: str = ""  # the printer this monitor follows, stored with each build (several share a database)
     pattern: str | None = None  # regex whose first group is the layer number
     settle: float = 0.5
     poll: bool = False  # poll the folder instead of OS events (network shares)
@@ -140,7 +141,7 @@ class Monitor:
         self.pipeline.predictor.warm_up()  # the network's first-call costs now, not on the first layer
         self.stored = db.stored_files(self.key)
         self.digests: dict[tuple[str, int, float], str] = {}
-        self._use(db.open_build(self.key, config.build, self.options.model_name))
+        self._use(db.open_build(self.key, config.build, self.options.model_name, config.machine))
         self._relearn()
         self.events: queue.Queue = queue.Queue()
 
@@ -229,7 +230,7 @@ class Monitor:
     def _start_build(self, reason: str) -> None:
         count = len(self.db.builds(self.key))
         name = f"{self.config.build or self.watch_dir.name} #{count + 1}"
-        self._use(self.db.new_build(self.key, name, self.options.model_name))
+        self._use(self.db.new_build(self.key, name, self.options.model_name, self.config.machine))
         new_build = getattr(self.pipeline.predictor.backend, "new_build", None)
         if new_build is not None:  # its first layers are learned afresh
             new_build()
