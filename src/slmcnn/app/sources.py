@@ -94,14 +94,14 @@ class BuildSet:
 
     def layer(self, index: int, workspace=None) -> LayerData:
         stored = self._stored(index)
-        geometry = TileGeometry.from_json(stored.geometry)
-        camera_doc = stored.geometry.get("camera")
-        camera = CameraCalibration(**camera_doc) if camera_doc else None
-        classes, probabilities = self.db.tile_grid(stored.id)
+        result = self.db.layer_result(stored)
+        camera_doc = result.camera.to_json() if result.camera is not None else None
         number = str(stored.number) if stored.number is not None else Path(stored.file).stem
-        path, shape = stored.path or "", geometry.to_json()
+        path, shape = stored.path or "", result.grid.to_json()
         ref = LayerRef(self.key, stored.file, self.name, number, path, shape, camera_doc, stored.digest)
-        data = LayerData(ref, index, geometry, probabilities, classes, self.db.tile_anomaly(stored.id), camera)
+        data = LayerData(
+            ref, index, result.grid, result.probabilities, result.tile_classes, result.anomaly, result.camera
+        )
         if photo_changed(stored):
             data.photo_changed, data.thumbnail = True, self.db.thumbnail(stored.id)
         return data

@@ -178,6 +178,7 @@ class StoredLayer:
     geometry: dict | None
     overlay: str | None
     digest: str | None = None  # SHA-1 of the photo when it was classified
+    seconds: float | None = None  # how long it took to classify
 
 
 @dataclass
@@ -300,6 +301,7 @@ class Database:
                     json.loads(r.geometry) if r.geometry else None,
                     r.overlay,
                     r.digest,
+                    r.seconds,
                 )
                 for r in conn.execute(query)
             ]
@@ -334,6 +336,30 @@ class Database:
         shape = (max(c[0] for c in cells) + 1, max(c[1] for c in cells) + 1)
         classes = np.array([c[2] for c in cells], np.int64).reshape(shape)
         return classes, np.array([c[3:] for c in cells], np.float32)
+
+    def layer_result(self, stored: StoredLayer) -> LayerResult:
+        """A stored layer back as the LayerResult it was: its tiles, probabilities, anomaly, class map
+        and calibration; its image is the kept thumbnail at the layer's size (blank without one)."""
+        import cv2
+
+        from slmcnn.camera import CameraCalibration
+        from slmcnn.predict import classify_pixels
+
+        grid = geometry_of(stored)
+        classes, probabilities = self.tile_grid(stored.id)
+        doc = (stored.geometry or {}).get("camera")
+        camera = CameraCalibration(**doc) if doc else None
+        ignore = camera.ignore_mask() if camera is not None and camera.ignore else None
+        class_map, ignored = classify_pixels(grid, probabilities, ignore)
+        thumbnail = self.thumbnail(stored.id)
+        image = np.zeros((grid.height, grid.width, 3), np.uint8)
+        if thumbnail:
+            small = cv2.imdecode(np.frombuffer(thumbnail, np.uint8), cv2.IMREAD_COLOR)
+            image = cv2.cvtColor(cv2.resize(small, (grid.width, grid.height)), cv2.COLOR_BGR2RGB)
+        seconds = stored.seconds or 0.0
+        result = LayerResult(Path(stored.path or stored.file), image, grid, probabilities, class_map, seconds)
+        result.camera, result.ignored, result.anomaly = camera, ignored, self.tile_anomaly(stored.id)
+        return result
 
 
 class BuildHandle:
