@@ -444,3 +444,14 @@ def test_a_stored_layer_whose_photo_was_replaced_says_so(tiny_build, tiny_model_
     client.post("/api/sets/b0-1/layers/1/labels", json=label, headers=AUTH)
     export = client.post("/api/export", headers=AUTH).json()
     assert export["replaced"] == ["00001.png"] and export["tiles"] == 1
+
+
+def test_builds_of_several_machines_are_listed_by_machine(tiny_build, tiny_model_file, tmp_path):
+    from slmcnn.monitoring import Database
+
+    db = Database(tmp_path / "shop.sqlite")
+    db.new_build(str(tmp_path / "a"), "job 7", machine="m290-a")
+    db.new_build(str(tmp_path / "b"), "job 7", machine="m290-b")
+    config = AppConfig([tmp_path / "shop.sqlite"], [], tiny_model_file, labels=tmp_path / "labels.sqlite", token=TOKEN)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    assert [s["name"] for s in client.get("/api/sets").json()] == ["job 7 (m290-a)", "job 7 (m290-b)"]

@@ -60,6 +60,11 @@ class AppConfig:
         return self.labels_path.with_name(f"{self.labels_path.stem}-app")
 
 
+def shown_name(build) -> str:
+    """A build as the app lists it: its name, and the machine it came from when the monitor named one."""
+    return f"{build.name} ({build.machine})" if build.machine else build.name
+
+
 def inside(path: Path, roots: list[Path]) -> bool:
     """True when `path` (resolved, symbolic links followed) lies in one of `roots`."""
     path = path.resolve()
@@ -183,7 +188,7 @@ class Workspace:
     def sets(self) -> list:
         found = []
         for d, (url, db) in enumerate(self.databases):
-            found += [BuildSet(f"b{d}-{b.id}", db, url, b.id, b.name) for b in db.builds()]
+            found += [BuildSet(f"b{d}-{b.id}", db, url, b.id, shown_name(b)) for b in db.builds()]
         return found + self.folders
 
     def get_set(self, set_id: str):
