@@ -80,14 +80,12 @@ class BuildMemory:
         layers: int,
         model: torch.nn.Module,
         precision: str,
-        frame_shape: tuple[int, int] | None = None,
     ):
         minimum = 1 if camera is not None else MIN_LAYERS_ALONE
         if not isinstance(layers, int) or isinstance(layers, bool) or layers < minimum:
             alone = "" if camera is not None else " without a camera profile (it fits its own thresholds)"
             raise ProfileError(f"`adapt` must be a whole number of at least {minimum}{alone} (got {layers!r})")
         self.camera, self.layers, self.model, self.precision = camera, layers, model, precision
-        self.frame_shape = frame_shape
         self.reset()
 
     def reset(self) -> None:
@@ -138,6 +136,9 @@ class BuildMemory:
             clear = anomaly > CLEAR * layer_level(anomaly, self.camera.typical / self._sensitivity(error_threshold))
         else:
             decided, anomaly, clear = probabilities, None, np.zeros(len(probabilities), bool)
+        if not learn:
+            self.seen -= 1
+            return decided, anomaly, info
         self._features.append(features)
         self._names.append(name)
         self._clear.append(clear)
@@ -160,7 +161,7 @@ class BuildMemory:
         keep = ~np.stack(self._clear)
         why = np.where(keep, "", "clearly anomalous to the camera profile").astype(object)
         patch = self.model.spec.patch
-        frame_shape = self.frame_shape or (grid_shape[0] * patch, grid_shape[1] * patch)
+        frame_shape = (grid_shape[0] * patch, grid_shape[1] * patch)  # of the tiles; the memory straightens nothing
         base = empty_profile(features, grid_shape, self.model, None, frame_shape, self.precision)
         if self.camera is not None:  # the camera's good tiles stay in the memory, in the build's units
             raw = self.camera.memory * self.camera.scale + self.camera.mean
