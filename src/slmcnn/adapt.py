@@ -191,6 +191,10 @@ class BuildMemory:
         ]
         for item in not_learned:
             log.warning("build memory: %s tile %d not learned: %s", item["layer"], item["tile"], item["why"])
+        log.info(
+            "build memory: learned %d of the first %d layers' %d tiles; later layers are judged against %s",
+            int(keep.sum()), self.layers, keep.size, "the camera and this build" if self.camera else "this build",
+        )  # fmt: skip
         self._features, self._clear = [], []
         return not_learned
 
