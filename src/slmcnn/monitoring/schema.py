@@ -48,6 +48,7 @@ layers = Table(
     Column("mtime", Float),
     Column("digest", String),
     Column("thumbnail", LargeBinary),  # a small JPEG of the photo as classified: shown once the file changes
+    Column("grade", String),  # ok | minor | critical (grading.py, with the persistence rule)
     UniqueConstraint("build_id", "file"),
 )
 tiles = Table(
@@ -73,6 +74,9 @@ alerts = Table(
     Column("rule", String),
     Column("message", Text),
     Column("value", Float),
+    Column("grade", String),  # minor | critical: one graded alert per layer
+    Column("regions", Text),  # JSON: the tile boxes of the layer's error regions
+    Column("overlay", String),
     Column("created", Float),
     # 0 until printed, appended to alerts.jsonl and handed to --on-alert: a monitor killed in between
     # raises it again when restarted, so no alert is lost
