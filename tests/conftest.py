@@ -68,6 +68,19 @@ def write_image(tmp_path):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array).save(path)
+@pytest.fixture(scope="session")
+def error_model_file(tmp_path_factory) -> Path:
+    """A tiny model that calls every tile Error (p 0.98): every layer it sees is graded critical."""
+    model = create_model("slmcnn-tiny")
+    last = model.classifier[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, 0.0, 4.6]))
+    path = tmp_path_factory.mktemp("model") / "error.safetensors"
+    save_model(model, path, ModelInfo(arch="slmcnn-tiny", name="error"))
+    return path
+
+
         return path
 
     return write

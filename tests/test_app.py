@@ -37,15 +37,15 @@ def monitored_build(build: Path, model: Path, root: Path, layers: int) -> Path:
     for path in sorted((build / "layers").glob("*.png"))[:layers]:
         shutil.copy(path, watch / path.name)
     args = ["monitor", watch, "--db", db, "--model", model, "--exit-when-idle", "0.5", "--settle", "0.05"]
-    done = run_cli(*args, "--alert-error-fraction", "0", "--backend", "torch")
+    done = run_cli(*args, "--backend", "torch")
     assert done.returncode == 0, done.stderr
     return db
 
 
 @pytest.fixture(scope="module")
-def env(tiny_build, tiny_model_file, tmp_path_factory):
+def env(tiny_build, tiny_model_file, error_model_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
-    db = monitored_build(tiny_build, tiny_model_file, root, 4)
+    db = monitored_build(tiny_build, error_model_file, root, 4)
     data = root / "data"
     (data / "photos").mkdir(parents=True)
     for path in sorted((tiny_build / "layers").glob("*.png"))[4:7]:

@@ -30,11 +30,11 @@ TOKEN = "browser-token"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_file, tmp_path_factory):
+def server(tiny_model_file, error_model_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("appweb")
     rates = {"streak": 0.5, "debris": 0.5, "swelling": 0.3}
     generate_build(SynthSettings(layers=5, seed=11, size=768, defect_rates=rates), root / "synth", workers=1)
-    db = monitored_build(root / "synth", tiny_model_file, root, 5)
+    db = monitored_build(root / "synth", error_model_file, root, 5)
     config = AppConfig([db], [root / "synth"], tiny_model_file, labels=root / "labels.sqlite", token=TOKEN)
     config.port = free_port()
     app = create_app(config)

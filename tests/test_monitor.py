@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from slmcnn.checkpoint import default_model_path
-from slmcnn.monitoring import AlertRules, evaluate_rules, layer_number, layer_timestamp
+from slmcnn.monitoring import layer_number, layer_timestamp
 from slmcnn.profile import load_calibration, save_camera
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -50,18 +50,57 @@ def test_timestamps_in_names_order_layers_and_are_no_layer_numbers(tmp_path):
     assert sorted(names, key=lambda n: layer_order(tmp_path / n)) == [names[2], names[0], names[1]]
 
 
-def test_alert_rules():
-    rules = AlertRules(error_fraction=0.05, persistent_layers=3, near_part=True, jump=0.2)
-    clean = np.zeros((3, 3), int)
-    err = clean.copy()
-    err[0, 0] = 2
-    assert evaluate_rules(rules, 1, "a", clean, 0.0, []) == []
-    fired = {a.rule for a in evaluate_rules(rules, 3, "a", err, 0.11, [(err, 0.11), (err, 0.11)])}
-    assert fired == {"error-fraction", "persistent-error"}
-    near = err.copy()
-    near[0, 1] = 1
-    jump = {a.rule for a in evaluate_rules(rules, 4, "a", near, 0.3, [(clean, 0.0)])}
-    assert jump == {"error-fraction", "error-near-part", "error-jump"}
+def test_grading_by_sureness_extent_and_persistence():
+    from slmcnn.grading import GradeRules, grade_layer
+    from slmcnn.tiles import geometry
+
+    grid = geometry(5 * 64, 6 * 64, 64)
+    rules = GradeRules(region_tiles=3, share=0.5, sure=0.9, persist=3, window=4)
+    classes = np.zeros((5, 6), int)
+    p = np.full(30, 0.05, np.float32)
+    assert grade_layer(classes, p, None, grid, rules).grade == "ok"
+    classes[1, 1] = 2
+    p[1 * 6 + 1] = 0.99
+    lone = grade_layer(classes, p, None, grid, rules)
+    assert lone.grade == "minor" and lone.lone and lone.regions[0].box == (64, 64, 128, 128)
+    classes[2, 2] = classes[3, 3] = 2  # a diagonal streak: one region of three tiles
+    p[2 * 6 + 2] = p[3 * 6 + 3] = 0.95
+    streak = grade_layer(classes, p, None, grid, rules)
+    assert streak.grade == "critical" and len(streak.regions) == 1 and streak.regions[0].tiles == 3
+    assert streak.regions[0].rows == (1, 3) and "3+ sure" in streak.message()
+    p[3 * 6 + 3] = 0.6  # not sure: three Error tiles, two sure
+    unsure = grade_layer(classes, p, None, grid, rules)
+    assert unsure.grade == "minor" and not unsure.lone
+    anomaly = np.full(30, 2.0, np.float32)
+    anomaly[1 * 6 + 1] = 0.5  # the camera profile finds one tile like the good layers: not sure
+    p[3 * 6 + 3] = 0.95
+    assert grade_layer(classes, p, anomaly, grid, rules).grade == "minor"
+    assert grade_layer(classes, p, anomaly * 0 + 2, grid, rules).grade == "critical"
+    one = np.zeros((5, 6), int)
+    one[4, 0] = 2
+    near = np.zeros((5, 6), int)
+    near[3, 1] = 2  # within a tile of (4, 0): the same place
+    far = np.zeros((5, 6), int)
+    far[0, 5] = 2
+    assert grade_layer(one, p, None, grid, rules, [far, far, near]).grade == "minor"  # 2 of the last 4
+    recurring = grade_layer(one, p, None, grid, rules, [near, far, near])
+    assert recurring.grade == "critical" and recurring.regions[0].recurring == 3
+    assert grade_layer(one, p, None, grid, rules, [near, near, far, far]).grade == "minor"  # out of the window
+    off = GradeRules(persist=0)
+    assert grade_layer(one, p, None, grid, off, [near, near, near]).grade == "minor"
+
+
+def test_grading_settings_are_checked():
+    from slmcnn.errors import SettingsError
+    from slmcnn.grading import GradeRules
+
+    assert GradeRules.parse_persist("2/6") == (2, 6) and GradeRules.parse_persist("0")[0] == 0
+    for bad in ("3", "a/b", "3/"):
+        with pytest.raises(SettingsError, match="K/M"):
+            GradeRules.parse_persist(bad)
+    for settings in ({"persist": 6, "window": 5}, {"region_tiles": 0}, {"share": 0}, {"sure": 1.5}):
+        with pytest.raises(SettingsError):
+            GradeRules(**settings)
 
 
 def _db_rows(db, sql):
@@ -77,7 +116,7 @@ def _layers_stored(db) -> int:
         return 0
 
 
-def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny_model_file, tmp_path):
+def test_restart_processes_each_layer_once_and_records_failures(tiny_build, error_model_file, tmp_path):
     watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
     watch.mkdir()
     for name in ("00001.png", "00002.png", "00003.png"):
@@ -88,7 +127,7 @@ def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny
         "--db",
         db,
         "--model",
-        tiny_model_file,
+        error_model_file,
         "--exit-when-idle",
         "1",
         "--settle",
@@ -97,8 +136,6 @@ def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny
         "2",
         "--out",
         tmp_path / "out",
-        "--alert-error-fraction",
-        "0",
     )
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
@@ -117,7 +154,9 @@ def test_restart_processes_each_layer_once_and_records_failures(tiny_build, tiny
     assert "FAILED" in second.stdout
     assert _db_rows(db, "select count(*) from tiles")[0][0] == 4 * 9
     alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
-    assert [a["layer"] for a in alerts if a["rule"] == "error-fraction"] == [1, 2, 3, 4]
+    assert [(a["layer"], a["grade"], a["build"]) for a in alerts] == [(n, "critical", "camera") for n in (1, 2, 3, 4)]
+    assert alerts[0]["regions"][0]["box"] == [0, 0, 384, 384] and alerts[0]["overlay"].endswith(".png")
+    assert _db_rows(db, "select grade from layers where status = 'done'") == [("critical",)] * 4
 
 
 @pytest.mark.slow
@@ -162,9 +201,6 @@ def test_live_build_with_kill_and_restart(tmp_path):
         out,
         "--settle",
         "0.2",
-        "--alert-jump",
-        "-1",
-        "--no-alert-near-part",
     ]
     while not (build / "layers").is_dir():
         time.sleep(0.1)
@@ -192,8 +228,9 @@ def test_live_build_with_kill_and_restart(tmp_path):
         if d["started"] == layer["layer"] and d["pixels"] > 20000
     }
     assert starts, "the build was meant to have large defects"
-    alerted = {a for (a,) in _db_rows(db, "select distinct layer from alerts")}
-    assert starts <= alerted, (sorted(starts), sorted(alerted))
+    critical = {a for (a,) in _db_rows(db, "select distinct layer from alerts where grade = 'critical'")}
+    assert starts <= critical, (sorted(starts), sorted(critical))
+    assert _db_rows(db, "select count(*) from alerts group by layer having count(*) > 1") == []  # one per layer
     report = tmp_path / "report.html"
     assert run_cli("report", db, "--out", report).returncode == 0
     assert 'id="curve-1"' in report.read_text() and 'id="heatmap-1"' in report.read_text()
@@ -234,13 +271,13 @@ def render_in_chromium(page, tmp_path) -> subprocess.CompletedProcess:
     )
 
 
-def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, tiny_model_file, tmp_path):
+def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, error_model_file, tmp_path):
     watch, db, out = tmp_path / "camera", tmp_path / "b.sqlite", tmp_path / "out"
     watch.mkdir()
     for name in ("00001.png", "00002.png"):
         shutil.copy(tiny_build / "layers" / name, watch / name)
-    args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--exit-when-idle", "1", "--settle", "0.1")
-    args += ("--out", out, "--alert-error-fraction", "0")
+    args = ("monitor", watch, "--db", db, "--model", error_model_file, "--exit-when-idle", "1", "--settle", "0.1")
+    args += ("--out", out)
     assert run_cli(*args).returncode == 0
     journal = out / "alerts.jsonl"
     lines = journal.read_text().splitlines()
@@ -250,7 +287,8 @@ def test_alerts_stored_but_not_raised_are_raised_after_a_restart(tiny_build, tin
         conn.execute("update alerts set raised = 0 where layer = 2")
     second = run_cli(*args)
     assert second.returncode == 0, second.stderr
-    assert "ALERT layer 2" in second.stdout and "ALERT layer 1" not in second.stdout
+    said = second.stdout + second.stderr
+    assert "ALERT CRITICAL layer 2" in said and "ALERT CRITICAL layer 1 " not in said
     assert sorted(journal.read_text().splitlines()) == sorted(lines)
     assert _db_rows(db, "select count(*) from alerts where raised = 0")[0][0] == 0
 
@@ -357,7 +395,7 @@ def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
     watch.mkdir()
     camera = _camera_frames(watch, tmp_path)
     args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--camera", camera, "--backend", "torch")
-    result = run_cli(*args, "--exit-when-idle", "0.5", "--settle", "0.1", "--alert-error-fraction", "-1")
+    result = run_cli(*args, "--exit-when-idle", "0.5", "--settle", "0.1")
     assert result.returncode == 0, result.stderr
     assert _db_rows(db, "select count(*) from layers where status = 'done'")[0][0] == 2
     ignored = _db_rows(db, "select count(*) from tiles where cls = -1")[0][0]
@@ -429,6 +467,8 @@ def test_builds_are_told_apart_by_machine_in_one_database(tiny_model_file, tmp_p
 
 def test_the_store_gives_a_stored_layer_back_as_its_result(tmp_path, tiny_build):
     """monitoring.db on its own: a layer stored, read back as the LayerResult it was."""
+    from slmcnn.grading import grade_layer
+    from slmcnn.monitoring.alerts import Alert
     from slmcnn.monitoring.db import Database, FileStamp
     from slmcnn.pipeline import run_layers
 
@@ -437,7 +477,9 @@ def test_the_store_gives_a_stored_layer_back_as_its_result(tmp_path, tiny_build)
     result.anomaly = np.linspace(0, 2, result.grid.count).astype(np.float32)
     db = Database(tmp_path / "store.sqlite")
     build = db.open_build(str(tiny_build), machine="m1")
-    build.add_layer(3, result, [], None, FileStamp.of(photo))
+    grade = grade_layer(result.tile_classes, result.probabilities[:, 2], result.anomaly, result.grid)
+    alert = Alert.of_layer(3, photo.name, grade, "b", "m1")
+    build.add_layer(3, result, grade, alert, None, FileStamp.of(photo))
     stored = db.layers(build.id)[0]
     back = db.layer_result(stored)
     assert back.path == photo and back.grid.shape == result.grid.shape and back.image.shape == result.image.shape
@@ -446,4 +488,7 @@ def test_the_store_gives_a_stored_layer_back_as_its_result(tmp_path, tiny_build)
     assert (back.tile_classes == result.tile_classes).all() and (back.class_map == result.class_map).all()
     assert abs(back.image.astype(int) - result.image.astype(int)).mean() < 12  # the kept thumbnail, scaled up
     assert stored.digest == FileStamp.of(photo).digest and db.machines() == ["m1"]
+    (back_alert,) = db.alerts(build.id)
+    assert back_alert.regions == alert.regions and back_alert.grade == grade.grade == "minor"
+    assert (back_alert.build, back_alert.machine) == (tiny_build.name, "m1") and db.grades(build.id) == {3: "minor"}
     assert db.stored_files(str(tiny_build))["00003.png"][0].status == "done"

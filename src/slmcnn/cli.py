@@ -140,11 +140,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from slmcnn.monitoring import AlertRules, Database, Monitor, MonitorConfig
+    from slmcnn.grading import GradeRules
+    from slmcnn.monitoring import Database, Monitor, MonitorConfig
 
-    on = lambda value: value if value >= 0 else None  # noqa: E731
-    rules = AlertRules(on(args.alert_error_fraction), args.alert_persist or None, not args.no_alert_near_part)
-    rules.jump = on(args.alert_jump)
+    persist, window = GradeRules.parse_persist(args.alert_persist)
+    rules = GradeRules(args.alert_region, args.alert_share, args.alert_sure, persist, window)
     config = _pick(args, MonitorConfig, rules=rules)  # checks the folder before the model is loaded
     model, backend, options = _engine(args, workers=1)
     monitor = Monitor(config, Database(args.db), backend, options)

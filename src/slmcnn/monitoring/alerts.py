@@ -1,123 +1,65 @@
-"""Alerts: the rules that raise them, and where a raised alert goes (the log, alerts.jsonl, a hook)."""
+"""Alerts: one graded alert per layer that is not ok (grading.py), and where it goes: the log,
+alerts.jsonl and a hook command, run on a bounded pool of threads so that a slow hook never holds
+up the next layer, nor the alert of a critical one."""
 
+import heapq
 import json
 import logging
-import math
 import os
-import queue
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from slmcnn.errors import SettingsError
-from slmcnn.labels import ERROR, OBJECT
+from slmcnn.grading import LayerGrade
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class AlertRules:
-    """When to raise an alert; each rule can be switched off with None / False."""
-
-    error_fraction: float | None = 0.02
-    persistent_layers: int | None = 3
-    near_part: bool = True
-    jump: float | None = 0.1
-    jump_window: int = 5
-
-    def __post_init__(self):
-        for name, value, low in (("error_fraction", self.error_fraction, 0), ("jump", self.jump, 0)):
-            ok = value is None or (isinstance(value, int | float) and math.isfinite(value) and value >= low)
-            if not ok:
-                raise SettingsError(
-                    f"the {name.replace('_', ' ')} alert needs a number of 0 or more, or none to turn it off (got {value!r})"
-                )
-        for name, value in (("persistent_layers", self.persistent_layers), ("jump_window", self.jump_window)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise SettingsError(
-                    f"the {name.replace('_', ' ')} of the alert rules must be 1 or more, or none (got {value!r})"
-                )
-
-    @property
-    def history_needed(self) -> int:
-        return max(self.persistent_layers or 1, self.jump_window)
-
-
-@dataclass
 class Alert:
+    """What a shop is told about one layer: where (build, machine, layer, file, the overlay and the
+    regions' tile boxes), how bad (the grade) and why (the message)."""
+
     layer: int
     file: str
-    rule: str
+    grade: str  # minor | critical
     message: str
-    value: float
+    value: float  # the grade's severity, for ranking
+    regions: list[dict] = field(default_factory=list)
+    build: str = ""
+    machine: str = ""
+    overlay: str = ""
+    pushed: bool = True  # False for a lone minor tile: logged and written to the journal, no hook run
+    rule: str = ""  # what made the grade (the first reason)
+
+    @classmethod
+    def of_layer(cls, number: int, file: str, grade: LayerGrade, build="", machine="", overlay="") -> "Alert":
+        regions = json.loads(grade.regions_json())  # plain JSON values, as stored and read back
+        rule = grade.reasons[0] if grade.reasons else ("a lone Error tile" if grade.lone else "Error tiles")
+        return cls(
+            number,
+            file,
+            grade.grade,
+            grade.message(),
+            grade.severity,
+            regions,
+            build,
+            machine,
+            overlay,
+            not grade.lone,
+            rule,
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def env(self) -> dict[str, str]:
-        return {f"SLMCNN_ALERT_{k.upper()}": str(v) for k, v in asdict(self).items()}
-
-
-def evaluate_rules(
-    rules: AlertRules,
-    number: int,
-    file: str,
-    grid: np.ndarray,
-    fraction: float,
-    history: list[tuple[np.ndarray, float]],
-) -> list[Alert]:
-    """Alerts for one layer given the tile classes and error fractions of the layers before it
-    (oldest first). Ignored tiles (NOT_A_CLASS) are neither error nor part."""
-    error = grid == ERROR
-    alerts = []
-    if rules.error_fraction is not None and fraction >= rules.error_fraction:
-        alerts.append(
-            Alert(number, file, "error-fraction", f"error fraction {fraction:.3f} >= {rules.error_fraction}", fraction)
-        )
-    if rules.persistent_layers and len(history) >= rules.persistent_layers - 1:
-        recent = [g for g, _ in history[-(rules.persistent_layers - 1) :]] if rules.persistent_layers > 1 else []
-        persistent = error.copy()
-        for g in recent:
-            persistent &= (g == ERROR) if g.shape == grid.shape else False
-        if persistent.any():
-            cells = [tuple(map(int, c)) for c in np.argwhere(persistent)]
-            alerts.append(
-                Alert(
-                    number,
-                    file,
-                    "persistent-error",
-                    f"error at the same tile for {rules.persistent_layers} layers: cells {cells[:5]}",
-                    len(cells),
-                )
-            )
-    if rules.near_part and error.any():
-        part = grid == OBJECT
-        grown = part.copy()
-        grown[1:] |= part[:-1]
-        grown[:-1] |= part[1:]
-        grown[:, 1:] |= part[:, :-1]
-        grown[:, :-1] |= part[:, 1:]
-        touching = int((error & grown).sum())
-        if touching:
-            alerts.append(Alert(number, file, "error-near-part", f"{touching} error tile(s) touch a part", touching))
-    if rules.jump is not None and history:
-        baseline = float(np.mean([f for _, f in history[-rules.jump_window :]]))
-        if fraction - baseline >= rules.jump:
-            alerts.append(
-                Alert(
-                    number,
-                    file,
-                    "error-jump",
-                    f"error fraction jumped {baseline:.3f} -> {fraction:.3f}",
-                    fraction - baseline,
-                )
-            )
-    return alerts
+        doc = self.as_dict()
+        doc["regions"] = json.dumps(self.regions)
+        return {f"SLMCNN_ALERT_{k.upper()}": str(v) for k, v in doc.items()}
 
 
 @dataclass
@@ -132,14 +74,17 @@ class AlertHook:
     journal: Path | None = None
     command: str | None = None
     timeout: float = 10.0
+    writing: threading.Lock = field(default_factory=threading.Lock, repr=False)  # hooks run on several threads
 
     def __call__(self, alert: Alert, alert_id: int | None = None) -> None:
-        log.info("ALERT layer %s [%s] %s", alert.layer, alert.rule, alert.message)
+        level = logging.WARNING if alert.grade == "critical" else logging.INFO
+        log.log(level, "ALERT %s layer %s %s", alert.grade.upper(), alert.layer, alert.message)
         if self.journal:
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.journal, "a") as handle:
-                handle.write(json.dumps({"id": alert_id, **alert.as_dict()}) + "\n")
-        if self.command:
+            with self.writing:
+                self.journal.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.journal, "a") as handle:
+                    handle.write(json.dumps({"id": alert_id, **alert.as_dict()}) + "\n")
+        if self.command and alert.pushed:
             try:
                 done = subprocess.run(
                     self.command,
@@ -179,38 +124,86 @@ def deliver(hook: Callable[[Alert, int], None], alert: Alert, alert_id: int, bac
     return False
 
 
-class AlertSender:
-    """Runs the hook on its own thread, in the order alerts were stored, so a slow hook never holds
-    up the next layer; `mark_raised(ids)` records each delivered alert. A hook that fails is tried
-    again with backoff and each failure logged; one that keeps failing leaves its alert unraised,
-    and it is queued again with the next layer's alerts (and when the monitor starts again)."""
+WORKERS = 4  # hooks running at once, besides the critical alerts that find every worker busy
 
-    def __init__(self, hook: Callable[[Alert, int], None], mark_raised: Callable[[list[int]], None], backoff=BACKOFF):
-        self.hook, self.mark_raised, self.backoff = hook, mark_raised, backoff
-        self.queue: queue.Queue = queue.Queue()
+
+class AlertSender:
+    """Runs the hook on a pool of `workers` threads, critical alerts first and the newest of them
+    first, so that a slow hook never holds up the next layer; `mark_raised(ids)` records each
+    delivered alert. A critical alert that finds every worker busy gets a thread of its own at once
+    (at most `workers` such): the hook of a critical layer starts as soon as it is stored, however
+    many alerts wait. A hook that fails is tried again with backoff and each failure logged; one
+    that keeps failing leaves its alert unraised, queued again with the next layer's alerts (and
+    when the monitor starts again)."""
+
+    def __init__(
+        self,
+        hook: Callable[[Alert, int], None],
+        mark_raised: Callable[[list[int]], None],
+        backoff=BACKOFF,
+        workers: int = WORKERS,
+    ):
+        self.hook, self.mark_raised, self.backoff, self.workers = hook, mark_raised, backoff, workers
+        self.waiting: list[tuple[int, int, Alert]] = []  # a heap: (rank, id, alert)
         self.queued: set[int] = set()
-        self.thread = threading.Thread(target=self._run, name="slmcnn-alerts", daemon=True)
-        self.thread.start()
+        self.changed = threading.Condition()
+        self.idle = self.extra = 0
+        self.closing = False
+        self.threads = [
+            threading.Thread(target=self._work, name=f"slmcnn-alerts-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def send(self, alert_id: int, alert: Alert) -> None:
-        if alert_id not in self.queued:
+        with self.changed:
+            if alert_id in self.queued:
+                return
             self.queued.add(alert_id)
-            self.queue.put((alert_id, alert))
+            critical = alert.grade == "critical"
+            if critical and self.idle == 0 and self.extra < self.workers:
+                self.extra += 1
+                extra = threading.Thread(target=self._extra, args=(alert_id, alert), daemon=True)
+                self.threads.append(extra)
+                extra.start()
+                return
+            heapq.heappush(self.waiting, ((0, -alert_id) if critical else (1, alert_id), alert_id, alert))
+            self.changed.notify()
 
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            alert_id, alert = item
-            if not deliver(self.hook, alert, alert_id, self.backoff):
+    def _extra(self, alert_id: int, alert: Alert) -> None:
+        try:
+            self._deliver(alert_id, alert)
+        finally:
+            with self.changed:
+                self.extra -= 1
+
+    def _work(self) -> None:
+        while True:
+            with self.changed:
+                self.idle += 1
+                while not self.waiting and not self.closing:
+                    self.changed.wait()
+                self.idle -= 1
+                if not self.waiting:
+                    return
+                _, alert_id, alert = heapq.heappop(self.waiting)
+            self._deliver(alert_id, alert)
+
+    def _deliver(self, alert_id: int, alert: Alert) -> None:
+        if not deliver(self.hook, alert, alert_id, self.backoff):
+            with self.changed:
                 self.queued.discard(alert_id)  # queued again with the next layer's alerts
-                continue
-            try:
-                self.mark_raised([alert_id])
-            except Exception as exc:  # noqa: BLE001 - the database went away (a server stopped)
-                log.warning(
-                    "alert %s delivered but not marked raised (%s): it is raised again on restart", alert_id, exc
-                )
+            return
+        try:
+            self.mark_raised([alert_id])
+        except Exception as exc:  # noqa: BLE001 - the database went away (a server stopped)
+            log.warning("alert %s delivered but not marked raised (%s): it is raised again on restart", alert_id, exc)
 
     def close(self, wait: float | None = None) -> None:
         """Deliver what is queued (waiting at most `wait` seconds; None: until done), then stop."""
-        self.queue.put(None)
-        self.thread.join(wait)
+        with self.changed:
+            self.closing = True
+            self.changed.notify_all()
+        deadline = None if wait is None else time.monotonic() + wait
+        for thread in list(self.threads):
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))

@@ -33,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from slmcnn.constants import CLASSES
 from slmcnn.errors import DatabaseError
 from slmcnn.files import storable
+from slmcnn.grading import LayerGrade
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.lock import MonitorLock
 from slmcnn.monitoring.schema import (
@@ -307,18 +308,31 @@ class Database:
             ]
 
     def alerts(self, build_id: int) -> list[Alert]:
-        query = select(alerts).where(alerts.c.build_id == build_id).order_by(alerts.c.layer, alerts.c.id)
-        with self.engine.connect() as conn:
-            return [Alert(r.layer, r.file, r.rule, r.message, r.value) for r in conn.execute(query)]
+        return [stored.alert for stored in self.alert_rows(build_id)]
 
-    def alert_rows(self, build_id: int) -> list[StoredAlert]:
-        """A build's alerts with their ids and layers (the app's review queue)."""
-        query = select(alerts).where(alerts.c.build_id == build_id).order_by(alerts.c.layer, alerts.c.id)
+    def alert_rows(self, build_id: int, unraised: bool = False) -> list[StoredAlert]:
+        """A build's alerts with their ids and layers (the app's review queue), by layer; with
+        `unraised`, only those not delivered yet, oldest first."""
+        query = (
+            select(alerts, builds.c.name, builds.c.machine, builds.c.watch_dir)
+            .join(builds, builds.c.id == alerts.c.build_id)
+            .where(alerts.c.build_id == build_id)
+        )
+        query = (
+            query.where(alerts.c.raised == 0).order_by(alerts.c.id)
+            if unraised
+            else query.order_by(alerts.c.layer, alerts.c.id)
+        )
         with self.engine.connect() as conn:
-            return [
-                StoredAlert(r.id, r.layer_id, Alert(r.layer, r.file, r.rule, r.message, r.value), r.created)
-                for r in conn.execute(query)
-            ]
+            return [StoredAlert(r.id, r.layer_id, alert_of(r), r.created) for r in conn.execute(query)]
+
+    def grades(self, build_id: int) -> dict[int, str]:
+        """The grade of each graded layer of a build, by layer number (layers.grade)."""
+        query = select(layers.c.number, layers.c.grade).where(
+            layers.c.build_id == build_id, layers.c.grade.is_not(None)
+        )
+        with self.engine.connect() as conn:
+            return {r.number: r.grade for r in conn.execute(query)}
 
     def tile_anomaly(self, layer_id: int) -> np.ndarray | None:
         """A layer's per-tile anomaly scores (row-major), None where no camera profile scored it."""
@@ -383,22 +397,30 @@ class BuildHandle:
         last = self._scalar(select(func.max(layers.c.number)).where(layers.c.build_id == self.id))
         return (last or 0) + 1
 
-    def history(self, count: int) -> list[tuple[np.ndarray, float]]:
-        """Tile classes and error fractions of the last `count` finished layers, oldest first."""
+    def history(self, count: int) -> list[np.ndarray]:
+        """Tile classes of the last `count` finished layers before now, oldest first."""
+        if count < 1:
+            return []
         query = (
-            select(layers.c.id, layers.c.error)
+            select(layers.c.id)
             .where(layers.c.build_id == self.id, layers.c.status == "done")
             .order_by(layers.c.number.desc())
             .limit(count)
         )
         with self.db.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return [(self.db.tile_grid(layer_id)[0], error) for layer_id, error in reversed(rows)]
+            rows = conn.execute(query).scalars().all()
+        return [self.db.tile_grid(layer_id)[0] for layer_id in reversed(rows)]
 
     def add_layer(
-        self, number: int, result: LayerResult, alert_list: list[Alert], overlay: Path | None, stamp: FileStamp
+        self,
+        number: int,
+        result: LayerResult,
+        grade: LayerGrade,
+        alert: Alert | None,
+        overlay: Path | None,
+        stamp: FileStamp,
     ) -> None:
-        """Store a finished layer, its tiles and its alerts in one transaction."""
+        """Store a finished layer, its grade, its tiles and its alert in one transaction."""
         f = result.fractions
         geometry = result.grid.to_json()
         if result.camera is not None:
@@ -422,6 +444,7 @@ class BuildHandle:
                     overlay=str(overlay) if overlay else None,
                     size=stamp.size,
                     mtime=stamp.mtime,
+                    grade=grade.grade,
                     digest=stamp.digest,
                     thumbnail=thumbnail_jpeg(result.image),
                 )
@@ -441,14 +464,13 @@ class BuildHandle:
                     for i in range(len(classes))
                 ],
             )
-            if alert_list:
-                created = time.time()
-                conn.execute(
-                    insert(alerts),
-                    [
-                        {**a.as_dict(), "build_id": self.id, "layer_id": layer_id, "created": created}
-                        for a in alert_list
-                    ],
+            if alert is not None:
+                values = {
+                    k: getattr(alert, k) for k in ("layer", "file", "rule", "message", "value", "grade", "overlay")
+                }
+                values.update(
+                conn.execute(insert(alerts).values(**values))
+                    regions=json.dumps(alert.regions), build_id=self.id, layer_id=layer_id, created=time.time()
                 )
 
     def add_failed(self, file: str, number: int | None, message: str, stamp: FileStamp | None) -> None:
@@ -467,15 +489,25 @@ class BuildHandle:
 
     def unraised_alerts(self) -> list[tuple[int, Alert]]:
         """Alerts stored but not yet fully raised (the monitor stopped in between), oldest first."""
-        columns = [alerts.c.id, alerts.c.layer, alerts.c.file, alerts.c.rule, alerts.c.message, alerts.c.value]
-        query = select(*columns).where(alerts.c.build_id == self.id, alerts.c.raised == 0).order_by(alerts.c.id)
-        with self.db.engine.connect() as conn:
-            return [(r.id, Alert(r.layer, r.file, r.rule, r.message, r.value)) for r in conn.execute(query)]
+        return [(stored.id, stored.alert) for stored in self.db.alert_rows(self.id, unraised=True)]
 
     def mark_raised(self, alert_ids: list[int]) -> None:
         if alert_ids:
             with self.db.engine.begin() as conn:
                 conn.execute(update(alerts).where(alerts.c.id.in_(alert_ids)).values(raised=1))
+def alert_of(row) -> Alert:
+    """An alert as stored (with its build's name and machine); alerts of slmcnn before graded
+    alerts have no grade: they were raised by one rule each and are shown as critical."""
+    regions = json.loads(row.regions) if row.regions else []
+    name = row.name or Path(row.watch_dir).name
+    grade = row.grade or "critical"
+    pushed = not (grade == "minor" and sum(r.get("tiles", 0) for r in regions) == 1)
+    machine, overlay = row.machine or "", row.overlay or ""
+    return Alert(
+        row.layer, row.file, grade, row.message, row.value, regions, name, machine, overlay, pushed, row.rule or ""
+    )
+
+
 
 
 def geometry_of(layer: StoredLayer) -> TileGeometry:

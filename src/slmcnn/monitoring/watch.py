@@ -34,10 +34,12 @@ from datetime import datetime
 from pathlib import Path
 
 from slmcnn.backends import Backend
+from slmcnn.constants import ERROR
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
 from slmcnn.files import storable
+from slmcnn.grading import GradeRules, grade_layer
 from slmcnn.images import IMAGE_SUFFIXES
-from slmcnn.monitoring.alerts import AlertHook, AlertRules, AlertSender, deliver, evaluate_rules
+from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
 from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
 from slmcnn.monitoring.probe import layer_survives
 from slmcnn.outputs import RunFiles
@@ -63,9 +65,10 @@ class MonitorConfig:
     poll: bool = False  # poll the folder instead of OS events (network shares)
     retries: int = 3
     retry_wait: float = 2.0  # seconds between tries of an unreadable layer whose file does not change
-    rules: AlertRules = field(default_factory=AlertRules)
+    rules: GradeRules = field(default_factory=GradeRules)
     on_alert: str | None = None
     on_alert_timeout: float = 10.0
+    alert_workers: int = WORKERS  # hooks running at once
 
     def __post_init__(self):
         self.watch_dir, self.out = Path(self.watch_dir), Path(self.out) if self.out is not None else None
@@ -75,6 +78,7 @@ class MonitorConfig:
         number(self.retry_wait, "retry_wait", 0, 3600)
         number(self.on_alert_timeout, "on_alert_timeout", 0.001)
         whole(self.retries, "retries", 1)
+        whole(self.alert_workers, "alert_workers", 1, 64)
         compile_pattern(self.pattern)
 
 
@@ -311,15 +315,20 @@ class Monitor:
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
         result = outcome.result
         history = self.build.history(self.config.rules.history_needed)
-        fraction = result.fractions["Error"]
-        alerts = evaluate_rules(
-            self.config.rules, number, storable(result.path.name), result.tile_classes, fraction, history
+        grid = result.tile_classes
+        grade = grade_layer(
+            grid, result.probabilities[:, ERROR], result.anomaly, result.grid, self.config.rules, history
         )
-        self.build.add_layer(number, result, alerts, outcome.files.get("overlay"), stamp)
+        overlay = outcome.files.get("overlay")
+        file = storable(result.path.name)
+        alert = None
+        if grade.grade != "ok":
+            alert = Alert.of_layer(number, file, grade, self.build.row.name, self.config.machine, str(overlay or ""))
+        self.build.add_layer(number, result, grade, alert, overlay, stamp)
         f = result.fractions
         log.info(
-            "layer %5d %s: powder %.3f object %.3f error %.3f (%.2fs)",
-            number, storable(result.path.name), f["Powder"], f["Object"], f["Error"], result.seconds,
+            "layer %5d %s: %s, powder %.3f object %.3f error %.3f (%.2fs)",
+            number, file, grade.grade, f["Powder"], f["Object"], f["Error"], result.seconds,
         )  # fmt: skip
         self.raise_pending()
 
@@ -347,7 +356,7 @@ class Monitor:
         observer = PollingObserver(timeout=0.5) if self.config.poll else Observer()
         observer.schedule(Handler(), str(self.watch_dir), recursive=False)
         observer.start()
-        self.sender = AlertSender(self.hook, self.build.mark_raised)
+        self.sender = AlertSender(self.hook, self.build.mark_raised, workers=self.config.alert_workers)
         stopped = True
         try:
             with database_errors(self.db.source):

@@ -1,0 +1,187 @@
+"""A layer's grade: ok, minor or critical, from its Error tiles (how sure the network is, how far
+the camera profile finds them from good layers, how large the regions they form) and from where
+Error recurs over the last layers. One grade per layer is what a shop acts on: the monitor raises
+one graded alert per layer, the report and the app colour a strip of layers by it, and
+predict-layer's page sorts its layers by it.
+
+A tile is *sure* when its Error probability reaches `sure` and, where a profile scored it, its
+anomaly is at least 1 (farther from the good layers than their own spread). A layer is critical
+when a region (Error tiles touching, diagonals included) holds `region_tiles` sure tiles, when
+sure Error tiles cover `share` of the bed, or when Error comes back at the same place (within one
+tile) on `persist` of the last `window` layers; any other Error makes it minor. A minor layer with
+a single Error tile is a *lone* tile: stored and logged, not pushed to a hook."""
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from slmcnn.constants import ERROR
+from slmcnn.errors import SettingsError
+from slmcnn.tiles import TileGeometry
+
+GRADES = ("ok", "minor", "critical")
+
+
+@dataclass(frozen=True)
+class GradeRules:
+    """When a layer is critical (see the module); `persist` 0 switches the persistence rule off."""
+
+    region_tiles: int = 3
+    share: float = 0.1
+    sure: float = 0.9
+    persist: int = 3
+    window: int = 5
+
+    def __post_init__(self):
+        for name in ("region_tiles", "window"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SettingsError(
+                    f"the grading's {name.replace('_', ' ')} must be a whole number of 1 or more (got {value!r})"
+                )
+        if not isinstance(self.persist, int) or isinstance(self.persist, bool) or not 0 <= self.persist <= self.window:
+            raise SettingsError(
+                f"the persistence rule needs 0 (off) to {self.window} layers of the last {self.window} (got {self.persist!r})"
+            )
+        for name, low, high in (("share", 0.0, 1.0), ("sure", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not low < value <= high:
+                raise SettingsError(
+                    f"the grading's {name} must be a number above {low:g} and at most {high:g} (got {value!r})"
+                )
+
+    @property
+    def history_needed(self) -> int:
+        """Earlier layers the persistence rule looks at."""
+        return self.window - 1 if self.persist else 0
+
+    @classmethod
+    def parse_persist(cls, text: str) -> tuple[int, int]:
+        """'3/5' (Error on 3 of the last 5 layers) -> (3, 5); '0' -> off."""
+        try:
+            if text.strip() == "0":
+                return 0, cls.window
+            k, m = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise SettingsError(
+                f"--alert-persist takes K/M, e.g. 3/5 (Error on 3 of the last 5 layers), or 0 (got {text!r})"
+            ) from None
+        return k, m
+
+
+@dataclass
+class Region:
+    """Error tiles that touch: their box in tiles (rows, cols inclusive) and in pixels."""
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the layer's pixels
+    tiles: int
+    sure: int
+    p_error: float  # the highest Error probability in the region
+    anomaly: float | None  # the highest anomaly, where a profile scored the tiles
+    recurring: int = 1  # of the last `window` layers, how many had Error here
+
+
+@dataclass
+class LayerGrade:
+    grade: str
+    error_tiles: int
+    tiles: int
+    regions: list[Region] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def lone(self) -> bool:
+        """A minor layer with one Error tile: logged, not pushed."""
+        return self.grade == "minor" and self.error_tiles == 1
+
+    @property
+    def severity(self) -> float:
+        """For ranking layers: the grade first, then the sure tiles and the largest Error probability."""
+        top = max((r.p_error for r in self.regions), default=0.0)
+        return GRADES.index(self.grade) * 1000 + sum(r.sure for r in self.regions) + top
+
+    def message(self) -> str:
+        if self.grade == "ok":
+            return "no Error tile"
+        where = "; ".join(
+            f"rows {r.rows[0]}-{r.rows[1]} cols {r.cols[0]}-{r.cols[1]}: {r.tiles} tile(s), {r.sure} sure"
+            for r in self.regions[:3]
+        )
+        more = f" (+{len(self.regions) - 3} more)" if len(self.regions) > 3 else ""
+        why = ", ".join(self.reasons) if self.reasons else "Error below the critical rules"
+        return f"{self.grade}: {self.error_tiles} Error tile(s) of {self.tiles}: {why}. {where}{more}"
+
+    def regions_json(self) -> str:
+        return json.dumps([asdict(r) for r in self.regions])
+
+
+def regions_of(mask: np.ndarray) -> list[np.ndarray]:
+    """Groups of True cells touching (8 neighbours), each as an array of (row, col)."""
+    import cv2
+
+    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return [np.argwhere(labels == k) for k in range(1, count)]
+
+
+def spread(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one tile in every direction (diagonals included)."""
+    grown = mask.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            shifted = np.zeros_like(mask)
+            shifted[max(dy, 0) : mask.shape[0] + min(dy, 0), max(dx, 0) : mask.shape[1] + min(dx, 0)] = mask[
+                max(-dy, 0) : mask.shape[0] + min(-dy, 0), max(-dx, 0) : mask.shape[1] + min(-dx, 0)
+            ]
+            grown |= shifted
+    return grown
+
+
+def grade_layer(
+    classes: np.ndarray,
+    p_error: np.ndarray,
+    anomaly: np.ndarray | None,
+    geometry: TileGeometry,
+    rules: GradeRules = GradeRules(),
+    history: Sequence[np.ndarray] = (),
+) -> LayerGrade:
+    """Grade one layer from its tile classes (rows, cols), Error probabilities and anomaly (per
+    tile, row-major) and the tile classes of the layers before it (oldest first)."""
+    error = classes == ERROR
+    shape = classes.shape
+    p = np.asarray(p_error, np.float32).reshape(shape)
+    a = None if anomaly is None else np.asarray(anomaly, np.float32).reshape(shape)
+    sure = error & (p >= rules.sure) & (True if a is None else a >= 1.0)
+    counted = int((classes >= 0).sum())
+    history = list(history)
+    earlier = [g == ERROR for g in history[max(len(history) - rules.history_needed, 0) :] if g.shape == shape]
+    recurring = np.ones(shape, np.int32) + sum((spread(g).astype(np.int32) for g in earlier), np.zeros(shape, np.int32))
+    regions, reasons = [], []
+    for cells in regions_of(error):
+        r, c = cells[:, 0], cells[:, 1]
+        y0, x0 = int(geometry.ys[r.min()]), int(geometry.xs[c.min()])
+        y1, x1 = int(geometry.ys[r.max()]) + geometry.patch, int(geometry.xs[c.max()]) + geometry.patch
+        regions.append(
+            Region(
+                (int(r.min()), int(r.max())),
+                (int(c.min()), int(c.max())),
+                (x0, y0, min(x1, geometry.width), min(y1, geometry.height)),
+                len(cells),
+                int(sure[r, c].sum()),
+                float(p[r, c].max()),
+                None if a is None else float(a[r, c].max()),
+                int(recurring[r, c].max()),
+            )
+        )
+    regions.sort(key=lambda g: (g.sure, g.tiles, g.p_error), reverse=True)
+    if any(g.sure >= rules.region_tiles for g in regions):
+        reasons.append(f"a region of {rules.region_tiles}+ sure Error tiles")
+    if sure.sum() >= 2 and sure.sum() >= rules.share * max(counted, 1):
+        reasons.append(f"sure Error on {sure.sum() / max(counted, 1):.0%} of the bed")
+    if rules.persist and any(g.recurring >= rules.persist for g in regions):
+        reasons.append(f"Error at the same place on {rules.persist} of the last {rules.window} layers")
+    grade = "critical" if reasons else "minor" if error.any() else "ok"
+    return LayerGrade(grade, int(error.sum()), counted, regions, reasons)
