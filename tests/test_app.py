@@ -174,21 +174,37 @@ def test_a_server_beyond_this_machine_needs_its_token(env):
     assert refused.returncode != 0 and "--token" in refused.stderr
 
 
-def test_review_alerts(env):
+def test_review_alerts_with_the_class_asked_for_and_undo(env):
     client = env["client"]
-    alerts = client.get("/api/sets/b0-1").json()["alerts"]
+    summary = client.get("/api/sets/b0-1").json()
+    alerts = summary["alerts"]
+    assert [a["layer"] for a in alerts] == [1, 2, 3, 4] and {a["grade"] for a in alerts} == {"critical"}
+    assert alerts[0]["regions"][0]["tiles"] == 9 and [g["grade"] for g in summary["layer_list"]] == ["critical"] * 4
+    assert summary["regions"][0]["layers"] == [1, 2, 3, 4] and summary["regions"][0]["spans"] == "1-4"
     first, second = alerts[0], alerts[-1]
     url = "/api/sets/b0-1/alerts/{}"
+    layer_url = f"/api/sets/b0-1/layers/{second['index']}"
+    client.post(f"{layer_url}/labels", json={"row": 0, "col": 0, "cls": 1}, headers=AUTH)  # a label made before
     assert client.post(url.format(first["id"]), json={"verdict": "confirmed"}, headers=AUTH).json()["labelled"] == 0
     rejected = client.post(url.format(second["id"]), json={"verdict": "false_alarm"}, headers=AUTH).json()
-    layer = client.get(f"/api/sets/b0-1/layers/{second['index']}").json()
-    errors = sum(c == 2 for row in layer["classes"] for c in row)
-    assert rejected["labelled"] == errors
-    relabelled = [layer["labels"][r][c] for r in range(3) for c in range(3) if layer["classes"][r][c] == 2]
-    assert all(label in (0, 1) for label in relabelled)
+    layer = client.get(layer_url).json()
+    assert rejected["labelled"] == 9 and rejected["instead"] == "Powder"
+    assert [layer["labels"][r][c] for r in range(3) for c in range(3)] == [0] * 9  # Powder unless told
+    again = client.post(url.format(second["id"]), json={"verdict": "false_alarm", "instead": 1}, headers=AUTH).json()
+    assert again["instead"] == "Object"
+    assert {client.get(layer_url).json()["labels"][r][c] for r in range(3) for c in range(3)} == {1}
     verdicts = {a["id"]: a["verdict"] for a in client.get("/api/sets/b0-1").json()["alerts"]}
     assert verdicts[first["id"]] == "confirmed" and verdicts[second["id"]] == "false_alarm"
+    assert client.request("DELETE", url.format(second["id"]), json={}, headers=AUTH).json()["restored"] == 9
+    labels = client.get(layer_url).json()["labels"]
+    assert labels[0][0] == 1 and [labels[r][c] for r in range(3) for c in range(3)][1:] == [None] * 8  # as before
+    verdicts = {a["id"]: a["verdict"] for a in client.get("/api/sets/b0-1").json()["alerts"]}
+    assert verdicts[second["id"]] is None
+    assert client.request("DELETE", url.format(second["id"]), json={}, headers=AUTH).status_code == 404
+    client.post(f"{layer_url}/labels", json={"row": 0, "col": 0, "cls": None}, headers=AUTH)
     assert client.post(url.format(first["id"]), json={"verdict": "maybe"}, headers=AUTH).status_code == 400
+    bad = client.post(url.format(first["id"]), json={"verdict": "false_alarm", "instead": 2}, headers=AUTH)
+    assert bad.status_code == 400 and "Powder" in bad.json()["error"]
     assert client.post(url.format(99999), json={"verdict": "confirmed"}, headers=AUTH).status_code == 404
 
 

@@ -154,15 +154,25 @@ def test_clicks_cycle_arrows_move_and_undo(page, server):
     assert page.locator("#overlay").bounding_box()["width"] > box["width"] * 1.2
 
 
-def test_review_alerts_in_the_queue(page, server):
+def test_review_alerts_in_the_queue_rows_stay_and_undo(page, server):
     page.goto(f"{server['url']}/sets/b0-1")
     page.wait_for_selector('body[data-ready="1"]')
+    assert page.locator("#strip a.g-critical").count() == 5 and page.locator("#regions tbody tr").count() >= 1
+    rows = page.locator("#alerts tbody tr")
+    order = [rows.nth(i).get_attribute("data-alert") for i in range(rows.count())]
     open_before = page.locator("#alerts tbody tr", has_text="open").count()
-    page.locator("#alerts tbody tr", has_text="open").first.locator("button.confirm").click()
+    rows.nth(0).locator("button.confirm").click()
     page.wait_for_selector("#alerts .verdict-confirmed")
-    page.locator("#alerts tbody tr", has_text="open").first.locator("button.false-alarm").click()
+    rows.nth(1).locator("select.instead").select_option("1")
+    rows.nth(1).locator("button.false-alarm").click()
     page.wait_for_selector("#alerts .verdict-false_alarm")
+    assert "labelled Object" in page.locator("#toast").inner_text()
+    assert [rows.nth(i).get_attribute("data-alert") for i in range(rows.count())] == order  # nothing moved
     assert page.locator("#alerts tbody tr", has_text="open").count() == open_before - 2
+    rows.nth(1).locator("button.undo").click()
+    page.wait_for_function("!document.querySelector('#alerts .verdict-false_alarm')")
+    assert page.locator("#alerts tbody tr", has_text="open").count() == open_before - 1
+    assert "as before" in page.locator("#toast").inner_text()
 
 
 def test_export_and_fine_tune_a_tiny_model_for_one_epoch(page, server):

@@ -17,7 +17,7 @@ from slmcnn.app.finetune import export_labels
 from slmcnn.app.sources import BuildSet, FolderSet, NotFound, PhotoChanged
 from slmcnn.app.store import StoreBusy
 from slmcnn.app.workspace import AppConfig, Workspace
-from slmcnn.constants import CLASS_COLOURS, CLASSES, __version__
+from slmcnn.constants import CLASS_COLOURS, CLASSES, OBJECT, POWDER, __version__
 from slmcnn.errors import SlmcnnError
 
 HERE = Path(__file__).parent
@@ -165,34 +165,40 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
 
     @app.get("/api/sets/{set_id}")
     def set_summary(set_id: str):
-        from slmcnn.monitoring.report import error_frequency
+        from slmcnn.monitoring.report import error_history
 
         s = ws.get_set(set_id)
         labelled = ws.store.counts(s.key)
         doc: dict[str, Any] = set_json(s)
         if isinstance(s, BuildSet):
             stored = s.stored()
+            grades = s.db.grades(s.build_id)
             doc["layer_list"] = [
                 {"index": i, "number": layer.number, "file": layer.file, **{k.lower(): v for k, v in layer.fractions.items()},
-                 "labelled": labelled.get(layer.file, 0)}
+                 "labelled": labelled.get(layer.file, 0), "grade": grades.get(layer.number)}
                 for i, layer in enumerate(stored)
             ]  # fmt: skip
             where = {layer.id: i for i, layer in enumerate(stored)}
             reviews = ws.store.reviews(s.key)
             doc["alerts"] = [
                 {"id": a.id, "layer": a.alert.layer, "index": where.get(a.layer_id), "file": a.alert.file,
-                 "rule": a.alert.rule, "message": a.alert.message, "value": a.alert.value,
+                 "grade": a.alert.grade, "rule": a.alert.rule, "message": a.alert.message, "value": a.alert.value,
+                 "regions": a.alert.regions, "pushed": a.alert.pushed,
                  "verdict": reviews.get(a.id, (None,))[0], "who": reviews.get(a.id, (None, None))[1]}
                 for a in s.db.alert_rows(s.build_id)
             ]  # fmt: skip
             key = (s.key, len(stored), stored[-1].id if stored else None)  # stored layers never change
-            heat = lambda: error_frequency(s.db, stored).round(4).tolist() if stored else []  # noqa: E731
-            doc["recurrence"] = ws.recurrence.get(key, heat)
+
+            def history():
+                heat, regions = error_history(s.db, stored)
+                return heat.round(4).tolist(), [g.to_json() for g in regions[:30]]
+
+            doc["recurrence"], doc["regions"] = ws.recurrence.get(key, history) if stored else ([], [])
         else:
             doc["layer_list"] = [
                 {"index": i, "file": p.name, "labelled": labelled.get(p.name, 0)} for i, p in enumerate(s.files())
             ]
-            doc["alerts"], doc["recurrence"] = [], []
+            doc["alerts"], doc["recurrence"], doc["regions"] = [], [], []
         return doc
 
     # layers
@@ -250,12 +256,8 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         return {"stored": len(checked_items)}
 
     # review
-    @app.post("/api/sets/{set_id}/alerts/{alert_id}")
-    def review_alert(set_id: str, alert_id: int, body: dict = BODY):
+    def stored_alert(set_id: str, alert_id: int):
         s = ws.get_set(set_id)
-        verdict = body.get("verdict")
-        if verdict not in ("confirmed", "false_alarm"):
-            raise SlmcnnError("verdict must be confirmed or false_alarm")
         alert = (
             next((a for a in s.db.alert_rows(s.build_id) if a.id == alert_id), None)
             if isinstance(s, BuildSet)
@@ -263,9 +265,35 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         )
         if alert is None:
             raise NotFound(f"no alert {alert_id} in {set_id}")
-        ws.store.review(s.key, alert_id, verdict, who(body))
-        labelled = ws.false_alarm_labels(set_id, alert.layer_id, who(body)) if verdict == "false_alarm" else 0
-        return {"verdict": verdict, "labelled": labelled}
+        return s, alert
+
+    @app.post("/api/sets/{set_id}/alerts/{alert_id}")
+    def review_alert(set_id: str, alert_id: int, body: dict = BODY):
+        """A verdict; a false alarm labels the layer's Error tiles as the class given (`instead`:
+        0 Powder, the default, or 1 Object). A second verdict replaces the first, undone first."""
+        verdict, instead = body.get("verdict"), body.get("instead", POWDER)
+        if verdict not in ("confirmed", "false_alarm"):
+            raise SlmcnnError("verdict must be confirmed or false_alarm")
+        if instead not in (POWDER, OBJECT) or isinstance(instead, bool):
+            raise SlmcnnError(
+                f"instead must be {POWDER} (Powder) or {OBJECT} (Object): what the Error tiles really are"
+            )
+        s, alert = stored_alert(set_id, alert_id)
+        previous = ws.store.unreview(s.key, alert_id)
+        if previous:
+            ws.undo_labels(set_id, alert.layer_id, previous, who(body))
+        undo = ws.false_alarm_labels(set_id, alert.layer_id, who(body), instead) if verdict == "false_alarm" else []
+        ws.store.review(s.key, alert_id, verdict, who(body), undo)
+        return {"verdict": verdict, "labelled": len(undo), "instead": CLASSES[instead] if undo else None}
+
+    @app.delete("/api/sets/{set_id}/alerts/{alert_id}")
+    def undo_review(set_id: str, alert_id: int, body: dict = BODY):
+        """Undo a verdict: the alert is open again and the labels its false alarm wrote are as before."""
+        s, alert = stored_alert(set_id, alert_id)
+        previous = ws.store.unreview(s.key, alert_id)
+        if previous is None:
+            raise NotFound(f"alert {alert_id} has no verdict to undo")
+        return {"restored": ws.undo_labels(set_id, alert.layer_id, previous, who(body))}
 
     # export and fine-tune
     @app.post("/api/export")

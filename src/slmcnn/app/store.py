@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS label_log (
 );
 CREATE TABLE IF NOT EXISTS reviews (
   source TEXT NOT NULL, alert_id INTEGER NOT NULL, verdict TEXT NOT NULL, who TEXT, at REAL,
+  undo TEXT,
   PRIMARY KEY (source, alert_id)
 );
 CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, path TEXT NOT NULL, source TEXT, who TEXT, at REAL);
@@ -71,6 +72,8 @@ class LabelStore:
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(labels)")}
             if "digest" not in columns:  # a labels database of an earlier slmcnn
                 self._conn.execute("ALTER TABLE labels ADD COLUMN digest TEXT")
+            if "undo" not in {row[1] for row in self._conn.execute("PRAGMA table_info(reviews)")}:
+                self._conn.execute("ALTER TABLE reviews ADD COLUMN undo TEXT")
         except (sqlite3.Error, OSError) as exc:
             raise SettingsError(f"{self.path}: not a usable labels database ({exc})") from None
         self._lock = threading.Lock()
@@ -149,8 +152,19 @@ class LabelStore:
     def log_count(self) -> int:
         return self._run("SELECT count(*) FROM label_log")[0][0]
 
-    def review(self, source: str, alert_id: int, verdict: str, who: str) -> None:
-        self._run("INSERT OR REPLACE INTO reviews VALUES (?,?,?,?,?)", (source, alert_id, verdict, who, time.time()))
+    def review(self, source: str, alert_id: int, verdict: str, who: str, undo: list | None = None) -> None:
+        """Store a verdict; `undo` is what reverting it restores (the labels it wrote, as they were)."""
+        self._run(
+            "INSERT OR REPLACE INTO reviews (source, alert_id, verdict, who, at, undo) VALUES (?,?,?,?,?,?)",
+            (source, alert_id, verdict, who, time.time(), json.dumps(undo or [])),
+        )
+
+    def unreview(self, source: str, alert_id: int) -> list | None:
+        """Drop a verdict; what it wrote, to restore (None: there was no verdict)."""
+        with self._transaction() as c:
+            row = c.execute("SELECT undo FROM reviews WHERE source=? AND alert_id=?", (source, alert_id)).fetchone()
+            c.execute("DELETE FROM reviews WHERE source=? AND alert_id=?", (source, alert_id))
+        return None if row is None else json.loads(row[0] or "[]")
 
     def reviews(self, source: str) -> dict[int, tuple[str, str, float]]:
         rows = self._run("SELECT alert_id, verdict, who, at FROM reviews WHERE source=?", (source,))

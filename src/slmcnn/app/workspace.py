@@ -27,7 +27,7 @@ from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
-from slmcnn.labels import ERROR
+from slmcnn.labels import ERROR, POWDER
 from slmcnn.monitoring.db import Database, database_url
 
 log = logging.getLogger(__name__)
@@ -278,19 +278,31 @@ class Workspace:
         return buffer.getvalue(), {"target": CLASSES[e.target], "delta": e.delta, "probability": e.probability}
 
     # review
-    def false_alarm_labels(self, set_id: str, alert_layer_id: int, who: str) -> int:
-        """Label the Error tiles of a false alarm's layer with the class they most likely are instead."""
+    def false_alarm_labels(self, set_id: str, alert_layer_id: int, who: str, instead: int = POWDER) -> list[list]:
+        """Label the Error tiles of a false alarm's layer with the class the reviewer says they are
+        (`instead`, Powder unless told); what each tile's label was before, to undo it."""
+        data = self._alert_layer(set_id, alert_layer_id)
+        if data is None:
+            return []
+        cols, before = data.geometry.shape[1], self.store.layer_labels(data.ref.set_key, data.ref.layer)
+        undo = []
+        for i in np.flatnonzero(data.classes.ravel() == ERROR):
+            row, col = int(i // cols), int(i % cols)
+            cls, checked, *_ = before.get((row, col), (None, False))
+            undo.append([row, col, cls, checked])
+            self.store.set_label(data.ref, row, col, instead, True, who, why="false alarm")
+        return undo
+
+    def undo_labels(self, set_id: str, alert_layer_id: int, undo: list[list], who: str) -> int:
+        """Put back the labels a review wrote, as they were before it."""
+        data = self._alert_layer(set_id, alert_layer_id)
+        for row, col, cls, checked in undo if data is not None else []:
+            self.store.set_label(data.ref, row, col, cls, checked, who, why="undo review")
+        return len(undo) if data is not None else 0
+
+    def _alert_layer(self, set_id: str, layer_id: int) -> LayerData | None:
         s = self.get_set(set_id)
         if not isinstance(s, BuildSet):
             raise NotFound("alerts belong to builds")
-        index = next((i for i, layer in enumerate(s.stored()) if layer.id == alert_layer_id), None)
-        if index is None:
-            return 0
-        data = s.layer(index)
-        cols, count = data.geometry.shape[1], 0
-        for i in np.flatnonzero(data.classes.ravel() == ERROR):
-            instead = int(np.argmax(np.delete(data.probabilities[i], ERROR)))
-            instead += instead >= ERROR
-            self.store.set_label(data.ref, int(i // cols), int(i % cols), instead, True, who, why="false alarm")
-            count += 1
-        return count
+        index = next((i for i, layer in enumerate(s.stored()) if layer.id == layer_id), None)
+        return None if index is None else s.layer(index)

@@ -16,6 +16,7 @@ from slmcnn import images
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
 from slmcnn.files import check_new, writable, write_text
+from slmcnn.grading import GRADES, regions_of
 from slmcnn.labels import ERROR, NOT_A_CLASS
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.db import BuildRow, Database, StoredLayer
@@ -65,14 +66,55 @@ def layer_picture(db: Database, layer: StoredLayer) -> np.ndarray | None:
 
 def error_frequency(db: Database, done: list[StoredLayer]) -> np.ndarray:
     """Per tile: the share of layers where it was Error, among those where it was not ignored."""
-    errors, counted = None, None
+    return error_history(db, done)[0]
+
+
+@dataclass
+class RecurringRegion:
+    """Tiles (touching) that were Error in more than one layer, and in which layers."""
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    tiles: int
+    layers: list[int]
+
+    @property
+    def spans(self) -> str:
+        """The layers as runs: '6-9, 12'."""
+        runs: list[list[int]] = []
+        for n in self.layers:
+            if runs and n == runs[-1][1] + 1:
+                runs[-1][1] = n
+            else:
+                runs.append([n, n])
+        return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "cols": self.cols, "tiles": self.tiles, "layers": self.layers, "spans": self.spans}
+
+
+def error_history(db: Database, done: list[StoredLayer]) -> tuple[np.ndarray, list[RecurringRegion]]:
+    """Where on the plate errors recur: per tile the share of layers where it was Error (among
+    those where it was not ignored), and the regions of tiles Error in two layers or more, each
+    with the layers it was Error in, the most layers first (of the latest grid's shape)."""
+    errors, counted, seen = None, None, {}
     for layer in done:
         classes, _ = db.tile_grid(layer.id)
         if errors is None or errors.shape != classes.shape:
-            errors, counted = np.zeros(classes.shape), np.zeros(classes.shape)
+            errors, counted, seen = np.zeros(classes.shape), np.zeros(classes.shape), {}
         errors += classes == ERROR
         counted += classes != NOT_A_CLASS
-    return errors / np.maximum(counted, 1)
+        for r, c in np.argwhere(classes == ERROR):
+            seen.setdefault((int(r), int(c)), []).append(layer.number)
+    if errors is None:
+        return np.zeros((0, 0)), []
+    regions = []
+    for cells in regions_of(errors >= 2):
+        numbers = sorted({n for r, c in cells for n in seen[(int(r), int(c))] if n is not None})
+        rows, cols = (int(cells[:, 0].min()), int(cells[:, 0].max())), (int(cells[:, 1].min()), int(cells[:, 1].max()))
+        regions.append(RecurringRegion(rows, cols, len(cells), numbers))
+    regions.sort(key=lambda g: (len(g.layers), g.tiles), reverse=True)
+    return errors / np.maximum(counted, 1), regions
 
 
 def _curve(done: list[StoredLayer], alerts: list[Alert]) -> str:
@@ -81,9 +123,9 @@ def _curve(done: list[StoredLayer], alerts: list[Alert]) -> str:
     numbers = [r.number for r in done]
     ax.plot(numbers, [r.fractions["Error"] for r in done], "r.-", label="error")
     ax.plot(numbers, [r.fractions["Object"] for r in done], "b.-", alpha=0.5, label="object")
-    for layer in {a.layer for a in alerts}:
+    for layer in {a.layer for a in alerts if a.grade == "critical"}:
         ax.axvline(layer, color="orange", alpha=0.3)
-    ax.set(xlabel="layer", ylabel="fraction of bed", title="Error and object fraction per layer (orange: alerts)")
+    ax.set(xlabel="layer", ylabel="fraction of bed", title="Error and object fraction per layer (orange: critical)")
     ax.legend()
     fig.tight_layout()
     return _png_uri(fig)
@@ -149,6 +191,12 @@ class _Section:
     heatmap: str | None
     anomaly: _BuildAnomaly | None
     mean_error: float
+    grades: list[tuple[int, str]]  # (layer, grade) in layer order: the strip under the plot
+    regions: list[RecurringRegion]
+
+    @property
+    def grade_counts(self) -> dict[str, int]:
+        return {g: sum(1 for _, have in self.grades if have == g) for g in GRADES}
 
 
 def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
@@ -156,7 +204,9 @@ def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
     done = [r for r in rows if r.status == "done"]
     failed = [r for r in rows if r.status == "failed"]
     alerts = db.alerts(build.id)
-    alerted = {a.layer for a in alerts}
+    alerted = {a.layer for a in alerts if a.grade == "critical"}
+    graded = db.grades(build.id)
+    heat, regions = error_history(db, done)
     grids = {r.id: anomaly_grid(db, r) for r in done}
     cards = []
     for r in done[:thumbnails]:
@@ -184,9 +234,11 @@ def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
         alerts,
         cards,
         _curve(done, alerts),
-        _heatmap(error_frequency(db, done)) if done else None,
+        _heatmap(heat) if done else None,
         anomaly,
         float(np.mean([r.fractions["Error"] for r in done])) if done else 0.0,
+        [(r.number, graded.get(r.number, "ungraded")) for r in done],
+        regions,
     )
 
 

@@ -51,24 +51,63 @@ function drawHeat(heat) {
   }));
 }
 
-async function review(id, verdict) {
-  const done = await api("POST", `/api/sets/${SET}/alerts/${id}`, { verdict });
-  toast(verdict === "false_alarm" ? `false alarm: ${done.labelled} tile(s) labelled` : "alert confirmed");
+async function review(id, verdict, instead) {
+  const done = await api("POST", `/api/sets/${SET}/alerts/${id}`, { verdict, instead });
+  toast(verdict === "false_alarm" ? `false alarm: ${done.labelled} tile(s) labelled ${done.instead || ""}` : "alert confirmed");
   refresh();
+}
+
+async function undo(id) {
+  const done = await api("DELETE", `/api/sets/${SET}/alerts/${id}`, {});
+  toast(`undone: the alert is open again${done.restored ? `, ${done.restored} label(s) as before` : ""}`);
+  refresh();
+}
+
+function regionText(regions) {
+  return regions.slice(0, 2).map((r) => `rows ${r.rows[0]}-${r.rows[1]} cols ${r.cols[0]}-${r.cols[1]} (${r.tiles})`).join("; ")
+    + (regions.length > 2 ? ` +${regions.length - 2}` : "");
 }
 
 function drawAlerts(alerts) {
   const open = alerts.filter((a) => !a.verdict).length;
   document.getElementById("alert-count").textContent = `${open} open of ${alerts.length}`;
-  const rows = [...alerts].sort((a, b) => (!!a.verdict - !!b.verdict) || a.layer - b.layer);
-  document.querySelector("#alerts tbody").replaceChildren(...rows.map((a) =>
-    el("tr", { "data-alert": a.id },
+  // rows stay where they are (by layer): a verdict changes its row, never the order under the pointer
+  const rows = [...alerts].sort((a, b) => a.layer - b.layer || a.id - b.id);
+  document.querySelector("#alerts tbody").replaceChildren(...rows.map((a) => {
+    const instead = el("select", { class: "instead", title: "what the Error tiles really are" },
+      el("option", { value: "0" }, "as Powder"), el("option", { value: "1" }, "as Object"));
+    const actions = a.verdict
+      ? [el("button", { class: "undo", onclick: () => undo(a.id) }, "Undo")]
+      : [el("button", { class: "ok confirm", onclick: () => review(a.id, "confirmed") }, "Confirmed"), " ",
+         el("button", { class: "bad false-alarm", onclick: () => review(a.id, "false_alarm", Number(instead.value)) }, "False alarm"),
+         " ", instead];
+    return el("tr", { "data-alert": a.id, class: `grade-${a.grade}` },
       el("td", {}, a.index !== null ? el("a", { href: `/sets/${SET}/layers/${a.index}` }, a.layer) : a.layer),
-      el("td", {}, a.rule), el("td", {}, a.message),
+      el("td", {}, el("span", { class: `badge g-${a.grade}` }, a.grade)),
+      el("td", {}, a.rule), el("td", {}, regionText(a.regions || [])),
       el("td", { class: `verdict-${a.verdict}` }, a.verdict ? `${a.verdict.replace("_", " ")} (${a.who})` : "open"),
-      el("td", {},
-        el("button", { class: "ok confirm", onclick: () => review(a.id, "confirmed") }, "Confirmed"), " ",
-        el("button", { class: "bad false-alarm", onclick: () => review(a.id, "false_alarm") }, "False alarm")))));
+      el("td", {}, ...actions));
+  }));
+}
+
+function drawStrip(layers) {
+  const strip = document.getElementById("strip");
+  const graded = layers.filter((l) => l.grade !== undefined);
+  strip.replaceChildren(...graded.map((l) => {
+    const cell = el("a", { class: `g-${l.grade || "ungraded"}`, href: `/sets/${SET}/layers/${l.index}`,
+      title: `layer ${l.number}: ${l.grade || "not graded"}` });
+    return cell;
+  }));
+  const count = (g) => graded.filter((l) => l.grade === g).length;
+  document.getElementById("strip-count").textContent =
+    graded.length ? `${count("critical")} critical, ${count("minor")} minor, ${count("ok")} ok` : "";
+}
+
+function drawRegions(regions) {
+  document.querySelector("#regions tbody").replaceChildren(...(regions.length ? regions.map((r) =>
+    el("tr", {}, el("td", {}, `${r.rows[0]}-${r.rows[1]}`), el("td", {}, `${r.cols[0]}-${r.cols[1]}`),
+      el("td", {}, r.tiles), el("td", {}, `${r.layers.length}: ${r.spans}`)))
+    : [el("tr", {}, el("td", { colspan: 4 }, "no tile was Error in two layers"))]));
 }
 
 function drawLayers(layers) {
@@ -85,7 +124,9 @@ async function refresh() {
   if (key !== shown) {
     shown = key;
     drawChart(doc.layer_list);
+    drawStrip(doc.layer_list);
     drawHeat(doc.recurrence);
+    drawRegions(doc.regions);
     drawAlerts(doc.alerts);
     drawLayers(doc.layer_list);
   }
