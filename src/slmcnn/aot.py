@@ -4,7 +4,9 @@ A package is the network with its standardisation, compiled by torch.export + AO
 weights, bf16 autocast inside), for one input type. Its file name is a hash of the model's weights,
 the precision, the input type, the CPU and the torch version, so a package is loaded (in a fraction
 of a second) only where it was made for exactly this; anything else compiles anew. The folder is
-$SLMCNN_CACHE, else ~/.cache/slmcnn. `python -m slmcnn.aot MODEL` fills it ahead of a job.
+$SLMCNN_CACHE, else ~/.cache/slmcnn. `python -m slmcnn.aot MODEL` fills it ahead of a job. The
+folder also keeps `auto`'s measured choice of engine per CPU, torch and model (backends/choice.py)
+and the exported ONNX files.
 """
 
 import argparse
@@ -82,6 +84,17 @@ def cached(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -
     """The package for this model, precision, input type, CPU and torch, if one was compiled."""
     path = package_path(model, precision, dtype)
     return path if path.is_file() else None
+
+
+def choice_identity(model: torch.nn.Module) -> dict[str, str]:
+    """What `auto`'s measured choice of engine (backends/choice.py) holds for: CPU, torch, model."""
+    return {"cpu": cpu_signature(), "torch": torch.__version__, "model": model_hash(model)}
+
+
+def choice_path(model: torch.nn.Module) -> Path:
+    """Where that choice is kept: beside the packages, named by what it holds for."""
+    key = hashlib.sha256(json.dumps([FORMAT, choice_identity(model)], sort_keys=True).encode()).hexdigest()[:32]
+    return cache_dir() / f"choice-{key}.json"
 
 
 class _Exported(torch.nn.Module):

@@ -13,9 +13,7 @@ so predict-layer, the monitor, the app and `slmcnn.predict_layers` mean the same
 """
 
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +21,11 @@ from pathlib import Path
 import torch
 
 from slmcnn.backends.base import Backend
-from slmcnn.backends.onnxrt import OnnxBackend, export_onnx
+from slmcnn.backends.onnxrt import OnnxBackend, onnx_file
 from slmcnn.backends.pytorch import TorchBackend
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SettingsError
-from slmcnn.precision import bf16_supported, resolve_precision
+from slmcnn.precision import amx_supported, bf16_supported, resolve_precision
 from slmcnn.validate import number, whole
 
 __all__ = [
@@ -72,13 +70,7 @@ def _torch(model: torch.nn.Module, precision: str, patches: int | None) -> Backe
 
 
 def _onnx(model: torch.nn.Module, precision: str, patches: int | None) -> Backend:
-    handle, onnx_path = tempfile.mkstemp(suffix=".onnx", prefix="slmcnn-")
-    os.close(handle)
-    try:
-        export_onnx(model, onnx_path, model.spec.patch)
-        return OnnxBackend(onnx_path)  # the session holds the graph in memory
-    finally:
-        Path(onnx_path).unlink()
+    return OnnxBackend(onnx_file(model, int8=precision == "int8"))
 
 
 def _compiled(model: torch.nn.Module, precision: str, patches: int | None, background: bool = False) -> Backend:
@@ -112,22 +104,33 @@ def create_backend(
 ) -> Backend:
     """Pick the inference engine for a network; `layers` or `patches` is the job's size, if known.
 
-    `auto`: where the CPU computes bfloat16 natively (AVX-512 BF16 / AMX), PyTorch in bf16 (it
-    agrees with fp32 on more than 99.5% of tiles of the synthetic test builds), eager or compiled by
-    TorchInductor ahead of time, by `auto_engine`: a compiled package is cached per model, CPU and
-    torch version (aot.py) and loads in well under a second, so compiling is paid once; elsewhere
-    ONNX Runtime fp32, the fastest fp32 engine measured here. `torch` is eager PyTorch in
-    `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX Runtime fp32.
-    benchmarks/bench_predict.py and bench_whole.py measure every choice."""
+    `auto`: on a CPU with AMX, PyTorch in bf16 (it agrees with fp32 on more than 99.5% of tiles of
+    the synthetic test builds), eager or compiled by TorchInductor ahead of time, by `auto_engine`:
+    a compiled package is cached per model, CPU and torch version (aot.py) and loads in well under
+    a second, so compiling is paid once. Elsewhere the fastest of compiled bf16 and fp32 and ONNX
+    Runtime fp32 and int8 (those of `precision`, if one is given), timed once per CPU, torch and
+    model (choice.py; bf16 and int8 only where their tiles agree with fp32's). `torch` is eager
+    PyTorch in `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX
+    Runtime fp32. benchmarks/bench_predict.py and bench_whole.py measure every choice."""
     if name not in BACKENDS:
         raise SettingsError(f"`backend` must be one of {', '.join(BACKENDS)} (got {name!r})")
+    every_precision = precision == "auto" and name == "auto" and not amx_supported()
     precision = resolve_precision(precision)
     if patches is None and layers is not None:
         patches = layers * PATCHES_PER_LAYER
     if name != "auto":
-        return ENGINES[name](model, precision, patches)
-    if precision != "bf16":
-        return _onnx(model, precision, patches)
+        return ENGINES[name](model, "fp32" if name == "onnx" else precision, patches)
+    if every_precision or precision != "bf16":
+        from slmcnn.backends import choice
+
+        candidates = {
+            "compiled-bf16": lambda: _compiled(model, "bf16", patches),
+            "compiled-fp32": lambda: _compiled(model, "fp32", patches),
+            "onnx-fp32": lambda: _onnx(model, "fp32", patches),
+            "onnx-int8": lambda: _onnx(model, "int8", patches),
+        }
+        allowed = {n for n in candidates if every_precision or choice.precision_of(n) == precision}
+        return choice.choose(model, candidates, allowed)
     from slmcnn import aot
 
     is_cached = aot.cached(model, precision) is not None

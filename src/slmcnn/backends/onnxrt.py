@@ -1,14 +1,20 @@
-"""ONNX Runtime inference of the exported network, and the export it runs."""
+"""ONNX Runtime inference of the exported network, and the export it runs (kept in aot's cache
+folder: exporting costs a whole process one to two seconds)."""
 
+import logging
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from slmcnn import aot
 from slmcnn.constants import CLASSES
 from slmcnn.files import atomic_path, check_new
 from slmcnn.preprocess import prepare
+
+log = logging.getLogger(__name__)
 
 
 def export_onnx(
@@ -31,6 +37,35 @@ def export_onnx(
             opset_version=17,
             dynamo=False,
         )
+    return path
+
+
+def onnx_file(model: torch.nn.Module, int8: bool = False) -> Path:
+    """The model's ONNX file from the cache, exported (and for `int8` quantized: dynamic, int8
+    weights) when missing; in a temporary folder when the cache cannot be written."""
+    path = aot.package_path(model, "int8" if int8 else "fp32").with_suffix(".onnx")
+    if path.is_file():
+        return path
+    try:
+        return _export(model, path, int8)
+    except OSError as exc:
+        log.warning("cannot write the ONNX file to %s (%s); exporting to a temporary folder", path.parent, exc)
+        return _export(model, Path(tempfile.mkdtemp(prefix="slmcnn-")) / path.name, int8)
+
+
+def _export(model: torch.nn.Module, path: Path, int8: bool) -> Path:
+    patch = getattr(getattr(model, "spec", None), "patch", 128)
+    if not int8:
+        return export_onnx(model, path, patch)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = logging.NullHandler()  # its logging.warning() would otherwise give the root logger a handler
+    logging.root.addHandler(quiet)
+    try:
+        with atomic_path(path) as temporary:
+            quantize_dynamic(str(onnx_file(model)), str(temporary), weight_type=QuantType.QInt8)
+    finally:
+        logging.root.removeHandler(quiet)
     return path
 
 
