@@ -107,6 +107,8 @@ def cmd_predict_patches(args) -> int:
         check_settings(steps, args.method, args.ig_precision)
         run_folder(args.out, args.force)
     table = patch_sources(args.inputs)
+    if args.json:  # stdout holds the JSON alone (which engine `auto` chose is an information line)
+        logging.getLogger("slmcnn").setLevel(logging.WARNING)
     model, backend, _ = _engine(args, patches=len(table))
     done = classify_patches(table.paths, backend, model.info.patch, args.resize)
     for problem in done.skipped:

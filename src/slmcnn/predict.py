@@ -4,6 +4,9 @@ A Predictor takes paths or arrays, batches the tiles of several layers into one 
 returns a LayerResult per layer with tile probabilities, a per-pixel class map and class fractions.
 """
 
+import contextlib
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,6 +27,8 @@ from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
 from slmcnn.metrics import LayerScore
 from slmcnn.tiles import TileGeometry, cut, geometry, stitch_classes, strips
 
+QUEUED = 2  # finished batches waiting for the caller: enough to cover a slow write, bounded memory
+MAX_AHEAD = 16  # layers decoded ahead at most (one batch of small photos)
 LayerInput = str | Path | np.ndarray | tuple[str, np.ndarray]
 """A layer: an image file, an HxW(x3) array, or a (name, array) pair."""
 
@@ -201,14 +206,54 @@ class Predictor:
             new_build()
 
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
-        """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run."""
+        """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run.
+        Three stages overlap across layers: `workers` threads decode the next layers, one thread runs
+        the network (and stitches), the caller's thread takes each layer on (scores, writes); at most
+        QUEUED batches wait between the last two, so the network never waits for the writing."""
+        source = enumerate(layer_inputs(items))
+        done: queue.Queue = queue.Queue(QUEUED)
+        stop = threading.Event()
+        network = threading.Thread(target=self._network, args=(source, done, stop), name="slmcnn-network", daemon=True)
+        network.start()
+        try:
+            while (batch := done.get()) is not None:
+                if isinstance(batch, BaseException):
+                    raise batch
+                yield from batch
+        finally:  # the caller stopped early or failed: the network thread ends after its batch
+            stop.set()
+            while network.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    done.get(timeout=0.05)
+            network.join()
+
+    def _network(self, source: Iterator, done: queue.Queue, stop: threading.Event) -> None:
+        """The network thread: batches of finished layers into `done`, then None (or what it raised)."""
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    done.put(item, timeout=0.05)
+                    return True
+            return False
+
+        try:
+            for batch in self._batches(source):
+                if not put(batch):
+                    return
+            put(None)
+        except BaseException as exc:  # the caller raises it, in its own thread
+            put(exc)
+
+    def _batches(self, source: Iterator) -> Iterator[list[LayerResult | LayerFailure]]:
+        """Decode ahead on the pool, a batch of about `batch_tiles` tiles per network call."""
         with ThreadPoolExecutor(self.workers) as pool:
             pending: deque = deque()
-            source = enumerate(layer_inputs(items))
             ready: list = []
+            per_batch = 1  # layers in a batch, from the last layer's tiles: decoding keeps a batch ahead
 
             def refill() -> None:
-                while len(pending) < self.workers + 2:
+                while len(pending) < self.workers + 1 + per_batch:
                     try:
                         index, item = next(source)
                     except StopIteration:
@@ -223,10 +268,11 @@ class Predictor:
                     refill()
                     try:
                         ready.append((*future.result(), started))
+                        per_batch = min(max(self.batch_tiles // max(ready[-1][2].count, 1), 1), MAX_AHEAD)
                     except SlmcnnError as exc:
                         ready.append(LayerFailure(name, str(exc)))
                     continue
-                yield from self._run(ready)
+                yield list(self._run(ready))
                 ready = []
 
     def _run(self, ready: list) -> Iterator[LayerResult | LayerFailure]:
