@@ -258,14 +258,31 @@ def test_fine_tune_in_the_background_then_make_current(env):
     while (state := client.get("/api/finetune").json())["state"] == "running" and time.time() < deadline:
         time.sleep(0.5)
     assert state["state"] == "done", state
-    assert state["epoch"] == 1 and state["comparison"]["tiles"] > 0
-    assert 0 <= state["comparison"]["old"] <= 1 and 0 <= state["comparison"]["new"] <= 1
+    compared = state["comparison"]
+    assert state["epoch"] == 1 and compared["tiles"] == sum(compared["counts"].values()) > 0
+    for model in ("old", "new"):
+        figures = compared["models"][model]
+        assert 0 <= figures["accuracy"] <= 1 and set(figures["recall"]) == {"Powder", "Object", "Error"}
+        assert figures["sound_tiles"] == compared["counts"]["Powder"] + compared["counts"]["Object"]
+        assert 0 <= figures["false_alarms"] <= figures["sound_tiles"]
+        assert all(v is None or 0 <= v <= 1 for v in figures["recall"].values())
+    assert compared["layers"] < 3 and any("held-out layer" in w for w in compared["warnings"])
     run = Path(state["run"])
     assert (run / "model" / "model.safetensors").is_file() and (run / "data" / "split.csv").is_file()
     made = client.post("/api/finetune/current", json={}, headers=AUTH).json()
     assert Path(made["model"]).is_file() and made["model"] in made["monitor"]
     assert client.get("/api/model").json()["path"] == made["model"]
     assert LabelStore(env["config"].labels_path).current_model() == made["model"]
+
+
+def test_a_refused_fine_tune_says_why_in_its_state(env, tmp_path):
+    config = AppConfig([env["db"]], [], env["model"], labels=tmp_path / "few.sqlite", token=TOKEN)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    label_layers(client, "b0-1", range(2))
+    refused = client.post("/api/finetune", json={"epochs": 1}, headers=AUTH)
+    assert refused.status_code == 400 and "at least 3 layers" in refused.json()["error"]
+    state = client.get("/api/finetune").json()
+    assert state["state"] == "refused" and "at least 3 layers" in state["message"]
 
 
 def test_a_folder_opened_with_a_camera_is_straightened(env, tmp_path):

@@ -187,7 +187,7 @@ def test_export_and_fine_tune_a_tiny_model_for_one_epoch(page, server):
     page.fill("#epochs", "1")
     page.click("#finetune")
     page.wait_for_function("document.getElementById('finetune-text').textContent.startsWith('done')", timeout=240_000)
-    assert "old" in page.inner_text("#finetune-compare")
+    assert "Error recall" in page.inner_text("#comparison") and "false alarms" in page.inner_text("#comparison")
     page.click("#make-current")
     page.wait_for_function("document.getElementById('current-result').textContent.includes('monitor')")
     current = Path(server["root"] / "labels-app" / "current.safetensors")

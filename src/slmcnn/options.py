@@ -38,6 +38,7 @@ OPTIONS = {
         ("--time-limit", dict(type=float, metavar="MINUTES", help="start no epoch that would end after this many minutes (the best model so far is kept); --schedule cosine then decays over the epochs that fit, estimated from the slowest so far")),
         ("--device", dict(choices=["auto", "cpu", "cuda"], default="auto", help="where the network trains: auto takes a CUDA GPU when PyTorch sees one (augmentation runs there too; validation and the test report run on the CPU, as inference does)")),
         ("--init", dict(help="start from this model file (fine-tuning)")),
+        ("--anchor", dict(type=float, default=0.0, metavar="LAMBDA", help="with --init: pull the weights toward the init model's (L2-SP, loss + LAMBDA/2 * |w - w_init|^2), so a fine-tune on a few labels keeps what the model knew (the app uses 0.01)")),
         ("--resize", dict(action="store_true", help="scale patches that are not the model's size")),
         ("--quiet", dict(action="store_true", help="no progress bars")), *FORCE,
     ],

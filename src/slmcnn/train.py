@@ -49,6 +49,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     device: str = "auto"  # auto (a CUDA GPU when there is one) | cpu | cuda
     init: str | None = None
+    anchor: float = 0.0  # with init: pull the weights toward the init model's (L2-SP), keeping what it knew
     patch: int = 128
     time_limit: float | None = None  # minutes: no epoch is started that would end after this
 
@@ -73,6 +74,10 @@ class TrainConfig:
             raise SettingsError("`turns` adds quarter turns to the flips; it cannot be used with `flips=False`")
         if self.augment not in AUGMENTATIONS:
             raise SettingsError(f"augment must be one of {', '.join(AUGMENTATIONS)} (got {self.augment!r})")
+        if not isinstance(self.anchor, int | float) or not math.isfinite(self.anchor) or self.anchor < 0:
+            raise SettingsError(f"`anchor` must be a number of 0 or more (got {self.anchor!r})")
+        if self.anchor and not self.init:
+            raise SettingsError("`anchor` pulls the weights toward the `init` model's: give `init` too")
         if self.time_limit is not None and not (isinstance(self.time_limit, int | float) and self.time_limit > 0):
             raise SettingsError(f"`time_limit` must be a number of minutes above 0 (got {self.time_limit!r})")
         if self.device not in DEVICES:
@@ -160,6 +165,7 @@ def fit(
     precision = config.resolved_precision()
     cpu_precision = resolve_precision(config.precision)  # validation, on the CPU
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    start_weights = [p.detach().clone() for p in model.parameters()] if config.anchor else []
     weights = class_weight_tensor(train_y, config.class_weights)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
     generator = torch.Generator().manual_seed(config.seed)
@@ -194,6 +200,9 @@ def fit(
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                         logits = model(x)
                     loss = loss_fn(logits.float(), labels[idx])
+                    if start_weights:  # L2-SP: a fine-tune on a few labels keeps what the init model knew
+                        drift = sum(((p - w) ** 2).sum() for p, w in zip(model.parameters(), start_weights))
+                        loss = loss + 0.5 * config.anchor * drift
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()

@@ -22,6 +22,19 @@ document.getElementById("export").addEventListener("click", async () => {
     `${done.tiles} tiles of ${done.layers} layers → ${done.folder} (${Object.entries(done.counts).map(([k, v]) => `${k} ${v}`).join(", ")})`;
 });
 
+function comparisonTable(c) {
+  // per class: recall of old and new, then false alarms (Error on tiles labelled sound); the counts they rest on
+  const row = (label, old, neu, n) => el("tr", {}, el("th", {}, label), el("td", {}, old), el("td", {}, neu), el("td", {}, n));
+  const show = (v) => (v === null || v === undefined ? "–" : pct(v));
+  const { old, new: neu } = c.models;
+  return el("table", { class: "list", id: "comparison" },
+    el("thead", {}, el("tr", {}, el("th", {}, ""), el("th", {}, "old model"), el("th", {}, "new model"), el("th", {}, "held-out tiles"))),
+    el("tbody", {},
+      ...Object.keys(c.counts).map((k) => row(`${k} recall`, show(old.recall[k]), show(neu.recall[k]), c.counts[k])),
+      row("false alarms (Error on sound tiles)", old.false_alarms, neu.false_alarms, old.sound_tiles),
+      row("tile accuracy", show(old.accuracy), show(neu.accuracy), c.tiles)));
+}
+
 function showFineTune(s) {
   const bar = document.getElementById("finetune-progress");
   bar.max = s.epochs || 1;
@@ -30,11 +43,19 @@ function showFineTune(s) {
   if (s.state === "running") text = `epoch ${s.epoch} of ${s.epochs}, ${s.seconds.toFixed(0)} s`;
   if (s.state === "done") text = `done in ${s.seconds.toFixed(0)} s`;
   if (s.state === "failed") text = `failed: ${s.message}`;
-  document.getElementById("finetune-text").textContent = text;
+  if (s.state === "refused") text = `not started: ${s.message}`;
+  const status = document.getElementById("finetune-text");
+  status.textContent = text;
+  status.className = s.state === "refused" || s.state === "failed" ? "bad" : "";
   const c = s.comparison;
-  document.getElementById("finetune-compare").textContent = c && c.tiles !== undefined
-    ? `held-out labelled layers (${c.layers} layers, ${c.tiles} tiles): old ${pct(c.old)} → new ${pct(c.new)} tile accuracy`
-    : (s.message || "");
+  const box = document.getElementById("finetune-compare");
+  if (c && c.models) {
+    box.replaceChildren(
+      el("p", {}, `on ${c.layers} held-out labelled layer(s), ${c.tiles} tiles, never seen by the fine-tune:`),
+      comparisonTable(c), ...c.warnings.map((w) => el("p", { class: "warning" }, `⚠ ${w}`)));
+  } else {
+    box.replaceChildren(s.state === "done" && s.message ? el("p", {}, s.message) : "");
+  }
   document.getElementById("make-current").hidden = s.state !== "done";
   document.getElementById("finetune-log").textContent = s.log.join("\n");
   return s.state === "running";
@@ -49,8 +70,11 @@ document.getElementById("finetune-form").addEventListener("submit", async (event
   event.preventDefault();
   const epochs = Number(document.getElementById("epochs").value);
   const lr = Number(document.getElementById("lr").value);
-  showFineTune(await api("POST", "/api/finetune", { epochs, lr }));
-  setTimeout(followFineTune, 500);
+  try {
+    showFineTune(await api("POST", "/api/finetune", { epochs, lr }));
+  } finally {
+    setTimeout(followFineTune, 500);  // a refusal is shown from the state, with its reason
+  }
 });
 
 document.getElementById("make-current").addEventListener("click", async () => {
