@@ -16,8 +16,8 @@ def test_the_anchor_holds_a_fine_tune_near_the_model_it_started_from(tiny_build,
     moved = {}
     for anchor in ("0", "1000"):
         out = tmp_path / f"anchor-{anchor}"
-        args = ("train", tiny_build, "--out", out, "--init", tiny_model_file, "--epochs", "2", "--lr", "0.01", "--batch", "4")
-        done = run_cli(*args, "--anchor", anchor, "--patience", "5", "--quiet")
+        args = ("train", tiny_build, "--out", out, "--init", tiny_model_file, "--epochs", "2", "--lr", "0.01")
+        done = run_cli(*args, "--batch", "4", "--anchor", anchor, "--patience", "5", "--quiet")
         assert done.returncode == 0, done.stderr
         moved[anchor] = drift(tiny_model_file, out / "model.safetensors")
     assert 0 < moved["1000"] < moved["0"] / 4
