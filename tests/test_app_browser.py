@@ -214,3 +214,26 @@ def test_set_the_camera_up_by_clicking_the_bed_corners(page, server):
     corners = load_calibration(server["root"] / "labels-app" / "camera.json").corners
     assert all(abs(c - w) <= 2 for got, want in zip(corners, wanted) for c, w in zip(got, want)), corners
     page.set_viewport_size({"width": 1280, "height": 860})
+
+
+def test_active_labelling_proposes_tiles_and_opens_each_at_its_tile(page, server):
+    ws = server["app"].state.workspace
+    folder = ws.open_folder("layers")
+    page.goto(f"{server['url']}/sets/{folder.id}")
+    page.wait_for_selector('body[data-ready="1"]')
+    page.fill("#propose-count", "5")
+    page.click("#propose")
+    page.wait_for_selector("#proposals tbody tr")
+    assert page.locator("#proposals tbody tr").count() == 5
+    link = page.locator("#proposals a.propose-link").first
+    href = link.get_attribute("href")
+    index = int(href.split("/layers/")[1].split("?")[0])
+    row, col = map(int, href.split("tile=")[1].split(","))
+    link.click()
+    page.wait_for_selector(f'body[data-ready="{index}"]')
+    page.keyboard.press("3")  # Error, on the proposed tile
+    page.evaluate("window.slmcnnFlush()")
+    data = ws.layer(folder.id, index)
+    assert ws.store.layer_labels(data.ref.set_key, data.ref.layer)[(row, col)][0] == 2
+    again = [(p.index, p.row, p.col) for p in ws.proposals(folder.id, 5)]
+    assert (index, row, col) not in again and len(again) == 5

@@ -255,6 +255,13 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
             ws.store.set_label(data.ref, row, col, cls, checked, who(body))
         return {"stored": len(checked_items)}
 
+    @app.get("/api/sets/{set_id}/proposals")
+    def proposals(set_id: str, count: int = 20):
+        """The tiles to label next, the most telling first (app.proposals)."""
+        if not 1 <= count <= 500:
+            raise SlmcnnError("count must be 1..500")
+        return [p.to_json() for p in ws.proposals(set_id, count)]
+
     # review
     def stored_alert(set_id: str, alert_id: int):
         s = ws.get_set(set_id)

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from slmcnn.app.finetune import FineTune
+from slmcnn.app.proposals import Proposal, propose
 from slmcnn.app.sources import (
     BuildSet,
     Cache,
@@ -31,6 +32,7 @@ from slmcnn.labels import ERROR, POWDER
 from slmcnn.monitoring.db import Database, database_url
 
 log = logging.getLogger(__name__)
+PROPOSAL_LAYERS = 60  # layers a proposal looks at: enough to spread labels, few enough to classify at once
 
 
 @dataclass
@@ -276,6 +278,23 @@ class Workspace:
         buffer = io.BytesIO()
         Image.fromarray(rgba, "RGBA").save(buffer, format="PNG")
         return buffer.getvalue(), {"target": CLASSES[e.target], "delta": e.delta, "probability": e.probability}
+
+    def proposals(self, set_id: str, count: int, most_layers: int = PROPOSAL_LAYERS) -> list[Proposal]:
+        """The tiles of a set to label next (app.proposals), among at most `most_layers` layers
+        spread over the set (a folder's photos are classified for it, as when they are viewed)."""
+        s = self.get_set(set_id)
+        total = s.count()
+        indices = sorted({round(i) for i in np.linspace(0, total - 1, min(total, most_layers))}) if total else []
+        layers = [s.layer(i, self) for i in indices]
+        labelled = {
+            d.ref.layer: {
+                cell
+                for cell, (cls, *_) in self.store.layer_labels(d.ref.set_key, d.ref.layer).items()
+                if cls is not None
+            }
+            for d in layers
+        }
+        return propose([d for d in layers if not d.photo_changed], labelled, count)
 
     # review
     def false_alarm_labels(self, set_id: str, alert_layer_id: int, who: str, instead: int = POWDER) -> list[list]:

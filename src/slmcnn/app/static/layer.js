@@ -14,7 +14,8 @@ const RGB = NAMES.map((n) => SLMCNN.colours[n]);
 
 let L = null;            // the layer's JSON
 let index = Number(ROOT.dataset.index);
-let sel = [0, 0];
+const asked = new URLSearchParams(location.search).get("tile");  // "row,col": a tile proposed for labelling
+let sel = asked ? asked.split(",").map(Number) : [0, 0];
 let view = { s: 1, x: 0, y: 0 };
 let undoStack = [];
 let queue = Promise.resolve();
@@ -273,5 +274,5 @@ document.getElementById("explain").onclick = explainTile;
 document.getElementById("fit").onclick = fit;
 window.addEventListener("resize", () => L && fit());
 window.slmcnnFlush = () => queue;  // tests wait for every label to be stored
-load(index);
+load(index, Boolean(asked));
 viewer.focus();

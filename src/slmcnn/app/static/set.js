@@ -117,6 +117,23 @@ function drawLayers(layers) {
       el("td", {}, pct(l.powder)), el("td", {}, pct(l.object)), el("td", {}, pct(l.error)), el("td", {}, l.labelled))));
 }
 
+async function propose() {
+  const count = Number(document.getElementById("propose-count").value) || 20;
+  const button = document.getElementById("propose");
+  button.disabled = true;
+  try {
+    const tiles = await api("GET", `/api/sets/${SET}/proposals?count=${count}`);
+    document.querySelector("#proposals tbody").replaceChildren(...tiles.map((t) =>
+      el("tr", {},
+        el("td", {}, el("a", { href: `/sets/${SET}/layers/${t.index}?tile=${t.row},${t.col}`, class: "propose-link" }, t.layer)),
+        el("td", {}, `${t.row}, ${t.col}`), el("td", {}, t.predicted), el("td", {}, t.why))));
+    document.getElementById("proposal-count").textContent = `${tiles.length} tile(s)`;
+  } finally {
+    button.disabled = false;
+  }
+}
+document.getElementById("propose").addEventListener("click", propose);
+
 let shown = "";
 async function refresh() {
   const doc = await api("GET", `/api/sets/${SET}`);
