@@ -92,7 +92,9 @@ def main() -> None:
         "--predict-only", action="store_true", help="classify and write the overlays only (whole-process timing)"
     )
     args = parser.parse_args()
-    paths = sorted(os.path.join(args.layer_dir, p) for p in os.listdir(args.layer_dir) if p.endswith(".png"))
+    paths = sorted(
+        os.path.join(args.layer_dir, p) for p in os.listdir(args.layer_dir) if p.endswith((".png", ".jpg", ".jpeg"))
+    )
     os.makedirs(args.out_dir, exist_ok=True)
     model = build_model()
     if args.weights:
