@@ -314,3 +314,43 @@ def test_run_layers_scores_explains_and_writes(tiny_build, tiny_model_file, tmp_
     with RunFiles(tmp_path / "ig", ("attribution",), summary=False) as files:
         (outcome,) = run_layers(layers[0], backend, explained, files=files, model=model)
     assert outcome.attribution.shape == (384, 384) and outcome.files["attribution"].is_file()
+
+
+class ByBrightness:
+    """A backend that calls bright tiles Error (sure), mid-grey ones Object (unsure), dark ones Powder."""
+
+    name = "by-brightness"
+
+    def probabilities(self, patches):
+        level = patches.reshape(len(patches), -1).astype(np.float32).mean(1)
+        table = {0: (0.97, 0.02, 0.01), 1: (0.4, 0.55, 0.05), 2: (0.02, 0.03, 0.95)}
+        return np.array([table[int(v > 120) + int(v > 180)] for v in level], np.float32)
+
+
+def test_index_html_has_a_summary_by_grade_the_worst_layers_first_and_pages(tmp_path):
+    from slmcnn.outputs import RunFiles
+    from slmcnn.pipeline import RunOptions, run_layers
+    from slmcnn.render import PAGE_LAYERS
+
+    layers = []
+    for i in range(PAGE_LAYERS + 5):
+        image = np.full((256, 384), 90, np.uint8)
+        if i == 3:
+            image[:, :256] = 220  # four Error tiles: critical
+        if i == 7:
+            image[:128, :128] = 220  # one Error tile: minor
+        if i == 8:
+            image[128:, 256:] = 150  # an unsure Object tile
+        layers.append((f"layer{i:02d}", image))
+    with RunFiles(tmp_path, (), summary=False, html_title="{layers} layers") as files:
+        list(run_layers(layers, ByBrightness(), RunOptions(), files=files))
+    page = (tmp_path / "index.html").read_text()
+    summary = page[page.index('id="summary"') : page.index('id="page-1"')]
+    assert '<span class="grade g-critical">critical</span></td><td>1<' in summary
+    assert '<span class="grade g-minor">minor</span></td><td>1<' in summary
+    assert f'<span class="grade g-ok">ok</span></td><td>{PAGE_LAYERS + 3}<' in summary
+    worst = summary[summary.index('id="worst"') :]
+    assert worst.index("layer03") < worst.index("layer07") and "layer08" not in worst
+    assert 'href="#layer-3"' in worst and page.count('class="page"') == 2 and 'href="#page-2"' in page
+    card = page[page.index('id="layer-8"') :][:2000]
+    assert "Object 1 (mean p 0.55" in card and "1 unsure" in card

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slmcnn import render
-from slmcnn.constants import CLASSES
+from slmcnn.constants import CLASSES, ERROR
 from slmcnn.errors import OutputError, SettingsError
 from slmcnn.files import atomic_path, storable, writable, write_text
+from slmcnn.grading import GradeRules, grade_layer
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
 
@@ -176,6 +177,7 @@ class RunFiles:
         self.summary = SummaryWriter(self.out / "summary.csv", scored) if summary else None
         self.html_title = html_title
         self.page: list[render.PageEntry] = []
+        self.graded: list[np.ndarray] = []  # tile classes of the last layers, in the order given
         self.writer = LayerWriter() if background else None
 
     def _refuse_inputs(self, inputs: list[Path]) -> None:
@@ -203,8 +205,16 @@ class RunFiles:
         if self.html_title is not None:
             small = to_uint8(result.image)[::2, ::2]
             overlay = render.overlay(result.image, result.class_map)[::2, ::2]
+            classes = result.tile_classes
+            grade = grade_layer(
+                classes, result.probabilities[:, ERROR], result.anomaly, result.grid, GradeRules(), self.graded
+            )
+            self.graded = [*self.graded, classes][-GradeRules().window :]  # the layers before, for persistence
+            sure = render.sureness(result.probabilities, classes)
             self.page.append(
-                render.PageEntry(name, small, overlay, result.fractions, outcome.score, shown_anomaly(result))
+                render.PageEntry(
+                    name, small, overlay, result.fractions, outcome.score, shown_anomaly(result), grade, sure
+                )
             )
         return files
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from slmcnn.constants import CLASS_COLOURS, CLASSES
 from slmcnn.files import atomic_path
+from slmcnn.grading import GRADES, LayerGrade
 from slmcnn.images import to_uint8
 from slmcnn.metrics import LayerScore
 
@@ -225,6 +226,25 @@ class PageEntry:
     fractions: dict[str, float]
     score: LayerScore | None = None
     anomaly: np.ndarray | None = None
+    grade: LayerGrade | None = None
+    sureness: dict[str, tuple[int, float, int]] | None = None  # per class: tiles, mean probability, tiles under UNSURE
+
+
+UNSURE = 0.6  # a tile whose class has less probability than this is shown as unsure on the page
+PAGE_LAYERS = 25  # layers per page of predict-layer's index.html
+WORST_LAYERS = 10
+
+
+def sureness(probabilities: np.ndarray, classes: np.ndarray) -> dict[str, tuple[int, float, int]]:
+    """How sure the network is of each class it called: its tiles, their mean probability of it and
+    how many are under UNSURE (ignored tiles, NOT_A_CLASS, left out)."""
+    found = {}
+    flat = classes.ravel()
+    for k, name in enumerate(CLASSES):
+        mine = probabilities[flat == k, k]
+        if len(mine):
+            found[name] = (len(mine), float(mine.mean()), int((mine < UNSURE).sum()))
+    return found
 
 
 @dataclass
@@ -233,22 +253,33 @@ class _Card:
     image: str
     overlay: str
     anomaly: AnomalyPicture | None
+    anchor: str
+    page: int
 
 
 def layers_page(entries: list[PageEntry], title: str) -> str:
-    """A self-contained HTML page: each layer beside its overlay (and anomaly heat map), with class
-    fractions (and scores)."""
+    """A self-contained HTML page: a summary first (layers by grade, the worst layers), then each
+    layer beside its overlay (and anomaly heat map) with its grade, class fractions, how sure the
+    network is of each class (and scores), PAGE_LAYERS layers a page."""
     cards = [
         _Card(
             e,
             png_data_uri(to_uint8(e.image), 384),
             png_data_uri(e.overlay, 384),
             None if e.anomaly is None else anomaly_picture(e.anomaly),
+            f"layer-{i}",
+            i // PAGE_LAYERS + 1,
         )
-        for e in entries
+        for i, e in enumerate(entries)
     ]
+    graded = [c for c in cards if c.entry.grade is not None]
+    counts = {g: sum(1 for c in graded if c.entry.grade.grade == g) for g in GRADES}
+    worst = sorted((c for c in graded if c.entry.grade.grade != "ok"), key=lambda c: -c.entry.grade.severity)
+    pages = [cards[i : i + PAGE_LAYERS] for i in range(0, len(cards), PAGE_LAYERS)]
     legend = anomaly_legend() if any(c.anomaly for c in cards) else None
-    return html_page("layers.html", title=title, cards=cards, legend=legend)
+    return html_page(
+        "layers.html", title=title, pages=pages, legend=legend, counts=counts, worst=worst[:WORST_LAYERS], unsure=UNSURE
+    )
 
 
 def thumbnail_jpeg(image: np.ndarray, side: int = 384, quality: int = 80) -> bytes:
