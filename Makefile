@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[app,dev]'
+	$(PY) -m pip install -q -e '.[app,dev,postgres]'
 	touch $(STAMP)
 
 test: $(STAMP)

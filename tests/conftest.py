@@ -3,8 +3,11 @@
 import contextlib
 import importlib.util
 import io
+import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +128,45 @@ def run_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, "-m", "slmcnn", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
     )
+
+
+POSTGRES = os.environ.get("SLMCNN_TEST_POSTGRES")  # a server's URL; .ci/run starts one and sets it
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> Iterator[str]:
+    """A new, empty monitor's database: an SQLite file, or a database made for this test on the
+    PostgreSQL server of SLMCNN_TEST_POSTGRES (dropped after it)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "shop.sqlite")
+        return
+    if not POSTGRES:
+        pytest.skip("SLMCNN_TEST_POSTGRES is not set: no PostgreSQL server to test against (.ci/run starts one)")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"slmcnn_test_{uuid.uuid4().hex[:12]}"
+    server = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        server.dispose()
+
+
+def sql_rows(db: str | Path, sql: str) -> list[tuple]:
+    """The rows of one SQL statement on a database (a file or URL, as the monitor takes it), committed."""
+    from sqlalchemy import create_engine, text
+
+    from slmcnn.monitoring.db import database_url
+
+    engine = create_engine(database_url(db))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()

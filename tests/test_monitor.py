@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, sql_rows
 from slmcnn.checkpoint import default_model_path
 from slmcnn.monitoring import layer_number, layer_timestamp
 from slmcnn.profile import load_calibration, save_camera
@@ -414,55 +414,112 @@ def test_report_of_a_build_monitored_with_a_camera(tiny_model_file, tmp_path):
     check_rendered(report, tmp_path, 2 + 2 * 2)
 
 
-def test_database_of_the_first_version_is_brought_up_to_date(tmp_path):
-    """Its alerts were all raised, and a folder may now hold a second build."""
-    from slmcnn.monitoring import Database
-
-    db = tmp_path / "v1.sqlite"
-    with sqlite3.connect(db) as conn:
-        for table in (
-            "builds (id integer primary key, watch_dir varchar not null unique, model varchar, started float)",
-            "layers (id integer primary key, build_id integer not null references builds (id), number integer, "
-            "file varchar not null, path varchar, status varchar not null, message text, processed float, "
-            "seconds float, powder float, object float, error float, geometry text, overlay varchar, "
-            "unique (build_id, file))",
-            "alerts (id integer primary key, build_id integer not null, layer_id integer not null, "
-            "layer integer, file varchar, rule varchar, message text, value float, created float)",
-        ):
-            conn.execute(f"create table {table}")
-        conn.execute("insert into builds values (1, '/cam', 'm', 0)")
-        conn.execute("insert into layers (build_id, number, file, status) values (1, 1, '00001.png', 'done')")
-        conn.execute("insert into alerts values (1, 1, 1, 7, 'a.png', 'error-fraction', 'm', 0.5, 0)")
-    stored = Database(db)
-    assert _db_rows(db, "select layer, raised from alerts") == [(7, 1)]
-    assert stored.open_build("/cam").id == 1 and stored.stored_files("/cam")["00001.png"][0].stamp is None
-    second = stored.new_build("/cam", "cam #2")
-    assert [b.id for b in stored.builds("/cam")] == [1, second.id] and stored.builds()[0].name == "cam"
-    assert _db_rows(db, "select count(*) from layers where build_id = 1")[0][0] == 1
-
-
-def test_builds_are_told_apart_by_machine_in_one_database(tiny_model_file, tmp_path):
+def test_builds_are_told_apart_by_machine_in_one_database(database, tiny_model_file, tmp_path):
     """Two printers' monitors write to one database; an older database gains the machine column."""
     from slmcnn.monitoring import Database
 
-    db = tmp_path / "shop.sqlite"
     for machine in ("m290-a", "m290-b"):
         watch = tmp_path / machine
         watch.mkdir()
         cv2.imwrite(str(watch / "00001.png"), np.full((128, 128, 3), 120, np.uint8))
-        args = ("monitor", watch, "--db", db, "--model", tiny_model_file, "--backend", "torch", "--settle", "0")
+        args = ("monitor", watch, "--db", database, "--model", tiny_model_file, "--backend", "torch", "--settle", "0")
         done = run_cli(*args, "--machine", machine, "--exit-when-idle", "0.3")
         assert done.returncode == 0, done.stderr
-    database = Database(db)
-    assert [b.machine for b in database.builds()] == ["m290-a", "m290-b"] and database.machines() == [
-        "m290-a",
-        "m290-b",
-    ]
-    report = run_cli("report", db, "--out", tmp_path / "report.html")
+    stored = Database(database)
+    assert [b.machine for b in stored.builds()] == ["m290-a", "m290-b"]
+    assert stored.machines() == ["m290-a", "m290-b"]
+    report = run_cli("report", database, "--out", tmp_path / "report.html")
     assert report.returncode == 0 and "Machines: m290-a, m290-b" in (tmp_path / "report.html").read_text()
-    with sqlite3.connect(db) as conn:  # a database of the slmcnn before: no machine column
-        conn.execute("ALTER TABLE builds DROP COLUMN machine")
-    assert [b.machine for b in Database(db).builds()] == ["", ""]
+    # a database of the slmcnn before machines (and before migrations): no machine column, no version
+    sql_rows(database, "ALTER TABLE builds DROP COLUMN machine")
+    sql_rows(database, "DROP TABLE alembic_version")
+    assert [b.machine for b in Database(database).builds()] == ["", ""]
+
+
+def test_the_app_lists_the_builds_of_a_shared_database_by_machine(database, tiny_model_file, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from slmcnn.app.server import create_app
+    from slmcnn.app.workspace import AppConfig
+    from slmcnn.monitoring import Database
+
+    db = Database(database)
+    db.new_build(str(tmp_path / "a"), "job 7", machine="m290-a")
+    db.new_build(str(tmp_path / "b"), "job 7", machine="m290-b")
+    config = AppConfig([database], [], tiny_model_file, labels=tmp_path / "labels.sqlite", token="t" * 32)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")
+    assert [s["name"] for s in client.get("/api/sets").json()] == ["job 7 (m290-a)", "job 7 (m290-b)"]
+
+
+def _stored_by_machine(db) -> dict[str, list[int]]:
+    """The layer numbers stored per machine, duplicates included (none while the tables are being made)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    query = "SELECT b.machine, l.number FROM layers l JOIN builds b ON b.id = l.build_id WHERE l.status = 'done'"
+    try:
+        rows = sql_rows(db, query)
+    except SQLAlchemyError:
+        return {}
+    found: dict[str, list[int]] = {}
+    for machine, number in sorted(rows):
+        found.setdefault(machine, []).append(number)
+    return found
+
+
+def test_two_monitors_into_one_database_one_killed_and_restarted(database, tiny_build, tiny_model_file, tmp_path):
+    """Two printers' monitors write into one database at once (and make it together); one is killed
+    with kill -9 in the middle of the build and started again: every layer of both is stored once."""
+    count, machines = 30, ("m290-a", "m290-b")
+    photos = sorted((tiny_build / "layers").glob("*.png"))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for machine in machines:
+        (tmp_path / machine).mkdir()
+
+    def write(number: int) -> None:  # a whole file appears at once, as a camera's rename makes it
+        for machine in machines:
+            part = shutil.copy(photos[(number - 1) % len(photos)], staging / f"{machine}.png")
+            os.replace(part, tmp_path / machine / f"{number:05d}.png")
+
+    def start(machine: str) -> subprocess.Popen:
+        args = [sys.executable, "-m", "slmcnn", "monitor", tmp_path / machine, "--db", database]
+        args += ["--model", tiny_model_file, "--backend", "torch", "--settle", "0.05", "--machine", machine]
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(stored, seconds: float = 120) -> dict[str, list[int]]:
+        deadline = time.time() + seconds
+        while not stored(found := _stored_by_machine(database)) and time.time() < deadline:
+            time.sleep(0.05)
+        return found
+
+    write(1)
+    monitors = {machine: start(machine) for machine in machines}
+    try:
+        assert all(wait_for(lambda found: len(found) == 2).values()), "the monitors did not start"
+        for number in range(2, 11):
+            write(number)
+            time.sleep(0.05)
+        killed = monitors["m290-a"]  # killed with layers 9 and 10 still to do, or in hand
+        assert len(wait_for(lambda found: len(found["m290-a"]) >= 8)["m290-a"]) < 10
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=30)
+        monitors["m290-a"] = start("m290-a")
+        for number in range(11, count + 1):
+            write(number)
+            time.sleep(0.05)
+        done = wait_for(lambda found: all(len(set(found.get(m, []))) == count for m in machines))
+    finally:
+        for monitor in monitors.values():
+            monitor.send_signal(signal.SIGTERM)
+        errors = {machine: monitor.communicate(timeout=60)[1] for machine, monitor in monitors.items()}
+    assert killed.returncode == -signal.SIGKILL
+    assert all(monitor.returncode == 130 for monitor in monitors.values()), errors
+    assert all("Traceback" not in text for text in errors.values()), errors
+    assert done == {machine: list(range(1, count + 1)) for machine in machines}
+    assert sql_rows(database, "SELECT machine, count(*) FROM builds GROUP BY machine ORDER BY machine") == [
+        (machine, 1) for machine in machines
+    ]
 
 
 def test_the_store_gives_a_stored_layer_back_as_its_result(tmp_path, tiny_build):

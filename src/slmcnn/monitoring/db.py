@@ -36,15 +36,14 @@ from slmcnn.files import storable
 from slmcnn.grading import LayerGrade
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.lock import MonitorLock
+from slmcnn.monitoring.migrations import upgrade
 from slmcnn.monitoring.schema import (
     PROBABILITY_COLUMNS,
     alerts,
     attempts,
     builds,
     layers,
-    metadata,
     tiles,
-    upgrade,
 )
 from slmcnn.predict import LayerResult
 from slmcnn.render import thumbnail_jpeg
@@ -205,8 +204,7 @@ class Database:
                     raise DatabaseError(
                         f"{shown_url(db)} is not a monitor's database (no {', '.join(sorted(missing))} table)"
                     )
-            metadata.create_all(self.engine)
-            upgrade(self.engine)
+            upgrade(self.engine, shown_url(db))
 
     def lock(self, watch_dir: str) -> MonitorLock:
         """Hold the one-monitor lock for `watch_dir`, or raise DatabaseError when another has it."""

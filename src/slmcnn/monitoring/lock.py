@@ -1,13 +1,18 @@
-"""One monitor per folder and database: a lock file beside SQLite, an advisory lock in PostgreSQL."""
+"""One monitor per folder and database, and one schema migration at a time: a lock file beside
+SQLite, an advisory lock in PostgreSQL."""
 
+import contextlib
 import fcntl
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from slmcnn.errors import DatabaseError
+
+MIGRATION_KEY = int(hashlib.sha1(b"slmcnn schema migration").hexdigest()[:15], 16)
 
 
 class MonitorLock:
@@ -39,3 +44,20 @@ class MonitorLock:
             if thing is not None:
                 thing.close()
         self.handle = self.connection = None
+
+
+@contextlib.contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Wait for, then hold, the database's migration lock: monitors started together migrate it once,
+    the others find it done. Released when the process ends in any way, kill -9 included."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        path = Path(engine.url.database)
+        with open(path.with_name(f".{path.name}.migrate.lock"), "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+    elif engine.dialect.name == "postgresql":
+        with engine.begin() as conn:  # the lock ends with this transaction
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_KEY})
+            yield
+    else:
+        yield

@@ -1,4 +1,5 @@
-"""The monitor's tables, and how a database of an older slmcnn is brought to them."""
+"""The monitor's tables as this slmcnn reads and writes them; a change to them is also a migration
+(migrations/versions/), which brings every database, new or older, to them."""
 
 from sqlalchemy import (
     Column,
@@ -11,10 +12,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    inspect,
-    text,
 )
-from sqlalchemy.engine import Engine
 
 metadata = MetaData()
 builds = Table(
@@ -92,31 +90,3 @@ attempts = Table(  # layers being classified: a row left behind means the monito
     Column("count", Integer, nullable=False),
 )
 PROBABILITY_COLUMNS = {"Powder": "p_powder", "Object": "p_object", "Error": "p_error"}
-ADDED_COLUMNS = {("alerts", "raised"): "INTEGER NOT NULL DEFAULT 1"}  # slmcnn 0.1.0's alerts were all raised
-
-
-def upgrade(engine: Engine) -> None:
-    """Bring a database of an older slmcnn to this schema: add missing columns, and let a folder
-    hold several builds (slmcnn 0.1 made builds.watch_dir unique)."""
-    found = inspect(engine)
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            have = {c["name"] for c in found.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have:
-                    kind = ADDED_COLUMNS.get((table.name, column.name), column.type.compile(engine.dialect))
-                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
-    unique = [u for u in found.get_unique_constraints("builds") if u["column_names"] == ["watch_dir"]]
-    if not unique:
-        return
-    with engine.begin() as conn:
-        if engine.dialect.name != "sqlite":
-            conn.execute(text(f"ALTER TABLE builds DROP CONSTRAINT {unique[0]['name']}"))
-            return
-        # SQLite cannot drop a constraint: copy the table (renaming the new one, never the old,
-        # keeps the layers' and alerts' references to "builds" as they are)
-        columns = ", ".join(c.name for c in builds.columns)
-        builds.to_metadata(MetaData(), name="builds_new").create(conn)
-        conn.execute(text(f"INSERT INTO builds_new ({columns}) SELECT {columns} FROM builds"))
-        conn.execute(text("DROP TABLE builds"))
-        conn.execute(text("ALTER TABLE builds_new RENAME TO builds"))

@@ -1,0 +1,66 @@
+"""The monitor's schema changes as versioned Alembic migrations (one file per change in versions/),
+run when a database is opened: a new database, or one of any older slmcnn, is brought to the
+tables of schema.py, by one process at a time (lock.migration_lock)."""
+
+import functools
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Table, inspect
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from slmcnn.errors import DatabaseError
+from slmcnn.monitoring.lock import migration_lock
+
+HERE = Path(__file__).parent
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(HERE).replace("%", "%%"))
+    return config
+
+
+@functools.cache
+def head() -> str:
+    """The revision of schema.py's tables."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def revision(engine: Engine) -> str | None:
+    """The database's revision; None for a new database or one of an slmcnn before migrations."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, shown: str, target: str = "head") -> None:
+    """Bring the database to `target` (this slmcnn's schema); one already there is only read.
+    `shown` names the database in the one-line error of a database that cannot be migrated."""
+    if target == "head" and revision(engine) == head():
+        return
+    config = _config()
+    try:
+        with migration_lock(engine), engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, target)
+    except CommandError as exc:
+        raise DatabaseError(f"{shown}: {exc}; was it made by a newer slmcnn (schema {head()} here)?") from None
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
+        raise DatabaseError(f"{shown} cannot be brought to this slmcnn's schema ({head()}): {reason}") from None
+
+
+def add_missing(conn: Connection, table: Table, kinds: dict[str, str] | None = None) -> None:
+    """Add the columns of `table` that the database's table lacks, with DDL types from `kinds` where
+    the column's own will not do: the migrations up to the first versioned schema meet databases
+    of slmcnn versions that had no migrations and already hold some of the columns."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in have:
+            kind = (kinds or {}).get(column.name) or column.type.compile(conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")

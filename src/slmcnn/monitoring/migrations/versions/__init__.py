@@ -1,0 +1,1 @@
+"""One module per schema change, in the order of their down_revision."""
