@@ -29,11 +29,13 @@ def test_a_critical_alert_starts_at_once_behind_a_full_queue_of_slow_hooks():
     for _ in range(2):
         assert running.acquire(timeout=5)
     assert sorted(started) == [1, 2]  # the bound holds: two hooks at once, the oldest first
-    sender.send(31, alert(31, "critical"))
-    assert running.acquire(timeout=5) and started[-1] == 31  # started while every worker is busy
+    sender.send(31, alert(31, "critical"))  # queued: not the layer just stored
+    sender.send(32, alert(32, "critical"), fresh=True)
+    assert running.acquire(timeout=5) and started[-1] == 32  # started while every worker is busy
+    assert 31 not in started
     gate.set()
     sender.close()
-    assert sorted(delivered) == list(range(1, 32))
+    assert sorted(delivered) == list(range(1, 33)) and started.index(31) < started.index(3)  # critical first
 
 
 def test_the_newest_critical_alert_goes_first_and_minor_ones_in_order():
@@ -47,7 +49,6 @@ def test_the_newest_critical_alert_goes_first_and_minor_ones_in_order():
     sender = AlertSender(hook, lambda ids: None, workers=1)
     sender.send(1, alert(1))  # takes the one worker
     assert busy.wait(5)
-    sender.extra = sender.workers  # no thread of its own left: every alert waits its turn
     for i, grade in ((2, "minor"), (3, "critical"), (4, "minor"), (5, "critical")):
         sender.send(i, alert(i, grade))
     gate.set()

@@ -130,11 +130,11 @@ WORKERS = 4  # hooks running at once, besides the critical alerts that find ever
 class AlertSender:
     """Runs the hook on a pool of `workers` threads, critical alerts first and the newest of them
     first, so that a slow hook never holds up the next layer; `mark_raised(ids)` records each
-    delivered alert. A critical alert that finds every worker busy gets a thread of its own at once
-    (at most `workers` such): the hook of a critical layer starts as soon as it is stored, however
-    many alerts wait. A hook that fails is tried again with backoff and each failure logged; one
-    that keeps failing leaves its alert unraised, queued again with the next layer's alerts (and
-    when the monitor starts again)."""
+    delivered alert. The critical alert of the layer just stored (`fresh`) that finds every worker
+    busy gets a thread of its own at once (one per layer at most): the hook of a critical layer
+    starts as soon as it is stored, however many alerts wait. A hook that fails is tried again
+    with backoff and each failure logged; one that keeps failing leaves its alert unraised, queued
+    again with the next layer's alerts (and when the monitor starts again)."""
 
     def __init__(
         self,
@@ -155,13 +155,13 @@ class AlertSender:
         for thread in self.threads:
             thread.start()
 
-    def send(self, alert_id: int, alert: Alert) -> None:
+    def send(self, alert_id: int, alert: Alert, fresh: bool = False) -> None:
         with self.changed:
             if alert_id in self.queued:
                 return
             self.queued.add(alert_id)
             critical = alert.grade == "critical"
-            if critical and self.idle == 0 and self.extra < self.workers:
+            if critical and fresh and self.idle == 0:
                 self.extra += 1
                 extra = threading.Thread(target=self._extra, args=(alert_id, alert), daemon=True)
                 self.threads.append(extra)

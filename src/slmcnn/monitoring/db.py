@@ -417,8 +417,8 @@ class BuildHandle:
         alert: Alert | None,
         overlay: Path | None,
         stamp: FileStamp,
-    ) -> None:
-        """Store a finished layer, its grade, its tiles and its alert in one transaction."""
+    ) -> int | None:
+        """Store a finished layer, its grade, its tiles and its alert in one transaction; the alert's id."""
         f = result.fractions
         geometry = result.grid.to_json()
         if result.camera is not None:
@@ -467,9 +467,10 @@ class BuildHandle:
                     k: getattr(alert, k) for k in ("layer", "file", "rule", "message", "value", "grade", "overlay")
                 }
                 values.update(
-                conn.execute(insert(alerts).values(**values))
                     regions=json.dumps(alert.regions), build_id=self.id, layer_id=layer_id, created=time.time()
                 )
+                return conn.execute(insert(alerts).values(**values)).inserted_primary_key[0]
+        return None
 
     def add_failed(self, file: str, number: int | None, message: str, stamp: FileStamp | None) -> None:
         values = {"build_id": self.id, "number": number, "file": file, "status": "failed", "message": storable(message)}

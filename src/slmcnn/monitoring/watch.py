@@ -324,20 +324,20 @@ class Monitor:
         alert = None
         if grade.grade != "ok":
             alert = Alert.of_layer(number, file, grade, self.build.row.name, self.config.machine, str(overlay or ""))
-        self.build.add_layer(number, result, grade, alert, overlay, stamp)
+        alert_id = self.build.add_layer(number, result, grade, alert, overlay, stamp)
         f = result.fractions
         log.info(
             "layer %5d %s: %s, powder %.3f object %.3f error %.3f (%.2fs)",
             number, file, grade.grade, f["Powder"], f["Object"], f["Error"], result.seconds,
         )  # fmt: skip
-        self.raise_pending()
+        self.raise_pending(alert_id)
 
-    def raise_pending(self) -> None:
-        """Raise every stored alert not raised yet (this layer's, and any a killed run left behind),
-        on the sender's thread when the monitor runs, else here."""
+    def raise_pending(self, fresh: int | None = None) -> None:
+        """Raise every stored alert not raised yet (this layer's, `fresh`, and any a killed run
+        left behind), on the sender's pool when the monitor runs, else here."""
         for alert_id, alert in self.build.unraised_alerts():
             if self.sender is not None:
-                self.sender.send(alert_id, alert)
+                self.sender.send(alert_id, alert, fresh=alert_id == fresh)
             elif deliver(self.hook, alert, alert_id):
                 self.build.mark_raised([alert_id])
 
