@@ -131,8 +131,9 @@ class AlertSender:
     """Runs the hook on a pool of `workers` threads, critical alerts first and the newest of them
     first, so that a slow hook never holds up the next layer; `mark_raised(ids)` records each
     delivered alert. The critical alert of the layer just stored (`fresh`) that finds every worker
-    busy gets a thread of its own at once (one per layer at most): the hook of a critical layer
-    starts as soon as it is stored, however many alerts wait. A hook that fails is tried again
+    busy gets a thread of its own at once (at most `workers` such at a time, for a monitor catching
+    up on many layers): the hook of a critical layer starts as soon as it is stored, however many
+    alerts wait. A hook that fails is tried again
     with backoff and each failure logged; one that keeps failing leaves its alert unraised, queued
     again with the next layer's alerts (and when the monitor starts again)."""
 
@@ -161,7 +162,7 @@ class AlertSender:
                 return
             self.queued.add(alert_id)
             critical = alert.grade == "critical"
-            if critical and fresh and self.idle == 0:
+            if critical and fresh and self.idle == 0 and self.extra < self.workers:
                 self.extra += 1
                 extra = threading.Thread(target=self._extra, args=(alert_id, alert), daemon=True)
                 self.threads.append(extra)
