@@ -2,8 +2,9 @@
 
 .venv/bin/python scripts/app_screenshots.py [--work DIR]
 
-Makes a 6-layer synthetic build, monitors it with the shipped model (skipped when WORK holds one
-already), serves the app on a free port and photographs it in headless Chromium.
+Makes a 12-layer synthetic build, monitors it with the shipped model (skipped when WORK holds one
+already), serves the app on a free port and photographs it in headless Chromium: the build (grade
+strip, recurring regions, alerts reviewed, tiles proposed to label), a layer, the start page.
 """
 
 import argparse
@@ -32,9 +33,9 @@ def main() -> int:
     work = Path(args.work)
     db = work / "build.sqlite"
     if not db.is_file():
-        cli.main(["synth", str(work / "build"), "--layers", "6", "--seed", "3", "--force", "--no-patches"])
+        cli.main(["synth", str(work / "build"), "--layers", "12", "--seed", "3", "--force", "--no-patches"])
         monitor = ["monitor", str(work / "build" / "layers"), "--db", str(db), "--exit-when-idle", "1"]
-        cli.main([*monitor, "--settle", "0.1", "--alert-error-fraction", "0.01"])
+        cli.main([*monitor, "--settle", "0.1"])
     for old in work.glob("labels*"):
         shutil.rmtree(old) if old.is_dir() else old.unlink()
     with socket.socket() as s:
@@ -56,6 +57,9 @@ def main() -> int:
         page.locator("#alerts button.confirm").first.click()
         page.locator("#alerts tbody tr", has_text="open").first.locator("button.false-alarm").click()
         page.wait_for_selector("#alerts .verdict-false_alarm")
+        page.fill("#propose-count", "8")
+        page.click("#propose")
+        page.wait_for_selector("#proposals tbody tr")
         page.screenshot(path=str(DOCS / "app-build.png"), full_page=True)
         page.goto(f"{url}/sets/b0-1/layers/5")
         page.wait_for_selector('body[data-ready="5"]')
