@@ -15,7 +15,15 @@ import sys
 import types
 from typing import Any
 
-from slmcnn.api import calibrate, create_backend, explain_patches, load_model, predict_layers, train
+from slmcnn.api import (
+    calibrate,
+    create_backend,
+    explain_patches,
+    load_model,
+    predict_archive,
+    predict_layers,
+    train,
+)
 from slmcnn.constants import CLASS_COLOURS, CLASSES, __version__  # noqa: F401 - the API's
 
 __all__ = [
@@ -26,6 +34,7 @@ __all__ = [
     "create_backend",
     "explain_patches",
     "load_model",
+    "predict_archive",
     "predict_layers",
     "train",
 ]

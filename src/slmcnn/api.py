@@ -3,7 +3,7 @@ friends only when called, so importing slmcnn stays cheap."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from slmcnn.archive import ArchiveRun
     from slmcnn.backends import Backend
     from slmcnn.camera import CameraCalibration
     from slmcnn.explain import Explanation
@@ -93,6 +94,56 @@ def predict_layers(
             yield outcome.result
 
     return results() if stream else list(results())
+
+
+def predict_archive(
+    layers: str | Path | Sequence[str | Path],
+    out: str | Path,
+    model: str | Path | None = None,
+    *,
+    address: str | None = None,
+    ray_workers: int | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    patch: int | None = None,
+    stride: int | None = None,
+    camera: str | Path | None = None,
+    error_threshold: float | None = None,
+    truth: str | Path | None = None,
+    write: Sequence[str] = ("overlay", "classes", "json"),
+    explain: bool = False,
+    steps: int = 32,
+    workers: int = 2,
+    max_megapixels: float | None = None,
+    force: bool = False,
+    progress: Callable[[dict], None] | None = None,
+) -> ArchiveRun:
+    """Classify an archive of layer photos (files, folders, globs) on a Ray cluster, as
+    `predict-layer --ray`: each of `ray_workers` workers (default: one per CPU of the cluster at
+    `address`, or of a local one started on loopback) runs the layer pipeline of `predict_layers`
+    and writes each layer's files (`write`) to `out`, a new or empty folder; summary.csv and
+    layers.parquet hold one row per layer. `camera`'s profile judges each layer alone (no build
+    memory). Needs the `ray` extra."""
+    from slmcnn.archive import ArchiveJob, require_ray, run_archive
+    from slmcnn.errors import SettingsError
+    from slmcnn.files import run_folder
+    from slmcnn.images import list_images
+
+    require_ray()
+    for name, value in (("model", model), ("camera", camera), ("truth", truth)):
+        if value is not None and not isinstance(value, str | Path):
+            raise SettingsError(f"`{name}` must be a path that every Ray worker can read (got {type(value).__name__})")
+    paths = list_images([layers] if isinstance(layers, str | Path) else list(layers))
+    if not paths:
+        raise SettingsError(f"no images found in {layers}")
+    run_folder(out, force)
+    optional = lambda value: None if value is None else str(value)  # noqa: E731
+    job = ArchiveJob(
+        str(out), len(paths), optional(model), backend, precision, patch, stride, optional(camera),
+        error_threshold=error_threshold, truth=optional(truth), kinds=tuple(write), explain=explain,
+        explain_steps=steps, workers=workers, max_megapixels=max_megapixels,
+    )  # fmt: skip
+    return run_archive(job, paths, address, ray_workers, progress)
 
 
 def explain_patches(

@@ -73,6 +73,8 @@ def cmd_predict_layer(args) -> int:
     paths = images.list_images(args.inputs)
     if not paths:
         raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
+    if args.ray is not None:
+        return _predict_on_ray(args, paths)
     truth, tiles = Path(args.truth) if args.truth else None, job_tiles(paths, args.patch or 128, args.stride)
     model, backend, options = _engine(args, len(paths), tiles, truth=truth, explain_steps=args.steps)
     run_folder(args.out, args.force)
@@ -94,6 +96,34 @@ def cmd_predict_layer(args) -> int:
             )
     skipped = f"; skipped {failures} unreadable" if failures else ""
     print(f"wrote {len(paths) - failures} layer(s) to {args.out}{skipped}")
+    return 1 if failures else 0
+
+
+def _predict_on_ray(args, paths: list[Path]) -> int:
+    """predict-layer --ray: the same layer pipeline in the workers of a Ray cluster (slmcnn.predict_archive)."""
+    if args.html:
+        raise SlmcnnError("`html` is written by predict-layer without `ray` only")
+    if args.adapt:
+        raise SlmcnnError("`adapt` learns each build layer after layer; with `ray` every layer is judged alone")
+
+    def show(row: dict) -> None:
+        if row["error"] is not None:
+            print(f"skipped {storable(row['error'])}", flush=True)
+            return
+        score = f"  tile acc {row['tile_accuracy']:.3f}" if row["tile_accuracy"] is not None else ""
+        fractions = f"powder {row['powder_fraction']:.3f}  object {row['object_fraction']:.3f}  error {row['error_fraction']:.3f}"
+        print(f"{row['image']}  {fractions}  {row['seconds']:.2f}s{score}", flush=True)
+
+    run = slmcnn.predict_archive(
+        paths, args.out, args.model, address=args.ray or None, ray_workers=args.ray_workers, backend=args.backend,
+        precision=args.precision, patch=args.patch, stride=args.stride, camera=args.camera,
+        error_threshold=args.error_threshold, truth=args.truth, write=args.write, explain=args.explain,
+        steps=args.steps, workers=args.workers, max_megapixels=args.max_megapixels, force=args.force, progress=show,
+    )  # fmt: skip
+    done, failures = len(run.layers) - len(run.failures), len(run.failures)
+    skipped = f"; skipped {failures} unreadable" if failures else ""
+    how = f"{run.seconds:.1f} s with {run.workers} Ray worker(s), the cluster's start included"
+    print(f"wrote {done} layer(s) to {args.out} in {how}; one row per layer in {run.table}{skipped}")
     return 1 if failures else 0
 
 

@@ -17,7 +17,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("network and camera", ("profile", "adapt", "aot", "explain", "train", "backends", "export")),
     ("layers", ("predict", "outputs", "pipeline")),
-    ("services", ("monitoring", "app")),
+    ("services", ("monitoring", "app", "archive")),
     ("API and commands", ("api", "__init__", "__main__", "cli", "options", "inference")),
 ]  # fmt: skip
 """Floors from the bottom up, each with its modules (a name covers a package and what is in it)."""

@@ -73,6 +73,8 @@ OPTIONS = {
         ("--write", dict(default="overlay,classes,json", type=lambda kinds: [*kinds.split(","), "attribution"], help="files per layer, any of overlay,classes,json (default: all three; summary.csv always); what is not asked for is not computed")),
         ("--explain", dict(action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")),
         ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *LIMITS,
+        ("--ray", dict(nargs="?", const="", metavar="ADDRESS", help="classify on a Ray cluster (pip install 'slmcnn[ray]'): the running cluster at ADDRESS (host:6379, ray://host:10001 or auto), or without one a local cluster started on loopback. Each worker loads the model once and writes the same files per layer; summary.csv and layers.parquet get one row per layer (fractions, tile classes, probabilities). Photos and --out must be at the same paths on every node. A camera profile judges each layer alone (no --adapt); no --html. Give --ray after the inputs, or as --ray=ADDRESS")),
+        ("--ray-workers", dict(type=int, metavar="N", help="with --ray: N workers of one CPU each (default: one per CPU of the cluster)")),
     ],
     "predict-patches": [
         ("inputs", dict(nargs="+", metavar="INPUT", help="patch images, folders, or a class-folder data set")), *MODEL,
