@@ -11,7 +11,7 @@ layers are labelled through the app's API with the classes of `slmcnn.labels`' r
 - randomN: N tiles drawn at random among the clear tiles of the 10 layers
 - activeN: the N tiles the app proposes (`GET /api/sets/ID/proposals`, app.proposals), the clear ones
 Then the app fine-tunes the model in the background (with each `--anchors` value, the L2-SP pull
-toward the model in use), and the old and new models are scored on the build's other layers:
+toward the model in use, and `--rehearsal` tiles of the shipped training distribution mixed in), and the old and new models are scored on the build's other layers:
 tile accuracy, Error recall and false alarms (Error on tiles the rule calls Powder or Object).
 """
 
@@ -115,6 +115,7 @@ def choose(arm: str, client, set_id: str, build: Path, paths: list[Path], rng) -
 
 
 def run_arm(args, build: Path, arm: str, anchor: float, seed: int) -> dict:
+    """Label one arm's tiles through the app, fine-tune there, score old and new on the other layers."""
     from fastapi.testclient import TestClient
 
     from slmcnn.app.server import create_app
@@ -123,11 +124,12 @@ def run_arm(args, build: Path, arm: str, anchor: float, seed: int) -> dict:
     labelled = sorted((build / "labelled").iterdir())
     others = sorted((build / "layers").iterdir())[LABELLED_LAYERS:]
     model_path = slmcnn.load_model(args.model).source
-    work = Path(args.out) / f"{build.name}-{arm}-a{anchor:g}"
+    work = Path(args.out) / f"{build.name}-{arm}-a{anchor:g}-r{args.rehearsal}"
     (work / "labels.sqlite").unlink(missing_ok=True)
     config = AppConfig([], [build], model_path, labels=work / "labels.sqlite", token="t", user="bench")
     app = create_app(config)
     app.state.workspace.finetune.anchor = anchor
+    app.state.workspace.finetune.rehearsal = args.rehearsal
     client, auth = TestClient(app, base_url="http://127.0.0.1"), {"X-Slmcnn-Token": "t"}
     set_id = client.post("/api/sets", json={"folder": "labelled"}, headers=auth).json()["id"]
     rng = np.random.default_rng(seed)
@@ -145,7 +147,14 @@ def run_arm(args, build: Path, arm: str, anchor: float, seed: int) -> dict:
         print(json.dumps({k: state[k] for k in ("state", "message")}))
         raise SystemExit(1)
     new = Path(state["run"]) / "model" / "model.safetensors"
-    row = {"build": build.name, "arm": arm, "anchor": anchor, "labels": count, "classes": classes}
+    row = {
+        "build": build.name,
+        "arm": arm,
+        "anchor": anchor,
+        "rehearsal": args.rehearsal,
+        "labels": count,
+        "classes": classes,
+    }
     row.update(seconds=round(time.perf_counter() - start), epochs=state["epoch"])
     row["before"], row["after"] = score(model_path, others, build), score(new, others, build)
     return row
@@ -161,6 +170,9 @@ def main() -> int:
     parser.add_argument("--seeds", default="7,8", help="one synthetic build per seed (also the random draws)")
     parser.add_argument("--arms", default="random200,active100")
     parser.add_argument("--anchors", default="0.01", help="L2-SP strengths to fine-tune with (0: none)")
+    parser.add_argument(
+        "--rehearsal", type=int, default=150, help="tiles of the training distribution mixed in (0: none)"
+    )
     parser.add_argument("--json", help="also write every row here")
     args = parser.parse_args()
     out = Path(args.out)
@@ -174,7 +186,7 @@ def main() -> int:
                 rows.append(row)
                 b, a = row["before"], row["after"]
                 print(
-                    f"{row['build']} {arm:>10} anchor {anchor:<5g} {row['labels']:3d} labels {row['classes']} "
+                    f"{row['build']} {arm:>10} anchor {anchor:<5g} rehearsal {args.rehearsal} {row['labels']:3d} labels {row['classes']} "
                     f"({row['epochs']} epochs, {row['seconds']} s): accuracy {b['accuracy']:.3f} -> {a['accuracy']:.3f}, "
                     f"Error recall {b['error_recall']:.3f} -> {a['error_recall']:.3f} of {a['error_tiles']}, "
                     f"false alarms {b['false_alarms']:.3f} -> {a['false_alarms']:.3f}",

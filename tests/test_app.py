@@ -269,6 +269,9 @@ def test_fine_tune_in_the_background_then_make_current(env):
     assert compared["layers"] < 3 and any("held-out layer" in w for w in compared["warnings"])
     run = Path(state["run"])
     assert (run / "model" / "model.safetensors").is_file() and (run / "data" / "split.csv").is_file()
+    mixed = [r for r in csv.DictReader(open(run / "data" / "split.csv")) if r["build"] == "rehearsal"]
+    assert len(mixed) == state["export"]["splits"]["rehearsal"] > 0 and {r["split"] for r in mixed} == {"train"}
+    assert {r["label"] for r in mixed} == {"Powder", "Object", "Error"} and compared["tiles"] < len(mixed)
     made = client.post("/api/finetune/current", json={}, headers=AUTH).json()
     assert Path(made["model"]).is_file() and made["model"] in made["monitor"]
     assert client.get("/api/model").json()["path"] == made["model"]
