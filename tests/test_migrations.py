@@ -114,3 +114,14 @@ def test_a_database_that_cannot_be_migrated_says_so_in_one_line(database, tmp_pa
     with pytest.raises(DatabaseError, match="cannot be brought to this slmcnn's schema") as error:
         Database(database)
     assert "attempts" in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+def test_an_sqlite_database_whose_migration_cannot_be_locked_says_so_in_one_line(tmp_path):
+    db = tmp_path / "build.sqlite"
+    Database(db)
+    sql_rows(db, "DROP TABLE alembic_version")  # as an slmcnn before migrations left it
+    lock = tmp_path / ".build.sqlite.migrate.lock"
+    lock.unlink()
+    lock.mkdir()  # in the way of the lock file
+    with pytest.raises(DatabaseError, match="migrate.lock: Is a directory; the database's folder must be writable"):
+        Database(db)

@@ -51,8 +51,13 @@ def migration_lock(engine: Engine) -> Iterator[None]:
     """Wait for, then hold, the database's migration lock: monitors started together migrate it once,
     the others find it done. Released when the process ends in any way, kill -9 included."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        path = Path(engine.url.database)
-        with open(path.with_name(f".{path.name}.migrate.lock"), "a+") as handle:
+        database = Path(engine.url.database)
+        path = database.with_name(f".{database.name}.migrate.lock")
+        try:
+            handle = open(path, "a+")
+        except OSError as exc:
+            raise DatabaseError(f"{path}: {exc.strerror}; the database's folder must be writable") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
     elif engine.dialect.name == "postgresql":
