@@ -157,6 +157,13 @@ def test_restart_processes_each_layer_once_and_records_failures(tiny_build, erro
     assert [(a["layer"], a["grade"], a["build"]) for a in alerts] == [(n, "critical", "camera") for n in (1, 2, 3, 4)]
     assert alerts[0]["regions"][0]["box"] == [0, 0, 384, 384] and alerts[0]["overlay"].endswith(".png")
     assert _db_rows(db, "select grade from layers where status = 'done'") == [("critical",)] * 4
+    report = tmp_path / "report.html"
+    assert run_cli("report", db, "--out", report).returncode == 0
+    page = report.read_text()
+    strip = page[page.index('id="strip-1"') :].split("</div>")[0]
+    assert strip.count('class="g-critical"') == 4 and 'href="#l-1-4"' in strip
+    regions = page[page.index('id="regions-1"') :].split("</table>")[0]
+    assert "<td>0-2</td><td>0-2</td><td>9</td><td>4: 1-4</td>" in regions
 
 
 @pytest.mark.slow
