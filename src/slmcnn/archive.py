@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,8 +72,8 @@ class ArchiveJob:
 
 
 def layer_pipeline(job: ArchiveJob, files: RunFiles | None, backend: str | None = None) -> LayerPipeline:
-    """The layer pipeline predict-layer runs for these settings. The driver builds one first with the
-    eager `torch` backend and no files: bad settings are then one error before any worker starts."""
+    """The layer pipeline predict-layer runs for these settings, on one CPU. The driver builds one
+    first with the eager `torch` backend and no files: bad settings are one error before any worker."""
     from slmcnn.backends import BACKENDS, create_engine
     from slmcnn.checkpoint import open_model
 
@@ -83,12 +84,23 @@ def layer_pipeline(job: ArchiveJob, files: RunFiles | None, backend: str | None 
         model, backend or job.backend, job.precision, camera=job.camera, adapt=0,
         error_threshold=job.error_threshold, layers=job.layers or None,
     )  # fmt: skip
+    if getattr(engine.backend, "name", "") == "onnx":
+        engine.backend = _onnx_on_one_thread(model)
     options = RunOptions(
         patch=job.patch or model.info.patch, stride=job.stride, workers=job.workers, camera=engine.calibration,
         truth=Path(job.truth) if job.truth else None, explain=job.explain, explain_steps=job.explain_steps,
         model_name=model.source.name, max_megapixels=job.max_megapixels,
     )  # fmt: skip
     return LayerPipeline(engine.backend, options, files, model)
+
+
+def _onnx_on_one_thread(model):
+    """The ONNX engine on one thread: by default ONNX Runtime spins a thread on every core of the
+    node, and workers sharing the cores that way ran slower together than one alone."""
+    from slmcnn.backends.onnxrt import OnnxBackend, export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="slmcnn-") as folder:
+        return OnnxBackend(export_onnx(model, Path(folder) / "model.onnx", model.spec.patch), threads=1)
 
 
 class LayerWorker:
