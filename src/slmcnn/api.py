@@ -188,13 +188,17 @@ def train(
     resize: bool = False,
     show_progress: bool = False,
     force: bool = False,
+    nproc: int = 1,
     **settings: Any,
 ) -> list[Report]:
     """Train on labelled patches (class folders, an Image;Label CSV, synth builds) and write the run
     folder(s) to `out` (a new or empty folder; `force` writes into a used one); `settings` are
     TrainConfig's (arch, epochs, batch, lr, init, ...). With
-    `init` (fine-tuning), the architecture is the init model's; a different `arch` is an error."""
+    `init` (fine-tuning), the architecture is the init model's; a different `arch` is an error.
+    `nproc` > 1 trains on that many processes (DDP: gloo on the CPU, one GPU each with NCCL),
+    `batch` patches a step in all."""
     from slmcnn.checkpoint import read_info
+    from slmcnn.distributed import trainer
     from slmcnn.errors import SettingsError
     from slmcnn.train import TrainConfig, run_training
 
@@ -217,7 +221,10 @@ def train(
     if not sources or not all(isinstance(d, str | Path) for d in sources):
         raise SettingsError(f"`data` must be a path or a list of paths to labelled patches (got {data!r:.60})")
     config = TrainConfig(**settings)
-    return run_training(sources, out, config, runs, val, test, resize, show_progress=show_progress, force=force)
+    fit = trainer(nproc, config)
+    return run_training(
+        sources, out, config, runs, val, test, resize, show_progress=show_progress, force=force, trainer=fit
+    )
 
 
 def calibrate(

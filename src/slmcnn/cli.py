@@ -278,6 +278,7 @@ def cmd_train(args) -> int:
 
     settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     settings.update(flips=not args.no_flips, runs=args.runs, val=args.val, test=args.test, resize=args.resize)
+    settings.update(nproc=args.nproc)
     slmcnn.train(args.data, args.out, show_progress=not args.quiet, force=args.force, **settings)
     return 0
 

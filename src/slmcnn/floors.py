@@ -15,7 +15,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         "images", "pngstrips", "labels", "checkpoint", "camera", "metrics", "data", "render", "synth",
         "backends.base", "floors", "grading",
     )),
-    ("network and camera", ("profile", "adapt", "aot", "explain", "train", "backends", "export")),
+    ("network and camera", ("profile", "adapt", "aot", "explain", "train", "distributed", "backends", "export")),
     ("layers", ("predict", "outputs", "pipeline")),
     ("services", ("monitoring", "app", "archive")),
     ("API and commands", ("api", "__init__", "__main__", "cli", "options", "inference")),

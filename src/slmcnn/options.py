@@ -37,6 +37,7 @@ OPTIONS = {
         ("--precision", dict(choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 autocast where the device computes it natively, else fp32")),
         ("--time-limit", dict(type=float, metavar="MINUTES", help="start no epoch that would end after this many minutes (the best model so far is kept); --schedule cosine then decays over the epochs that fit, estimated from the slowest so far")),
         ("--device", dict(choices=["auto", "cpu", "cuda"], default="auto", help="where the network trains: auto takes a CUDA GPU when PyTorch sees one (augmentation runs there too; validation and the test report run on the CPU, as inference does)")),
+        ("--nproc", dict(type=int, default=1, metavar="N", help="train on N processes (PyTorch DDP: gloo on the CPU, one GPU each with NCCL), each on its share of every epoch with batches of --batch/N, so the gradient is that of one --batch; one run folder, written once. The result is one process's within seed noise; Ctrl-C stops without a model")),
         ("--init", dict(help="start from this model file (fine-tuning)")),
         ("--anchor", dict(type=float, default=0.0, metavar="LAMBDA", help="with --init: pull the weights toward the init model's (L2-SP, loss + LAMBDA/2 * |w - w_init|^2), so a fine-tune on a few labels keeps what the model knew (the app uses 0.01)")),
         ("--resize", dict(action="store_true", help="scale patches that are not the model's size")),

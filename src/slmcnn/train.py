@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -108,6 +109,36 @@ class FitResult:
     seconds: float = 0.0
 
 
+class OneProcess:
+    """How `fit` trains in one process. distributed.Ranks trains the same loop in several (DDP): each
+    process its share of every epoch, and the sums, statistics and decisions the same in all."""
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The network the training batches go through."""
+        return model
+
+    def order(self, count: int, generator: torch.Generator, epoch: int) -> torch.Tensor:
+        """This process's training patches of `epoch`, in the order it trains them."""
+        return torch.randperm(count, generator=generator)
+
+    def finish_epoch(self, model: torch.nn.Module, *sums: torch.Tensor | int) -> list[float]:
+        """The epoch's sums (loss, hits, patches) over all processes; the model then validates."""
+        return [float(value) for value in sums]
+
+    def spread(self, evaluator: TorchBackend) -> TorchBackend:
+        """What computes the validation probabilities."""
+        return evaluator
+
+    def same(self, seconds: float) -> float:
+        """A time that decides when to stop, the same in all processes."""
+        return seconds
+
+
+def initial_model(config: "TrainConfig") -> torch.nn.Module:
+    """The network training starts from: `init`'s weights (fine-tuning) or a new `arch`."""
+    return checkpoint.load_model(config.init)[0] if config.init else create_model(config.arch)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -150,18 +181,18 @@ def fit(
     val_y: np.ndarray,
     log=logger.info,
     show_progress: bool = True,
+    team: OneProcess | None = None,
 ) -> FitResult:
     """Train one network on `config.device`; Ctrl-C stops early and still returns the best weights
     so far. The training patches are moved to the device once, as uint8, and flipped, augmented and
-    standardised there; validation runs on the CPU, as inference does. Returns a CPU model."""
+    standardised there; validation runs on the CPU, as inference does. Returns a CPU model. `team`:
+    this process's part when several train together (distributed.Ranks)."""
+    team = team or OneProcess()
     seed_everything(config.seed)
     keep_freed_memory()
     device = config.resolved_device()
-    if config.init:
-        model, _ = checkpoint.load_model(config.init)
-    else:
-        model = create_model(config.arch)
-    model = model.to(device, memory_format=torch.channels_last)
+    model = initial_model(config).to(device, memory_format=torch.channels_last)
+    net = team.wrap(model)
     precision = config.resolved_precision()
     cpu_precision = resolve_precision(config.precision)  # validation, on the CPU
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -173,17 +204,18 @@ def fit(
     labels = torch.from_numpy(train_y).to(device)
     result = FitResult(model)
     best_state, stale, start = copy.deepcopy(model.state_dict()), 0, time.perf_counter()
+    elapsed = lambda: team.same(time.perf_counter() - start)  # noqa: E731
     try:
         for epoch in range(1, config.epochs + 1):
-            if _out_of_time(config.time_limit, result.history, time.perf_counter() - start):
+            if _out_of_time(config.time_limit, result.history, elapsed()):
                 log(f"time limit: stopped after {epoch - 1} of {config.epochs} epochs ({config.time_limit:g} min)")
                 break
             if config.schedule == "cosine":
-                horizon = _epochs_in_time(config, result.history, time.perf_counter() - start)
+                horizon = _epochs_in_time(config, result.history, elapsed())
                 for group in optimiser.param_groups:  # CosineAnnealingLR's values, over `horizon` epochs
                     group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / horizon))
             model.train()
-            order = torch.randperm(len(train_x), generator=generator).to(device)
+            order = team.order(len(train_x), generator, epoch).to(device)
             total_loss = torch.zeros((), device=device)  # summed on the device: no sync per batch
             correct = torch.zeros((), device=device, dtype=torch.long)
             batches = range(0, len(order), config.batch)
@@ -198,7 +230,7 @@ def fit(
                         batch = camera_jitter(batch, generator)
                     x = prepare(batch)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                        logits = model(x)
+                        logits = net(x)
                     loss = loss_fn(logits.float(), labels[idx])
                     if start_weights:  # L2-SP: a fine-tune on a few labels keeps what the init model knew
                         drift = sum(((p - w) ** 2).sum() for p, w in zip(model.parameters(), start_weights))
@@ -209,15 +241,16 @@ def fit(
                     total_loss += loss.detach() * len(idx)
                     correct += (logits.argmax(1) == labels[idx]).sum()
                     bar.advance(task)
+            loss_sum, hits, seen = team.finish_epoch(model, total_loss, correct, len(order))
             row = {
                 "epoch": epoch,
                 "lr": optimiser.param_groups[0]["lr"],
-                "loss": total_loss.item() / len(order),
-                "accuracy": correct.item() / len(order),
+                "loss": loss_sum / seen,
+                "accuracy": hits / seen,
             }
             on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()
-            row.update(_validate(TorchBackend(on_cpu, cpu_precision), val_x, val_y, weights))
-            row["seconds"] = time.perf_counter() - start
+            row.update(_validate(team.spread(TorchBackend(on_cpu, cpu_precision)), val_x, val_y, weights))
+            row["seconds"] = elapsed()
             result.history.append(row)
             improved = row["val_accuracy"] > result.best_val_accuracy or epoch == 1
             if improved:
@@ -345,9 +378,11 @@ def run_training(
     log=logger.info,
     show_progress: bool = True,
     force: bool = False,
+    trainer: Callable[..., FitResult] | None = None,
 ) -> list[Report]:
     """Train `runs` times with seeds seed, seed+1, ...; write models, curves and reports to `out`,
-    a new or empty folder (with `force`, one whose files of the same names are replaced)."""
+    a new or empty folder (with `force`, one whose files of the same names are replaced). `trainer`
+    trains each run (default `fit`; distributed.trainer: on several processes)."""
     config.resolved_device()  # a device that is not there is refused before any work
     out = run_folder(out, force)
     splits = make_splits(data, config.seed, val_data, test_data)
@@ -367,7 +402,7 @@ def run_training(
         run_dir = out if runs == 1 else out / f"run-{run + 1}"
         if runs > 1:
             log(f"run {run + 1}/{runs} (seed {run_config.seed})")
-        result = fit(run_config, *arrays["train"], *arrays["val"], log=log, show_progress=show_progress)
+        result = (trainer or fit)(run_config, *arrays["train"], *arrays["val"], log=log, show_progress=show_progress)
         report = _finish_run(
             result,
             run_config,
