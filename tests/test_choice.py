@@ -146,3 +146,15 @@ def test_auto_measures_without_amx_and_says_what_it_chose(engines, monkeypatch, 
     monkeypatch.setattr(backends, "resolve_precision", lambda precision: "bf16")
     assert isinstance(create_backend(model, "auto", layers=1), TorchBackend)  # AMX: bf16, no timing
     assert len(timed) == 1
+
+
+def test_onnx_files_are_exported_once_into_the_cache(monkeypatch, tmp_path):
+    from slmcnn.backends import onnxrt
+
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path / "cache"))
+    model = tiny()
+    fp32, int8 = onnxrt.onnx_file(model), onnxrt.onnx_file(model, int8=True)
+    assert fp32.parent == int8.parent == tmp_path / "cache" and fp32 != int8
+    monkeypatch.setattr(onnxrt, "_export", lambda *args: pytest.fail("exported twice"))
+    assert onnxrt.onnx_file(model, int8=True) == int8
+    assert onnxrt.OnnxBackend(int8).probabilities(PATCHES[:4]).shape == (4, 3)
