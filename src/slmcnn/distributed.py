@@ -1,6 +1,7 @@
 """Training in several processes (`train --nproc N`) with PyTorch's DistributedDataParallel: gloo on
 the CPU, NCCL on GPUs (one per process). Large labelled sets train faster where one process cannot
-use every core or GPU, and the result is that of one process within seed noise.
+use every core or GPU; the loop and its settings are one process's, so its result should be too,
+within seed noise (docs/SCALING.md says what has been measured).
 
 The parent loads the data once and hands it to N spawned processes in shared memory; each runs
 `train.fit`'s loop as a `Ranks` on its share of every epoch (DistributedSampler) with batches of
