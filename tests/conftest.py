@@ -68,15 +68,6 @@ def tiny_model_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def write_image(tmp_path):
-    """Write an array as an image file in tmp_path and return its path."""
-    from PIL import Image
-
-    def write(name: str, array: np.ndarray) -> Path:
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(array).save(path)
 @pytest.fixture(scope="session")
 def error_model_file(tmp_path_factory) -> Path:
     """A tiny model that calls every tile Error (p 0.98): every layer it sees is graded critical."""
@@ -90,6 +81,15 @@ def error_model_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def write_image(tmp_path):
+    """Write an array as an image file in tmp_path and return its path."""
+    from PIL import Image
+
+    def write(name: str, array: np.ndarray) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
         return path
 
     return write
