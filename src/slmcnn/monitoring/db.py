@@ -442,9 +442,9 @@ class BuildHandle:
                     overlay=str(overlay) if overlay else None,
                     size=stamp.size,
                     mtime=stamp.mtime,
-                    grade=grade.grade,
                     digest=stamp.digest,
                     thumbnail=thumbnail_jpeg(result.image),
+                    grade=grade.grade,
                 )
             ).inserted_primary_key[0]
             probs = result.probabilities
@@ -494,6 +494,8 @@ class BuildHandle:
         if alert_ids:
             with self.db.engine.begin() as conn:
                 conn.execute(update(alerts).where(alerts.c.id.in_(alert_ids)).values(raised=1))
+
+
 def alert_of(row) -> Alert:
     """An alert as stored (with its build's name and machine); alerts of slmcnn before graded
     alerts have no grade: they were raised by one rule each and are shown as critical."""
@@ -505,8 +507,6 @@ def alert_of(row) -> Alert:
     return Alert(
         row.layer, row.file, grade, row.message, row.value, regions, name, machine, overlay, pushed, row.rule or ""
     )
-
-
 
 
 def geometry_of(layer: StoredLayer) -> TileGeometry:
