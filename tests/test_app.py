@@ -278,13 +278,16 @@ def test_fine_tune_in_the_background_then_make_current(env):
     assert LabelStore(env["config"].labels_path).current_model() == made["model"]
 
 
-def test_proposals_of_tiles_to_label(env):
-    client = env["client"]
+def test_proposals_of_tiles_to_label(env, tmp_path):
+    config = AppConfig([env["db"]], [], env["model"], labels=tmp_path / "fresh.sqlite", token=TOKEN)
+    client = TestClient(create_app(config), base_url="http://127.0.0.1")  # no labels yet: every tile can be proposed
     tiles = client.get("/api/sets/b0-1/proposals", params={"count": 6}).json()
     assert len(tiles) == 6 and all(set(t) >= {"index", "layer", "row", "col", "predicted", "why"} for t in tiles)
     assert len({(t["index"], t["row"], t["col"]) for t in tiles}) == 6
     per_layer = [sum(t["index"] == i for t in tiles) for i in range(4)]
     assert max(per_layer) == 2 and sum(per_layer) == 6  # spread over the layers, no more than its share each
+    label_layers(client, "b0-1", range(4))
+    assert client.get("/api/sets/b0-1/proposals", params={"count": 6}).json() == []  # every tile labelled
     assert client.get("/api/sets/b0-1/proposals", params={"count": 0}).status_code == 400
     assert client.get("/api/sets/zz/proposals").status_code == 404
 
