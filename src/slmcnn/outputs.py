@@ -24,6 +24,8 @@ from slmcnn.grading import GradeRules, grade_layer
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
 
+GRADING = GradeRules()  # index.html grades layers as the monitor does by default
+
 if TYPE_CHECKING:
     from slmcnn.predict import LayerOutcome, LayerResult
 
@@ -207,9 +209,9 @@ class RunFiles:
             overlay = render.overlay(result.image, result.class_map)[::2, ::2]
             classes = result.tile_classes
             grade = grade_layer(
-                classes, result.probabilities[:, ERROR], result.anomaly, result.grid, GradeRules(), self.graded
+                classes, result.probabilities[:, ERROR], result.anomaly, result.grid, GRADING, self.graded
             )
-            self.graded = [*self.graded, classes][-GradeRules().window :]  # the layers before, for persistence
+            self.graded = [*self.graded, classes][-GRADING.history_needed :]  # the layers before, for persistence
             sure = render.sureness(result.probabilities, classes)
             self.page.append(
                 render.PageEntry(
