@@ -75,8 +75,10 @@ def propose(layers: list[LayerData], labelled: dict[str, set[tuple[int, int]]], 
             if len(picked) >= count:
                 break
     rest = sorted((t for found in candidates.values() for t in found), reverse=True)  # spread no more: fill up
-    for worth, position, row, col in rest[: max(count - len(picked), 0) + len(picked)]:
-        if len(picked) < count and (row, col) not in taken.get(position, ()):
+    for worth, position, row, col in rest:
+        if len(picked) >= count:
+            break
+        if (row, col) not in taken.get(position, ()):
             taken.setdefault(position, set()).add((row, col))
             cls = int(layers[position].classes[row, col])
             picked.append(proposal(layers[position], row, col, cls, worth))
