@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from slmcnn.defect_types import DEFECT_TYPES, SYNTH_TYPES, TYPE_LABELS
 from slmcnn.errors import SettingsError
 from slmcnn.images import read
 from slmcnn.labels import ERROR, OBJECT, LabelRule
 from slmcnn.synth import SynthSettings, generate_build
-from slmcnn.synth.build import plan_build, render_layer
-from slmcnn.synth.defects import DEFECT_KINDS, VISIBLE
+from slmcnn.synth.build import ALL_TYPES_RATES, DEFAULT_RATES, plan_build, render_layer
+from slmcnn.synth.defects import DEFECT_KINDS, VISIBLE, DefectEvent
 from slmcnn.synth.stats import camera_stats
 
 
@@ -44,6 +45,9 @@ def test_layout_and_build_json(tiny_build):
         for defect in layer["defects"]:
             x0, y0, x1, y1 = defect["bbox"]
             assert 0 <= x0 < x1 <= 384 and 0 <= y0 < y1 <= 384 and defect["type"] in DEFECT_KINDS
+            assert defect["defect_type"] == SYNTH_TYPES[defect["type"]]
+        assert layer["photo"] in ("recoated", "exposed") and (tiny_build / layer["types"]).is_file()
+    assert info["type_labels"] == TYPE_LABELS
     header = (tiny_build / "patches" / "split.csv").read_text().splitlines()[0]
     assert header == "path,label,build,layer,row,col,split"
 
@@ -88,6 +92,7 @@ def test_each_defect_type_appears_when_enabled(kind):
         found += [d["type"] for d in rendered.defects]
         for d in rendered.defects:
             assert d["pixels"] > 0
+        assert set(np.unique(rendered.types)) <= {0, TYPE_LABELS[SYNTH_TYPES[kind]]}
     assert set(found) == {kind}
     other = SynthSettings(layers=6, seed=2, size=256, defect_rates={}, parts=(3, 5))
     assert all(not render_layer(plan_build(other), layer).defects for layer in range(1, 7))
@@ -267,3 +272,61 @@ def test_powder_nuisances_are_powder():
         assert (rendered.mask == 0).all()  # corners, edge lines, top line, banding, walls: all Powder
         stats = camera_stats(rendered.image)
         assert stats["corner"] < stats["centre"]
+
+
+def test_every_kind_draws_a_named_type_and_the_preset_gives_each_type_one_rate():
+    assert set(SYNTH_TYPES) == set(DEFECT_KINDS) and set(SYNTH_TYPES.values()) <= set(DEFECT_TYPES)
+    assert set(ALL_TYPES_RATES) == set(DEFECT_KINDS) and all(r > 0 for r in ALL_TYPES_RATES.values())
+    per_type = {}
+    for kind, rate in ALL_TYPES_RATES.items():
+        per_type[SYNTH_TYPES[kind]] = per_type.get(SYNTH_TYPES[kind], 0.0) + rate
+    assert len(set(np.round(list(per_type.values()), 9))) == 1
+    SynthSettings(defect_rates=ALL_TYPES_RATES).check()
+    assert DEFAULT_RATES != ALL_TYPES_RATES
+
+
+def test_type_maps_are_the_error_masks_named(tmp_path):
+    settings = SynthSettings(layers=6, seed=0, size=256, direction="left", defect_rates=ALL_TYPES_RATES)
+    info = generate_build(dataclasses.replace(settings, write_patches=False), tmp_path / "b", workers=1)
+    assert settings.perspective > 0  # turned and warped: types/ takes the masks' geometry
+    seen = set()
+    for layer in info["layers"]:
+        mask = read(tmp_path / "b" / layer["mask"])[..., 0]
+        types = read(tmp_path / "b" / layer["types"])[..., 0]
+        assert types.shape == mask.shape == (256, 256)
+        assert ((types > 0) == (mask == ERROR)).all()
+        named = {TYPE_LABELS[d["defect_type"]] for d in layer["defects"]}
+        assert set(np.unique(types)) - {0} <= named
+        seen |= named
+    assert seen == {TYPE_LABELS[t] for t in SYNTH_TYPES.values()}  # every type a synth kind can draw
+
+
+@pytest.mark.parametrize("order", [("streak", "chatter"), ("chatter", "streak")])
+def test_where_defects_overlap_the_later_names_the_pixel(order):
+    plan = plan_build(quiet(seed=1, layers=1, parts=(0, 0)))
+    seeds = {"streak": 13, "chatter": 14}  # a streak down the bed crossing chatter's band across it
+    plan.defects = [DefectEvent(kind, 1, 1, seeds[kind]) for kind in order]
+    rendered = render_layer(plan, 1)
+    alone = [render_layer(dataclasses.replace(plan, defects=[e]), 1).mask == ERROR for e in plan.defects]
+    both = alone[0] & alone[1] & (rendered.mask == ERROR)  # (where the two cancel out, neither shows)
+    assert both.sum() > 20
+    assert (rendered.types[both] == TYPE_LABELS[SYNTH_TYPES[order[1]]]).all()
+    assert ((rendered.types > 0) == (rendered.mask == ERROR)).all()
+
+
+@pytest.mark.parametrize("kind", ["swelling", "ridge"])
+def test_a_part_breaking_through_fresh_powder_is_a_dark_super_elevation(kind):
+    def render(breakthrough):
+        settings = quiet(seed=2, layers=4, parts=(3, 5), defect_rates={kind: 0.8}, after_exposure=(0.0, 0.0))
+        return render_layer(plan_build(dataclasses.replace(settings, breakthrough=breakthrough)), 4)
+
+    broken, bright = render(1.0), render(0.0)
+    assert broken.photo == "recoated"
+    for rendered in (broken, bright):
+        error = rendered.mask == ERROR
+        assert error.sum() > 50 and (rendered.types[error] == TYPE_LABELS["super_elevation"]).all()
+    gray = broken.image[..., 0].astype(float)
+    powder = np.median(gray[broken.mask == 0])
+    assert np.median(gray[broken.mask == ERROR]) < powder - 10  # dark, where the default look is bright
+    bright_gray = bright.image[..., 0].astype(float)
+    assert np.median(bright_gray[bright.mask == ERROR]) > np.median(gray[broken.mask == ERROR])

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from slmcnn.constants import CLASSES
+from slmcnn.defect_types import SYNTH_TYPES, TYPE_LABELS
 from slmcnn.errors import SettingsError
 from slmcnn.images import write_png
 from slmcnn.labels import AMBIGUOUS, LabelRule, tile_labels
@@ -38,6 +39,10 @@ DEFAULT_RATES = {
     "scratch": 0.04,
     "ridge": 0.04,
 }
+TYPE_RATE = 0.2  # per-layer start rate of each named defect type in ALL_TYPES_RATES
+ALL_TYPES_RATES = {kind: TYPE_RATE / list(SYNTH_TYPES.values()).count(SYNTH_TYPES[kind]) for kind in DEFECT_KINDS}
+"""Rates that give every named defect type (`defect_types.SYNTH_TYPES`) the same chance, split evenly
+among the kinds that draw it: for benchmarks that measure recall per type. Not the training default."""
 GHOST_LAYERS = 6  # how many layers a finished part still shows through the powder
 
 
@@ -69,6 +74,7 @@ class SynthSettings:
     jpeg_quality: tuple[float, float] = (30.0, 92.0)
     walls_share: float = 0.1  # share of builds whose frame shows the chamber around the plate
     perspective: float = 0.02
+    breakthrough: float = 0.0  # share of swellings and ridges shown as a part breaking through fresh powder
     label_rule: LabelRule = field(default_factory=LabelRule)
     keep_ambiguous: bool = False
     write_patches: bool = True
@@ -92,7 +98,7 @@ class SynthSettings:
             raise SettingsError(f"unknown defect type(s) {sorted(unknown)}; known: {', '.join(DEFECT_KINDS)}")
         if any(not 0 <= r <= 1 for r in self.defect_rates.values()):
             raise SettingsError("defect rates are per-layer probabilities between 0 and 1")
-        for name in ("after_exposure", "jpeg_share", "walls_share"):
+        for name in ("after_exposure", "jpeg_share", "walls_share", "breakthrough"):
             value = getattr(self, name)
             if not all(0 <= v <= 1 for v in np.atleast_1d(value)):
                 raise SettingsError(f"{name} is a share between 0 and 1 (got {value})")
@@ -144,13 +150,15 @@ def plan_build(settings: SynthSettings) -> BuildPlan:
 class RenderedLayer:
     image: np.ndarray  # HxWx3 uint8, gray saved as RGB
     mask: np.ndarray  # HxW uint8: 0 powder, 1 object, 2 error
+    types: np.ndarray  # HxW uint8: the TYPE_LABELS value of the defect shown per pixel, 0 where none
     defects: list[dict]
     looks: list[str]
     photo: str = "recoated"
 
 
 def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
-    """Render one layer photo and its label mask."""
+    """Render one layer photo, its label mask and its defect type map (a later defect wins where two
+    overlap, as in the mask, so types > 0 is exactly mask == 2)."""
     s = plan.settings
     size, cam = s.size, plan.camera
     photo = plan.photos[layer - 1]
@@ -172,7 +180,7 @@ def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
     looks = paint_parts(
         rng, bed, ids, len(plan.parts), layer, cam.level, field_map, cam.grain, exposed, photo, cam.melt / cam.contrast
     )
-    ctx = LayerContext(size, cam.level, field_map, plate, plan.parts, ids, layer)
+    ctx = LayerContext(size, cam.level, field_map, plate, plan.parts, ids, layer, photo, s.breakthrough)
     exposure = rng.uniform(-3, 3)
     events = [event for event in plan.defects if event.active(layer)]
     clean = bed.copy() if events else None
@@ -185,9 +193,12 @@ def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
         changed = np.abs(image.astype(np.int16) - _camera(clean, cam, exposure)) >= VISIBLE
         defect_masks = [(event, visible & changed) for event, visible in defect_masks]
     mask = np.where((ids > 0) | shown, 1, 0).astype(np.uint8)
-    for _, visible in defect_masks:
+    types = np.zeros_like(mask)
+    for event, visible in defect_masks:
         mask[visible] = 2
+        types[visible] = TYPE_LABELS[SYNTH_TYPES[event.kind]]
     image, mask = _geometry(plan, image, mask)
+    types = _geometry(plan, None, types)[1]
     records = []
     for event, visible in defect_masks:
         visible = _geometry(plan, None, visible.astype(np.uint8))[1]
@@ -196,13 +207,14 @@ def render_layer(plan: BuildPlan, layer: int) -> RenderedLayer:
             records.append(
                 {
                     "type": event.kind,
+                    "defect_type": SYNTH_TYPES[event.kind],
                     "started": event.first,
                     "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
                     "pixels": int(len(ys)),
                 }
             )
     rgb = np.repeat(image[:, :, None], 3, axis=2)
-    return RenderedLayer(rgb, mask, records, looks, photo)
+    return RenderedLayer(rgb, mask, types, records, looks, photo)
 
 
 def _camera(bed: np.ndarray, cam: Camera, exposure: float) -> np.ndarray:
@@ -248,6 +260,7 @@ def _write_layer(args) -> dict:
     rendered = render_layer(plan, layer)
     name = layer_name(layer)
     write_png(out / "masks" / name, rendered.mask)
+    write_png(out / "types" / name, rendered.types)
     if live:  # a camera writes under a temporary name and renames when complete
         tmp = out / "layers" / f".{layer:05d}.tmp.png"  # hidden name; the monitor skips dot files
         write_png(tmp, rendered.image)
@@ -288,11 +301,11 @@ def prepare_output(out: Path, force: bool) -> None:
             raise SettingsError(f"{out} exists and is not an slmcnn build; choose an empty or new folder")
         if not force:
             raise SettingsError(f"{out} already holds a build; pass --force to replace it")
-        for name in ("layers", "masks", "patches"):
+        for name in ("layers", "masks", "types", "patches"):
             shutil.rmtree(out / name, ignore_errors=True)
         for name in ("build.json", "preview.png"):
             (out / name).unlink(missing_ok=True)
-    for name in ("layers", "masks", *(f"patches/{c}" for c in CLASSES)):
+    for name in ("layers", "masks", "types", *(f"patches/{c}" for c in CLASSES)):
         (out / name).mkdir(parents=True, exist_ok=True)
 
 
@@ -305,7 +318,7 @@ def generate_build(
     progress=None,
     preview: bool = False,
 ) -> dict:
-    """Write layers/, masks/, patches/ (+ split.csv) and build.json; return build.json's content."""
+    """Write layers/, masks/, types/, patches/ (+ split.csv) and build.json; return build.json's content."""
     out = Path(out)
     plan = plan_build(settings)
     prepare_output(out, force)
@@ -373,11 +386,13 @@ def _build_json(plan: BuildPlan, records: list[dict]) -> dict:
         "camera": asdict(plan.camera),
         "parts": [asdict(p) for p in plan.parts],
         "patch_counts": counts,
+        "type_labels": TYPE_LABELS,
         "layers": [
             {
                 "layer": r["layer"],
                 "file": f"layers/{layer_name(r['layer'])}",
                 "mask": f"masks/{layer_name(r['layer'])}",
+                "types": f"types/{layer_name(r['layer'])}",
                 "photo": r["photo"],
                 "defects": r["defects"],
                 "parts": r["parts"],

@@ -52,6 +52,8 @@ class LayerContext:
     parts: list[PartSpec]
     part_ids: np.ndarray
     layer: int
+    photo: str = "recoated"  # "recoated" or "exposed"
+    breakthrough: float = 0.0  # share of super-elevations that break through fresh powder (dark, rough)
 
 
 def plan_defects(
@@ -171,6 +173,8 @@ def swelling(event, bed, ctx, rng, age) -> np.ndarray:
     theta = np.arctan2(yy - py, xx - px)
     wobble = 1 + 0.3 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.15 * np.sin(5 * theta + rng.uniform(0, 6.3))
     r = np.hypot(yy - py, xx - px) / (radius * wobble)
+    if _breaks_through(event, ctx):
+        return _breakthrough(bed, ctx, rng, np.clip(1.5 * (1 - r**2), 0, 1), int(y0), int(x0), age)
     light = rng.uniform(0, 2 * np.pi)
     lx, ly = np.cos(light), np.sin(light)
     blob = np.clip(1 - r**2, 0, 1)
@@ -341,6 +345,8 @@ def ridge(event, bed, ctx, rng, age) -> np.ndarray:
     wobble = 1 + 0.25 * np.sin(2 * theta + rng.uniform(0, 6.3)) + 0.15 * np.sin(3 * theta + rng.uniform(0, 6.3))
     r = np.hypot(yy - py, xx - px) / (radius * wobble)
     envelope = np.clip(1.3 * (1 - r**2), 0, 1)
+    if _breaks_through(event, ctx):
+        return _breakthrough(bed, ctx, rng, envelope * ctx.plate[y0:y1, x0:x1], y0, x0, age)
     tilt = np.deg2rad(rng.uniform(-25, 25))
     period = rng.uniform(5, 14)
     bend = 2.5 * smooth_noise(rng, max(y1 - y0, x1 - x0), 3)[: y1 - y0, : x1 - x0]  # ridges are not ruled lines
@@ -355,6 +361,40 @@ def ridge(event, bed, ctx, rng, age) -> np.ndarray:
     shadow = np.clip(cv2.warpAffine(envelope, shift, envelope.shape[::-1]) - envelope, 0, 1)
     delta -= ctx.level * rng.uniform(0.15, 0.35) * shadow
     return _additive(bed, (delta * ctx.plate[y0:y1, x0:x1]).astype(np.float32), y0, x0, ctx)
+
+
+def _breaks_through(event: DefectEvent, ctx: LayerContext) -> bool:
+    """Whether this super-elevation shows as the part's own top breaking through a recoated layer;
+    drawn once per defect from its own generator, so builds without breakthroughs are unchanged."""
+    return ctx.photo == "recoated" and np.random.default_rng([event.seed, 1]).random() < ctx.breakthrough
+
+
+def _breakthrough(
+    bed: np.ndarray, ctx: LayerContext, rng: np.random.Generator, alpha: np.ndarray, y0: int, x0: int, age: int
+) -> np.ndarray:
+    """A part standing above the fresh powder after recoating: its top is darker metal, rough where the
+    blade tore across it, with a ragged edge where the powder thins out and a thin trail behind it."""
+    h, w = alpha.shape
+    noise = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), rng.uniform(0.8, 2.0))
+    torn = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigmaX=0.7, sigmaY=4.0)
+    rough = noise / (noise.std() + 1e-6) * rng.uniform(0.06, 0.16) + torn / (torn.std() + 1e-6) * 0.06
+    top = ctx.level * (rng.uniform(0.35, 0.7) + rough)
+    ragged = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 2.0)
+    cover = np.clip(1.6 * alpha + 0.8 * ragged / (ragged.std() + 1e-6) * alpha * (1 - alpha) - 0.2, 0, 1)
+    field = np.maximum(ctx.field[y0 : y0 + h, x0 : x0 + w], 1e-3)
+    mask = _additive(bed, ((top - bed[y0 : y0 + h, x0 : x0 + w] / field) * cover).astype(np.float32), y0, x0, ctx)
+    rows = np.flatnonzero(cover.max(1) > 0.5)
+    if age >= 1 and len(rows):  # less powder behind the part along the recoater's travel
+        cols = np.flatnonzero(cover[rows[-1]] > 0.2)
+        start, length = y0 + int(rows[-1]), int(rng.uniform(0.5, 2.0) * h)
+        stop = min(ctx.size, start + length)
+        left, right = x0 + int(cols[0]), x0 + int(cols[-1]) + 1
+        if stop > start and right - left > 2:
+            fade = np.linspace(1, 0, stop - start, dtype=np.float32)[:, None]
+            trail = -ctx.level * rng.uniform(0.1, 0.25) * fade * np.hanning(right - left + 2)[1:-1][None, :]
+            trail *= ctx.plate[start:stop, left:right]
+            mask |= _additive(bed, trail.astype(np.float32), start, left, ctx)
+    return mask
 
 
 RENDERERS = {
