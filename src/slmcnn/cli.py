@@ -179,7 +179,7 @@ def cmd_monitor(args) -> int:
     rules = GradeRules(args.alert_region, args.alert_share, args.alert_sure, persist, window)
     config = _pick(args, MonitorConfig, rules=rules)  # checks the folder before the model is loaded
     model, backend, options = _engine(args, workers=1)
-    monitor = Monitor(config, Database(args.db), backend, options)
+    monitor = Monitor(config, Database(args.db), backend, options, model)
     signal.signal(signal.SIGTERM, _interrupt)  # a stop from outside is no fault of the layer in hand
     print(f"watching {config.watch_dir} (Ctrl-C to stop)", flush=True)
     monitor.run(args.exit_when_idle)

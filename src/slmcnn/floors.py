@@ -9,13 +9,15 @@ import ast
 from pathlib import Path
 
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    ("ground", ("constants", "errors")),
+    ("ground", ("constants", "errors", "defect_types")),
     ("basics", (
         "validate", "files", "precision", "preprocess", "memory", "augment", "tiles", "model", "folding",
         "images", "pngstrips", "labels", "checkpoint", "camera", "metrics", "data", "render", "synth",
-        "backends.base", "floors", "grading",
+        "backends.base", "floors", "grading", "regions",
     )),
-    ("network and camera", ("profile", "adapt", "aot", "explain", "train", "distributed", "backends", "export")),
+    ("network and camera", (
+        "profile", "adapt", "aot", "explain", "train", "distributed", "backends", "export", "finemaps",
+    )),
     ("layers", ("predict", "outputs", "pipeline")),
     ("services", ("monitoring", "app", "archive")),
     ("API and commands", ("api", "__init__", "__main__", "cli", "options", "inference")),

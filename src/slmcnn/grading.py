@@ -92,6 +92,7 @@ class LayerGrade:
     tiles: int
     regions: list[Region] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    defects: list = field(default_factory=list)  # regions.DefectRegion of the fine map, most certain first
 
     @property
     def lone(self) -> bool:
@@ -113,7 +114,19 @@ class LayerGrade:
         )
         more = f" (+{len(self.regions) - 3} more)" if len(self.regions) > 3 else ""
         why = ", ".join(self.reasons) if self.reasons else "Error below the critical rules"
+        if self.defects:
+            named = "; ".join(d.describe() for d in self.defects[:3])
+            more = f" (+{len(self.defects) - 3} more)" if len(self.defects) > 3 else ""
+            return f"{self.grade}: {named}{more}: {why}"
         return f"{self.grade}: {self.error_tiles} Error tile(s) of {self.tiles}: {why}. {where}{more}"
+
+    def to_json(self) -> dict:
+        return {
+            "grade": self.grade,
+            "reasons": self.reasons,
+            "error_tiles": self.error_tiles,
+            "message": self.message(),
+        }
 
     def regions_json(self) -> str:
         return json.dumps([asdict(r) for r in self.regions])
@@ -185,3 +198,58 @@ def grade_layer(
         reasons.append(f"Error at the same place on {rules.persist} of the last {rules.window} layers")
     grade = "critical" if reasons else "minor" if error.any() else "ok"
     return LayerGrade(grade, int(error.sum()), counted, regions, reasons)
+
+
+def fine_tiles(result) -> tuple[np.ndarray, np.ndarray]:
+    """The tile classes (rows, cols) and Error probabilities grading reads from a fine map: a tile
+    is Error when it holds a region's Error pixels (at least MIN_AREA of them), sure when a signal
+    found that region (score 1 or more) or the network is sure of it."""
+    from slmcnn.regions import MIN_AREA
+
+    grid, fine = result.grid, result.fine
+    classes = result.tile_classes.copy()
+    p_error = result.probabilities[:, ERROR].astype(np.float32).reshape(grid.shape).copy()
+    error = fine.classes == ERROR
+    found = np.zeros(error.shape, bool)
+    for region in fine.regions:
+        if region.score >= 1.0:
+            x0, y0, x1, y1 = region.box
+            found[y0:y1, x0:x1] |= error[y0:y1, x0:x1]
+    for r, y in enumerate(grid.ys):
+        for c, x in enumerate(grid.xs):
+            if classes[r, c] < 0:
+                continue
+            window = (slice(int(y), int(y) + grid.patch), slice(int(x), int(x) + grid.patch))
+            if np.count_nonzero(error[window]) >= MIN_AREA:
+                classes[r, c] = ERROR
+                if np.count_nonzero(found[window]) >= MIN_AREA:
+                    p_error[r, c] = 1.0
+            elif classes[r, c] == ERROR:
+                classes[r, c] = int(np.argmax(result.probabilities[r * grid.shape[1] + c, :ERROR]))
+    return classes, p_error.ravel()
+
+
+class Grader:
+    """Grades a build's layers in order, each once, with the layers before it for persistence: the
+    grade goes into the layer's result, and every writer reads it from there."""
+
+    def __init__(self, rules: GradeRules | None = None):
+        self.rules = rules or GradeRules()
+        self.reset()
+
+    def reset(self) -> None:
+        self.history: list[np.ndarray] = []
+
+    def __call__(self, result) -> LayerGrade:
+        if getattr(result, "fine", None) is not None:
+            classes, p_error = fine_tiles(result)
+            grade = grade_layer(classes, p_error, None, result.grid, self.rules, self.history)
+            grade.defects = list(result.fine.regions)
+        else:
+            classes = result.tile_classes
+            grade = grade_layer(
+                classes, result.probabilities[:, ERROR], result.anomaly, result.grid, self.rules, self.history
+            )
+        keep = self.rules.history_needed
+        self.history = [*self.history, classes][-keep:] if keep else []
+        return grade

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from slmcnn import render
-from slmcnn.constants import CLASSES, ERROR
+from slmcnn.constants import CLASSES
 from slmcnn.errors import OutputError, SettingsError
 from slmcnn.files import atomic_path, storable, writable, write_text
-from slmcnn.grading import GradeRules, grade_layer
+from slmcnn.grading import GradeRules
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
 
@@ -207,12 +207,8 @@ class RunFiles:
         if self.html_title is not None:
             small = to_uint8(result.image)[::2, ::2]
             overlay = render.overlay(result.image, result.class_map)[::2, ::2]
-            classes = result.tile_classes
-            grade = grade_layer(
-                classes, result.probabilities[:, ERROR], result.anomaly, result.grid, GRADING, self.graded
-            )
-            self.graded = [*self.graded, classes][-GRADING.history_needed :]  # the layers before, for persistence
-            sure = render.sureness(result.probabilities, classes)
+            grade = result.grade  # the pipeline grades each layer once, with the layers before it
+            sure = render.sureness(result.probabilities, result.tile_classes)
             self.page.append(
                 render.PageEntry(
                     name, small, overlay, result.fractions, outcome.score, shown_anomaly(result), grade, sure

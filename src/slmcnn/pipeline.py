@@ -22,6 +22,8 @@ from slmcnn.camera import CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
 from slmcnn.errors import DataError, SettingsError, SlmcnnError
+from slmcnn.finemaps import LEARN, PHOTOS, FineMapper
+from slmcnn.grading import Grader, GradeRules
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
 from slmcnn.outputs import RunFiles
@@ -30,6 +32,7 @@ from slmcnn.tiles import cut, stitch_maps
 from slmcnn.validate import whole
 
 log = logging.getLogger(__name__)
+MAPS = ("fine", "tiles")
 
 
 @dataclass
@@ -49,6 +52,11 @@ class RunOptions:
         None  # an extra per-tile score (a ProfileBackend gives its own)
     )
     max_megapixels: float | None = None  # sets images.LIMITS for this process: larger images are refused unread
+    maps: str = "fine"  # fine: per-pixel maps (finemaps.py) from which regions and grades come; tiles: the tile grid
+    photo: str = (
+        "auto"  # when layers are photographed: recoated, exposed, or auto (learned from a build's first layers)
+    )
+    learn: int = LEARN  # first layers of each build the fine maps learn from
 
     def __post_init__(self):
         if self.camera is not None and not isinstance(self.camera, CameraCalibration):
@@ -60,6 +68,11 @@ class RunOptions:
         whole(self.stride, "stride", 1, optional=True)
         whole(self.workers, "workers", 1)
         whole(self.explain_steps, "explain_steps", 2)
+        if self.maps not in MAPS:
+            raise SettingsError(f"`maps` must be one of {', '.join(MAPS)} (got {self.maps!r})")
+        if self.photo not in PHOTOS:
+            raise SettingsError(f"`photo` must be one of {', '.join(PHOTOS)} (got {self.photo!r})")
+        whole(self.learn, "learn", 3)
         if self.patch and self.stride and self.stride > self.patch:
             raise SettingsError(
                 f"`stride` {self.stride} is larger than `patch` {self.patch}: bands would go unclassified"
@@ -106,6 +119,7 @@ class LayerPipeline:
         options: RunOptions | None = None,
         files: RunFiles | None = None,
         model: torch.nn.Module | None = None,
+        rules: GradeRules | None = None,
     ):
         self.options = options or RunOptions()
         if self.options.explain and model is None:
@@ -119,6 +133,30 @@ class LayerPipeline:
         if o.stride and o.stride > patch:
             raise SettingsError(f"`stride` {o.stride} is larger than `patch` {patch}: bands would go unclassified")
         self.predictor = Predictor(backend, patch, o.stride, o.workers, model_name=o.model_name, camera=o.camera)
+        self.mapper = None
+        if o.maps == "fine":
+            net = model or getattr(backend, "model", None)
+            if hasattr(net, "blocks"):
+                mm = o.camera.bed_mm / o.camera.size if o.camera is not None and o.camera.bed_mm else None
+                self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm)
+            else:  # a backend of its own, without the network's layers: the tile grid is all there is
+                log.warning("fine maps need the PyTorch model (`model`): the layers get tile maps")
+        self.grader = Grader(rules)
+        self._folder: str | None = None
+
+    def new_build(self) -> None:
+        """The next layer starts a build: the fine maps learn again, persistence starts afresh."""
+        self._folder = None
+        if self.mapper is not None:
+            self.mapper.new_build()
+        self.grader.reset()
+
+    def _follow_build(self, path: Path) -> None:
+        """Layers from another folder start another build (predict-layer over several folders)."""
+        folder = str(Path(path).parent)
+        if self._folder is not None and folder != self._folder:
+            self.new_build()
+        self._folder = folder
 
     def run(self, inputs: LayerInput | Iterable[LayerInput]) -> Iterator[LayerOutcome]:
         for item in self.predictor.predict(inputs):
@@ -127,6 +165,12 @@ class LayerPipeline:
                 continue
             if self.options.anomaly is not None:
                 item.anomaly = np.asarray(self.options.anomaly(item), np.float32).ravel()
+            self._follow_build(item.path)
+            if self.mapper is not None:
+                item.fine = self.mapper(item)
+                item.class_map = item.fine.classes
+                item.__dict__.pop("fractions", None)  # counted from the fine map
+            item.grade = self.grader(item)
             outcome = LayerOutcome(item.path, item)
             try:
                 outcome.score = self._score(item)

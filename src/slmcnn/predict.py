@@ -48,6 +48,8 @@ class LayerResult:
     ignored: np.ndarray | None = None  # per tile, row-major: mostly in an ignored area
     anomaly: np.ndarray | None = None  # per tile, row-major: an extra score (e.g. a camera profile's)
     adaptation: Any = None  # adapt.Adaptation: the layer's place in its build's adaptation, when adapting
+    fine: Any = None  # finemaps.FineMaps: the per-pixel maps class_map was drawn from (maps="fine")
+    grade: Any = None  # grading.LayerGrade: ok / minor / critical and why, given by the pipeline
 
     @property
     def tile_classes(self) -> np.ndarray:
@@ -88,6 +90,11 @@ class LayerResult:
             doc["anomaly"] = np.round(self.anomaly.reshape(rows, cols), 5).tolist()
         if self.adaptation is not None:
             doc["adaptation"] = self.adaptation.to_json()
+        if self.fine is not None:
+            doc["map"] = self.fine.to_json()
+            doc["regions"] = [r.to_json() for r in self.fine.regions]
+        if self.grade is not None:
+            doc["grade"] = self.grade.to_json()
         return doc
 
 

@@ -32,12 +32,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slmcnn.backends import Backend
-from slmcnn.constants import ERROR
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
 from slmcnn.files import storable
-from slmcnn.grading import GradeRules, grade_layer
+from slmcnn.grading import GradeRules
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
 from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
@@ -45,6 +45,9 @@ from slmcnn.monitoring.probe import layer_survives
 from slmcnn.outputs import RunFiles
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
 from slmcnn.validate import number, whole
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 POISON_TRIES = 2  # a layer whose classification killed the monitor this often is stored as failed
@@ -126,7 +129,14 @@ def layer_order(path: Path, pattern: re.Pattern | None = None) -> tuple:
 class Monitor:
     """Watch a folder, classify new layers in order, store them per build, raise alerts."""
 
-    def __init__(self, config: MonitorConfig, db: Database, backend: Backend, options: RunOptions | None = None):
+    def __init__(
+        self,
+        config: MonitorConfig,
+        db: Database,
+        backend: Backend,
+        options: RunOptions | None = None,
+        model: "torch.nn.Module | None" = None,
+    ):
         self.config = config
         self.db = db
         self.options = options or RunOptions(workers=1)
@@ -141,7 +151,7 @@ class Monitor:
         self.retry: dict[str, tuple[tuple[int, float], int, float]] = {}  # name: (size, mtime), tries, next try
         out = config.out.resolve() if config.out else None  # the report reads the overlays from anywhere
         self.files = RunFiles(out, ("overlay",), summary=False, background=False) if out else None
-        self.pipeline = LayerPipeline(backend, self.options, self.files)
+        self.pipeline = LayerPipeline(backend, self.options, self.files, model, config.rules)
         self.pipeline.predictor.warm_up()  # the network's first-call costs now, not on the first layer
         self.stored = db.stored_files(self.key)
         self.digests: dict[tuple[str, int, float], str] = {}
@@ -151,6 +161,8 @@ class Monitor:
 
     def _use(self, build) -> None:
         self.build = build
+        self.pipeline.new_build()
+        self.pipeline.grader.history = build.history(self.config.rules.history_needed)
         first = self.db.builds(self.key)[0].id == build.id
         if self.files:
             self.files.prefix = "" if first else f"build{build.id}_"
@@ -159,9 +171,11 @@ class Monitor:
         """A monitor started again in the middle of a build: its build memory (adapt.BuildMemory)
         learns the build's stored layers again, in order, so later layers are judged as before."""
         backend = self.pipeline.predictor.backend
-        if getattr(backend, "memory", None) is None:
+        memory = getattr(backend, "memory", None) is not None
+        if not memory and self.pipeline.mapper is None:
             return
-        backend.new_build()
+        if memory:
+            backend.new_build()
         mine = [
             name
             for name, rows in self.stored.items()
@@ -178,6 +192,8 @@ class Monitor:
         for item in self.pipeline.predictor.predict(paths):
             if getattr(item, "message", None):
                 log.warning("build memory: %s", item.message)
+            elif self.pipeline.mapper is not None:  # the fine maps' memory learns them again too
+                self.pipeline.mapper(item)
         if paths:
             log.info("build memory: learned the %d stored layer(s) of build %d again", len(paths), self.build.id)
 
@@ -314,11 +330,7 @@ class Monitor:
 
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
         result = outcome.result
-        history = self.build.history(self.config.rules.history_needed)
-        grid = result.tile_classes
-        grade = grade_layer(
-            grid, result.probabilities[:, ERROR], result.anomaly, result.grid, self.config.rules, history
-        )
+        grade = result.grade  # the pipeline's, with this build's layers before it
         overlay = outcome.files.get("overlay")
         file = storable(result.path.name)
         alert = None

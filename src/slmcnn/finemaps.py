@@ -1,0 +1,377 @@
+"""Fine maps: Powder / Object / Error per pixel of the straightened bed, and the anomaly behind it.
+
+A 128 px tile is 40 mm of bed on a common camera: a 3 mm spot painted as a tile is a 40 mm square.
+The tile network still decides *what* a layer holds; two signals measured on real cameras decide
+*where* (shared/reference/finding-defects-notes.md):
+
+- texture: the network's blocks 2 and 3 run once over the whole layer (each pixel standardised over
+  its 128 px neighbourhood, as training patches were), CELL px a location, against a memory of the
+  build's first layers (nearest neighbour, PatchCore's idea). Spatter, holes, streaks stand out of
+  the powder they lie in.
+- change: the bed blurred and divided by its median, against the median of the build's last
+  CHANGE_WINDOW layers at the same place, in units of their spread. A part breaking through the
+  powder, a short feed, a part showing where powder should cover are dark and rough like texture
+  seen elsewhere, but new *at that place*.
+
+Each signal's threshold comes from the build's own first layers (leave-one-out: the largest score a
+learned layer gets against the others); a score of 1 is that threshold. Error is what either signal
+flags, plus the network's sure Error tiles unless both signals say their place looks as it did
+(the memory never hides what the network sees clearly). A place flagged is never learned.
+Object pixels are the network's Object tiles narrowed to what differs from the powder around it;
+on photos taken after recoating a flagged Object is Error (`photo`).
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slmcnn.constants import ERROR, OBJECT, POWDER
+from slmcnn.errors import SettingsError
+from slmcnn.labels import NOT_A_CLASS_PIXEL
+from slmcnn.regions import DefectRegion, find_regions
+
+log = logging.getLogger(__name__)
+
+CELL = 8  # px of the bed per texture location: block 3's stride
+LOCAL = 128  # px a pixel is standardised over (a training patch's side)
+MEMORY = 4096  # texture locations a build keeps (greedy coreset of its first layers)
+LEARN = 5  # first layers of a build that teach it
+CHANGE_WINDOW = 10  # last layers the change signal compares a layer with
+CHANGE_SIGMA = 3.0  # px of blur before comparing: grain is not change
+CHANGE_STEP = 4  # px per change location
+CHANGE_FLOOR = 0.02  # smallest per-place spread, as a share of the bed's brightness
+LEFT_OUT_QUANTILE = (
+    0.999  # a first layer's score: this quantile of its places against the others (a defect there is no norm)
+)
+MARGIN = 2.0  # thresholds sit this far above the median first layer's score
+SURE = 0.9  # a network Error tile this sure stays Error unless both signals say its place looks as before
+LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
+SALIENT = 4.0  # robust deviations from the local powder that make a pixel part of an Error or Object
+PHOTOS = ("auto", "recoated", "exposed")
+EXPOSED_OBJECT_SHARE = (
+    0.08  # auto: a build whose first layers show this share of Object tiles is photographed after exposure
+)
+
+
+@dataclass
+class FineMaps:
+    """One layer's fine maps: classes per pixel, the two anomaly signals (1 = threshold) per
+    location, the regions of Error, and the state of the build's memory when it was judged."""
+
+    classes: np.ndarray  # (H, W) uint8: 0 Powder, 1 Object, 2 Error (NOT_A_CLASS_PIXEL ignored)
+    texture: np.ndarray | None  # (H / CELL, W / CELL) float32, None while the build is learning
+    change: np.ndarray | None  # (H / CHANGE_STEP, W / CHANGE_STEP) float32, None while learning
+    regions: list[DefectRegion] = field(default_factory=list)
+    state: str = "learning"  # "learning" (one of the build's first layers) or "judged"
+    photo: str = "auto"  # the kind of photo the build's layers were taken as
+
+    @property
+    def anomaly(self) -> np.ndarray | None:
+        """The larger of the two signals per texture location (for pictures and the database)."""
+        if self.texture is None:
+            return None
+        change = cv2.resize(self.change, self.texture.shape[::-1], interpolation=cv2.INTER_AREA)
+        return np.maximum(self.texture, change)
+
+    def to_json(self) -> dict:
+        height, width = self.classes.shape
+        return {
+            "frame": "straightened bed",
+            "width": width,
+            "height": height,
+            "cell": CELL,
+            "state": self.state,
+            "photo": self.photo,
+            "texture_max": None if self.texture is None else round(float(self.texture.max()), 4),
+            "change_max": None if self.change is None else round(float(self.change.max()), 4),
+        }
+
+
+def standardised_locally(image: np.ndarray, side: int = LOCAL) -> np.ndarray:
+    """(H, W, 3) float32: each pixel minus the mean of its side x side neighbourhood, over its spread
+    there (the reference's per-patch standardisation, per pixel)."""
+    from slmcnn.preprocess import unit_scale
+
+    x = image.astype(np.float32) / unit_scale(image)
+    gray_mean = cv2.blur(x, (side, side), borderType=cv2.BORDER_REFLECT).mean(-1)
+    gray_square = cv2.blur(x * x, (side, side), borderType=cv2.BORDER_REFLECT).mean(-1)
+    spread = np.sqrt(np.maximum(gray_square - gray_mean**2, 0)).clip(min=1.0 / (side * side * 3) ** 0.5)
+    return (x - gray_mean[..., None]) / spread[..., None]
+
+
+class DenseTexture:
+    """The network's blocks 1-3 over a whole layer: (H/CELL, W/CELL, D) texture features."""
+
+    def __init__(self, model: torch.nn.Module, precision: str = "auto"):
+        from slmcnn.precision import bf16_supported
+
+        self.net = model.eval()
+        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_supported())
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(standardised_locally(image)).permute(2, 0, 1)[None]
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            mid = self.net.blocks(x, 0, 2)
+            deep = self.net.blocks(mid, 2, 3)
+        maps = torch.cat(
+            [F.avg_pool2d(mid.float(), 2, ceil_mode=True)[..., : deep.shape[2], : deep.shape[3]], deep.float()], 1
+        )
+        maps = F.avg_pool2d(maps, 3, 1, 1, count_include_pad=False)
+        return maps[0].permute(1, 2, 0).contiguous().numpy()
+
+
+class TextureMemory:
+    """What the build's sound places look like (PatchCore over texture locations): a location's
+    score is its distance to the nearest memory entry over the threshold."""
+
+    def __init__(self, layers: list[np.ndarray], keep: list[np.ndarray], size: int = MEMORY):
+        from slmcnn.profile.features import greedy_coreset
+
+        flat = [f.reshape(-1, f.shape[-1])[k.ravel()] for f, k in zip(layers, keep, strict=True)]
+        owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(flat)])
+        points = np.concatenate(flat)
+        self.mean = points.mean(0)
+        self.scale = points.std(0) + 1e-3 * float(points.std(0).mean()) + 1e-6
+        points = (points - self.mean) / self.scale
+        chosen = greedy_coreset(torch.from_numpy(np.ascontiguousarray(points, np.float32)), size).numpy()
+        self.memory, owner = np.ascontiguousarray(points[chosen], np.float32), owner[chosen]
+        left_out = []
+        for i, f in enumerate(layers):
+            others = self.memory[owner != i]
+            if len(others):
+                left_out.append(float(np.quantile(self._distance(f, others), LEFT_OUT_QUANTILE)))
+        self.left_out = left_out
+        self.threshold = MARGIN * float(np.median(left_out)) if left_out else float("inf")
+
+    def _distance(self, features: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        from slmcnn.profile.features import nearest_distance
+
+        h, w, d = features.shape
+        queries = np.ascontiguousarray(((features.reshape(-1, d) - self.mean) / self.scale), np.float32)
+        return nearest_distance(queries, memory).reshape(h, w)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return (self._distance(features, self.memory) / self.threshold).astype(np.float32)
+
+
+def change_image(image: np.ndarray) -> np.ndarray:
+    """The bed as the change signal compares it: gray, blurred, over its median, CHANGE_STEP px a place."""
+    gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
+    gray = cv2.GaussianBlur(gray, (0, 0), CHANGE_SIGMA)
+    gray /= max(float(np.median(gray)), 1e-3)
+    h, w = gray.shape
+    return cv2.resize(gray, (max(w // CHANGE_STEP, 1), max(h // CHANGE_STEP, 1)), interpolation=cv2.INTER_AREA)
+
+
+class ChangeMemory:
+    """The build's last layers at each place: a layer's score is its distance from their median in
+    units of their spread, over the threshold fitted on the first layers."""
+
+    def __init__(self):
+        self.layers: list[np.ndarray] = []
+        self.threshold = float("inf")
+
+    def raw(self, bed: np.ndarray, without: int | None = None) -> np.ndarray:
+        stack = np.stack([b for i, b in enumerate(self.layers) if i != without])
+        median = np.median(stack, 0)
+        spread = 1.4826 * np.median(np.abs(stack - median), 0)
+        return np.abs(bed - median) / np.maximum(spread, CHANGE_FLOOR)
+
+    def fit(self) -> None:
+        """Threshold: the largest left-out score of the layers held (each against the others)."""
+        if len(self.layers) < 3:
+            return
+        scores = [float(np.quantile(self.raw(b, without=i), LEFT_OUT_QUANTILE)) for i, b in enumerate(self.layers)]
+        self.left_out = scores
+        self.threshold = MARGIN * float(np.median(scores))
+
+    def score(self, bed: np.ndarray) -> np.ndarray:
+        return (self.raw(bed) / self.threshold).astype(np.float32)
+
+    def add(self, bed: np.ndarray, flagged: np.ndarray | None = None) -> None:
+        """Remember a layer; its flagged places keep the median they had (a defect never becomes normal)."""
+        if flagged is not None and flagged.any() and self.layers:
+            bed = np.where(flagged, np.median(np.stack(self.layers), 0), bed)
+        self.layers = [*self.layers, bed][-CHANGE_WINDOW:]
+
+
+def salient(image: np.ndarray, powder: np.ndarray) -> np.ndarray:
+    """(H, W) robust deviations of each pixel from the powder level around it: the level is the
+    blurred brightness of the `powder` pixels (the network's Powder tiles) nearby, so a large part
+    stands out of it as a whole, not only at its edges."""
+    gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
+    small = cv2.resize(cv2.GaussianBlur(gray, (0, 0), 1.5), None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(powder.astype(np.float32), small.shape[::-1], interpolation=cv2.INTER_AREA)
+    if weight.sum() < 0.05 * weight.size:  # hardly any powder: the layer's own median level
+        weight = np.ones_like(weight)
+    sigma = LOCAL / 16
+    level = cv2.GaussianBlur(small * weight, (0, 0), sigma) / (cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6)
+    deviation = small - level
+    noise = 1.4826 * float(np.median(np.abs(deviation[weight > 0.5] if (weight > 0.5).any() else deviation))) + 1e-3
+    return upsample(np.abs(deviation) / noise, gray.shape)
+
+
+def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return cv2.resize(cells, shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def tile_values(values: np.ndarray, grid, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32: each pixel the value of the last tile covering it (row-major `values`)."""
+    out = np.zeros(shape, np.float32)
+    for k, value in enumerate(values):
+        r, c = divmod(k, grid.shape[1])
+        out[int(grid.ys[r]) : int(grid.ys[r]) + grid.patch, int(grid.xs[c]) : int(grid.xs[c]) + grid.patch] = value
+    return out
+
+
+def tile_mask(tiles: np.ndarray, grid, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels of the tiles where `tiles` (row-major, per tile) is True."""
+    out = np.zeros(shape, bool)
+    for k in np.flatnonzero(tiles):
+        r, c = divmod(int(k), grid.shape[1])
+        y, x = int(grid.ys[r]), int(grid.xs[c])
+        out[y : y + grid.patch, x : x + grid.patch] = True
+    return out
+
+
+class FineMapper:
+    """Fine maps of one build's layers, in layer order; `new_build` starts the next build."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        learn: int = LEARN,
+        photo: str = "auto",
+        recoater: str = "vertical",
+        mm_per_pixel: float | None = None,
+        precision: str = "auto",
+    ):
+        if photo not in PHOTOS:
+            raise SettingsError(f"`photo` must be one of {', '.join(PHOTOS)} (got {photo!r})")
+        if not isinstance(learn, int) or isinstance(learn, bool) or learn < 3:
+            raise SettingsError(f"the fine maps learn from at least 3 first layers of a build (got {learn!r})")
+        self.texture_net = DenseTexture(model, precision)
+        self.learn, self.photo_setting, self.recoater, self.mm_per_pixel = learn, photo, recoater, mm_per_pixel
+        self.new_build()
+
+    def new_build(self) -> None:
+        self.seen = 0
+        self.first: list[tuple[np.ndarray, np.ndarray, float]] = []  # features, learnable cells, Object share
+        self.texture: TextureMemory | None = None
+        self.change = ChangeMemory()
+        self.photo = self.photo_setting
+
+    def __call__(self, result) -> FineMaps:
+        """The fine maps of a classified layer (predict.LayerResult: image, grid, probabilities)."""
+        image, grid = result.image, result.grid
+        shape = image.shape[:2]
+        probabilities = result.probabilities
+        network = probabilities.argmax(1)
+        ignored = np.zeros(len(network), bool) if result.ignored is None else result.ignored
+        features = self.texture_net(image)
+        bed = change_image(image)
+        sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
+        self.seen += 1
+        if self.texture is None:
+            maps = self._learning(result, features, bed, sure_tiles)
+        else:
+            maps = self._judged(result, features, bed, sure_tiles)
+        if result.class_map is not None:
+            maps.classes[result.class_map == NOT_A_CLASS_PIXEL] = NOT_A_CLASS_PIXEL
+        if maps.texture is None:
+            score = tile_values(probabilities[:, ERROR], grid, shape)
+        else:
+            score = np.maximum(upsample(maps.texture, shape), upsample(maps.change, shape))
+        error = maps.classes == ERROR
+        objects = tile_mask(network == OBJECT, grid, shape)
+        maps.regions, kept = find_regions(
+            error, image, score, objects, maps.photo == "recoated", self.recoater, self.mm_per_pixel
+        )
+        maps.classes[error & ~kept] = np.where(objects, OBJECT, POWDER)[error & ~kept]
+        return maps
+
+    def _learning(self, result, features, bed, sure_tiles) -> FineMaps:
+        """One of the build's first layers: judged by the network alone, localised; its sound places learned."""
+        classes = self._network_classes(result, sure_tiles | (result.probabilities.argmax(1) == ERROR))
+        error_cells = cv2.resize(
+            (classes == ERROR).astype(np.uint8), features.shape[1::-1], interpolation=cv2.INTER_AREA
+        )
+        tiles = result.probabilities.argmax(1)
+        error_tiles = cv2.resize(
+            tile_mask(tiles == ERROR, result.grid, classes.shape).astype(np.uint8),
+            features.shape[1::-1],
+            interpolation=cv2.INTER_NEAREST,
+        )
+        keep = (error_cells == 0) & (error_tiles == 0)
+        object_share = float(np.mean(tiles == OBJECT))
+        self.first.append((features, keep, object_share))
+        self.change.add(bed, cv2.resize((classes == ERROR).astype(np.uint8), bed.shape[::-1]) > 0)
+        if len(self.first) >= self.learn:
+            self._fit()
+        return FineMaps(classes, None, None, state="learning", photo=self.photo)
+
+    def _fit(self) -> None:
+        features, keep, shares = zip(*self.first, strict=True)
+        self.texture = TextureMemory(list(features), list(keep))
+        self.change.fit()
+        if self.photo == "auto":
+            self.photo = "exposed" if float(np.median(shares)) >= EXPOSED_OBJECT_SHARE else "recoated"
+        log.info(
+            "fine maps learned from %d first layers: texture threshold %.3g, change threshold %.3g, photos taken %s",
+            len(self.first), self.texture.threshold, self.change.threshold, self.photo,
+        )  # fmt: skip
+        self.first = []
+
+    def _judged(self, result, features, bed, sure_tiles) -> FineMaps:
+        shape = result.image.shape[:2]
+        texture = self.texture.score(features)
+        change = self.change.score(bed)
+        signal = np.maximum(upsample(texture, shape), upsample(change, shape))
+        tiles = result.probabilities.argmax(1)
+        # the network's Error stays where its place does not look as before; a sure one stays
+        # unless both signals say the whole tile does
+        for k in np.flatnonzero(sure_tiles):
+            r, c = divmod(int(k), result.grid.shape[1])
+            y, x, p = int(result.grid.ys[r]), int(result.grid.xs[c]), result.grid.patch
+            sure_tiles[k] = signal[y : y + p, x : x + p].max() >= LOOKS_SAME
+        error_tiles = sure_tiles | ((tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE))
+        classes = self._network_classes(result, error_tiles, signal >= LOOKS_SAME)
+        flagged = signal > 1.0
+        if self.photo == "exposed":  # parts are normal after exposure: a part's place is Error by texture only
+            part = tile_mask(tiles == OBJECT, result.grid, shape) & ~(upsample(texture, shape) > 1.0)
+            flagged &= ~part
+        classes[flagged] = ERROR
+        error = classes == ERROR
+        self.change.add(bed, cv2.resize(error.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0)
+        return FineMaps(classes, texture, change, state="judged", photo=self.photo)
+
+    def _network_classes(self, result, error_tiles: np.ndarray, notable: np.ndarray | None = None) -> np.ndarray:
+        """Pixels of the network's tiles narrowed to what stands out of the powder: Object within
+        Object tiles, Error within `error_tiles` where it stands out or is `notable` (all of a tile
+        where nothing in it does, its most deviating pixels)."""
+        image, grid = result.image, result.grid
+        shape = image.shape[:2]
+        tiles = result.probabilities.argmax(1)
+        deviation = salient(image, tile_mask(tiles == POWDER, grid, shape))
+        standing = deviation > SALIENT
+        standing = cv2.morphologyEx(standing.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+        classes = np.full(shape, POWDER, np.uint8)
+        objects = tile_mask(tiles == OBJECT, grid, shape)
+        classes[objects & standing] = OBJECT
+        if notable is not None:
+            standing = standing | notable
+        for k in np.flatnonzero(error_tiles):
+            r, c = divmod(int(k), grid.shape[1])
+            y, x, p = int(grid.ys[r]), int(grid.xs[c]), grid.patch
+            inside = standing[y : y + p, x : x + p]
+            if not inside.any():  # nothing stands out: the tile's most deviating pixels
+                tile = deviation[y : y + p, x : x + p]
+                inside = tile >= 0.5 * float(tile.max())
+            classes[y : y + p, x : x + p][inside] = ERROR
+        return classes

@@ -1,0 +1,132 @@
+"""Regions of Error in a fine map, each with its box, size, score and a defect type named from its
+geometry, position and look (defect_types.DEFECT_TYPES):
+
+- streak: at least ELONGATED times longer along the recoater's travel than across, and LONG px long;
+- hopping: the same across the travel;
+- super_elevation: on a part's place (the network's Object tiles) in a photo taken after recoating,
+  or darker and rougher than the powder there while the part is under it;
+- short_feed: broad (BROAD px both ways) and large (SHORT_FEED_SHARE of the bed);
+- spatter: small (SPOT px at most) and brighter than the powder around it, or several small spots;
+- hole: compact and darker than the powder around it;
+- other: anything else.
+Fragments closer than JOIN px are one region; specks under MIN_AREA px are no region.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_AREA = 64  # px: a region smaller than this is noise (a 3 mm spot on a 300 mm bed is ~60 px at 768 px)
+JOIN = 5  # px: fragments this close are one region
+ELONGATED = 4.0
+LONG = 48  # px
+BROAD = 64  # px
+SHORT_FEED_SHARE = 0.02
+SPOT = 400  # px
+RING = 9  # px around a region that tell the powder's level there
+
+
+@dataclass
+class DefectRegion:
+    """One connected region of Error: box in pixels of the map's frame (x0, y0, x1, y1; x1, y1
+    exclusive), area in px, type, score (1 = the threshold of the signal that found it), and the
+    box and area in mm where the bed's size is known."""
+
+    box: tuple[int, int, int, int]
+    area: int
+    type: str
+    score: float
+    contrast: float  # mean brightness inside over the ring around it, minus 1
+    box_mm: tuple[float, float, float, float] | None = None
+    area_mm2: float | None = None
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    def describe(self) -> str:
+        """'streak 4 x 120 mm at (52, 10) mm' or the same in px where mm are not known."""
+        if self.box_mm is not None:
+            x0, y0, x1, y1 = self.box_mm
+            return f"{self.type.replace('_', ' ')} {x1 - x0:.0f} x {y1 - y0:.0f} mm at ({x0:.0f}, {y0:.0f}) mm"
+        x0, y0, x1, y1 = self.box
+        return f"{self.type.replace('_', ' ')} {x1 - x0} x {y1 - y0} px at ({x0}, {y0}) px"
+
+    def to_json(self) -> dict:
+        doc = {"box": list(self.box), "area": self.area, "type": self.type, "score": round(self.score, 4)}
+        doc["contrast"] = round(self.contrast, 4)
+        if self.box_mm is not None:
+            doc["box_mm"] = [round(v, 2) for v in self.box_mm]
+            doc["area_mm2"] = round(self.area_mm2, 2)
+        return doc
+
+
+def name_type(
+    width: int,
+    height: int,
+    area: int,
+    contrast: float,
+    on_part: bool,
+    recoated: bool,
+    bed_area: int,
+    recoater: str = "vertical",
+) -> str:
+    """The defect type of a region from its box, area, contrast, place and the kind of photo."""
+    along, across = (height, width) if recoater == "vertical" else (width, height)
+    if along >= ELONGATED * across and along >= LONG:
+        return "streak"
+    if across >= ELONGATED * along and across >= LONG:
+        return "hopping"
+    if on_part and (recoated or contrast < 0):
+        return "super_elevation"
+    if min(width, height) >= BROAD and area >= SHORT_FEED_SHARE * bed_area:
+        return "short_feed"
+    if area <= SPOT and contrast > 0:
+        return "spatter"
+    if max(width, height) <= ELONGATED * min(width, height) and contrast < 0:
+        return "hole"
+    if area <= SPOT:
+        return "spatter"
+    return "other"
+
+
+def find_regions(
+    error: np.ndarray,
+    image: np.ndarray,
+    score: np.ndarray,
+    objects: np.ndarray | None = None,
+    recoated: bool = False,
+    recoater: str = "vertical",
+    mm_per_pixel: float | None = None,
+) -> tuple[list["DefectRegion"], np.ndarray]:
+    """The regions of an (H, W) Error mask, largest score first, and the mask without specks.
+    `score` is (H, W) (1 = threshold), `objects` the (H, W) places of the network's parts."""
+    gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
+    joined = cv2.morphologyEx(error.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((JOIN, JOIN), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    kept = np.zeros(error.shape, bool)
+    regions = []
+    ring_kernel = np.ones((2 * RING + 1, 2 * RING + 1), np.uint8)
+    for k in range(1, count):
+        x, y, w, h, _ = (int(v) for v in stats[k])
+        window = (slice(max(y - RING, 0), y + h + RING), slice(max(x - RING, 0), x + w + RING))
+        inside = (labels[window] == k) & error[window]
+        area = int(inside.sum())
+        if area < MIN_AREA:
+            continue
+        kept[window] |= inside
+        ring = (cv2.dilate(inside.astype(np.uint8), ring_kernel) > 0) & ~(labels[window] == k)
+        level = float(gray[window][ring].mean()) if ring.any() else float(gray[window][inside].mean())
+        contrast = float(gray[window][inside].mean()) / max(level, 1e-3) - 1.0
+        on_part = objects is not None and float(objects[window][inside].mean()) >= 0.5
+        kind = name_type(w, h, area, contrast, on_part, recoated, error.size, recoater)
+        box = (x, y, x + w, y + h)
+        region = DefectRegion(box, area, kind, float(score[window][inside].max()), contrast)
+        if mm_per_pixel:
+            region.box_mm = tuple(v * mm_per_pixel for v in box)
+            region.area_mm2 = area * mm_per_pixel**2
+        regions.append(region)
+    regions.sort(key=lambda r: (r.score, r.area), reverse=True)
+    return regions, kept
