@@ -89,8 +89,8 @@ def layer_pipeline(job: ArchiveJob, files: RunFiles | None, backend: str | None 
     options = RunOptions(
         patch=job.patch or model.info.patch, stride=job.stride, workers=job.workers, camera=engine.calibration,
         truth=Path(job.truth) if job.truth else None, explain=job.explain, explain_steps=job.explain_steps,
-        model_name=model.source.name, max_megapixels=job.max_megapixels,
-    )  # fmt: skip
+        model_name=model.source.name, max_megapixels=job.max_megapixels, maps="tiles",
+    )  # fmt: skip  # fine maps learn each build layer after layer; a Ray worker sees layers alone
     return LayerPipeline(engine.backend, options, files, model)
 
 

@@ -92,11 +92,23 @@ def cmd_predict_layer(args) -> int:
             f, score = outcome.result.fractions, outcome.score
             bar.console.print(
                 f"{escape(storable(str(outcome.path)))}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  error {f['Error']:.3f}  "
-                f"{outcome.result.seconds:.2f}s" + (f"  tile acc {score.tile_accuracy:.3f}" if score else "")
+                f"{outcome.result.seconds:.2f}s"
+                + (f"  tile acc {score.tile_accuracy:.3f}" if score else "")
+                + _graded(outcome.result)
             )
     skipped = f"; skipped {failures} unreadable" if failures else ""
     print(f"wrote {len(paths) - failures} layer(s) to {args.out}{skipped}")
     return 1 if failures else 0
+
+
+def _graded(result) -> str:
+    """'  critical: streak 3 x 120 mm at (40, 0) mm' for a terminal line ('' for ok layers)."""
+    grade = result.grade
+    if grade is None or grade.grade == "ok":
+        return ""
+    named = f": {grade.defects[0].describe()}" if grade.defects else ""
+    more = f" (+{len(grade.defects) - 1})" if len(grade.defects) > 1 else ""
+    return f"  {grade.grade}{named}{more}"
 
 
 def _predict_on_ray(args, paths: list[Path]) -> int:
@@ -105,6 +117,8 @@ def _predict_on_ray(args, paths: list[Path]) -> int:
         raise SlmcnnError("`html` is written by predict-layer without `ray` only")
     if args.adapt:
         raise SlmcnnError("`adapt` learns each build layer after layer; with `ray` every layer is judged alone")
+    if args.maps == "fine":
+        print("note: with --ray every layer is judged alone, on the tile grid (--map tiles)", flush=True)
 
     def show(row: dict) -> None:
         if row["error"] is not None:

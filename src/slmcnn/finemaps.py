@@ -40,6 +40,7 @@ CELL = 8  # px of the bed per texture location: block 3's stride
 LOCAL = 128  # px a pixel is standardised over (a training patch's side)
 MEMORY = 4096  # texture locations a build keeps (greedy coreset of its first layers)
 LEARN = 5  # first layers of a build that teach it
+MIN_LEARNED = 256  # sound texture locations the first layers must hold (else the next layers teach too)
 CHANGE_WINDOW = 10  # last layers the change signal compares a layer with
 CHANGE_SIGMA = 3.0  # px of blur before comparing: grain is not change
 CHANGE_STEP = 4  # px per change location
@@ -312,7 +313,8 @@ class FineMapper:
         object_share = float(np.mean(tiles == OBJECT))
         self.first.append((features, keep, object_share))
         self.change.add(bed, cv2.resize((classes == ERROR).astype(np.uint8), bed.shape[::-1]) > 0)
-        if len(self.first) >= self.learn:
+        self.first = self.first[-self.learn :]
+        if len(self.first) >= self.learn and sum(int(k.sum()) for _, k, _ in self.first) >= MIN_LEARNED:
             self._fit()
         return FineMaps(classes, None, None, state="learning", photo=self.photo)
 
@@ -354,10 +356,11 @@ class FineMapper:
     def _network_classes(self, result, error_tiles: np.ndarray, notable: np.ndarray | None = None) -> np.ndarray:
         """Pixels of the network's tiles narrowed to what stands out of the powder: Object within
         Object tiles, Error within `error_tiles` where it stands out or is `notable` (all of a tile
-        where nothing in it does, its most deviating pixels)."""
+        the network is sure of where nothing in it does: the memory never hides that)."""
         image, grid = result.image, result.grid
         shape = image.shape[:2]
         tiles = result.probabilities.argmax(1)
+        sure = result.probabilities[:, ERROR] >= SURE
         deviation = salient(image, tile_mask(tiles == POWDER, grid, shape))
         standing = deviation > SALIENT
         standing = cv2.morphologyEx(standing.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
@@ -370,8 +373,7 @@ class FineMapper:
             r, c = divmod(int(k), grid.shape[1])
             y, x, p = int(grid.ys[r]), int(grid.xs[c]), grid.patch
             inside = standing[y : y + p, x : x + p]
-            if not inside.any():  # nothing stands out: the tile's most deviating pixels
-                tile = deviation[y : y + p, x : x + p]
-                inside = tile >= 0.5 * float(tile.max())
+            if not inside.any() and sure[k]:  # the network is sure of what nothing here shows: all of it
+                inside = slice(None)
             classes[y : y + p, x : x + p][inside] = ERROR
         return classes

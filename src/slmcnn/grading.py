@@ -202,10 +202,8 @@ def grade_layer(
 
 def fine_tiles(result) -> tuple[np.ndarray, np.ndarray]:
     """The tile classes (rows, cols) and Error probabilities grading reads from a fine map: a tile
-    is Error when it holds a region's Error pixels (at least MIN_AREA of them), sure when a signal
-    found that region (score 1 or more) or the network is sure of it."""
-    from slmcnn.regions import MIN_AREA
-
+    is Error when it holds Error pixels (of a region: specks under regions.MIN_AREA are gone from the
+    map), sure when a signal found that region (score 1 or more) or the network is sure of it."""
     grid, fine = result.grid, result.fine
     classes = result.tile_classes.copy()
     p_error = result.probabilities[:, ERROR].astype(np.float32).reshape(grid.shape).copy()
@@ -220,9 +218,9 @@ def fine_tiles(result) -> tuple[np.ndarray, np.ndarray]:
             if classes[r, c] < 0:
                 continue
             window = (slice(int(y), int(y) + grid.patch), slice(int(x), int(x) + grid.patch))
-            if np.count_nonzero(error[window]) >= MIN_AREA:
+            if error[window].any():
                 classes[r, c] = ERROR
-                if np.count_nonzero(found[window]) >= MIN_AREA:
+                if found[window].any():
                     p_error[r, c] = 1.0
             elif classes[r, c] == ERROR:
                 classes[r, c] = int(np.argmax(result.probabilities[r * grid.shape[1] + c, :ERROR]))

@@ -15,6 +15,11 @@ CAMERA = [
     ("--adapt", dict(type=int, metavar="N", help="learn the first N layers of each build into a build memory on top of the camera profile, and judge later layers against camera + build; the memory keeps learning sound tiles, never one judged Error, and a first-layer tile the profile calls clearly anomalous is not learned but reported (default 5 with a camera profile; 0: off; without --camera at least 4, the build memory alone). The first N layers are judged by the profile alone (without one, the network alone); a build is one input folder (monitor: as it tells builds apart)")),
     ("--error-threshold", dict(type=float, metavar="T", help="sensitivity: a tile is anomalous when its distance is over T times its threshold (default: the camera's, 1.0 unless `calibrate --error-threshold` stored another; at 1.0 a profile expects about 1 false Error tile per 100 sound layers of the camera it learned, and calibrate prints the rate at 0.8, 1.0, 1.25 and 1.5). Above 1: fewer false alarms, more misses; needs a camera profile or --adapt")),
 ]
+MAPS = [
+    ("--map", dict(dest="maps", default="fine", choices=["fine", "tiles"], help="fine: Powder/Object/Error per pixel, Error regions with their type, learned from each build's first layers (default); tiles: the reference's 128 px tile grid")),
+    ("--photo", dict(default="auto", choices=["auto", "recoated", "exposed"], help="when the camera takes each layer: after recoating (a part showing through the powder is a defect), after exposure (parts are normal), or auto: learned from each build's first layers")),
+    ("--learn", dict(type=int, default=5, metavar="N", help="first layers of each build the fine maps learn from (default 5)")),
+]
 MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
 FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
 OPTIONS = {
@@ -73,7 +78,7 @@ OPTIONS = {
         ("--truth", dict(help="folder of label masks (as slmcnn synth writes) to score each layer")), ("--html", dict(action="store_true", help="also write DIR/index.html: each layer beside its overlay")),
         ("--write", dict(default="overlay,classes,json", type=lambda kinds: [*kinds.split(","), "attribution"], help="files per layer, any of overlay,classes,json (default: all three; summary.csv always); what is not asked for is not computed")),
         ("--explain", dict(action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")),
-        ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *LIMITS,
+        ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *MAPS, *LIMITS,
         ("--ray", dict(nargs="?", const="", metavar="ADDRESS", help="classify on a Ray cluster (pip install 'slmcnn[ray]'): the running cluster at ADDRESS (host:6379, ray://host:10001 or auto), or without one a local cluster started on loopback. Each worker loads the model once and writes the same files per layer; summary.csv and layers.parquet get one row per layer (fractions, tile classes, probabilities). Photos and --out must be at the same paths on every node. A camera profile judges each layer alone (no --adapt); no --html. Give --ray after the inputs, or as --ray=ADDRESS")),
         ("--ray-workers", dict(type=int, metavar="N", help="with --ray: N workers of one CPU each (default: one per CPU of the cluster)")),
     ],
@@ -121,7 +126,7 @@ OPTIONS = {
         ("--on-alert", dict(help="shell command run once per minor or critical layer (not for a lone minor tile), a few at once; fields in SLMCNN_ALERT_* variables: GRADE, LAYER, FILE, BUILD, MACHINE, OVERLAY, REGIONS (JSON tile boxes), MESSAGE, ID; a failing command is tried again with backoff")),
         ("--alert-workers", dict(type=int, default=4, help="--on-alert commands running at once (a critical layer's starts at once even when all are busy)")),
         ("--on-alert-timeout", dict(type=float, default=10.0, help="seconds an --on-alert command may run")),
-        ("--exit-when-idle", dict(type=float, help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA, *LIMITS,
+        ("--exit-when-idle", dict(type=float, help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA, *MAPS, *LIMITS,
     ],
     "report": [
         ("db", dict(help="the monitor's database (SQLite file or URL)")), ("--out", dict(default="report.html")), *FORCE,

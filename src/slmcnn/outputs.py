@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from slmcnn.predict import LayerOutcome, LayerResult
 
 FILE_KINDS = ("overlay", "classes", "json", "attribution")
-SUMMARY_FIELDS = ["image", "width", "height", "tiles", *(f"{c.lower()}_fraction" for c in CLASSES), "seconds"]
+SUMMARY_FIELDS = [
+    "image", "width", "height", "tiles", *(f"{c.lower()}_fraction" for c in CLASSES), "seconds", "grade", "regions", "defect",
+]  # fmt: skip
 SCORE_FIELDS = ["tile_accuracy", "error_f1", "error_iou"]
 
 
@@ -137,6 +139,9 @@ class SummaryWriter:
             "seconds": round(result.seconds, 4),
             **{f"{c.lower()}_fraction": round(f, 5) for c, f in result.fractions.items()},
         }
+        if result.grade is not None:
+            defects = result.grade.defects
+            row.update(grade=result.grade.grade, regions=len(defects), defect=defects[0].describe() if defects else "")
         if score is not None:
             row.update(
                 tile_accuracy=score.tile_accuracy,

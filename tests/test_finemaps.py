@@ -1,0 +1,139 @@
+"""Fine maps: Error placed at pixel level by the build's own memory, regions named by type, the
+output contract (classes.png per pixel, JSON map and regions, summary.csv grade)."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+from tests.conftest import run_cli
+
+from slmcnn.constants import ERROR
+from slmcnn.defect_types import DEFECT_TYPES
+from slmcnn.errors import SettingsError
+from slmcnn.finemaps import FineMapper
+from slmcnn.pipeline import LayerPipeline, RunOptions
+from slmcnn.regions import MIN_AREA, find_regions, name_type
+
+BED = 768 * 768
+
+
+@pytest.mark.parametrize(
+    ("box", "area", "contrast", "on_part", "recoated", "expected"),
+    [
+        ((6, 300), 1500, -0.2, False, False, "streak"),
+        ((300, 6), 1500, -0.2, False, False, "hopping"),
+        ((200, 180), 30000, -0.3, False, False, "short_feed"),
+        ((40, 40), 1200, -0.3, True, True, "super_elevation"),
+        ((40, 40), 1200, 0.2, True, False, "other"),
+        ((12, 14), 150, 0.4, False, False, "spatter"),
+        ((30, 26), 600, -0.4, False, False, "hole"),
+        ((120, 60), 5000, 0.3, False, False, "other"),
+    ],
+)
+def test_a_region_is_named_from_its_shape_place_and_look(box, area, contrast, on_part, recoated, expected):
+    assert name_type(*box, area, contrast, on_part, recoated, BED) == expected
+    assert expected in DEFECT_TYPES
+
+
+def test_a_streak_runs_along_the_recoater_whichever_way_it_travels():
+    assert name_type(300, 6, 1500, -0.2, False, False, BED, recoater="horizontal") == "streak"
+    assert name_type(6, 300, 1500, -0.2, False, False, BED, recoater="horizontal") == "hopping"
+
+
+def test_regions_have_boxes_mm_and_drop_specks():
+    image = np.full((256, 256, 3), 180, np.uint8)
+    error = np.zeros((256, 256), bool)
+    error[20:220, 100:104] = True  # a thin line down the bed
+    error[150:153, 10:13] = True  # a speck under MIN_AREA
+    image[error] = 90
+    regions, kept = find_regions(error, image, error.astype(np.float32) * 2, mm_per_pixel=0.5)
+    assert [r.type for r in regions] == ["streak"] and regions[0].box == (100, 20, 104, 220)
+    assert regions[0].box_mm == (50.0, 10.0, 52.0, 110.0) and regions[0].area == 800
+    assert regions[0].contrast < 0 and regions[0].score == 2.0
+    assert kept.sum() == 800 and not kept[150:153, 10:13].any() and 9 < MIN_AREA
+    assert "streak 2 x 100 mm at (50, 10) mm" == regions[0].describe()
+
+
+def _bed(rng, size=384):
+    """A sound powder layer: even level, fine grain."""
+    grain = cv2.GaussianBlur(rng.normal(0, 6, (size, size)).astype(np.float32), (0, 0), 0.8)
+    return np.repeat(np.clip(170 + grain, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_a_small_spot_is_painted_where_it_is_not_as_a_tile(shipped_model):
+    """After the build's first layers a 10 px dark spot is Error near it and nowhere much else:
+    the fine map paints a few hundred pixels, a 128 px tile would paint 16,384."""
+    rng = np.random.default_rng(0)
+    pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=4), model=shipped_model)
+    layers = [(f"b/{i:03d}.png", _bed(rng)) for i in range(6)]
+    spot = _bed(rng)
+    cv2.circle(spot, (200, 150), 5, (40, 40, 40), -1)
+    outcomes = list(pipeline.run([*layers, ("b/006.png", spot)]))
+    states = [o.result.fine.state for o in outcomes]
+    assert states == ["learning"] * 4 + ["judged"] * 3
+    sound = outcomes[4].result
+    assert (sound.class_map == ERROR).mean() < 0.01 and sound.grade.grade == "ok"
+    result = outcomes[-1].result
+    error = result.class_map == ERROR
+    ys, xs = np.nonzero(error)
+    assert len(ys) and np.hypot(ys - 150, xs - 200).max() < 40, "Error is where the spot is"
+    assert error.sum() < 0.25 * 128 * 128
+    assert result.fine.regions and result.grade.grade != "ok" and result.grade.defects
+
+
+class _TorchLike:
+    """The plain torch backend of a model (kept small: the shipped network's tiles)."""
+
+    def __init__(self, model):
+        from slmcnn.backends import create_backend
+
+        self.inner = create_backend(model, "torch")
+        self.model = self.inner.model
+
+    def probabilities(self, patches):
+        return self.inner.probabilities(patches)
+
+
+def test_the_fine_maps_start_again_with_each_build(shipped_model):
+    rng = np.random.default_rng(1)
+    pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=3), model=shipped_model)
+    first = [(f"one/{i}.png", _bed(rng)) for i in range(4)] + [(f"two/{i}.png", _bed(rng)) for i in range(4)]
+    states = [o.result.fine.state for o in pipeline.run(first)]
+    assert states == ["learning"] * 3 + ["judged"] + ["learning"] * 3 + ["judged"]
+
+
+def test_bad_fine_map_settings_are_one_clear_error():
+    with pytest.raises(SettingsError, match="maps"):
+        RunOptions(maps="pixels")
+    with pytest.raises(SettingsError, match="photo"):
+        RunOptions(photo="later")
+    with pytest.raises(SettingsError, match="learn"):
+        RunOptions(learn=1)
+    with pytest.raises(SettingsError, match="3 first layers"):
+        FineMapper(object(), learn=2)
+
+
+def test_predict_layer_writes_fine_maps_regions_and_the_grade(tiny_build, tmp_path):
+    layers = sorted((tiny_build / "layers").glob("*.png"))[:6]
+    done = run_cli("predict-layer", *layers, "--out", tmp_path / "out", "--backend", "torch", "--learn", "3")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((tmp_path / "out" / "00006.json").read_text())
+    assert (
+        doc["map"]["width"] == 384
+        and doc["map"]["state"] == "judged"
+        and doc["grade"]["grade"] in ("ok", "minor", "critical")
+    )
+    for region in doc["regions"]:
+        assert region["type"] in DEFECT_TYPES and len(region["box"]) == 4 and region["area"] >= MIN_AREA
+    classes = cv2.imread(str(tmp_path / "out" / "00006.classes.png"), cv2.IMREAD_GRAYSCALE)
+    assert classes.shape == (384, 384) and set(np.unique(classes)) <= {0, 1, 2}
+    assert int((classes == 2).sum()) == round(doc["fractions"]["Error"] * classes.size)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    assert [r["grade"] for r in rows] == [
+        json.loads((tmp_path / "out" / f"{p.stem}.json").read_text())["grade"]["grade"] for p in layers
+    ]
+    tiles = run_cli("predict-layer", layers[0], "--out", tmp_path / "tiles", "--backend", "torch", "--map", "tiles")
+    assert tiles.returncode == 0, tiles.stderr
+    assert "map" not in json.loads((tmp_path / "tiles" / "00001.json").read_text())
