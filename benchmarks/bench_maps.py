@@ -133,7 +133,7 @@ def synthetic(model, builds: int, layers: int, learn: int, folder: Path) -> dict
         generate_build(settings, out)
         paths = sorted((out / "layers").glob("*.png"))
         fine, tiles = tallies[photo]
-        options = RunOptions(workers=1, learn=learn)
+        options = RunOptions(workers=1, learn=learn, photo=photo)  # as the camera is set up
         for outcome in run_layers(paths, _backend(model), options, model=model):
             result = outcome.result
             seconds.append(result.seconds)

@@ -107,17 +107,19 @@ def evaluate(good: list, bad: dict, score) -> dict:
 
 SHIPPED = f"tile-knn, confirm {CONFIRM} (shipped)"
 VARIANTS = {  # name: (locations per tile side, confirm, object_error, neighbour rules (an Error beside a
-    # sure one kept, powder beside a part not raised), anomaly-only Errors against the layer's own level)
-    "patch-knn": (4, 1.0, 1.01, False, False),
-    SHIPPED: (1, CONFIRM, 1.01, True, True),
-    f"tile-knn, confirm {CONFIRM}, no layer level": (1, CONFIRM, 1.01, True, False),
-    f"tile-knn, confirm {CONFIRM}, powder beside parts raised too": (1, CONFIRM, 1.01, "surroundings", True),
-    f"tile-knn, confirm {CONFIRM}, no neighbour rules": (1, CONFIRM, 1.01, False, True),
-    f"tile-knn, confirm {CONFIRM} alone (no neighbour rules, no layer level)": (1, CONFIRM, 1.01, False, False),
-    "tile-knn, confirm 1.0 (v3)": (1, 1.0, 1.01, False, False),
-    "tile-knn, network Error never vetoed": (1, 0.0, 1.01, False, False),
-    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3, False, False),
-    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2, False, False),
+    # sure one kept, powder beside a part not raised), anomaly-only Errors against the layer's own level,
+    # the network's sure Error kept where its place looked otherwise on the good layers (`seen`))
+    "patch-knn": (4, 1.0, 1.01, False, False, False),
+    SHIPPED: (1, CONFIRM, 1.01, True, True, True),
+    f"tile-knn, confirm {CONFIRM}, no sure-Error rule": (1, CONFIRM, 1.01, True, True, False),
+    f"tile-knn, confirm {CONFIRM}, no layer level": (1, CONFIRM, 1.01, True, False, True),
+    f"tile-knn, confirm {CONFIRM}, powder beside parts raised too": (1, CONFIRM, 1.01, "surroundings", True, True),
+    f"tile-knn, confirm {CONFIRM}, no neighbour rules": (1, CONFIRM, 1.01, False, True, True),
+    f"tile-knn, confirm {CONFIRM} alone (no neighbour rules, no layer level)": (1, CONFIRM, 1.01, False, False, False),
+    "tile-knn, confirm 1.0 (v3)": (1, 1.0, 1.01, False, False, False),
+    "tile-knn, network Error never vetoed": (1, 0.0, 1.01, False, False, False),
+    "tile-knn, anomalous Object with P(Error) >= 0.3 is Error": (1, 1.0, 0.3, False, False, False),
+    "tile-knn, anomalous Object with P(Error) >= 0.2 is Error": (1, 1.0, 0.2, False, False, False),
 }
 
 
@@ -135,12 +137,14 @@ def pooled(features: np.ndarray, grid: int) -> np.ndarray:
 
 
 def decided(profiles: dict, name: str, probs: np.ndarray, feats: np.ndarray):
-    grid, confirm, object_error, neighbours, level = VARIANTS[name]
+    grid, confirm, object_error, neighbours, level, sure = VARIANTS[name]
     profile = profiles[grid]
     anomaly = profile.score_features(probs, pooled(feats, grid)).anomaly
     grid_shape = profile.grid_shape if neighbours else None
     typical = profile.typical if level else None
-    return decide(probs, anomaly, confirm, object_error, grid_shape, typical, neighbours == "surroundings"), anomaly
+    seen = profile.seen if sure else 1.0
+    surroundings = neighbours == "surroundings"
+    return decide(probs, anomaly, confirm, object_error, grid_shape, typical, surroundings, seen), anomaly
 
 
 def random_draws(model, good: list, bad: dict, grid_shape, precision: str, frames: int, draws: int, seed: int) -> list:

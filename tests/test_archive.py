@@ -22,7 +22,7 @@ def test_two_ray_workers_give_the_local_results_tile_for_tile(tiny_build, tiny_m
     import pyarrow.parquet as pq
 
     args = (tiny_build / "layers", "--model", tiny_model_file, "--truth", tiny_build / "masks", *SETTINGS)
-    local = run_cli("predict-layer", *args, "--out", tmp_path / "local")
+    local = run_cli("predict-layer", *args, "--out", tmp_path / "local", "--map", "tiles")
     assert local.returncode == 0, local.stderr
     ray = run_cli("predict-layer", *args, "--out", tmp_path / "ray", "--ray", "--ray-workers", "2")
     assert ray.returncode == 0, ray.stderr

@@ -9,13 +9,18 @@ against camera + build:
 
 - The first layers are judged by the camera profile alone (without one, by the network alone) and
   reported as `learning`. A tile of them that the camera profile calls clearly anomalous (anomaly
-  over CLEAR times its layer's level) is not learned, and neither is one that stands out of the
-  build's other first layers (left-out score over OUTLIER_MADS robust deviations above theirs) or a
-  whole layer unlike the others (a covered lens): a defect present from the first layers must not
-  become normal. Each such tile is reported (`not_learned`, and the log).
+  over CLEAR times its layer's level) is not learned, nor one that stays a sure Error of the
+  network (`profile.decision.SURE`: the camera's good layers did not look so at its place, or
+  there is no camera), nor one that stands out of the build's other first layers (left-out score
+  over OUTLIER_MADS robust deviations above theirs), nor a whole layer unlike the others (a covered
+  lens): a defect present from the first layers must not become normal. Each such tile is reported
+  (`not_learned`), and the log has one line per layer naming them.
 - Once the first layers are in, the memory holds the camera's good tiles and theirs (coreset
   again), standardised by the build's own feature statistics, with thresholds fitted on the first
-  layers' left-out scores (as `profile.update_profile` fits a camera's).
+  layers' left-out scores (as `profile.update_profile` fits a camera's). A camera tile that is one
+  of the first layers' own (the camera was calibrated on this build's photos) counts as that
+  layer's, so that it is left out with it: otherwise every left-out score is 0 and so is every
+  threshold.
 - Later layers keep teaching it (parts grow, the light drifts): every tile decided sound, not
   called Error by the network and not sharing an edge with a tile decided Error, joins the memory;
   a tile judged Error never does.
@@ -43,8 +48,10 @@ from slmcnn.profile import (
     extend_profile,
     greedy_coreset,
     layer_level,
+    nearest_distance,
     thresholds_from_scores,
 )
+from slmcnn.profile.decision import SURE
 
 log = logging.getLogger(__name__)
 ADAPT_LAYERS = 5  # first layers of a build learned by default (with a camera profile)
@@ -56,6 +63,11 @@ OUTLIER_MADS = 8.0  # a first-layer tile this far above the others' left-out sco
 # (typical 0.3-0.65), where 0.5 kept 2.3% of sound tiles Error (benchmarks/bench_adapt.py).
 CONFIRM_TYPICAL = 3.0
 LEARN_CAP = 2 * CORESET  # memory entries kept before the coreset thins them again
+# Standardised feature distance under which a camera tile is a first-layer tile itself: one photo
+# comes back within 0.02 (the distance's rounding), distinct tiles lie 5 or more apart (384 features).
+DUPLICATE = 0.5
+CLEARLY = "clearly anomalous to the camera profile"
+SURELY = f"a sure Error of the network (P >= {SURE:g})"
 
 
 @dataclass
@@ -94,7 +106,7 @@ class BuildMemory:
         self.seen = 0
         self._features: list[np.ndarray] = []
         self._names: list[str] = []
-        self._clear: list[np.ndarray] = []
+        self._skip: list[np.ndarray] = []  # per first layer and tile: why it is not learned ("": learned)
         self._grid: tuple[int, int] | None = None
 
     def judge(
@@ -124,7 +136,9 @@ class BuildMemory:
             anomaly = self.adapted.distances(features) / (self.adapted.thresholds * sensitivity)
             typical = self.adapted.typical / sensitivity
             confirm = min(CONFIRM_TYPICAL * typical, 1.0) if confirm is None else confirm
-            scores = self.adapted.decide_anomaly(probabilities, anomaly, confirm, typical)
+            scores = self.adapted.decide_anomaly(
+                probabilities, anomaly, confirm, typical, self.adapted.seen / sensitivity
+            )
             if learn:
                 self._learn(features, scores.classes, scores.network, grid_shape)
             else:
@@ -133,15 +147,18 @@ class BuildMemory:
         if self.camera is not None:
             scores = self.camera.decide_tiles(probabilities, self.camera.distances(features), confirm, error_threshold)
             decided, anomaly = scores.probabilities, scores.anomaly.astype(np.float32)
-            clear = anomaly > CLEAR * layer_level(anomaly, self.camera.typical / self._sensitivity(error_threshold))
+            level = layer_level(anomaly, self.camera.typical / self._sensitivity(error_threshold))
+            skip = np.where(anomaly > CLEAR * level, CLEARLY, "").astype(object)
         else:
-            decided, anomaly, clear = probabilities, None, np.zeros(len(probabilities), bool)
+            decided, anomaly, skip = probabilities, None, np.full(len(probabilities), "", object)
         if not learn:
             self.seen -= 1
             return decided, anomaly, info
+        sure = (decided.argmax(1) == ERROR) & (probabilities[:, ERROR] >= SURE)
+        skip[(skip == "") & sure] = SURELY + (", kept by the camera profile" if self.camera is not None else "")
         self._features.append(features)
         self._names.append(name)
-        self._clear.append(clear)
+        self._skip.append(skip)
         if len(self._features) == self.layers:
             info.not_learned = self._adapt(grid_shape)
         return decided, anomaly, info
@@ -158,15 +175,15 @@ class BuildMemory:
         standardised by the camera profile's good layers, a session of another exposure or gain
         spread so differently that its thresholds came out twice as wide (benchmarks/bench_adapt.py)."""
         features = np.stack(self._features)
-        keep = ~np.stack(self._clear)
-        why = np.where(keep, "", "clearly anomalous to the camera profile").astype(object)
+        why = np.stack(self._skip)
+        keep = why == ""
         patch = self.model.spec.patch
         frame_shape = (grid_shape[0] * patch, grid_shape[1] * patch)  # of the tiles; the memory straightens nothing
         base = empty_profile(features, grid_shape, self.model, None, frame_shape, self.precision)
         if self.camera is not None:  # the camera's good tiles stay in the memory, in the build's units
             raw = self.camera.memory * self.camera.scale + self.camera.mean
             base.memory = base.standardise(raw)
-            base.memory_frame = (-1 - self.camera.memory_frame).astype(np.int32)
+            base.memory_frame = own_frames(base.memory, base.standardise(features), -1 - self.camera.memory_frame)
         scores = extend_profile(base, features, keep).left_out
         medians = np.median(scores, axis=1)
         for i, median in enumerate(medians):
@@ -189,13 +206,14 @@ class BuildMemory:
         not_learned = [
             {"layer": self._names[i], "tile": int(t), "why": str(why[i, t])} for i, t in zip(*np.nonzero(~keep))
         ]
-        for item in not_learned:
-            log.warning("build memory: %s tile %d not learned: %s", item["layer"], item["tile"], item["why"])
+        for i, name in enumerate(self._names):
+            if not keep[i].all():
+                log.warning("build memory: %s: %s", name or f"layer {i + 1}", not_learned_line(why[i], keep[i]))
         log.info(
             "build memory: learned %d of the first %d layers' %d tiles; later layers are judged against %s",
             int(keep.sum()), self.layers, keep.size, "the camera and this build" if self.camera else "this build",
         )  # fmt: skip
-        self._features, self._clear = [], []
+        self._features, self._skip = [], []
         return not_learned
 
     def _learn(self, features: np.ndarray, classes: np.ndarray, network: np.ndarray, grid_shape) -> None:
@@ -217,3 +235,28 @@ class BuildMemory:
             chosen = greedy_coreset(torch.from_numpy(points), memory.meta.get("coreset", CORESET)).numpy()
             points, frame_of = points[chosen], frame_of[chosen]
         memory.memory, memory.memory_frame = points, frame_of.astype(np.int32)
+
+
+def own_frames(memory: np.ndarray, features: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """`frames` (the memory entries' frame ids), except that an entry within DUPLICATE of a tile of
+    the (layers, tiles, locations, D) standardised `features` gets that layer's index."""
+    out = np.asarray(frames, np.int32).copy()
+    if not len(memory):
+        return out
+    points = features.reshape(len(features), -1, features.shape[-1])
+    distance = np.stack([nearest_distance(memory, layer) for layer in points])  # (layers, entries)
+    nearest = distance.argmin(0)
+    own = distance[nearest, np.arange(len(memory))] <= DUPLICATE
+    out[own] = nearest[own]
+    return out
+
+
+def not_learned_line(why: np.ndarray, keep: np.ndarray) -> str:
+    """One layer's tiles left out of the build memory, by reason, in one line."""
+    tiles = np.flatnonzero(~keep)
+    parts = [
+        f"{reason} (tile{'s' if (why[tiles] == reason).sum() > 1 else ''} "
+        f"{', '.join(str(t) for t in tiles[why[tiles] == reason])})"
+        for reason in dict.fromkeys(why[tiles])
+    ]
+    return f"{len(tiles)} of {len(keep)} tiles not learned: {'; '.join(parts)}"

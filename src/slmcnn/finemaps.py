@@ -48,10 +48,13 @@ CHANGE_FLOOR = 0.02  # smallest per-place spread, as a share of the bed's bright
 LEFT_OUT_QUANTILE = (
     0.999  # a first layer's score: this quantile of its places against the others (a defect there is no norm)
 )
-MARGIN = 2.0  # thresholds sit this far above the median first layer's score
+TEXTURE_MARGIN = 2.0  # thresholds sit this far above the median first layer's score
+CHANGE_MARGIN = 2.5  # (change: a median and spread of a few layers are rougher estimates)
 SURE = 0.9  # a network Error tile this sure stays Error unless both signals say its place looks as before
 LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
 SALIENT = 4.0  # robust deviations from the local powder that make a pixel part of an Error or Object
+LINE = 32  # px a faint line is averaged along before it is compared with the grain
+STRONG = 2.0  # after exposure, texture this far over its threshold is Error on a part's place too
 PHOTOS = ("auto", "recoated", "exposed")
 EXPOSED_OBJECT_SHARE = (
     0.08  # auto: a build whose first layers show this share of Object tiles is photographed after exposure
@@ -148,7 +151,7 @@ class TextureMemory:
             if len(others):
                 left_out.append(float(np.quantile(self._distance(f, others), LEFT_OUT_QUANTILE)))
         self.left_out = left_out
-        self.threshold = MARGIN * float(np.median(left_out)) if left_out else float("inf")
+        self.threshold = TEXTURE_MARGIN * float(np.median(left_out)) if left_out else float("inf")
 
     def _distance(self, features: np.ndarray, memory: np.ndarray) -> np.ndarray:
         from slmcnn.profile.features import nearest_distance
@@ -190,7 +193,7 @@ class ChangeMemory:
             return
         scores = [float(np.quantile(self.raw(b, without=i), LEFT_OUT_QUANTILE)) for i, b in enumerate(self.layers)]
         self.left_out = scores
-        self.threshold = MARGIN * float(np.median(scores))
+        self.threshold = CHANGE_MARGIN * float(np.median(scores))
 
     def score(self, bed: np.ndarray) -> np.ndarray:
         return (self.raw(bed) / self.threshold).astype(np.float32)
@@ -214,8 +217,14 @@ def salient(image: np.ndarray, powder: np.ndarray) -> np.ndarray:
     sigma = LOCAL / 16
     level = cv2.GaussianBlur(small * weight, (0, 0), sigma) / (cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6)
     deviation = small - level
-    noise = 1.4826 * float(np.median(np.abs(deviation[weight > 0.5] if (weight > 0.5).any() else deviation))) + 1e-3
-    return upsample(np.abs(deviation) / noise, gray.shape)
+    powder_only = weight > 0.5 if (weight > 0.5).any() else np.ones(weight.shape, bool)
+    out = np.zeros_like(deviation)
+    # a spot, and a faint line along either axis (averaged along its length, grain is not)
+    for kernel in ((1, 1), (1, LINE // 4), (LINE // 4, 1)):
+        along = cv2.blur(deviation, kernel) if kernel != (1, 1) else deviation
+        noise = 1.4826 * float(np.median(np.abs(along[powder_only]))) + 1e-3
+        out = np.maximum(out, np.abs(along) / noise)
+    return upsample(out, gray.shape)
 
 
 def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -265,6 +274,7 @@ class FineMapper:
         self.seen = 0
         self.first: list[tuple[np.ndarray, np.ndarray, float]] = []  # features, learnable cells, Object share
         self.texture: TextureMemory | None = None
+        self.habitual: np.ndarray | None = None  # per tile: the network was sure of Error there on most first layers
         self.change = ChangeMemory()
         self.photo = self.photo_setting
 
@@ -311,16 +321,18 @@ class FineMapper:
         )
         keep = (error_cells == 0) & (error_tiles == 0)
         object_share = float(np.mean(tiles == OBJECT))
-        self.first.append((features, keep, object_share))
+        self.first.append((features, keep, object_share, sure_tiles.copy()))
         self.change.add(bed, cv2.resize((classes == ERROR).astype(np.uint8), bed.shape[::-1]) > 0)
         self.first = self.first[-self.learn :]
-        if len(self.first) >= self.learn and sum(int(k.sum()) for _, k, _ in self.first) >= MIN_LEARNED:
+        if len(self.first) >= self.learn and sum(int(entry[1].sum()) for entry in self.first) >= MIN_LEARNED:
             self._fit()
         return FineMaps(classes, None, None, state="learning", photo=self.photo)
 
     def _fit(self) -> None:
-        features, keep, shares = zip(*self.first, strict=True)
+        features, keep, shares, sure = zip(*self.first, strict=True)
         self.texture = TextureMemory(list(features), list(keep))
+        same = [s for s in sure if len(s) == len(sure[-1])]
+        self.habitual = np.mean(same, axis=0) > 0.5  # the network sure of Error there on most first layers
         self.change.fit()
         if self.photo == "auto":
             self.photo = "exposed" if float(np.median(shares)) >= EXPOSED_OBJECT_SHARE else "recoated"
@@ -336,18 +348,27 @@ class FineMapper:
         change = self.change.score(bed)
         signal = np.maximum(upsample(texture, shape), upsample(change, shape))
         tiles = result.probabilities.argmax(1)
-        # the network's Error stays where its place does not look as before; a sure one stays
-        # unless both signals say the whole tile does
-        for k in np.flatnonzero(sure_tiles):
+        # the network's sure Error stays, unless the network was as sure there on most of the
+        # layers the build learned (this camera's look at that place) and both signals say the
+        # whole tile looks as it did then
+        habitual = self.habitual if self.habitual is not None and len(self.habitual) == len(tiles) else None
+        for k in np.flatnonzero(sure_tiles if habitual is not None else []):
             r, c = divmod(int(k), result.grid.shape[1])
             y, x, p = int(result.grid.ys[r]), int(result.grid.xs[c]), result.grid.patch
-            sure_tiles[k] = signal[y : y + p, x : x + p].max() >= LOOKS_SAME
-        error_tiles = sure_tiles | ((tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE))
-        classes = self._network_classes(result, error_tiles, signal >= LOOKS_SAME)
+            if habitual[k] and signal[y : y + p, x : x + p].max() < LOOKS_SAME:
+                sure_tiles[k] = False
+        hidden = int(
+            ((result.probabilities.argmax(1) == ERROR) & (result.probabilities[:, ERROR] >= SURE)).sum()
+            - sure_tiles.sum()
+        )
+        if hidden:
+            log.info("%s: %d sure Error tile(s) where the build's first layers were alike", result.path.name, hidden)
+        unsure = (tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE)
+        classes = self._network_classes(result, sure_tiles | unsure, signal >= LOOKS_SAME)
         flagged = signal > 1.0
-        if self.photo == "exposed":  # parts are normal after exposure: a part's place is Error by texture only
-            part = tile_mask(tiles == OBJECT, result.grid, shape) & ~(upsample(texture, shape) > 1.0)
-            flagged &= ~part
+        if self.photo == "exposed":  # parts are normal after exposure: a part's place is Error by strong texture only
+            part = tile_mask(tiles == OBJECT, result.grid, shape) | (classes == OBJECT)
+            flagged = (flagged & ~part) | (upsample(texture, shape) > STRONG)
         classes[flagged] = ERROR
         error = classes == ERROR
         self.change.add(bed, cv2.resize(error.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0)

@@ -17,6 +17,7 @@ from slmcnn.errors import ProfileError
 from slmcnn.profile.decision import (
     CONFIRM,
     ERROR_THRESHOLD,
+    SEEN_MARGIN,
     TileScores,
     decide,
     on_top,
@@ -73,6 +74,13 @@ class CameraProfile:
         """The median tile anomaly of a good layer: the median over the good frames of their
         left-out tiles' median anomaly (`decide` measures a layer's level against it)."""
         return float(np.median(np.median(self.left_out / self.thresholds[None, :], axis=1)))
+
+    @property
+    def seen(self) -> np.ndarray:
+        """(positions,) the anomaly up to which a tile looked the same as the learned layers' tiles
+        at its place: SEEN_MARGIN times the largest left-out anomaly there (`decide` lets the
+        network's sure Error stand above it)."""
+        return (SEEN_MARGIN * (self.left_out / self.thresholds[None, :]).max(0)).astype(np.float32)
 
     def straighten(self, frame: np.ndarray) -> np.ndarray:
         """The image the profile's tiles are cut from, checked against the profile's frame size."""
@@ -149,15 +157,23 @@ class CameraProfile:
         at `error_threshold` (default: the camera's): above 1 fewer alarms and more misses."""
         sensitivity = self.error_threshold if error_threshold is None else error_threshold
         anomaly = distance / (self.thresholds * sensitivity)
-        return self.decide_anomaly(probabilities, anomaly, confirm, self.typical / sensitivity)
+        return self.decide_anomaly(probabilities, anomaly, confirm, self.typical / sensitivity, self.seen / sensitivity)
 
     def decide_anomaly(
-        self, probabilities: np.ndarray, anomaly: np.ndarray, confirm: float | None = None, typical: float | None = None
+        self,
+        probabilities: np.ndarray,
+        anomaly: np.ndarray,
+        confirm: float | None = None,
+        typical: float | None = None,
+        seen: np.ndarray | None = None,
     ) -> TileScores:
-        """A layer's decision (`decide`) from the network's probabilities and the tiles' anomaly."""
+        """A layer's decision (`decide`) from the network's probabilities and the tiles' anomaly;
+        `typical` and `seen` in the anomaly's units (default: at sensitivity 1)."""
         confirm = self.meta.get("confirm", CONFIRM) if confirm is None else confirm
         typical = self.typical if typical is None else typical
-        classes = decide(probabilities, anomaly, confirm, grid_shape=tuple(self.grid_shape), typical=typical)
+        seen = self.seen if seen is None else seen
+        grid_shape = tuple(self.grid_shape)
+        classes = decide(probabilities, anomaly, confirm, grid_shape=grid_shape, typical=typical, seen=seen)
         return TileScores(anomaly, classes, on_top(probabilities, classes), probabilities.argmax(1))
 
     def expected_false_tiles(self, error_threshold: float | None = None) -> float:

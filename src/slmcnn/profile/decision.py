@@ -15,6 +15,14 @@ MARK_MADS = 5.0
 CONFIRM = 0.5  # the network's Error stays Error where the anomaly is above this (profile/__init__.py)
 ERROR_THRESHOLD = 1.0  # default sensitivity: anomaly over the fitted threshold (calibrate --error-threshold)
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
+SURE = 0.9  # the network sees an Error clearly from this probability (as `grading.GradeRules.sure`)
+# A place looked the same on the learned layers when a tile's anomaly is at most this many times the
+# largest left-out anomaly of their tiles there (`CameraProfile.seen`): the largest of 5-10 layers
+# is about their 85-90% quantile, not their edge. Of the network's sure Errors the profile vetoed on
+# bench_adapt.py's synthetic sessions (2 builds x 3 sessions, two camera styles), sound tiles lay at
+# 0.4-3.8 times it, defect tiles at 0.7-5 times; with camera + build memory 1.5 keeps 15 more defect
+# tiles and 1 sound one (1.0: 23 and 6), with the profile alone 2 and 5 (1.0: 9 and 7).
+SEEN_MARGIN = 1.5
 
 
 @dataclass
@@ -40,6 +48,8 @@ def decide(
     grid_shape: tuple[int, int] | None = None,
     typical: float | None = None,
     part_surroundings: bool = False,
+    seen: np.ndarray | float = 1.0,
+    sure: float = SURE,
 ) -> np.ndarray:
     """Error where the network calls Powder and the tile is anomalous (anomaly > 1), or where the
     network calls Error and the anomaly confirms it (> `confirm`), or, with the layer's
@@ -55,17 +65,23 @@ def decide(
     With `typical`, the median tile anomaly of a good layer (`CameraProfile.typical`), a tile
     the network calls Powder must also stand out of its own layer: where the layer's median
     anomaly is above `typical`, the whole layer is farther from the good ones (an exposure or
-    gain change) and the anomaly it takes is raised by that ratio (`layer_level`)."""
+    gain change) and the anomaly it takes is raised by that ratio (`layer_level`).
+
+    The memory never hides what the network sees clearly: an Error the network gives at least
+    `sure` stays Error unless that place looked the same on the learned layers, its anomaly at most
+    `seen` (per tile, `CameraProfile.seen`; 1, the threshold, without one), whatever the layer's
+    level and `confirm`: a streak over a whole layer changes the layer's look too."""
     network = probabilities.argmax(1)
     fallback = probabilities[:, :ERROR].argmax(1)
     raised = (network == POWDER) | ((network == OBJECT) & (probabilities[:, ERROR] >= object_error))
     if grid_shape is not None and not part_surroundings:
         raised &= ~((network == POWDER) & beside((network == OBJECT).reshape(grid_shape)).ravel())
     level = 1.0 if typical is None else layer_level(anomaly, typical)
-    sure = ((network == ERROR) & (anomaly > confirm)) | (raised & (anomaly > level))
-    kept = sure
+    clear = (network == ERROR) & (probabilities[:, ERROR] >= sure) & (anomaly > seen)
+    found = ((network == ERROR) & (anomaly > confirm)) | clear | (raised & (anomaly > level))
+    kept = found
     if grid_shape is not None:
-        kept = sure | ((network == ERROR) & beside(sure.reshape(grid_shape)).ravel())
+        kept = found | ((network == ERROR) & beside(found.reshape(grid_shape)).ravel())
     return np.where(kept, ERROR, np.where(network == ERROR, fallback, network))
 
 
