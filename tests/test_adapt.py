@@ -2,23 +2,28 @@
 same from the command line and the Python API, and set-up that checks itself."""
 
 import json
+import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import slmcnn
 from conftest import run_cli
+from slmcnn import images
 from slmcnn.adapt import BuildMemory
 from slmcnn.backends import create_engine
 from slmcnn.camera import CameraCalibration, bed_doubts
 from slmcnn.profile import ERROR, FeatureNet, ProfileError, build_profile, load_camera, save_camera
+from slmcnn.profile.decision import SURE
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
 from slmcnn.synth.defects import DefectEvent
 from slmcnn.tiles import tile
 
 SIZE = 384  # 3x3 tiles of 128 px
 HOLE = 7  # the tile (row 2, col 1) of the hole DefectEvent("hole", ..., seed 7) makes in these beds
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "layers"
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +82,48 @@ def test_a_tile_judged_error_is_never_learned(model, build_layers):
     layers = frames(21, 9, holes=((5, 9),))
     results = judge_all(BuildMemory(None, 4, model, net.precision), net, layers)
     assert all(decided[HOLE].argmax() == ERROR for decided, _, _ in results[4:])  # it stays an Error
+
+
+def test_a_sure_network_error_on_a_first_layer_is_not_learned_and_logged_once_per_layer(model, build_layers, caplog):
+    net = FeatureNet(model)
+    memory = BuildMemory(None, 4, model, net.precision)
+    told = {0: (2, 4), 1: (6,)}  # first layers 1 and 2: the network is sure of these sound tiles
+    with caplog.at_level(logging.WARNING, logger="slmcnn.adapt"):
+        for i, frame in enumerate(build_layers[:4]):
+            probs, features = net(tile(frame, 128).patches)
+            probs[list(told.get(i, ())), :] = [0.02, 0.03, 0.95]
+            _, _, info = memory.judge(probs, features, (3, 3), f"layer {i + 1}")
+    left_out = {(n["layer"], n["tile"]) for n in info.not_learned if "sure Error" in n["why"]}
+    assert left_out == {("layer 1", 2), ("layer 1", 4), ("layer 2", 6)}
+    lines = [r.getMessage() for r in caplog.records if "not learned" in r.getMessage()]
+    assert len(lines) == len({n["layer"] for n in info.not_learned}), lines  # one line per layer
+    assert any(
+        line.startswith("build memory: layer 1: 2 of 9 tiles not learned") and "tiles 2, 4" in line for line in lines
+    )
+
+
+def test_a_build_whose_first_layers_are_the_camera_s_own_photos_keeps_the_streak(model):
+    """Issue 43: examples/layers, the camera profiled from the 5 photos around the streak and the
+    build learning the same 5 first: every left-out score was 0, so were the thresholds, the anomaly
+    was infinite and the network's 24 Error tiles of the streak photo were all vetoed."""
+    good = sorted(p for p in EXAMPLES.glob("*.png") if p.stem != "00025")
+    if len(good) != 5:
+        pytest.skip("examples/layers is not in this checkout")
+    camera = build_profile(good, None, model)
+    net = camera.feature_net(model)
+    memory = BuildMemory(camera, 5, model, net.precision)
+    for path in good:
+        probs, features = net(tile(images.read(path), 128).patches)
+        memory.judge(probs, features, camera.grid_shape, path.name)
+    assert (memory.adapted.thresholds > 0).all()
+    probs, features = net(tile(images.read(EXAMPLES / "00025.png"), 128).patches)
+    decided, anomaly, info = memory.judge(probs, features, camera.grid_shape, "00025.png")
+    assert info.state == "adapted" and np.isfinite(anomaly).all()
+    sure = probs[:, ERROR] >= SURE
+    kept = sure & (decided.argmax(1) == ERROR)
+    assert sure.sum() >= 18 and kept.sum() >= sure.sum() - 2
+    assert (decided.argmax(1)[~(probs.argmax(1) == ERROR)] != ERROR).all()  # no Error the network did not call
+    assert (decided.argmax(1) == ERROR).mean() >= 0.5
 
 
 def test_the_build_memory_cuts_the_alarms_of_a_camera_profile_from_another_session(model):

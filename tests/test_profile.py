@@ -1,11 +1,13 @@
 """The camera profile on generated frames: learned from good layers, no labels."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from slmcnn import images
 from slmcnn.backends.profile import ProfileBackend
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
@@ -25,10 +27,13 @@ from slmcnn.profile import (
     update_camera,
     update_profile,
 )
+from slmcnn.profile.decision import SURE
 from slmcnn.synth.build import SynthSettings, plan_build, render_layer
 from slmcnn.tiles import tile
 
 SIZE = 384  # 3x3 tiles of 128 px
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "layers"
+STREAK = EXAMPLES / "00025.png"  # a full-height streak with bright banding; the other 5 photos profile it
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +152,56 @@ def test_a_grainier_layer_is_not_an_error_but_a_hole_on_it_is(profile, good_fram
     assert (scores.classes == POWDER).all()
     holed = profile.score(tile(with_blob(noisy, 192, 320, 0), 128).patches, model, powder)
     assert holed.classes[5] == ERROR and (np.delete(holed.classes, 5) == POWDER).all()
+
+
+def test_the_network_s_sure_error_stays_unless_its_place_looked_the_same():
+    # 3x3 layer: the network is sure of tiles 0-2 (0.95), unsure of tile 3 (0.8); every anomaly is
+    # under `confirm`, which vetoed them all before
+    probs = network_says([ERROR, ERROR, ERROR, ERROR] + [POWDER] * 5)
+    probs[:3] = [0.03, 0.02, 0.95]
+    anomaly = np.array([0.3, 0.3, 0.3, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert (decide(probs, anomaly, confirm=0.5)[:4] == POWDER).all()  # seen 1: the threshold, as before
+    seen = np.array([0.2, 0.2, 0.4, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2])  # tile 2's place looked like this
+    decided = decide(probs, anomaly, confirm=0.5, seen=seen)
+    assert decided[:3].tolist() == [ERROR, ERROR, POWDER] and decided[3] == POWDER
+    # kept by the neighbour rule once its neighbours stand on their own
+    assert decide(probs, anomaly, confirm=0.5, grid_shape=(3, 3), seen=seen)[:4].tolist() == [ERROR] * 4
+    # a layer whose whole look changed (level 0.3 / 0.05 = 6) keeps them all the same
+    level = decide(probs, anomaly, confirm=0.5, grid_shape=(3, 3), typical=0.05, seen=seen)
+    assert level[:4].tolist() == [ERROR] * 4 and (level[4:] == POWDER).all()
+    assert decide(probs, anomaly, confirm=0.5, seen=seen, sure=0.99)[:3].tolist() == [POWDER] * 3
+
+
+def test_the_profile_s_seen_is_per_place(profile):
+    ratio = profile.left_out / profile.thresholds[None, :]
+    assert profile.seen.shape == (profile.positions,)
+    np.testing.assert_allclose(profile.seen, 1.5 * ratio.max(0), rtol=1e-6)
+    assert (profile.seen >= ratio.max(0)).all() and (profile.seen < 1.5 + 1e-6).all()
+
+
+@pytest.fixture(scope="module")
+def streak_photo(model):
+    """examples/layers: the profile from the 5 photos around the streak, and the streak's tiles."""
+    good = sorted(p for p in EXAMPLES.glob("*.png") if p != STREAK)
+    if len(good) != 5 or not STREAK.is_file():
+        pytest.skip("examples/layers is not in this checkout")
+    camera = build_profile(good, None, model)
+    probs, features = camera.feature_net(model)(tile(images.read(STREAK), camera.patch).patches)
+    return camera, probs, features
+
+
+def test_a_full_height_streak_keeps_the_errors_the_network_is_sure_of(streak_photo):
+    """Issue 43: the network calls 22 of 36 tiles Error with P >= 0.9; the profile vetoed 8 of them
+    (anomaly under `confirm`, 0.5) and kept 14 tiles Error."""
+    camera, probs, features = streak_photo
+    sure = probs[:, ERROR] >= SURE
+    assert sure.sum() >= 18
+    scores = camera.score_features(probs, features)
+    kept = sure & (scores.classes == ERROR)
+    assert kept.sum() >= sure.sum() - 2 and (scores.classes == ERROR).mean() >= 0.5
+    vetoed = sure & ~kept  # only where the good photos looked the same at that place
+    assert (scores.anomaly[vetoed] <= camera.seen[vetoed]).all()
+    assert np.median(scores.anomaly[kept]) < camera.meta["confirm"]  # the anomaly alone would not keep them
 
 
 def test_save_load_round_trip(tmp_path, profile, good_frames, model):

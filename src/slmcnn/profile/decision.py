@@ -17,11 +17,12 @@ ERROR_THRESHOLD = 1.0  # default sensitivity: anomaly over the fitted threshold 
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
 SURE = 0.9  # the network sees an Error clearly from this probability (as `grading.GradeRules.sure`)
 # A place looked the same on the learned layers when a tile's anomaly is at most this many times the
-# largest left-out anomaly of their tiles there (`CameraProfile.seen`): the largest of 5-10 layers
-# is about their 85-90% quantile, not their edge. Of the network's sure Errors the profile vetoed on
-# bench_adapt.py's synthetic sessions (2 builds x 3 sessions, two camera styles), sound tiles lay at
-# 0.4-3.8 times it, defect tiles at 0.7-5 times; with camera + build memory 1.5 keeps 15 more defect
-# tiles and 1 sound one (1.0: 23 and 6), with the profile alone 2 and 5 (1.0: 9 and 7).
+# largest left-out anomaly of their tiles there (`CameraProfile.seen`): the largest of n layers is
+# about their n/(n+1) quantile (5-10 layers: 83-91%), not their edge. The network's sure Errors the
+# rules before vetoed, on bench_adapt.py's synthetic sessions (2 builds x 3 sessions, both camera
+# styles): sound tiles at 0.4-3.8 times it, defect tiles at 0.7-5.0 times. Over 1.5: 15 defect tiles
+# and 1 sound one with camera + build memory, 2 and 5 with the profile alone (over 1.0: 23 and 6, 9
+# and 7). The streak of examples/layers/00025.png lies at 1.9-5 times it (two tiles at 0.5-0.9).
 SEEN_MARGIN = 1.5
 
 
