@@ -137,3 +137,18 @@ def test_predict_layer_writes_fine_maps_regions_and_the_grade(tiny_build, tmp_pa
     tiles = run_cli("predict-layer", layers[0], "--out", tmp_path / "tiles", "--backend", "torch", "--map", "tiles")
     assert tiles.returncode == 0, tiles.stderr
     assert "map" not in json.loads((tmp_path / "tiles" / "00001.json").read_text())
+
+
+@pytest.mark.parametrize(("axis", "expected"), [(1, "streak"), (0, "hopping")])
+def test_a_broad_region_of_lines_is_named_by_their_direction(axis, expected):
+    """Banding across the bed is hopping, many streaks side by side are a streak, not a short feed."""
+    image = np.full((400, 400), 180, np.uint8)
+    stripes = (np.arange(400) // 4) % 2 == 0
+    if axis == 1:
+        image[:, stripes] = 150
+    else:
+        image[stripes, :] = 150
+    error = np.zeros((400, 400), bool)
+    error[50:350, 50:350] = True
+    regions, _ = find_regions(error, np.repeat(image[..., None], 3, axis=2), np.ones((400, 400), np.float32))
+    assert [r.type for r in regions] == [expected]

@@ -94,7 +94,8 @@ def cmd_predict_layer(args) -> int:
                 f"{escape(storable(str(outcome.path)))}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  error {f['Error']:.3f}  "
                 f"{outcome.result.seconds:.2f}s"
                 + (f"  tile acc {score.tile_accuracy:.3f}" if score else "")
-                + _graded(outcome.result)
+                + _graded(outcome.result),
+                soft_wrap=True,
             )
     skipped = f"; skipped {failures} unreadable" if failures else ""
     print(f"wrote {len(paths) - failures} layer(s) to {args.out}{skipped}")

@@ -19,3 +19,7 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
     "Error": (255, 0, 0),
 }
 """RGB overlay colours, as in the reference: white powder, blue object, red error."""
+
+SURE_ERROR = 0.9
+"""The network sees an Error clearly from this probability: no memory hides it (profile, fine maps,
+grading alike)."""

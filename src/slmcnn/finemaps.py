@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slmcnn.constants import ERROR, OBJECT, POWDER
+from slmcnn.constants import ERROR, OBJECT, POWDER, SURE_ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
 from slmcnn.regions import DefectRegion, find_regions
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CELL = 8  # px of the bed per texture location: block 3's stride
 LOCAL = 128  # px a pixel is standardised over (a training patch's side)
+SPREAD_FLOOR = 0.5  # the spread a pixel is standardised by is at least this share of the layer's median
 MEMORY = 4096  # texture locations a build keeps (greedy coreset of its first layers)
 LEARN = 5  # first layers of a build that teach it
 MIN_LEARNED = 256  # sound texture locations the first layers must hold (else the next layers teach too)
@@ -45,12 +46,13 @@ CHANGE_WINDOW = 10  # last layers the change signal compares a layer with
 CHANGE_SIGMA = 3.0  # px of blur before comparing: grain is not change
 CHANGE_STEP = 4  # px per change location
 CHANGE_FLOOR = 0.02  # smallest per-place spread, as a share of the bed's brightness
+CHANGE_EDGE = 8  # px along the bed's edge the change signal leaves out
 LEFT_OUT_QUANTILE = (
-    0.999  # a first layer's score: this quantile of its places against the others (a defect there is no norm)
+    1.0  # a first layer's score: this quantile of its places against the others (a defect there is no norm)
 )
-TEXTURE_MARGIN = 2.0  # thresholds sit this far above the median first layer's score
-CHANGE_MARGIN = 2.5  # (change: a median and spread of a few layers are rougher estimates)
-SURE = 0.9  # a network Error tile this sure stays Error unless both signals say its place looks as before
+TEXTURE_MARGIN = 1.25  # thresholds sit this far above the median first layer's largest score
+CHANGE_MARGIN = 1.25  # the same for the change signal
+SURE = SURE_ERROR  # a network Error this sure stays unless its place looked so on the first layers
 LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
 SALIENT = 4.0  # robust deviations from the local powder that make a pixel part of an Error or Object
 LINE = 32  # px a faint line is averaged along before it is compared with the grain
@@ -103,8 +105,10 @@ def standardised_locally(image: np.ndarray, side: int = LOCAL) -> np.ndarray:
     x = image.astype(np.float32) / unit_scale(image)
     gray_mean = cv2.blur(x, (side, side), borderType=cv2.BORDER_REFLECT).mean(-1)
     gray_square = cv2.blur(x * x, (side, side), borderType=cv2.BORDER_REFLECT).mean(-1)
-    spread = np.sqrt(np.maximum(gray_square - gray_mean**2, 0)).clip(min=1.0 / (side * side * 3) ** 0.5)
-    return (x - gray_mean[..., None]) / spread[..., None]
+    spread = np.sqrt(np.maximum(gray_square - gray_mean**2, 0))
+    # a flat, dark corner is not blown up to the grain of the rest: JPEG blocks there are no texture
+    floor = max(SPREAD_FLOOR * float(np.median(spread)), 1.0 / (side * side * 3) ** 0.5)
+    return (x - gray_mean[..., None]) / np.maximum(spread, floor)[..., None]
 
 
 class DenseTexture:
@@ -145,13 +149,16 @@ class TextureMemory:
         points = (points - self.mean) / self.scale
         chosen = greedy_coreset(torch.from_numpy(np.ascontiguousarray(points, np.float32)), size).numpy()
         self.memory, owner = np.ascontiguousarray(points[chosen], np.float32), owner[chosen]
-        left_out = []
+        left_out, typical = [], []
         for i, f in enumerate(layers):
             others = self.memory[owner != i]
             if len(others):
-                left_out.append(float(np.quantile(self._distance(f, others), LEFT_OUT_QUANTILE)))
+                distance = self._distance(f, others)
+                left_out.append(float(np.quantile(distance, LEFT_OUT_QUANTILE)))
+                typical.append(float(np.median(distance)))
         self.left_out = left_out
         self.threshold = TEXTURE_MARGIN * float(np.median(left_out)) if left_out else float("inf")
+        self.typical = float(np.median(typical)) if typical else 0.0
 
     def _distance(self, features: np.ndarray, memory: np.ndarray) -> np.ndarray:
         from slmcnn.profile.features import nearest_distance
@@ -161,7 +168,12 @@ class TextureMemory:
         return nearest_distance(queries, memory).reshape(h, w)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        return (self._distance(features, self.memory) / self.threshold).astype(np.float32)
+        """Distance over the threshold, raised by the layer's level: a layer farther from the
+        first ones as a whole (grainier after a gain change) has changed its look, not grown a
+        defect everywhere (the camera profile's rule, measured on PBLM's grainier good photos)."""
+        distance = self._distance(features, self.memory)
+        level = max(1.0, float(np.median(distance)) / self.typical) if self.typical > 0 else 1.0
+        return (distance / (self.threshold * level)).astype(np.float32)
 
 
 def change_image(image: np.ndarray) -> np.ndarray:
@@ -185,7 +197,10 @@ class ChangeMemory:
         stack = np.stack([b for i, b in enumerate(self.layers) if i != without])
         median = np.median(stack, 0)
         spread = 1.4826 * np.median(np.abs(stack - median), 0)
-        return np.abs(bed - median) / np.maximum(spread, CHANGE_FLOOR)
+        score = np.abs(bed - median) / np.maximum(spread, CHANGE_FLOOR)
+        edge = -(-CHANGE_EDGE // CHANGE_STEP)  # the bed's edge moves with the straightening: no change there
+        score[:edge], score[-edge:], score[:, :edge], score[:, -edge:] = 0, 0, 0, 0
+        return score
 
     def fit(self) -> None:
         """Threshold: the largest left-out score of the layers held (each against the others)."""

@@ -5,7 +5,8 @@ one graded alert per layer, the report and the app colour a strip of layers by i
 predict-layer's page sorts its layers by it.
 
 A tile is *sure* when its Error probability reaches `sure` and, where a profile scored it, its
-anomaly is at least 1 (farther from the good layers than their own spread). A layer is critical
+anomaly is at least 1 (farther from the good layers than their own spread) or the network's own
+probability reaches SURE_ERROR (the profile kept it: its place did not look so on the good layers). A layer is critical
 when a region (Error tiles touching, diagonals included) holds `region_tiles` sure tiles, when
 sure Error tiles cover `share` of the bed, or when Error comes back at the same place (within one
 tile) on `persist` of the last `window` layers; any other Error makes it minor. A minor layer with
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from slmcnn.constants import ERROR
+from slmcnn.constants import ERROR, SURE_ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.tiles import TileGeometry
 
@@ -167,7 +168,9 @@ def grade_layer(
     shape = classes.shape
     p = np.asarray(p_error, np.float32).reshape(shape)
     a = None if anomaly is None else np.asarray(anomaly, np.float32).reshape(shape)
-    sure = error & (p >= rules.sure) & (True if a is None else a >= 1.0)
+    # the profile's anomaly must confirm a tile, unless the network itself was sure of it (the
+    # profile has then kept it because its place did not look so on the good layers)
+    sure = error & (p >= rules.sure) & (True if a is None else (a >= 1.0) | (p >= SURE_ERROR))
     counted = int((classes >= 0).sum())
     history = list(history)
     earlier = [g == ERROR for g in history[max(len(history) - rules.history_needed, 0) :] if g.shape == shape]

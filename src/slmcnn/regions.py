@@ -1,8 +1,9 @@
 """Regions of Error in a fine map, each with its box, size, score and a defect type named from its
 geometry, position and look (defect_types.DEFECT_TYPES):
 
-- streak: at least ELONGATED times longer along the recoater's travel than across, and LONG px long;
-- hopping: the same across the travel;
+- streak: at least ELONGATED times longer along the recoater's travel than across, and LONG px long,
+  or a broad region whose brightness varies LINED times more across the travel than along it;
+- hopping: the same across the travel (banding, a blade jumping);
 - super_elevation: on a part's place (the network's Object tiles) in a photo taken after recoating,
   or darker and rougher than the powder there while the part is under it;
 - short_feed: broad (BROAD px both ways) and large (SHORT_FEED_SHARE of the bed);
@@ -24,6 +25,7 @@ LONG = 48  # px
 BROAD = 64  # px
 SHORT_FEED_SHARE = 0.02
 SPOT = 400  # px
+LINED = 3.0  # a broad region whose brightness varies this much more one way than the other is lines
 RING = 9  # px around a region that tell the powder's level there
 
 
@@ -72,12 +74,19 @@ def name_type(
     recoated: bool,
     bed_area: int,
     recoater: str = "vertical",
+    lines: float = 1.0,
 ) -> str:
-    """The defect type of a region from its box, area, contrast, place and the kind of photo."""
+    """The defect type of a region from its box, area, contrast, place, the kind of photo and
+    `lines`: how much more its brightness varies across the recoater's travel than along it (a
+    broad region of streaks), or its inverse where the lines run across (banding, hopping)."""
     along, across = (height, width) if recoater == "vertical" else (width, height)
     if along >= ELONGATED * across and along >= LONG:
         return "streak"
     if across >= ELONGATED * along and across >= LONG:
+        return "hopping"
+    if area > SPOT and lines >= LINED:
+        return "streak"
+    if area > SPOT and lines <= 1 / LINED:
         return "hopping"
     if on_part and (recoated or contrast < 0):
         return "super_elevation"
@@ -90,6 +99,15 @@ def name_type(
     if area <= SPOT:
         return "spatter"
     return "other"
+
+
+def lines_of(gray: np.ndarray, inside: np.ndarray, recoater: str = "vertical") -> float:
+    """Brightness variation across the recoater's travel over that along it, inside a region."""
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0)[inside]
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1)[inside]
+    across, along = (gx, gy) if recoater == "vertical" else (gy, gx)
+    return float((across**2).mean() + 1e-6) / float((along**2).mean() + 1e-6)
 
 
 def find_regions(
@@ -121,7 +139,9 @@ def find_regions(
         level = float(gray[window][ring].mean()) if ring.any() else float(gray[window][inside].mean())
         contrast = float(gray[window][inside].mean()) / max(level, 1e-3) - 1.0
         on_part = objects is not None and float(objects[window][inside].mean()) >= 0.5
-        kind = name_type(w, h, area, contrast, on_part, recoated, error.size, recoater)
+        kind = name_type(
+            w, h, area, contrast, on_part, recoated, error.size, recoater, lines_of(gray[window], inside, recoater)
+        )
         box = (x, y, x + w, y + h)
         region = DefectRegion(box, area, kind, float(score[window][inside].max()), contrast)
         if mm_per_pixel:

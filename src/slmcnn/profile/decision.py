@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slmcnn.constants import ERROR, OBJECT, POWDER
+from slmcnn.constants import ERROR, OBJECT, POWDER, SURE_ERROR
 
 TARGET_FALSE_TILES = 0.01  # expected false Error tiles per sound layer: 1 in 100 layers
 TAIL_QUANTILE = 0.9  # the tail fit uses the scores above this quantile
@@ -15,7 +15,7 @@ MARK_MADS = 5.0
 CONFIRM = 0.5  # the network's Error stays Error where the anomaly is above this (profile/__init__.py)
 ERROR_THRESHOLD = 1.0  # default sensitivity: anomaly over the fitted threshold (calibrate --error-threshold)
 OBJECT_ERROR = 1.01  # an anomalous Object tile is Error from this Error probability: never
-SURE = 0.9  # the network sees an Error clearly from this probability (as `grading.GradeRules.sure`)
+SURE = SURE_ERROR  # the network sees an Error clearly from this probability
 # A place looked the same on the learned layers when a tile's anomaly is at most this many times the
 # largest left-out anomaly of their tiles there (`CameraProfile.seen`): the largest of n layers is
 # about their n/(n+1) quantile (5-10 layers: 83-91%), not their edge. The network's sure Errors the
