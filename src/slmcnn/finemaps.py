@@ -47,11 +47,7 @@ CHANGE_SIGMA = 3.0  # px of blur before comparing: grain is not change
 CHANGE_STEP = 4  # px per change location
 CHANGE_FLOOR = 0.02  # smallest per-place spread, as a share of the bed's brightness
 CHANGE_EDGE = 8  # px along the bed's edge the change signal leaves out
-LEFT_OUT_QUANTILE = (
-    1.0  # a first layer's score: this quantile of its places against the others (a defect there is no norm)
-)
-TEXTURE_MARGIN = 1.25  # thresholds sit this far above the median first layer's largest score
-CHANGE_MARGIN = 1.25  # the same for the change signal
+FALSE_PLACES = 0.002  # expected places over a signal's threshold per sound layer (tail fit, profile.decision)
 SURE = SURE_ERROR  # a network Error this sure stays unless its place looked so on the first layers
 LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
 SALIENT = 4.0  # robust deviations from the local powder that make a pixel part of an Error or Object
@@ -134,6 +130,17 @@ class DenseTexture:
         return maps[0].permute(1, 2, 0).contiguous().numpy()
 
 
+def tail_threshold(left_out: np.ndarray, places: int) -> float:
+    """Where an exponential tail fitted to the first layers' left-out scores (its mean excess at its
+    upper 95% bound: few layers, an uncertain tail) expects FALSE_PLACES places over it per layer
+    of `places`: the camera profile's rule (profile.decision.tail_fit), per place instead of per tile.
+    Not their largest score: a defect on a first layer would set it."""
+    from slmcnn.profile.decision import tail_fit
+
+    u, q, beta = tail_fit(left_out)
+    return u + beta * np.log(max(q * places / FALSE_PLACES, 1.0))
+
+
 class TextureMemory:
     """What the build's sound places look like (PatchCore over texture locations): a location's
     score is its distance to the nearest memory entry over the threshold."""
@@ -154,10 +161,10 @@ class TextureMemory:
             others = self.memory[owner != i]
             if len(others):
                 distance = self._distance(f, others)
-                left_out.append(float(np.quantile(distance, LEFT_OUT_QUANTILE)))
+                left_out.append(distance.ravel())
                 typical.append(float(np.median(distance)))
-        self.left_out = left_out
-        self.threshold = TEXTURE_MARGIN * float(np.median(left_out)) if left_out else float("inf")
+        places = layers[0].shape[0] * layers[0].shape[1]
+        self.threshold = tail_threshold(np.concatenate(left_out), places) if left_out else float("inf")
         self.typical = float(np.median(typical)) if typical else 0.0
 
     def _distance(self, features: np.ndarray, memory: np.ndarray) -> np.ndarray:
@@ -206,9 +213,8 @@ class ChangeMemory:
         """Threshold: the largest left-out score of the layers held (each against the others)."""
         if len(self.layers) < 3:
             return
-        scores = [float(np.quantile(self.raw(b, without=i), LEFT_OUT_QUANTILE)) for i, b in enumerate(self.layers)]
-        self.left_out = scores
-        self.threshold = CHANGE_MARGIN * float(np.median(scores))
+        scores = np.concatenate([self.raw(b, without=i).ravel() for i, b in enumerate(self.layers)])
+        self.threshold = tail_threshold(scores, self.layers[0].size)
 
     def score(self, bed: np.ndarray) -> np.ndarray:
         return (self.raw(bed) / self.threshold).astype(np.float32)
@@ -378,8 +384,9 @@ class FineMapper:
         )
         if hidden:
             log.info("%s: %d sure Error tile(s) where the build's first layers were alike", result.path.name, hidden)
-        unsure = (tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE)
-        classes = self._network_classes(result, sure_tiles | unsure, signal >= LOOKS_SAME)
+        classes = self._network_classes(result, sure_tiles, signal >= LOOKS_SAME)
+        unsure = tile_mask((tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE), result.grid, shape)
+        classes[unsure & (signal >= LOOKS_SAME)] = ERROR  # the network's unsure Error where a signal confirms it
         flagged = signal > 1.0
         if self.photo == "exposed":  # parts are normal after exposure: a part's place is Error by strong texture only
             part = tile_mask(tiles == OBJECT, result.grid, shape) | (classes == OBJECT)

@@ -130,7 +130,9 @@ class LayerGrade:
         }
 
     def regions_json(self) -> str:
-        return json.dumps([asdict(r) for r in self.regions])
+        """The tile regions, then the fine map's defects (type, box in px and mm, area, score, text)."""
+        defects = [{**d.to_json(), "text": d.describe()} for d in self.defects]
+        return json.dumps([asdict(r) for r in self.regions] + defects)
 
 
 def regions_of(mask: np.ndarray) -> list[np.ndarray]:

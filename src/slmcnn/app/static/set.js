@@ -64,8 +64,10 @@ async function undo(id) {
 }
 
 function regionText(regions) {
-  return regions.slice(0, 2).map((r) => `rows ${r.rows[0]}-${r.rows[1]} cols ${r.cols[0]}-${r.cols[1]} (${r.tiles})`).join("; ")
-    + (regions.length > 2 ? ` +${regions.length - 2}` : "");
+  const named = regions.filter((r) => r.type);  // the fine map's defects, when the monitor drew one
+  const shown = named.length ? named : regions;
+  return shown.slice(0, 2).map((r) => r.type ? r.text : `rows ${r.rows[0]}-${r.rows[1]} cols ${r.cols[0]}-${r.cols[1]} (${r.tiles})`).join("; ")
+    + (shown.length > 2 ? ` +${shown.length - 2}` : "");
 }
 
 function drawAlerts(alerts) {
