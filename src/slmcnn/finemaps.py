@@ -40,6 +40,8 @@ CELL = 8  # px of the bed per texture location: block 3's stride
 LOCAL = 128  # px a pixel is standardised over (a training patch's side)
 SPREAD_FLOOR = 0.5  # the spread a pixel is standardised by is at least this share of the layer's median
 MEMORY = 4096  # texture locations a build keeps (greedy coreset of its first layers)
+AXES = 64  # principal axes of the texture features the memory is searched in
+PCA_SAMPLE = 20000  # first-layer places the axes are found from
 LEARN = 5  # first layers of a build that teach it
 MIN_LEARNED = 256  # sound texture locations the first layers must hold (else the next layers teach too)
 CHANGE_WINDOW = 10  # last layers the change signal compares a layer with
@@ -154,6 +156,12 @@ class TextureMemory:
         self.mean = points.mean(0)
         self.scale = points.std(0) + 1e-3 * float(points.std(0).mean()) + 1e-6
         points = (points - self.mean) / self.scale
+        # the principal axes of the standardised features: the nearest-neighbour search, most of a
+        # layer's cost, runs in AXES dimensions instead of all
+        sample = points[np.random.default_rng(0).permutation(len(points))[:PCA_SAMPLE]]
+        self.axes = np.linalg.svd(sample, full_matrices=False)[2][:AXES].T.astype(np.float32)
+        self.mean, self.scale = self.mean.astype(np.float32), self.scale.astype(np.float32)
+        points = points @ self.axes
         chosen = greedy_coreset(torch.from_numpy(np.ascontiguousarray(points, np.float32)), size).numpy()
         self.memory, owner = np.ascontiguousarray(points[chosen], np.float32), owner[chosen]
         left_out, typical = [], []
@@ -171,7 +179,7 @@ class TextureMemory:
         from slmcnn.profile.features import nearest_distance
 
         h, w, d = features.shape
-        queries = np.ascontiguousarray(((features.reshape(-1, d) - self.mean) / self.scale), np.float32)
+        queries = np.ascontiguousarray(((features.reshape(-1, d) - self.mean) / self.scale) @ self.axes, np.float32)
         return nearest_distance(queries, memory).reshape(h, w)
 
     def score(self, features: np.ndarray) -> np.ndarray:
