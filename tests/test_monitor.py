@@ -72,10 +72,14 @@ def test_grading_by_sureness_extent_and_persistence():
     unsure = grade_layer(classes, p, None, grid, rules)
     assert unsure.grade == "minor" and not unsure.lone
     anomaly = np.full(30, 2.0, np.float32)
-    anomaly[1 * 6 + 1] = 0.5  # the camera profile finds one tile like the good layers: not sure
+    anomaly[1 * 6 + 1] = 0.5  # the camera profile finds one tile like the good layers: not sure ...
     p[3 * 6 + 3] = 0.95
-    assert grade_layer(classes, p, anomaly, grid, rules).grade == "minor"
-    assert grade_layer(classes, p, anomaly * 0 + 2, grid, rules).grade == "critical"
+    lenient = GradeRules(region_tiles=3, share=0.5, sure=0.8, persist=3, window=4)
+    p[1 * 6 + 1] = 0.85
+    assert grade_layer(classes, p, anomaly, grid, lenient).grade == "minor"
+    assert grade_layer(classes, p, anomaly * 0 + 2, grid, lenient).grade == "critical"
+    p[1 * 6 + 1] = 0.99  # ... unless the network itself is sure: the profile kept it, no anomaly needed
+    assert grade_layer(classes, p, anomaly, grid, lenient).grade == "critical"
     one = np.zeros((5, 6), int)
     one[4, 0] = 2
     near = np.zeros((5, 6), int)

@@ -69,13 +69,20 @@ def predict_layers(
     error_threshold: float | None = None,
     workers: int = 2,
     stream: bool = False,
+    maps: str = "fine",
+    photo: str = "auto",
+    learn: int = 5,
 ) -> list[LayerResult] | Iterator[LayerResult]:
     """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list), in
     build order. `camera` is a camera.json, a calibration or a profile, applied exactly as
     `predict-layer --camera` does: frames straightened, the profile judging each tile, and the
     first `adapt` layers of each build (default 5 with a profile) learned into a build memory that
     judges the later ones (`error_threshold`: the sensitivity). A build is one folder of files (all
-    arrays are one build). With `stream`, results are yielded as each layer is done."""
+    arrays are one build). With `stream`, results are yielded as each layer is done. `maps` "fine"
+    (default) gives each result Powder / Object / Error per pixel (`class_map`, `fine`: signals and
+    named `regions`) learned from each build's first `learn` layers, `photo` saying when the camera
+    takes a layer (recoated, exposed, auto); "tiles" the 128 px tile grid. Each result carries its
+    `grade`."""
     from slmcnn.backends import create_engine
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
@@ -85,7 +92,9 @@ def predict_layers(
     items = list(layer_inputs(layers))
     engine = create_engine(net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items))
     name = Path(getattr(net, "source", "")).name
-    options = RunOptions(stride=stride, camera=engine.calibration, workers=workers, model_name=name)
+    options = RunOptions(
+        stride=stride, camera=engine.calibration, workers=workers, model_name=name, maps=maps, photo=photo, learn=learn
+    )
 
     def results() -> Iterator[LayerResult]:
         for outcome in run_layers(items, engine.backend, options, model=net):

@@ -136,6 +136,8 @@ def schema():
     lists = [("tile_classes", pa.list_(pa.int8())), ("probabilities", pa.list_(pa.float32()))]
     lists.append(("anomaly", pa.list_(pa.float32())))
     text = [("image", pa.string()), ("error", pa.string()), ("model", pa.string()), ("worker", pa.string())]
+    text += [("grade", pa.string()), ("defect", pa.string())]
+    sizes.append(("regions", pa.int32()))
     return pa.schema([("index", pa.int64()), *text, *sizes, *number, *lists])
 
 
@@ -222,6 +224,7 @@ def run_archive(
         if own:
             ray.shutdown()
     rows.sort(key=lambda row: row["index"])
+    _grade(rows)
     _write_table(rows, table)
     _write_summary(rows, out / "summary.csv", scored=job.truth is not None)
     return ArchiveRun(rows, table, workers, time.perf_counter() - started)
@@ -286,6 +289,26 @@ def _write_table(rows: list[dict], path: Path) -> None:
 
     with atomic_path(path) as temporary:
         pq.write_table(pa.Table.from_pylist(rows, schema()), temporary)
+
+
+def _grade(rows: list[dict]) -> None:
+    """Each layer's grade, given here in input order (workers see layers apart): as predict-layer
+    grades tile maps, persistence over the layers before each."""
+    from slmcnn.constants import ERROR
+    from slmcnn.grading import GradeRules, grade_layer
+    from slmcnn.tiles import geometry
+
+    rules, history = GradeRules(), []
+    for row in rows:
+        if row["error"] is not None:
+            continue
+        grid = geometry(row["height"], row["width"], row["patch"], row["stride"])
+        classes = np.asarray(row["tile_classes"]).reshape(grid.shape)
+        p_error = np.asarray(row["probabilities"], np.float32).reshape(grid.count, -1)[:, ERROR]
+        anomaly = np.asarray(row["anomaly"], np.float32) if row.get("anomaly") else None
+        grade = grade_layer(classes, p_error, anomaly, grid, rules, history)
+        history = [*history, classes][-rules.history_needed :] if rules.history_needed else []
+        row.update(grade=grade.grade, regions=0, defect="")
 
 
 def _write_summary(rows: list[dict], path: Path, scored: bool) -> None:

@@ -13,12 +13,19 @@ The tile network still decides *what* a layer holds; two signals measured on rea
   powder, a short feed, a part showing where powder should cover are dark and rough like texture
   seen elsewhere, but new *at that place*.
 
-Each signal's threshold comes from the build's own first layers (leave-one-out: the largest score a
-learned layer gets against the others); a score of 1 is that threshold. Error is what either signal
-flags, plus the network's sure Error tiles unless both signals say their place looks as it did
-(the memory never hides what the network sees clearly). A place flagged is never learned.
-Object pixels are the network's Object tiles narrowed to what differs from the powder around it;
-on photos taken after recoating a flagged Object is Error (`photo`).
+Each signal's threshold comes from the build's own first layers: their places scored against the
+other first layers (leave-one-out), an exponential tail fitted to those scores, the threshold where
+it expects FALSE_PLACES places over it per sound layer (the camera profile's rule); a score of 1 is
+that threshold. What decides a pixel:
+- Error where either signal is over 1 (after exposure, on a part's place only by texture over
+  STRONG: parts are normal then);
+- the network's sure Error tiles (SURE_ERROR), narrowed to what stands out in them (a spot, or a
+  faint line averaged along its length); all of the tile where nothing does. Such a tile is hidden
+  only where the network was as sure there on most first layers *and* both signals say the whole
+  tile looks as it did: the memory never hides what the network sees clearly;
+- the network's unsure Error tiles only where a signal confirms them (over LOOKS_SAME);
+- Object: the network's Object tiles narrowed to what differs from the powder around them.
+A place called Error is never learned. Measured in benchmarks/bench_maps.py.
 """
 
 import logging
@@ -32,7 +39,7 @@ import torch.nn.functional as F
 from slmcnn.constants import ERROR, OBJECT, POWDER, SURE_ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
-from slmcnn.regions import DefectRegion, find_regions
+from slmcnn.regions import MIN_AREA, DefectRegion, find_regions
 
 log = logging.getLogger(__name__)
 
@@ -247,13 +254,27 @@ def salient(image: np.ndarray, powder: np.ndarray) -> np.ndarray:
     level = cv2.GaussianBlur(small * weight, (0, 0), sigma) / (cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6)
     deviation = small - level
     powder_only = weight > 0.5 if (weight > 0.5).any() else np.ones(weight.shape, bool)
-    out = np.zeros_like(deviation)
-    # a spot, and a faint line along either axis (averaged along its length, grain is not)
-    for kernel in ((1, 1), (1, LINE // 4), (LINE // 4, 1)):
-        along = cv2.blur(deviation, kernel) if kernel != (1, 1) else deviation
-        noise = 1.4826 * float(np.median(np.abs(along[powder_only]))) + 1e-3
-        out = np.maximum(out, np.abs(along) / noise)
+    noise = 1.4826 * float(np.median(np.abs(deviation[powder_only]))) + 1e-3
+    out = np.abs(deviation) / noise
+    # a faint line along either axis, averaged along its length (grain is not); clipped first, so
+    # that one strong spot does not smear along the axes
+    clipped = np.clip(deviation, -2 * noise, 2 * noise)
+    for kernel in ((1, LINE // 4), (LINE // 4, 1)):
+        along = cv2.blur(clipped, kernel)
+        line_noise = 1.4826 * float(np.median(np.abs(along[powder_only]))) + 1e-3
+        out = np.maximum(out, np.abs(along) / line_noise)
     return upsample(out, gray.shape)
+
+
+def delineate(found: np.ndarray, standing: np.ndarray) -> np.ndarray:
+    """Each connected area of `found` narrowed to its pixels that stand out (and 2 px round them)
+    where it has any: a signal finds a defect at its own coarse scale, the photo shows its outline."""
+    count, labels = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return found
+    outlined = np.bincount(labels[standing & found], minlength=count) > 0
+    near = cv2.dilate(standing.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return found & (~outlined[labels] | near)
 
 
 def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -338,7 +359,9 @@ class FineMapper:
 
     def _learning(self, result, features, bed, sure_tiles) -> FineMaps:
         """One of the build's first layers: judged by the network alone, localised; its sound places learned."""
-        classes = self._network_classes(result, sure_tiles | (result.probabilities.argmax(1) == ERROR))
+        classes = self._network_classes(
+            result, sure_tiles | (result.probabilities.argmax(1) == ERROR), self._standing(result)
+        )
         error_cells = cv2.resize(
             (classes == ERROR).astype(np.uint8), features.shape[1::-1], interpolation=cv2.INTER_AREA
         )
@@ -392,10 +415,13 @@ class FineMapper:
         )
         if hidden:
             log.info("%s: %d sure Error tile(s) where the build's first layers were alike", result.path.name, hidden)
-        classes = self._network_classes(result, sure_tiles, signal >= LOOKS_SAME)
+        standing = self._standing(result)
+        classes = self._network_classes(result, sure_tiles, standing)
         unsure = tile_mask((tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE), result.grid, shape)
-        classes[unsure & (signal >= LOOKS_SAME)] = ERROR  # the network's unsure Error where a signal confirms it
-        flagged = signal > 1.0
+        classes[unsure & delineate(signal >= LOOKS_SAME, standing)] = (
+            ERROR  # the network's unsure Error a signal confirms
+        )
+        flagged = delineate(signal > 1.0, standing)
         if self.photo == "exposed":  # parts are normal after exposure: a part's place is Error by strong texture only
             part = tile_mask(tiles == OBJECT, result.grid, shape) | (classes == OBJECT)
             flagged = (flagged & ~part) | (upsample(texture, shape) > STRONG)
@@ -404,27 +430,28 @@ class FineMapper:
         self.change.add(bed, cv2.resize(error.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0)
         return FineMaps(classes, texture, change, state="judged", photo=self.photo)
 
-    def _network_classes(self, result, error_tiles: np.ndarray, notable: np.ndarray | None = None) -> np.ndarray:
-        """Pixels of the network's tiles narrowed to what stands out of the powder: Object within
-        Object tiles, Error within `error_tiles` where it stands out or is `notable` (all of a tile
-        the network is sure of where nothing in it does: the memory never hides that)."""
-        image, grid = result.image, result.grid
-        shape = image.shape[:2]
+    def _network_classes(self, result, error_tiles: np.ndarray, standing: np.ndarray) -> np.ndarray:
+        """Pixels of the network's tiles narrowed to what stands out of the powder (`standing`):
+        Object within Object tiles, Error within `error_tiles` where it stands out (all of a tile the
+        network is sure of where too little in it does: the memory never hides that)."""
+        grid, shape = result.grid, result.image.shape[:2]
         tiles = result.probabilities.argmax(1)
         sure = result.probabilities[:, ERROR] >= SURE
-        deviation = salient(image, tile_mask(tiles == POWDER, grid, shape))
-        standing = deviation > SALIENT
-        standing = cv2.morphologyEx(standing.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
         classes = np.full(shape, POWDER, np.uint8)
-        objects = tile_mask(tiles == OBJECT, grid, shape)
-        classes[objects & standing] = OBJECT
-        if notable is not None:
-            standing = standing | notable
+        classes[tile_mask(tiles == OBJECT, grid, shape) & standing] = OBJECT
         for k in np.flatnonzero(error_tiles):
             r, c = divmod(int(k), grid.shape[1])
             y, x, p = int(grid.ys[r]), int(grid.xs[c]), grid.patch
             inside = standing[y : y + p, x : x + p]
-            if not inside.any() and sure[k]:  # the network is sure of what nothing here shows: all of it
+            if sure[k] and np.count_nonzero(inside) < MIN_AREA:  # sure of what nothing here shows: all of it
                 inside = slice(None)
             classes[y : y + p, x : x + p][inside] = ERROR
         return classes
+
+    @staticmethod
+    def _standing(result) -> np.ndarray:
+        """(H, W) bool: pixels that stand out of the powder around them (a spot or a faint line)."""
+        shape = result.image.shape[:2]
+        powder = tile_mask(result.probabilities.argmax(1) == POWDER, result.grid, shape)
+        standing = (salient(result.image, powder) > SALIENT).astype(np.uint8)
+        return cv2.morphologyEx(standing, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
