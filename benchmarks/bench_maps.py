@@ -150,6 +150,14 @@ def synthetic(model, builds: int, layers: int, learn: int, folder: Path) -> dict
     }
 
 
+class TileView:
+    """A layer result as `--map tiles` gives it (no fine map), for grading it the tile way."""
+
+    def __init__(self, result):
+        self.grid, self.probabilities, self.anomaly = result.grid, result.probabilities, result.anomaly
+        self.tile_classes, self.fine = result.tile_classes, None
+
+
 def _backend(model):
     from slmcnn.backends import create_backend
 
@@ -159,6 +167,7 @@ def _backend(model):
 def pblm(model, root: Path, learn: int, per_folder: int) -> dict:
     from slmcnn.camera import CameraCalibration, detect_corners
     from slmcnn.constants import ERROR
+    from slmcnn.grading import Grader
     from slmcnn.images import read
     from slmcnn.pipeline import LayerPipeline, RunOptions
 
@@ -166,10 +175,15 @@ def pblm(model, root: Path, learn: int, per_folder: int) -> dict:
     calibration = CameraCalibration(detect_corners(read(good[0])).round(2).tolist(), 768)
     pipeline = LayerPipeline(_backend(model), RunOptions(workers=1, camera=calibration, learn=learn), model=model)
     figures: dict = {"good": {"error_area": [], "flagged": [], "tile_error_area": [], "tile_flagged": []}}
+    grades: dict = {"fine": [], "tiles": []}
+    tile_grader = Grader()
     for outcome in pipeline.run(good):
         result = outcome.result
+        tile_grade = tile_grader(TileView(result))
         if result.fine.state == "learning":
             continue
+        grades["fine"].append(result.grade.grade)
+        grades["tiles"].append(tile_grade.grade)
         tile_error, _ = tile_maps(result)
         for prefix, error in (("", result.class_map == ERROR), ("tile_", tile_error)):
             figures["good"][prefix + "error_area"].append(float(error.mean()))
@@ -196,6 +210,9 @@ def pblm(model, root: Path, learn: int, per_folder: int) -> dict:
         "flagged": float(np.mean(g["flagged"])),
         "tile_error_area": float(np.mean(g["tile_error_area"])),
         "tile_flagged": float(np.mean(g["tile_flagged"])),
+        "grades": {
+            kind: {grade: grades[kind].count(grade) for grade in ("ok", "minor", "critical")} for kind in grades
+        },
     }
     return figures
 
@@ -286,6 +303,8 @@ def main() -> int:
             print(f"\nPBLM: {g['layers']} good photos after the first {args.learn}")
             print(f"  Error area on good: fine {g['error_area']:.2%}  tiles {g['tile_error_area']:.2%}")
             print(f"  good photos flagged: fine {g['flagged']:.0%}  tiles {g['tile_flagged']:.0%}")
+            for kind, counts in g["grades"].items():
+                print(f"  good photos graded ({kind}): " + ", ".join(f"{n} {grade}" for grade, n in counts.items()))
             for folder, c in r.items():
                 if folder != "good":
                     print(

@@ -55,7 +55,7 @@ CHANGE_WINDOW = 10  # last layers the change signal compares a layer with
 CHANGE_SIGMA = 3.0  # px of blur before comparing: grain is not change
 CHANGE_STEP = 4  # px per change location
 CHANGE_FLOOR = 0.02  # smallest per-place spread, as a share of the bed's brightness
-CHANGE_EDGE = 8  # px along the bed's edge the change signal leaves out
+BED_EDGE = 16  # px along the bed's edge the signals leave out: it moves with the straightening
 FALSE_PLACES = 0.002  # expected places over a signal's threshold per sound layer (tail fit, profile.decision)
 SURE = SURE_ERROR  # a network Error this sure stays unless its place looked so on the first layers
 LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
@@ -139,6 +139,14 @@ class DenseTexture:
         return maps[0].permute(1, 2, 0).contiguous().numpy()
 
 
+def without_edge(scores: np.ndarray, step: int) -> np.ndarray:
+    """`scores` (step px a place) with the places within BED_EDGE px of the bed's edge set to 0:
+    the edge moves with the straightening, and convolutions see padding there."""
+    edge = -(-BED_EDGE // step)
+    scores[:edge], scores[-edge:], scores[:, :edge], scores[:, -edge:] = 0, 0, 0, 0
+    return scores
+
+
 def tail_threshold(left_out: np.ndarray, places: int) -> float:
     """Where an exponential tail fitted to the first layers' left-out scores (its mean excess at its
     upper 95% bound: few layers, an uncertain tail) expects FALSE_PLACES places over it per layer
@@ -190,12 +198,12 @@ class TextureMemory:
         return nearest_distance(queries, memory).reshape(h, w)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """Distance over the threshold, raised by the layer's level: a layer farther from the
+        """Distance over the threshold (none along the bed's edge), raised by the layer's level: a layer farther from the
         first ones as a whole (grainier after a gain change) has changed its look, not grown a
         defect everywhere (the camera profile's rule, measured on PBLM's grainier good photos)."""
         distance = self._distance(features, self.memory)
         level = max(1.0, float(np.median(distance)) / self.typical) if self.typical > 0 else 1.0
-        return (distance / (self.threshold * level)).astype(np.float32)
+        return without_edge((distance / (self.threshold * level)).astype(np.float32), CELL)
 
 
 def change_image(image: np.ndarray) -> np.ndarray:
@@ -219,10 +227,7 @@ class ChangeMemory:
         stack = np.stack([b for i, b in enumerate(self.layers) if i != without])
         median = np.median(stack, 0)
         spread = 1.4826 * np.median(np.abs(stack - median), 0)
-        score = np.abs(bed - median) / np.maximum(spread, CHANGE_FLOOR)
-        edge = -(-CHANGE_EDGE // CHANGE_STEP)  # the bed's edge moves with the straightening: no change there
-        score[:edge], score[-edge:], score[:, :edge], score[:, -edge:] = 0, 0, 0, 0
-        return score
+        return without_edge(np.abs(bed - median) / np.maximum(spread, CHANGE_FLOOR), CHANGE_STEP)
 
     def fit(self) -> None:
         """Threshold: the largest left-out score of the layers held (each against the others)."""
@@ -266,15 +271,21 @@ def salient(image: np.ndarray, powder: np.ndarray) -> np.ndarray:
     return upsample(out, gray.shape)
 
 
-def delineate(found: np.ndarray, standing: np.ndarray) -> np.ndarray:
+def delineate(found: np.ndarray, standing: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
     """Each connected area of `found` narrowed to its pixels that stand out (and 2 px round them)
-    where it has any: a signal finds a defect at its own coarse scale, the photo shows its outline."""
+    where it has any: a signal finds a defect at its own coarse scale, the photo shows its outline.
+    With `strength`, an area where nothing stands out is kept only where it exceeds STRONG."""
     count, labels = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
     if count <= 1:
         return found
     outlined = np.bincount(labels[standing & found], minlength=count) > 0
     near = cv2.dilate(standing.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    return found & (~outlined[labels] | near)
+    unseen = found & ~outlined[labels]
+    if strength is not None:
+        peak = np.zeros(count, np.float32)
+        np.maximum.at(peak, labels[found], strength[found])
+        unseen &= (peak > STRONG)[labels]
+    return (found & outlined[labels] & near) | unseen
 
 
 def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -421,7 +432,7 @@ class FineMapper:
         classes[unsure & delineate(signal >= LOOKS_SAME, standing)] = (
             ERROR  # the network's unsure Error a signal confirms
         )
-        flagged = delineate(signal > 1.0, standing)
+        flagged = delineate(signal > 1.0, standing, signal)
         if self.photo == "exposed":  # parts are normal after exposure: a part's place is Error by strong texture only
             part = tile_mask(tiles == OBJECT, result.grid, shape) | (classes == OBJECT)
             flagged = (flagged & ~part) | (upsample(texture, shape) > STRONG)

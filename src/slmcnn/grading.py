@@ -20,9 +20,12 @@ import numpy as np
 
 from slmcnn.constants import ERROR, SURE_ERROR
 from slmcnn.errors import SettingsError
+from slmcnn.labels import NOT_A_CLASS_PIXEL
 from slmcnn.tiles import TileGeometry
 
 GRADES = ("ok", "minor", "critical")
+SIGNAL_SURE = 2.0  # a fine-map region a signal found at this multiple of its threshold is sure
+RECUR = 16  # px: on a fine map a defect recurs where an earlier layer had Error this close
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,12 @@ def grade_layer(
     geometry: TileGeometry,
     rules: GradeRules = GradeRules(),
     history: Sequence[np.ndarray] = (),
+    sure_share: float | None = None,
 ) -> LayerGrade:
     """Grade one layer from its tile classes (rows, cols), Error probabilities and anomaly (per
-    tile, row-major) and the tile classes of the layers before it (oldest first)."""
+    tile, row-major) and the tile classes of the layers before it (oldest first). `sure_share`,
+    where a fine map measured it, is the share of the bed that is sure Error (else sure tiles
+    count whole)."""
     error = classes == ERROR
     shape = classes.shape
     p = np.asarray(p_error, np.float32).reshape(shape)
@@ -197,25 +203,27 @@ def grade_layer(
     regions.sort(key=lambda g: (g.sure, g.tiles, g.p_error), reverse=True)
     if any(g.sure >= rules.region_tiles for g in regions):
         reasons.append(f"a region of {rules.region_tiles}+ sure Error tiles")
-    if sure.sum() >= 2 and sure.sum() >= rules.share * max(counted, 1):
-        reasons.append(f"sure Error on {sure.sum() / max(counted, 1):.0%} of the bed")
+    share = sure.sum() / max(counted, 1) if sure_share is None else sure_share
+    if sure.sum() >= 2 and share >= rules.share:
+        reasons.append(f"sure Error on {share:.0%} of the bed")
     if rules.persist and any(g.recurring >= rules.persist for g in regions):
         reasons.append(f"Error at the same place on {rules.persist} of the last {rules.window} layers")
     grade = "critical" if reasons else "minor" if error.any() else "ok"
     return LayerGrade(grade, int(error.sum()), counted, regions, reasons)
 
 
-def fine_tiles(result) -> tuple[np.ndarray, np.ndarray]:
+def fine_tiles(result) -> tuple[np.ndarray, np.ndarray, float]:
     """The tile classes (rows, cols) and Error probabilities grading reads from a fine map: a tile
     is Error when it holds Error pixels (of a region: specks under regions.MIN_AREA are gone from the
-    map), sure when a signal found that region (score 1 or more) or the network is sure of it."""
+    map), sure when a signal found that region at SIGNAL_SURE times its threshold or the network is
+    sure of it."""
     grid, fine = result.grid, result.fine
     classes = result.tile_classes.copy()
     p_error = result.probabilities[:, ERROR].astype(np.float32).reshape(grid.shape).copy()
     error = fine.classes == ERROR
     found = np.zeros(error.shape, bool)
     for region in fine.regions:
-        if region.score >= 1.0:
+        if region.score >= SIGNAL_SURE:
             x0, y0, x1, y1 = region.box
             found[y0:y1, x0:x1] |= error[y0:y1, x0:x1]
     for r, y in enumerate(grid.ys):
@@ -229,7 +237,17 @@ def fine_tiles(result) -> tuple[np.ndarray, np.ndarray]:
                     p_error[r, c] = 1.0
             elif classes[r, c] == ERROR:
                 classes[r, c] = int(np.argmax(result.probabilities[r * grid.shape[1] + c, :ERROR]))
-    return classes, p_error.ravel()
+    counted = fine.classes != NOT_A_CLASS_PIXEL
+    sure_error = error & (found | tile_pixels(p_error >= SURE_ERROR, grid, error.shape))
+    return classes, p_error.ravel(), float(sure_error.sum() / max(int(counted.sum()), 1))
+
+
+def tile_pixels(tiles: np.ndarray, grid: TileGeometry, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels of the tiles where `tiles` (rows, cols) is True."""
+    out = np.zeros(shape, bool)
+    for r, c in np.argwhere(tiles):
+        out[int(grid.ys[r]) : int(grid.ys[r]) + grid.patch, int(grid.xs[c]) : int(grid.xs[c]) + grid.patch] = True
+    return out
 
 
 class Grader:
@@ -245,14 +263,44 @@ class Grader:
 
     def __call__(self, result) -> LayerGrade:
         if getattr(result, "fine", None) is not None:
-            classes, p_error = fine_tiles(result)
-            grade = grade_layer(classes, p_error, None, result.grid, self.rules, self.history)
+            classes, p_error, share = fine_tiles(result)
+            grade = grade_layer(classes, p_error, None, result.grid, self.rules, (), share)
             grade.defects = list(result.fine.regions)
+            remembered = self._recurring(grade, result.fine.classes == ERROR)
         else:
-            classes = result.tile_classes
+            remembered = classes = result.tile_classes
             grade = grade_layer(
                 classes, result.probabilities[:, ERROR], result.anomaly, result.grid, self.rules, self.history
             )
         keep = self.rules.history_needed
-        self.history = [*self.history, classes][-keep:] if keep else []
+        self.history = [*self.history, remembered][-keep:] if keep else []
         return grade
+
+    def _recurring(self, grade: LayerGrade, error: np.ndarray) -> np.ndarray:
+        """Persistence on a fine map: a defect recurs where the layers before had Error within
+        RECUR px of it (not within a tile: a tile is 40 mm). Returns the layer's Error, RECUR px a cell."""
+        import cv2
+
+        cells = (
+            cv2.resize(
+                error.astype(np.uint8),
+                (max(error.shape[1] // RECUR, 1), max(error.shape[0] // RECUR, 1)),
+                interpolation=cv2.INTER_AREA,
+            )
+            > 0
+        )
+        earlier = [
+            cv2.dilate(h.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            for h in self.history
+            if h.shape == cells.shape
+        ]
+        earlier = earlier[max(len(earlier) - self.rules.history_needed, 0) :]
+        for defect in grade.defects:
+            x0, y0, x1, y1 = (v // RECUR for v in defect.box)
+            defect.recurring = 1 + sum(bool(h[y0 : y1 + 1, x0 : x1 + 1].any()) for h in earlier)
+        if self.rules.persist and any(d.recurring >= self.rules.persist for d in grade.defects):
+            grade.reasons.append(
+                f"Error at the same place on {self.rules.persist} of the last {self.rules.window} layers"
+            )
+            grade.grade = "critical"
+        return cells

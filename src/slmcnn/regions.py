@@ -42,6 +42,7 @@ class DefectRegion:
     contrast: float  # mean brightness inside over the ring around it, minus 1
     box_mm: tuple[float, float, float, float] | None = None
     area_mm2: float | None = None
+    recurring: int = 1  # of the last layers the grading looks at, how many had Error here
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -58,6 +59,7 @@ class DefectRegion:
 
     def to_json(self) -> dict:
         doc = {"box": list(self.box), "area": self.area, "type": self.type, "score": round(self.score, 4)}
+        doc["recurring"] = self.recurring
         doc["contrast"] = round(self.contrast, 4)
         if self.box_mm is not None:
             doc["box_mm"] = [round(v, 2) for v in self.box_mm]
