@@ -120,9 +120,12 @@ class DenseTexture:
     """The network's blocks 1-3 over a whole layer: (H/CELL, W/CELL, D) texture features."""
 
     def __init__(self, model: torch.nn.Module, precision: str = "auto"):
+        from slmcnn.folding import for_evaluation
         from slmcnn.precision import bf16_supported
 
-        self.net = model.eval()
+        # the folded network's block outputs are the model's up to a positive scale and shift per
+        # channel, which the memory's standardisation per feature takes out: the same texture, faster
+        self.net = for_evaluation(model.eval())
         self.bf16 = precision == "bf16" or (precision == "auto" and bf16_supported())
 
     @torch.inference_mode()

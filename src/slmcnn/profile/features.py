@@ -89,15 +89,17 @@ def greedy_coreset(points: torch.Tensor, size: int, seed: int = 0) -> torch.Tens
     return chosen
 
 
-def nearest_distance(queries: np.ndarray, memory: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def nearest_distance(queries: np.ndarray, memory: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Euclidean distance from each query row to its nearest memory row."""
     keys = torch.from_numpy(memory)
-    key_norms = (keys**2).sum(1)
+    key_norms = (keys**2).sum(1)[None, :]
     out = []
     for start in range(0, len(queries), chunk):
         q = torch.from_numpy(queries[start : start + chunk])
-        d2 = (q**2).sum(1, keepdim=True) + key_norms[None, :] - 2 * q @ keys.T
-        out.append(d2.min(1).values.clamp_min(0).sqrt().numpy())
+        # |k|^2 - 2 q.k in one fused product, |q|^2 added after the minimum: one pass over the
+        # (chunk, memory) matrix instead of three
+        nearest = torch.addmm(key_norms, q, keys.T, alpha=-2).min(1).values
+        out.append((nearest + (q**2).sum(1)).clamp_min(0).sqrt().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
