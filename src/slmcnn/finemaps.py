@@ -60,6 +60,7 @@ FALSE_PLACES = 0.002  # expected places over a signal's threshold per sound laye
 SURE = SURE_ERROR  # a network Error this sure stays unless its place looked so on the first layers
 LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
 SALIENT = 4.0  # robust deviations from the local powder that make a pixel part of an Error or Object
+SALIENT_SURE = 2.5  # the same within a tile the network is sure of Error: something is there
 LINE = 32  # px a faint line is averaged along before it is compared with the grain
 STRONG = 2.0  # after exposure, texture this far over its threshold is Error on a part's place too
 PHOTOS = ("auto", "recoated", "exposed")
@@ -431,6 +432,7 @@ class FineMapper:
             log.info("%s: %d sure Error tile(s) where the build's first layers were alike", result.path.name, hidden)
         standing = self._standing(result)
         classes = self._network_classes(result, sure_tiles, standing)
+        standing = standing[0]
         unsure = tile_mask((tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE), result.grid, shape)
         classes[unsure & delineate(signal >= LOOKS_SAME, standing)] = (
             ERROR  # the network's unsure Error a signal confirms
@@ -444,7 +446,7 @@ class FineMapper:
         self.change.add(bed, cv2.resize(error.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0)
         return FineMaps(classes, texture, change, state="judged", photo=self.photo)
 
-    def _network_classes(self, result, error_tiles: np.ndarray, standing: np.ndarray) -> np.ndarray:
+    def _network_classes(self, result, error_tiles: np.ndarray, standing: tuple) -> np.ndarray:
         """Pixels of the network's tiles narrowed to what stands out of the powder (`standing`):
         Object within Object tiles, Error within `error_tiles` where it stands out (all of a tile the
         network is sure of where too little in it does: the memory never hides that)."""
@@ -452,20 +454,25 @@ class FineMapper:
         tiles = result.probabilities.argmax(1)
         sure = result.probabilities[:, ERROR] >= SURE
         classes = np.full(shape, POWDER, np.uint8)
+        standing, faint = standing
         classes[tile_mask(tiles == OBJECT, grid, shape) & standing] = OBJECT
         for k in np.flatnonzero(error_tiles):
             r, c = divmod(int(k), grid.shape[1])
             y, x, p = int(grid.ys[r]), int(grid.xs[c]), grid.patch
-            inside = standing[y : y + p, x : x + p]
+            inside = (faint if sure[k] else standing)[y : y + p, x : x + p]
             if sure[k] and np.count_nonzero(inside) < MIN_AREA:  # sure of what nothing here shows: all of it
                 inside = slice(None)
             classes[y : y + p, x : x + p][inside] = ERROR
         return classes
 
     @staticmethod
-    def _standing(result) -> np.ndarray:
-        """(H, W) bool: pixels that stand out of the powder around them (a spot or a faint line)."""
+    def _standing(result) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W) bool: pixels that stand out of the powder around them (a spot or a faint line),
+        over SALIENT and over the lower SALIENT_SURE (within a tile the network is sure of)."""
         shape = result.image.shape[:2]
-        powder = tile_mask(result.probabilities.argmax(1) == POWDER, result.grid, shape)
-        standing = (salient(result.image, powder) > SALIENT).astype(np.uint8)
-        return cv2.morphologyEx(standing, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
+        deviation = salient(result.image, tile_mask(result.probabilities.argmax(1) == POWDER, result.grid, shape))
+        kernel = np.ones((5, 5), np.uint8)
+        return tuple(
+            cv2.morphologyEx((deviation > bar).astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
+            for bar in (SALIENT, SALIENT_SURE)
+        )
