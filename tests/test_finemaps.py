@@ -152,3 +152,22 @@ def test_a_broad_region_of_lines_is_named_by_their_direction(axis, expected):
     error[50:350, 50:350] = True
     regions, _ = find_regions(error, np.repeat(image[..., None], 3, axis=2), np.ones((400, 400), np.float32))
     assert [r.type for r in regions] == [expected]
+
+
+def test_the_seed_streak_photo_stays_critical_with_a_camera_profile(tmp_path):
+    """examples/layers/00025.png (a full-height streak, banding) with a profile made from the 5
+    other photos: the network's sure Error is not repainted sound, fine maps or tiles."""
+    from pathlib import Path
+
+    layers = Path(__file__).resolve().parents[1] / "examples" / "layers"
+    good = [p for p in sorted(layers.glob("*.png")) if p.stem != "00025"]
+    camera = tmp_path / "camera.json"
+    made = run_cli("calibrate", *good, "--full-frame", "--out", camera)
+    assert made.returncode == 0, made.stderr
+    for kind in ("fine", "tiles"):
+        out = tmp_path / kind
+        done = run_cli("predict-layer", layers, "--camera", camera, "--out", out, "--map", kind, "--backend", "torch")
+        assert done.returncode == 0, done.stderr
+        doc = json.loads((out / "00025.json").read_text())
+        assert doc["grade"]["grade"] == "critical", (kind, doc["grade"])
+        assert doc["fractions"]["Error"] > 0.3
