@@ -61,6 +61,7 @@ SURE = SURE_ERROR  # a network Error this sure stays unless its place looked so 
 LOOKS_SAME = 0.5  # "as before": both signals under this share of their thresholds over the whole tile
 SALIENT = 4.0  # robust deviations from the local powder that make a pixel part of an Error or Object
 SALIENT_SURE = 2.5  # the same within a tile the network is sure of Error: something is there
+GRAIN_RATIO = 2.0  # ... if more of the tile's pixels pass it than this many times the powder's do
 LINE = 32  # px a faint line is averaged along before it is compared with the grain
 STRONG = 2.0  # after exposure, texture this far over its threshold is Error on a part's place too
 PHOTOS = ("auto", "recoated", "exposed")
@@ -456,12 +457,14 @@ class FineMapper:
         classes = np.full(shape, POWDER, np.uint8)
         standing, faint = standing
         classes[tile_mask(tiles == OBJECT, grid, shape) & standing] = OBJECT
+        powder = tile_mask(tiles == POWDER, grid, shape)
+        grain = float(faint[powder].mean()) if powder.any() else float(faint.mean())  # the grain's share over the bar
         for k in np.flatnonzero(error_tiles):
             r, c = divmod(int(k), grid.shape[1])
             y, x, p = int(grid.ys[r]), int(grid.xs[c]), grid.patch
             inside = (faint if sure[k] else standing)[y : y + p, x : x + p]
-            if sure[k] and np.count_nonzero(inside) < MIN_AREA:  # sure of what nothing here shows: all of it
-                inside = slice(None)
+            if sure[k] and (np.count_nonzero(inside) < MIN_AREA or inside.mean() <= GRAIN_RATIO * grain):
+                inside = slice(None)  # sure of what nothing here shows more than the grain does: all of it
             classes[y : y + p, x : x + p][inside] = ERROR
         return classes
 
