@@ -105,8 +105,8 @@ def fine_score(result) -> np.ndarray:
 def tile_maps(result) -> tuple[np.ndarray, np.ndarray]:
     """The tile grid's Error pixels and Error probability per pixel, as `--map tiles` paints them."""
     from slmcnn.constants import ERROR
-    from slmcnn.finemaps import tile_values
     from slmcnn.predict import classify_pixels
+    from slmcnn.tiles import tile_values
 
     classes, _ = classify_pixels(result.grid, result.probabilities)
     return classes == ERROR, tile_values(result.probabilities[:, ERROR], result.grid, classes.shape)

@@ -40,6 +40,7 @@ from slmcnn.constants import ERROR, OBJECT, POWDER, SURE_ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
 from slmcnn.regions import MIN_AREA, DefectRegion, find_regions
+from slmcnn.tiles import tile_mask, tile_values
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ class FineMaps:
     regions: list[DefectRegion] = field(default_factory=list)
     state: str = "learning"  # "learning" (one of the build's first layers) or "judged"
     photo: str = "auto"  # the kind of photo the build's layers were taken as
-
-    @property
-    def anomaly(self) -> np.ndarray | None:
-        """The larger of the two signals per texture location (for pictures and the database)."""
-        if self.texture is None:
-            return None
-        change = cv2.resize(self.change, self.texture.shape[::-1], interpolation=cv2.INTER_AREA)
-        return np.maximum(self.texture, change)
 
     def to_json(self) -> dict:
         height, width = self.classes.shape
@@ -295,25 +288,6 @@ def delineate(found: np.ndarray, standing: np.ndarray, strength: np.ndarray | No
 
 def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(cells, shape[::-1], interpolation=cv2.INTER_LINEAR)
-
-
-def tile_values(values: np.ndarray, grid, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32: each pixel the value of the last tile covering it (row-major `values`)."""
-    out = np.zeros(shape, np.float32)
-    for k, value in enumerate(values):
-        r, c = divmod(k, grid.shape[1])
-        out[int(grid.ys[r]) : int(grid.ys[r]) + grid.patch, int(grid.xs[c]) : int(grid.xs[c]) + grid.patch] = value
-    return out
-
-
-def tile_mask(tiles: np.ndarray, grid, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the pixels of the tiles where `tiles` (row-major, per tile) is True."""
-    out = np.zeros(shape, bool)
-    for k in np.flatnonzero(tiles):
-        r, c = divmod(int(k), grid.shape[1])
-        y, x = int(grid.ys[r]), int(grid.xs[c])
-        out[y : y + grid.patch, x : x + grid.patch] = True
-    return out
 
 
 class FineMapper:

@@ -21,7 +21,7 @@ import numpy as np
 from slmcnn.constants import ERROR, SURE_ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
-from slmcnn.tiles import TileGeometry
+from slmcnn.tiles import TileGeometry, tile_mask
 
 GRADES = ("ok", "minor", "critical")
 SIGNAL_SURE = 2.0  # a fine-map region a signal found at this multiple of its threshold is sure
@@ -238,16 +238,8 @@ def fine_tiles(result) -> tuple[np.ndarray, np.ndarray, float]:
             elif classes[r, c] == ERROR:
                 classes[r, c] = int(np.argmax(result.probabilities[r * grid.shape[1] + c, :ERROR]))
     counted = fine.classes != NOT_A_CLASS_PIXEL
-    sure_error = error & (found | tile_pixels(p_error >= SURE_ERROR, grid, error.shape))
+    sure_error = error & (found | tile_mask(p_error >= SURE_ERROR, grid, error.shape))
     return classes, p_error.ravel(), float(sure_error.sum() / max(int(counted.sum()), 1))
-
-
-def tile_pixels(tiles: np.ndarray, grid: TileGeometry, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool: the pixels of the tiles where `tiles` (rows, cols) is True."""
-    out = np.zeros(shape, bool)
-    for r, c in np.argwhere(tiles):
-        out[int(grid.ys[r]) : int(grid.ys[r]) + grid.patch, int(grid.xs[c]) : int(grid.xs[c]) + grid.patch] = True
-    return out
 
 
 class Grader:

@@ -157,3 +157,22 @@ def stitch_maps(grid: TileGeometry | TileGrid, maps: np.ndarray) -> np.ndarray:
     np.add.at(total, (row_index, col_index), maps.reshape(-1, grid.patch, grid.patch))
     np.add.at(counts, (row_index, col_index), 1.0)
     return total / np.maximum(counts, 1)
+
+
+def tile_values(values: np.ndarray, grid: TileGeometry, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32: each pixel the value of the last tile covering it (`values` per tile, row-major)."""
+    out = np.zeros(shape, np.float32)
+    for k, value in enumerate(np.ravel(values)):
+        r, c = divmod(k, grid.shape[1])
+        out[int(grid.ys[r]) : int(grid.ys[r]) + grid.patch, int(grid.xs[c]) : int(grid.xs[c]) + grid.patch] = value
+    return out
+
+
+def tile_mask(tiles: np.ndarray, grid: TileGeometry, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels of the tiles where `tiles` (per tile, row-major or rows x cols) is True."""
+    out = np.zeros(shape, bool)
+    for k in np.flatnonzero(tiles):
+        r, c = divmod(int(k), grid.shape[1])
+        y, x = int(grid.ys[r]), int(grid.xs[c])
+        out[y : y + grid.patch, x : x + grid.patch] = True
+    return out
