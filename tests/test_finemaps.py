@@ -171,3 +171,23 @@ def test_the_seed_streak_photo_stays_critical_with_a_camera_profile(tmp_path):
         doc = json.loads((out / "00025.json").read_text())
         assert doc["grade"]["grade"] == "critical", (kind, doc["grade"])
         assert doc["fractions"]["Error"] > 0.3
+
+
+def test_calibrate_stores_when_the_camera_takes_each_layer(tiny_build, tmp_path):
+    """calibrate --photo goes into camera.json, predict-layer --camera follows it, an update keeps it."""
+    from slmcnn.profile import camera_photo, load_camera
+
+    frames = sorted((tiny_build / "layers").glob("*.png"))[:4]
+    camera = tmp_path / "camera.json"
+    made = run_cli("calibrate", *frames, "--full-frame", "--photo", "exposed", "--out", camera)
+    assert made.returncode == 0, made.stderr
+    assert camera_photo(camera) == "exposed" and load_camera(camera)[1] is not None
+    done = run_cli("predict-layer", *frames, "--camera", camera, "--out", tmp_path / "out", "--learn", "3")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "00004.json").read_text())["map"]["photo"] == "exposed"
+    updated = run_cli("calibrate", frames[0], "--update", camera)
+    assert updated.returncode == 0, updated.stderr
+    assert camera_photo(camera) == "exposed"
+    camera.write_text(camera.read_text().replace('"exposed"', '"sometimes"'))
+    refused = run_cli("predict-layer", frames[0], "--camera", camera, "--out", tmp_path / "bad")
+    assert refused.returncode != 0 and "photo" in refused.stderr and "Traceback" not in refused.stderr

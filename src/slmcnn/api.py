@@ -92,6 +92,10 @@ def predict_layers(
     items = list(layer_inputs(layers))
     engine = create_engine(net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items))
     name = Path(getattr(net, "source", "")).name
+    if photo == "auto" and isinstance(camera, str | Path):  # as calibrate stored it
+        from slmcnn.profile import camera_photo
+
+        photo = camera_photo(camera)
     options = RunOptions(
         stride=stride, camera=engine.calibration, workers=workers, model_name=name, maps=maps, photo=photo, learn=learn
     )

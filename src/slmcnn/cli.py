@@ -60,6 +60,10 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
     )
     patch = getattr(args, "patch", None) or model.info.patch
     options["camera"] = engine.calibration
+    if getattr(args, "camera", None) and getattr(args, "photo", "auto") == "auto":  # as calibrate stored it
+        from slmcnn.profile import camera_photo
+
+        options["photo"] = camera_photo(args.camera)
     return model, engine.backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
 
 
@@ -231,11 +235,11 @@ def cmd_calibrate(args) -> int:
     if calibration is not None:
         write_png(shown, preview(read(args.frame[0]), calibration))
     if not isinstance(built, camera_profile.CameraProfile):
-        camera_profile.save_camera(out, calibration, None, force=True)
+        camera_profile.save_camera(out, calibration, None, force=True, photo=args.photo)
         print(f"corners {calibration.corners}\nwrote {out} and {shown}")
         _tell(doubts)
         return 0
-    camera_profile.save_camera(out, calibration, built, force=True)
+    camera_profile.save_camera(out, calibration, built, force=True, photo=args.photo)
     rates = ", ".join(f"{t:g}: {built.expected_false_tiles(t):.2f}" for t in SENSITIVITIES)
     print(
         f"{built.summary()}\nexpected false Error tiles per 100 sound layers by --error-threshold ({rates}); ", end=""

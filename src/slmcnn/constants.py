@@ -23,3 +23,7 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
 SURE_ERROR = 0.9
 """The network sees an Error clearly from this probability: no memory hides it (profile, fine maps,
 grading alike)."""
+
+PHOTOS: tuple[str, ...] = ("auto", "recoated", "exposed")
+"""When a camera takes each layer: after recoating (a part showing through the powder is a defect),
+after exposure (parts are normal), or auto (guessed from a build's first layers)."""

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slmcnn.constants import ERROR, OBJECT, POWDER, SURE_ERROR
+from slmcnn.constants import ERROR, OBJECT, PHOTOS, POWDER, SURE_ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
 from slmcnn.regions import MIN_AREA, DefectRegion, find_regions
@@ -65,7 +65,6 @@ SALIENT_SURE = 2.5  # the same within a tile the network is sure of Error: somet
 GRAIN_RATIO = 2.0  # ... if more of the tile's pixels pass it than this many times the powder's do
 LINE = 32  # px a faint line is averaged along before it is compared with the grain
 STRONG = 2.0  # after exposure, texture this far over its threshold is Error on a part's place too
-PHOTOS = ("auto", "recoated", "exposed")
 EXPOSED_OBJECT_SHARE = (
     0.08  # auto: a build whose first layers show this share of Object tiles is photographed after exposure
 )

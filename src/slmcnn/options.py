@@ -106,6 +106,7 @@ OPTIONS = {
         ("--corners", dict(help="x1,y1,...,x4,y4 clockwise from top-left, instead of detecting them")),
         ("--size", dict(type=int, default=768, help="side of the straightened bed in pixels")),
         ("--bed-mm", dict(type=float, help="side of the bed in mm, so reports can speak in mm")),
+        ("--photo", dict(default="auto", choices=["auto", "recoated", "exposed"], help="when this camera takes each layer, stored for predict-layer and monitor: after recoating (a part showing through the powder is a defect), after exposure (parts are normal), auto: guessed from each build's first layers")),
         ("--ignore", dict(action="append", default=[], metavar="X1,Y1,X2,Y2,...", help="a polygon (raw-frame pixels) to ignore; may be repeated")),
         ("--error-threshold", dict(type=float, metavar="T", help="the camera's sensitivity, stored in camera.json (default 1.0: about 1 false Error tile per 100 sound layers of the profiled camera; above 1 fewer alarms and more misses; calibrate prints the expected rate at 0.8, 1.0, 1.25 and 1.5)")),
         ("--force", dict(action="store_true", help="replace an existing calibration file")),

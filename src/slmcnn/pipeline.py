@@ -19,10 +19,10 @@ import torch
 from slmcnn import images
 from slmcnn.backends import Backend
 from slmcnn.camera import CameraCalibration
-from slmcnn.constants import CLASSES
+from slmcnn.constants import CLASSES, PHOTOS
 from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
 from slmcnn.errors import DataError, SettingsError, SlmcnnError
-from slmcnn.finemaps import LEARN, PHOTOS, FineMapper
+from slmcnn.finemaps import LEARN, FineMapper
 from slmcnn.grading import Grader, GradeRules
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer

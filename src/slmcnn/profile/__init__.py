@@ -83,7 +83,14 @@ from slmcnn.profile.decision import (
     thresholds_from_scores,
 )
 from slmcnn.profile.features import GRID, SCALE_FLOOR, TAPS, FeatureNet, feature_scale, greedy_coreset, nearest_distance
-from slmcnn.profile.storage import arrays_path, load_calibration, load_camera, save_camera, update_camera
+from slmcnn.profile.storage import (
+    arrays_path,
+    camera_photo,
+    load_calibration,
+    load_camera,
+    save_camera,
+    update_camera,
+)
 
 __all__ = [
     "CONFIRM",
@@ -104,6 +111,7 @@ __all__ = [
     "arrays_path",
     "beside",
     "build_profile",
+    "camera_photo",
     "decide",
     "empty_profile",
     "extend_profile",

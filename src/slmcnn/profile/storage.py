@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from slmcnn.camera import CameraCalibration
-from slmcnn.constants import __version__
+from slmcnn.constants import PHOTOS, __version__
 from slmcnn.errors import ProfileError
 from slmcnn.profile.bank import CameraProfile, update_profile
 
@@ -25,7 +25,7 @@ def update_camera(path: str | Path, frames: Sequence, model: torch.nn.Module, pr
     if profile is None:
         raise ProfileError(f"{path} has no camera profile to update; build one from several good frames")
     profile = update_profile(profile, frames, model, progress=progress)
-    save_camera(path, calibration, profile, force=True)
+    save_camera(path, calibration, profile, force=True, photo=camera_photo(path))
     return profile
 
 
@@ -38,10 +38,15 @@ def arrays_path(json_path: str | Path) -> Path:
 
 
 def save_camera(
-    path: str | Path, calibration: CameraCalibration | None, profile: CameraProfile | None, force: bool = False
+    path: str | Path,
+    calibration: CameraCalibration | None,
+    profile: CameraProfile | None,
+    force: bool = False,
+    photo: str = "auto",
 ) -> Path:
-    """Write camera.json (geometry, or full frame, plus the profile's metadata) and, with a profile,
-    camera.profile.safetensors beside it. An existing file is only replaced with `force`."""
+    """Write camera.json (geometry, or full frame, plus the profile's metadata, and when the camera
+    takes each layer: `photo`) and, with a profile, camera.profile.safetensors beside it. An
+    existing file is only replaced with `force`."""
     from safetensors.numpy import save
 
     from slmcnn.files import write_bytes, write_text
@@ -52,7 +57,10 @@ def save_camera(
             raise ProfileError(f"{target} exists; pass `force` to replace it")
     if profile is not None and calibration != profile.calibration:
         raise ProfileError("the profile was built with another calibration than the one to save with it")
+    if photo not in PHOTOS:
+        raise ProfileError(f"`photo` must be one of {', '.join(PHOTOS)} (got {photo!r})")
     doc = calibration.to_json() if calibration else {"full_frame": True}
+    doc["photo"] = photo
     if profile is not None:
         tensors = {name: np.ascontiguousarray(getattr(profile, name)) for name in ARRAYS}
         target = arrays_path(path)
@@ -96,12 +104,28 @@ def _read(path: Path) -> tuple[CameraCalibration | None, dict | None]:
     if not isinstance(doc, dict):
         raise ProfileError(f"{path}: not a camera file")
     meta = doc.pop("profile", None)
+    doc.pop("photo", None)  # camera_photo reads it
     if doc.pop("full_frame", False):
         return None, meta
     try:
         return CameraCalibration(**doc), meta
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: not a camera calibration ({exc})") from None
+
+
+def camera_photo(path: str | Path) -> str:
+    """When the camera of camera.json takes each layer (`calibrate --photo`; auto when not said)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such camera file") from None
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"{path}: not a camera file ({exc})") from None
+    photo = doc.get("photo", "auto") if isinstance(doc, dict) else "auto"
+    if photo not in PHOTOS:
+        raise ProfileError(f"{path}: `photo` must be one of {', '.join(PHOTOS)} (got {photo!r:.40})")
+    return photo
 
 
 def _load_profile(path: Path, calibration: CameraCalibration | None, meta: dict) -> CameraProfile:
