@@ -95,14 +95,7 @@ def load_calibration(path: str | Path) -> CameraCalibration | None:
 
 
 def _read(path: Path) -> tuple[CameraCalibration | None, dict | None]:
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such camera file") from None
-    except (OSError, ValueError) as exc:
-        raise ProfileError(f"{path}: not a camera file ({exc})") from None
-    if not isinstance(doc, dict):
-        raise ProfileError(f"{path}: not a camera file")
+    doc = _document(path)
     meta = doc.pop("profile", None)
     doc.pop("photo", None)  # camera_photo reads it
     if doc.pop("full_frame", False):
@@ -113,16 +106,23 @@ def _read(path: Path) -> tuple[CameraCalibration | None, dict | None]:
         raise ProfileError(f"{path}: not a camera calibration ({exc})") from None
 
 
-def camera_photo(path: str | Path) -> str:
-    """When the camera of camera.json takes each layer (`calibrate --photo`; auto when not said)."""
-    path = Path(path)
+def _document(path: Path) -> dict:
+    """camera.json as a dict, or one clear error."""
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such camera file") from None
     except (OSError, ValueError) as exc:
         raise ProfileError(f"{path}: not a camera file ({exc})") from None
-    photo = doc.get("photo", "auto") if isinstance(doc, dict) else "auto"
+    if not isinstance(doc, dict):
+        raise ProfileError(f"{path}: not a camera file")
+    return doc
+
+
+def camera_photo(path: str | Path) -> str:
+    """When the camera of camera.json takes each layer (`calibrate --photo`; auto when not said)."""
+    path = Path(path)
+    photo = _document(path).get("photo", "auto")
     if photo not in PHOTOS:
         raise ProfileError(f"{path}: `photo` must be one of {', '.join(PHOTOS)} (got {photo!r:.40})")
     return photo
