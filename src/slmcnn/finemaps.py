@@ -64,10 +64,8 @@ SALIENT = 4.0  # robust deviations from the local powder that make a pixel part 
 SALIENT_SURE = 2.5  # the same within a tile the network is sure of Error: something is there
 GRAIN_RATIO = 2.0  # ... if more of the tile's pixels pass it than this many times the powder's do
 LINE = 32  # px a faint line is averaged along before it is compared with the grain
-STRONG = 2.0  # after exposure, texture this far over its threshold is Error on a part's place too
-EXPOSED_OBJECT_SHARE = (
-    0.08  # auto: a build whose first layers show this share of Object tiles is photographed after exposure
-)
+STRONG = 2.0  # a signal this far over its threshold is Error where the photo shows nothing, or on a part's place after exposure
+EXPOSED_OBJECT_SHARE = 0.08  # auto: first layers with this share of Object tiles were taken after exposure
 
 
 @dataclass
