@@ -191,3 +191,12 @@ def test_calibrate_stores_when_the_camera_takes_each_layer(tiny_build, tmp_path)
     camera.write_text(camera.read_text().replace('"exposed"', '"sometimes"'))
     refused = run_cli("predict-layer", frames[0], "--camera", camera, "--out", tmp_path / "bad")
     assert refused.returncode != 0 and "photo" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_photo_of_another_size_in_a_build_is_mapped_not_a_crash(shipped_model):
+    rng = np.random.default_rng(2)
+    pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=3), model=shipped_model)
+    layers = [(f"b/{i}.png", _bed(rng)) for i in range(4)] + [("b/9.png", _bed(rng, 256)), ("b/10.png", _bed(rng))]
+    outcomes = list(pipeline.run(layers))
+    assert [o.error for o in outcomes] == [None] * 6
+    assert outcomes[4].result.class_map.shape == (256, 256) and outcomes[4].result.fine.state == "judged"

@@ -225,17 +225,23 @@ class ChangeMemory:
         return without_edge(np.abs(bed - median) / np.maximum(spread, CHANGE_FLOOR), CHANGE_STEP)
 
     def fit(self) -> None:
-        """Threshold: the largest left-out score of the layers held (each against the others)."""
+        """Threshold: a tail fitted to the left-out scores of the layers held (each against the others)."""
         if len(self.layers) < 3:
             return
         scores = np.concatenate([self.raw(b, without=i).ravel() for i, b in enumerate(self.layers)])
         self.threshold = tail_threshold(scores, self.layers[0].size)
 
     def score(self, bed: np.ndarray) -> np.ndarray:
+        """0 everywhere while fewer than 3 layers of this size are held (a photo of another size)."""
+        if len(self.layers) < 3 or self.layers[0].shape != bed.shape:
+            return np.zeros(bed.shape, np.float32)
         return (self.raw(bed) / self.threshold).astype(np.float32)
 
     def add(self, bed: np.ndarray, flagged: np.ndarray | None = None) -> None:
-        """Remember a layer; its flagged places keep the median they had (a defect never becomes normal)."""
+        """Remember a layer; its flagged places keep the median they had (a defect never becomes
+        normal). A layer of another size starts the memory again."""
+        if self.layers and self.layers[0].shape != bed.shape:
+            self.layers = []
         if flagged is not None and flagged.any() and self.layers:
             bed = np.where(flagged, np.median(np.stack(self.layers), 0), bed)
         self.layers = [*self.layers, bed][-CHANGE_WINDOW:]
@@ -308,8 +314,7 @@ class FineMapper:
         self.new_build()
 
     def new_build(self) -> None:
-        self.seen = 0
-        self.first: list[tuple[np.ndarray, np.ndarray, float]] = []  # features, learnable cells, Object share
+        self.first: list[tuple] = []  # per first layer: features, learnable cells, Object share, sure tiles
         self.texture: TextureMemory | None = None
         self.habitual: np.ndarray | None = None  # per tile: the network was sure of Error there on most first layers
         self.change = ChangeMemory()
@@ -325,7 +330,6 @@ class FineMapper:
         features = self.texture_net(image)
         bed = change_image(image)
         sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
-        self.seen += 1
         if self.texture is None:
             maps = self._learning(result, features, bed, sure_tiles)
         else:
