@@ -50,6 +50,7 @@ SPREAD_FLOOR = 0.5  # the spread a pixel is standardised by is at least this sha
 MEMORY = 4096  # texture locations a build keeps (greedy coreset of its first layers)
 AXES = 64  # principal axes of the texture features the memory is searched in
 PCA_SAMPLE = 20000  # first-layer places the axes are found from
+CORESET_POOL = 16384  # first-layer places the memory's coreset is chosen from
 LEARN = 5  # first layers of a build that teach it
 MIN_LEARNED = 256  # sound texture locations the first layers must hold (else the next layers teach too)
 CHANGE_WINDOW = 10  # last layers the change signal compares a layer with
@@ -172,7 +173,10 @@ class TextureMemory:
         self.axes = np.linalg.svd(sample, full_matrices=False)[2][:AXES].T.astype(np.float32)
         self.mean, self.scale = self.mean.astype(np.float32), self.scale.astype(np.float32)
         points = points @ self.axes
-        chosen = greedy_coreset(torch.from_numpy(np.ascontiguousarray(points, np.float32)), size).numpy()
+        # the coreset is chosen from a random CORESET_POOL of the places (k-centre greedy costs a
+        # pass over its pool per entry; the pool still holds every kind of place many times)
+        pool = np.random.default_rng(1).permutation(len(points))[:CORESET_POOL]
+        chosen = pool[greedy_coreset(torch.from_numpy(np.ascontiguousarray(points[pool], np.float32)), size).numpy()]
         self.memory, owner = np.ascontiguousarray(points[chosen], np.float32), owner[chosen]
         left_out, typical = [], []
         for i, f in enumerate(layers):
