@@ -20,11 +20,8 @@ from slmcnn import render
 from slmcnn.constants import CLASSES
 from slmcnn.errors import OutputError, SettingsError
 from slmcnn.files import atomic_path, storable, writable, write_text
-from slmcnn.grading import GradeRules
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
-
-GRADING = GradeRules()  # index.html grades layers as the monitor does by default
 
 if TYPE_CHECKING:
     from slmcnn.predict import LayerOutcome, LayerResult
@@ -184,7 +181,6 @@ class RunFiles:
         self.summary = SummaryWriter(self.out / "summary.csv", scored) if summary else None
         self.html_title = html_title
         self.page: list[render.PageEntry] = []
-        self.graded: list[np.ndarray] = []  # tile classes of the last layers, in the order given
         self.writer = LayerWriter() if background else None
 
     def _refuse_inputs(self, inputs: list[Path]) -> None:
