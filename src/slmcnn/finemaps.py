@@ -334,16 +334,12 @@ class FineMapper:
         features = self.texture_net(image)
         bed = change_image(image)
         sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
-        if self.texture is None:
-            maps = self._learning(result, features, bed, sure_tiles)
-        else:
-            maps = self._judged(result, features, bed, sure_tiles)
+        if self.texture is None:  # a region's score: the network's Error probability while learning
+            maps, score = self._learning(result, features, bed, sure_tiles)
+        else:  # then the larger signal
+            maps, score = self._judged(result, features, bed, sure_tiles)
         if result.class_map is not None:
             maps.classes[result.class_map == NOT_A_CLASS_PIXEL] = NOT_A_CLASS_PIXEL
-        if maps.texture is None:
-            score = tile_values(probabilities[:, ERROR], grid, shape)
-        else:
-            score = np.maximum(upsample(maps.texture, shape), upsample(maps.change, shape))
         error = maps.classes == ERROR
         objects = tile_mask(network == OBJECT, grid, shape)
         maps.regions, kept = find_regions(
@@ -352,7 +348,7 @@ class FineMapper:
         maps.classes[error & ~kept] = np.where(objects, OBJECT, POWDER)[error & ~kept]
         return maps
 
-    def _learning(self, result, features, bed, sure_tiles) -> FineMaps:
+    def _learning(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray]:
         """One of the build's first layers: judged by the network alone, localised; its sound places learned."""
         classes = self._network_classes(
             result, sure_tiles | (result.probabilities.argmax(1) == ERROR), self._standing(result)
@@ -373,7 +369,8 @@ class FineMapper:
         self.first = self.first[-self.learn :]
         if len(self.first) >= self.learn and sum(int(entry[1].sum()) for entry in self.first) >= MIN_LEARNED:
             self._fit()
-        return FineMaps(classes, None, None, state="learning", photo=self.photo)
+        score = tile_values(result.probabilities[:, ERROR], result.grid, classes.shape)
+        return FineMaps(classes, None, None, state="learning", photo=self.photo), score
 
     def _fit(self) -> None:
         features, keep, shares, sure = zip(*self.first, strict=True)
@@ -389,7 +386,7 @@ class FineMapper:
         )  # fmt: skip
         self.first = []
 
-    def _judged(self, result, features, bed, sure_tiles) -> FineMaps:
+    def _judged(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray]:
         shape = result.image.shape[:2]
         texture = self.texture.score(features)
         change = self.change.score(bed)
@@ -424,7 +421,7 @@ class FineMapper:
         classes[flagged] = ERROR
         error = classes == ERROR
         self.change.add(bed, cv2.resize(error.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0)
-        return FineMaps(classes, texture, change, state="judged", photo=self.photo)
+        return FineMaps(classes, texture, change, state="judged", photo=self.photo), signal
 
     def _network_classes(self, result, error_tiles: np.ndarray, standing: tuple) -> np.ndarray:
         """Pixels of the network's tiles narrowed to what stands out of the powder (`standing`):
