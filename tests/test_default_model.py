@@ -1,4 +1,4 @@
-"""The shipped model must still do what MODEL_CARD.md says on the example layers."""
+"""The shipped model must still do what docs/MODEL_CARD.md says on the example layers."""
 
 import json
 from pathlib import Path
