@@ -155,7 +155,7 @@ def int8_backend(model, tmp: Path):
 
     fp32 = export_onnx(model, tmp / "fp32.onnx")
     quantize_dynamic(str(fp32), str(tmp / "int8.onnx"), weight_type=QuantType.QInt8)
-    return OnnxBackend(tmp / "int8.onnx")
+    return OnnxBackend(tmp / "int8.onnx", model)
 
 
 def main() -> None:
@@ -243,7 +243,7 @@ def main() -> None:
             "torch-bf16": TorchBackend(model, "bf16"),
             "torch-compiled-fp32": TorchBackend(model, "fp32", compile=True),
             "torch-compiled-bf16": TorchBackend(model, "bf16", compile=True),
-            "onnx-fp32": OnnxBackend(export_onnx(model, tmp / "m.onnx")),
+            "onnx-fp32": OnnxBackend(export_onnx(model, tmp / "m.onnx"), model),
             "onnx-int8": int8_backend(model, tmp),
         }
         rows = {}

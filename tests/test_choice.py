@@ -157,4 +157,4 @@ def test_onnx_files_are_exported_once_into_the_cache(monkeypatch, tmp_path):
     assert fp32.parent == int8.parent == tmp_path / "cache" and fp32 != int8
     monkeypatch.setattr(onnxrt, "_export", lambda *args: pytest.fail("exported twice"))
     assert onnxrt.onnx_file(model, int8=True) == int8
-    assert onnxrt.OnnxBackend(int8).probabilities(PATCHES[:4]).shape == (4, 3)
+    assert onnxrt.OnnxBackend(int8, model).probabilities(PATCHES[:4]).shape == (4, 3)

@@ -100,7 +100,7 @@ def _onnx_on_one_thread(model):
     from slmcnn.backends.onnxrt import OnnxBackend, export_onnx
 
     with tempfile.TemporaryDirectory(prefix="slmcnn-") as folder:
-        return OnnxBackend(export_onnx(model, Path(folder) / "model.onnx", model.spec.patch), threads=1)
+        return OnnxBackend(export_onnx(model, Path(folder) / "model.onnx", model.spec.patch), model, threads=1)
 
 
 class LayerWorker:

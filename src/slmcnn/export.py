@@ -11,7 +11,7 @@ from slmcnn.backends import OnnxBackend, TorchBackend
 def max_probability_difference(model: torch.nn.Module, onnx_path: str | Path, patches: np.ndarray) -> float:
     """Largest absolute difference of class probabilities between PyTorch fp32 and ONNX Runtime."""
     torch_probs = TorchBackend(model, "fp32").probabilities(patches)
-    onnx_probs = OnnxBackend(onnx_path).probabilities(patches)
+    onnx_probs = OnnxBackend(onnx_path, model).probabilities(patches)
     return float(np.abs(torch_probs - onnx_probs).max())
 
 

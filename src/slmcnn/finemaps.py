@@ -112,27 +112,20 @@ def standardised_locally(image: np.ndarray, side: int = LOCAL) -> np.ndarray:
 class DenseTexture:
     """The network's blocks 1-3 over a whole layer: (H/CELL, W/CELL, D) texture features."""
 
-    def __init__(self, model: torch.nn.Module, precision: str = "auto"):
-        from slmcnn.folding import for_evaluation
-        from slmcnn.precision import bf16_supported
+    def __init__(self, model: torch.nn.Module, precision: str = "auto", device: "str | torch.device" = "cpu"):
+        from slmcnn.backends.pytorch import TorchBackend
 
-        # the folded network's block outputs are the model's up to a positive scale and shift per
-        # channel, which the memory's standardisation per feature takes out: the same texture, faster
-        self.net = for_evaluation(model.eval())
-        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_supported())
+        # the engine's maps come from the folded network, whose block outputs are the model's up to a
+        # positive scale and shift per channel, which the memory's standardisation per feature takes
+        # out: the same texture, faster
+        self.network = TorchBackend(model, precision, device=device)
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(standardised_locally(image)).permute(2, 0, 1)[None]
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            mid = self.net.blocks(x, 0, 2)
-            deep = self.net.blocks(mid, 2, 3)
-        maps = torch.cat(
-            [F.avg_pool2d(mid.float(), 2, ceil_mode=True)[..., : deep.shape[2], : deep.shape[3]], deep.float()], 1
-        )
+        mid, deep = self.network.dense_maps(standardised_locally(image), (2, 3))
+        maps = torch.cat([F.avg_pool2d(mid, 2, ceil_mode=True)[..., : deep.shape[2], : deep.shape[3]], deep], 1)
         maps = F.avg_pool2d(maps, 3, 1, 1, count_include_pad=False)
-        return maps[0].permute(1, 2, 0).contiguous().numpy()
+        return maps[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
 
 def without_edge(scores: np.ndarray, step: int) -> np.ndarray:
@@ -308,12 +301,13 @@ class FineMapper:
         recoater: str = "vertical",
         mm_per_pixel: float | None = None,
         precision: str = "auto",
+        device: "str | torch.device" = "cpu",
     ):
         if photo not in PHOTOS:
             raise SettingsError(f"`photo` must be one of {', '.join(PHOTOS)} (got {photo!r})")
         if not isinstance(learn, int) or isinstance(learn, bool) or learn < 3:
             raise SettingsError(f"the fine maps learn from at least 3 first layers of a build (got {learn!r})")
-        self.texture_net = DenseTexture(model, precision)
+        self.texture_net = DenseTexture(model, precision, device)
         self.learn, self.photo_setting, self.recoater, self.mm_per_pixel = learn, photo, recoater, mm_per_pixel
         self.new_build()
 

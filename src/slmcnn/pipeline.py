@@ -138,7 +138,8 @@ class LayerPipeline:
             net = model or getattr(backend, "model", None)
             if hasattr(net, "blocks"):
                 mm = o.camera.bed_mm / o.camera.size if o.camera is not None and o.camera.bed_mm else None
-                self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm)
+                device = getattr(backend, "device", "cpu")  # the engine's: a GPU's fine maps run there too
+                self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm, device=device)
             else:  # a backend of its own, without the network's layers: the tile grid is all there is
                 log.warning("fine maps need the PyTorch model (`model`): the layers get tile maps")
         self.grader = Grader(rules)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from slmcnn import images as image_io
-from slmcnn.backends import Backend
+from slmcnn.backends import Backend, JudgedBackend
 from slmcnn.camera import CameraCalibration, tile_ignored
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
@@ -187,7 +187,7 @@ class Predictor:
         self.ignore = camera.ignore_mask() if camera and camera.ignore else None
         # a backend that decides a whole layer at a time (a camera profile's) gets each layer's
         # probabilities before they are stitched, and gives the tiles' anomaly back
-        self.finish_layer = getattr(backend, "finish_layer", None)
+        self.judged = backend if isinstance(backend, JudgedBackend) else None
 
     def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None]:
         """Read a layer and cut its tiles; a photo of more than `batch_tiles` tiles is cut later, in
@@ -206,11 +206,10 @@ class Predictor:
         """Classify one blank layer: a backend's first call (memory, kernels) is paid now, not by the
         first real layer. A backend that knows its camera's frame size warms up on such a frame."""
         side = self.patch if self.camera is None else max(self.patch, self.camera.size)
-        height, width = getattr(self.backend, "frame_shape", None) or (side, side)
+        height, width = (self.judged and self.judged.frame_shape) or (side, side)
         list(self.predict([("warm-up", np.zeros((height, width, 3), np.uint8))]))
-        new_build = getattr(self.backend, "new_build", None)
-        if new_build is not None:  # the blank frame is no layer of the build
-            new_build()
+        if self.judged is not None:  # the blank frame is no layer of the build
+            self.judged.new_build()
 
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
         """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run.
@@ -298,8 +297,8 @@ class Predictor:
                 layer_probs = probs[offset : offset + len(patches)]
                 offset += len(patches)
             anomaly = adaptation = None
-            if self.finish_layer is not None:
-                layer_probs, anomaly, adaptation = self.finish_layer(layer_probs, where, str(path))
+            if self.judged is not None:
+                layer_probs, anomaly, adaptation = self.judged.finish_layer(layer_probs, where, str(path))
             class_map, ignored = classify_pixels(where, layer_probs, self.ignore)
             yield LayerResult(
                 path,

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from slmcnn.backends.base import Backend
+from slmcnn.backends.base import Backend, JudgedBackend, Network
 from slmcnn.backends.onnxrt import OnnxBackend, onnx_file
 from slmcnn.backends.pytorch import TorchBackend
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SettingsError
-from slmcnn.precision import amx_supported, bf16_supported, resolve_precision
+from slmcnn.precision import amx_supported, bf16_supported, resolve_device, resolve_precision
 from slmcnn.validate import number, whole
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "ENGINES",
     "Backend",
     "Engine",
+    "JudgedBackend",
+    "Network",
     "OnnxBackend",
     "TorchBackend",
     "auto_engine",
@@ -65,15 +67,15 @@ def auto_engine(patches: int | None, is_cached: bool, compile_seconds: float) ->
     return "compile" if saved > compile_seconds + LOAD_SECONDS else "eager"
 
 
-def _torch(model: torch.nn.Module, precision: str, patches: int | None) -> Backend:
+def _torch(model: torch.nn.Module, precision: str, patches: int | None) -> Network:
     return TorchBackend(model, precision)
 
 
-def _onnx(model: torch.nn.Module, precision: str, patches: int | None) -> Backend:
-    return OnnxBackend(onnx_file(model, int8=precision == "int8"))
+def _onnx(model: torch.nn.Module, precision: str, patches: int | None) -> Network:
+    return OnnxBackend(onnx_file(model, int8=precision == "int8"), model)
 
 
-def _compiled(model: torch.nn.Module, precision: str, patches: int | None, background: bool = False) -> Backend:
+def _compiled(model: torch.nn.Module, precision: str, patches: int | None, background: bool = False) -> Network:
     from slmcnn import aot
     from slmcnn.backends.compiled import AotBackend
 
@@ -87,7 +89,7 @@ def _compiled(model: torch.nn.Module, precision: str, patches: int | None, backg
         return TorchBackend(model, precision)
 
 
-ENGINES: dict[str, Callable[[torch.nn.Module, str, int | None], Backend]] = {
+ENGINES: dict[str, Callable[[torch.nn.Module, str, int | None], Network]] = {
     "torch": _torch,
     "compiled": _compiled,
     "onnx": _onnx,
@@ -101,8 +103,13 @@ def create_backend(
     precision: str = "auto",
     layers: int | None = None,
     patches: int | None = None,
-) -> Backend:
+    device: "str | torch.device" = "auto",
+) -> Network:
     """Pick the inference engine for a network; `layers` or `patches` is the job's size, if known.
+
+    `device`: cpu, cuda or auto (a CUDA GPU when PyTorch sees one). On a GPU the network runs in
+    eager PyTorch, bf16 where the card computes it natively (`precision` auto); the compiled and
+    ONNX engines are the CPU's.
 
     `auto`: on a CPU with AMX, PyTorch in bf16 (it agrees with fp32 on more than 99.5% of tiles of
     the synthetic test builds), eager or compiled by TorchInductor ahead of time, by `auto_engine`:
@@ -114,6 +121,13 @@ def create_backend(
     Runtime fp32. benchmarks/bench_predict.py and bench_whole.py measure every choice."""
     if name not in BACKENDS:
         raise SettingsError(f"`backend` must be one of {', '.join(BACKENDS)} (got {name!r})")
+    device = resolve_device(device)
+    if device.type != "cpu":
+        if name not in ("auto", "torch"):
+            raise SettingsError(
+                f"`backend` {name} runs on the CPU only: with `device` {device.type} give auto or torch"
+            )
+        return TorchBackend(model, precision, device=device)
     every_precision = precision == "auto" and name == "auto" and not amx_supported()
     precision = resolve_precision(precision)
     if patches is None and layers is not None:
@@ -158,12 +172,14 @@ def create_engine(
     error_threshold: float | None = None,
     layers: int | None = None,
     patches: int | None = None,
+    device: "str | torch.device" = "auto",
 ) -> Engine:
     """The engine for a job. `camera`: a camera.json (geometry and, if it has one, the profile), a
     calibration, or a profile. `adapt`: the first layers of each build learned into a build memory
     (default: ADAPT_LAYERS with a camera profile, off without; 0 turns it off). `error_threshold`:
     the sensitivity (default: the camera's; above 1 fewer alarms and more misses). With a profile
-    or adaptation the network runs in PyTorch (it gives the features); otherwise `backend` decides."""
+    or adaptation the network runs in PyTorch (it gives the features); otherwise `backend` decides.
+    `device`: where the network runs (`create_backend`)."""
     from slmcnn.adapt import ADAPT_LAYERS
 
     if not isinstance(backend, str) and not callable(getattr(backend, "probabilities", None)):
@@ -174,11 +190,15 @@ def create_engine(
     if profile is None and not adapt:
         if error_threshold is not None:
             raise SettingsError("`error_threshold` needs a camera profile (`camera`) or `adapt`")
-        chosen = backend if not isinstance(backend, str) else create_backend(model, backend, precision, layers, patches)
+        chosen = backend
+        if isinstance(backend, str):
+            chosen = create_backend(model, backend, precision, layers, patches, device)
         return Engine(chosen, calibration, None, 0)
     from slmcnn.backends.profile import ProfileBackend
 
-    judged = ProfileBackend(profile, model, adapt=adapt, error_threshold=error_threshold, precision=precision)
+    judged = ProfileBackend(
+        profile, model, adapt=adapt, error_threshold=error_threshold, precision=precision, device=device
+    )
     return Engine(judged, calibration, profile, adapt)
 
 

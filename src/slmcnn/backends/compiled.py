@@ -11,14 +11,15 @@ import torch
 
 from slmcnn import aot
 from slmcnn.aot import COMPILED_BATCH
-from slmcnn.backends.pytorch import TorchBackend
+from slmcnn.backends.base import Network
+from slmcnn.backends.pytorch import EAGER_BATCH
 from slmcnn.constants import CLASSES
 
 log = logging.getLogger(__name__)
 
 
-class AotBackend:
-    """A compiled package from the cache (eager PyTorch for input types without one). With
+class AotBackend(Network):
+    """A compiled package from the cache, on the CPU (eager PyTorch for input types without one). With
     `background=True` a missing package is compiled by a low-priority child process while eager
     PyTorch serves, and used from the first batch after it is ready (the monitor's way)."""
 
@@ -26,8 +27,8 @@ class AotBackend:
     compiled = True
 
     def __init__(self, model: torch.nn.Module, precision: str, batch: int = COMPILED_BATCH, background: bool = False):
-        self.model, self.precision, self.batch = model, precision, batch
-        self.eager = TorchBackend(model, precision)
+        super().__init__(model, precision, "cpu")
+        self.batch = batch
         self.runners: dict[str, Callable] = {}
         self.child: subprocess.Popen | None = None
         path = aot.cached(model, precision)
@@ -56,7 +57,7 @@ class AotBackend:
     def probabilities(self, patches: np.ndarray) -> np.ndarray:
         runner = self.runners.get(patches.dtype.name) if self.ready else None
         if runner is None:
-            return self.eager.probabilities(patches)
+            return self.eager_probabilities(patches, EAGER_BATCH)
         out = [
             runner(torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch]))).numpy()
             for start in range(0, len(patches), self.batch)

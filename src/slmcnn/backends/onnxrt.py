@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from slmcnn import aot
+from slmcnn.backends.base import Network
 from slmcnn.constants import CLASSES
 from slmcnn.files import atomic_path, check_new
 from slmcnn.preprocess import prepare
@@ -69,14 +70,16 @@ def _export(model: torch.nn.Module, path: Path, int8: bool) -> Path:
     return path
 
 
-class OnnxBackend:
-    """ONNX Runtime inference of an exported model file."""
+class OnnxBackend(Network):
+    """ONNX Runtime inference, on the CPU, of `model` exported to `onnx_path` (the model itself
+    gives the inner maps: `Network`)."""
 
     name = "onnx"
 
-    def __init__(self, onnx_path: str | Path, threads: int | None = None, batch: int = 64):
+    def __init__(self, onnx_path: str | Path, model: torch.nn.Module, threads: int | None = None, batch: int = 64):
         import onnxruntime as ort
 
+        super().__init__(model, "fp32", "cpu")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -34,13 +34,18 @@ class ProfileBackend:
         adapt: int = 0,
         error_threshold: float | None = None,
         precision: str = "auto",
+        device: "str | torch.device" = "cpu",
     ):
         if profile is None and not adapt:
             raise SettingsError("a judged backend needs a camera profile or `adapt` (the build's first layers)")
         if error_threshold is not None:
             number(error_threshold, "error_threshold", 0.05, 100)
         self.profile, self.model, self.confirm, self.error_threshold = profile, model, confirm, error_threshold
-        self.net = profile.feature_net(model) if profile is not None else FeatureNet(model, precision=precision)
+        if profile is not None:
+            self.net = profile.feature_net(model, device)
+        else:
+            self.net = FeatureNet(model, precision=precision, device=device)
+        self.device = self.net.network.device
         self.frame_shape = tuple(profile.frame_shape) if profile is not None else None  # the Predictor warms up on it
         self.memory = BuildMemory(profile, adapt, model, self.net.precision) if adapt else None
         self._features: np.ndarray | None = None  # tiles classified, their layer not finished yet

@@ -91,9 +91,10 @@ class CameraProfile:
             )
         return self.calibration.warp(frame) if self.calibration else frame
 
-    def feature_net(self, model: torch.nn.Module) -> FeatureNet:
-        """The network pass for this profile, after checking that `model` is the one it was built with."""
-        key = id(model)
+    def feature_net(self, model: torch.nn.Module, device: "str | torch.device" = "cpu") -> FeatureNet:
+        """The network pass for this profile on `device`, after checking that `model` is the one it
+        was built with."""
+        key = (id(model), str(device))
         if key not in self._nets:
             digest = model_hash(model)
             if digest != self.model["sha256"]:
@@ -102,7 +103,8 @@ class CameraProfile:
                     f"{self.model['sha256'][:12]}, this one is {digest[:12]}); rebuild it with slmcnn calibrate (the good frames it was built from, with this model)"
                 )
             precision = self.meta.get("precision", "fp32")
-            self._nets[key] = FeatureNet(model, self.meta.get("grid", GRID), "bf16" if precision == "bf16" else "fp32")
+            precision = "bf16" if precision == "bf16" else "fp32"
+            self._nets[key] = FeatureNet(model, self.meta.get("grid", GRID), precision, device=device)
         return self._nets[key]
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
@@ -241,13 +243,15 @@ def build_profile(
     progress: bool = False,
     seed: int = 0,
     error_threshold: float | None = None,
+    device: "str | torch.device" = "auto",
 ) -> CameraProfile:
     """Learn a camera from good frames (paths or arrays): raw frames straightened by `calibration`,
     or full frames when it is None; `error_threshold` is stored as its sensitivity. Frames given as
-    files are listed in it, so that a new model can learn them again (the app's "make current")."""
+    files are listed in it, so that a new model can learn them again (the app's "make current").
+    `device`: where the network reads the frames (precision.resolve_device)."""
     _check_frames(len(frames))
     started = time.perf_counter()
-    net = FeatureNet(model, grid, precision)
+    net = FeatureNet(model, grid, precision, device=device)
     frame_shape, grid_shape, features = frame_features(frames, calibration, net, model.spec.patch, None, progress)
     profile = profile_from_features(features, grid_shape, model, calibration, frame_shape, net.precision, coreset, seed)
     profile.meta["seconds"] = round(time.perf_counter() - started, 2)

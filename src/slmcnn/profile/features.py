@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from slmcnn import images as image_io
+from slmcnn.backends.pytorch import TorchBackend
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import ProfileError
-from slmcnn.folding import for_evaluation
-from slmcnn.preprocess import prepare
 from slmcnn.tiles import tile
 
 TAPS = (3, 4)  # feature maps after these blocks (1-based): mid-level texture, then larger structures
@@ -19,44 +18,36 @@ GRID = 1  # feature locations per tile side: 1, the tile mean, measured best (pr
 SCALE_FLOOR = 0.1  # a feature's standardising spread is at least this share of the median spread
 
 
-def _bf16() -> bool:
-    from slmcnn.precision import bf16_supported
-
-    return bf16_supported()
-
-
 class FeatureNet:
     """One pass of the network: class probabilities and per-location features of each tile.
 
-    Features: the maps after blocks 3 and 4, the first average-pooled to the second's size,
-    concatenated, averaged over 3x3 neighbourhoods (PatchCore's local context) and pooled to
-    GRID x GRID locations per tile."""
+    Features: the maps after blocks 3 and 4 (the engine's `tile_maps`, on its device), the first
+    average-pooled to the second's size, concatenated, averaged over 3x3 neighbourhoods (PatchCore's
+    local context) and pooled to GRID x GRID locations per tile."""
 
-    def __init__(self, model: torch.nn.Module, grid: int = GRID, precision: str = "auto", batch: int = 32):
-        self.net = for_evaluation(model.eval().to(memory_format=torch.channels_last))
-        self.grid = grid
-        self.bf16 = precision == "bf16" or (precision == "auto" and _bf16())
-        self.precision = "bf16" if self.bf16 else "fp32"
-        self.batch = batch
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        grid: int = GRID,
+        precision: str = "auto",
+        batch: int = 32,
+        device: "str | torch.device" = "cpu",
+    ):
+        self.network = TorchBackend(model, precision, device=device)
+        self.grid, self.precision, self.batch = grid, self.network.precision, batch
 
     @torch.inference_mode()
     def __call__(self, patches: np.ndarray, probabilities: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """(tiles, classes) probabilities (None when not asked for) and (tiles, GRID*GRID, D) features."""
         probs, feats = [], []
-        first, second = TAPS
         for start in range(0, len(patches), self.batch):
-            x = prepare(patches[start : start + self.batch])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                mid = self.net.blocks(x, 0, first)
-                deep = self.net.blocks(mid, first, second)
-                if probabilities:
-                    logits = self.net.head(torch.flatten(self.net.blocks(deep, second), 1))
-                    probs.append(torch.softmax(logits.float(), 1).numpy())
-            mid = F.adaptive_avg_pool2d(mid.float(), deep.shape[-2:])
-            maps = torch.cat([mid, deep.float()], 1)
+            (mid, deep), chunk_probs = self.network.tile_maps(patches[start : start + self.batch], TAPS, probabilities)
+            probs.append(chunk_probs)
+            mid = F.adaptive_avg_pool2d(mid, deep.shape[-2:])
+            maps = torch.cat([mid, deep], 1)
             maps = F.avg_pool2d(maps, 3, 1, 1, count_include_pad=False)
             maps = F.adaptive_avg_pool2d(maps, self.grid)
-            feats.append(maps.flatten(2).transpose(1, 2).contiguous().numpy())
+            feats.append(maps.flatten(2).transpose(1, 2).contiguous().cpu().numpy())
         width = feats[0].shape[2] if feats else 0
         features = np.concatenate(feats) if feats else np.zeros((0, self.grid**2, width), np.float32)
         return (np.concatenate(probs) if probabilities else None), features
