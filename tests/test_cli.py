@@ -77,3 +77,81 @@ def test_init_refuses_another_arch(tiny_build, tiny_model_file, tmp_path):
     message = one_line_error(run_cli(*args, "--arch", "slmcnn"))
     assert "--arch slmcnn" in message and "slmcnn-tiny" in message and "--init" in message
     assert not (tmp_path / "r").exists()
+
+
+def parsed(*argv):
+    """The arguments as the command sees them (earlier versions' forms taken), without running it."""
+    from slmcnn.options import build_parser, take_old_forms
+
+    args = build_parser({name: (text, example) for name, (_, text, example) in cli.COMMANDS.items()}).parse_args(argv)
+    take_old_forms(args)
+    return args
+
+
+def option_actions(command):
+    """The parser's actions of one command."""
+    from slmcnn.options import build_parser
+
+    parser = build_parser({name: (text, example) for name, (_, text, example) in cli.COMMANDS.items()})
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return [a for a in sub.choices[command]._actions if a.dest != "help"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_a_one_line_help_that_shows_its_default(command):
+    import argparse
+
+    from slmcnn.options import library_default
+
+    shown = run_cli(command, "--help").stdout.replace("\n", " ")
+    shown = " ".join(shown.split())
+    for action in option_actions(command):
+        if action.help == argparse.SUPPRESS:
+            continue
+        assert action.help and len(action.help) <= 160, (action.dest, action.help)
+        source = getattr(action, "library", None)
+        default = library_default(*source) if source else action.default
+        if source:
+            assert action.default is None, f"{action.dest}: the library's default is written twice"
+        if action.option_strings and default not in (None, False, [], ""):
+            assert f"(default: {default})" in shown or "default" in action.help, (command, action.dest)
+
+
+def test_library_defaults_come_from_the_settings_classes():
+    from slmcnn.grading import GradeRules
+    from slmcnn.monitoring.watch import MonitorConfig
+    from slmcnn.train import TrainConfig
+
+    train = " ".join(run_cli("train", "--help").stdout.split())
+    assert f"(default: {TrainConfig.epochs})" in train and f"(default: {TrainConfig.lr})" in train
+    monitor = " ".join(run_cli("monitor", "--help").stdout.split())
+    assert f"unchanged (default: {MonitorConfig.settle})" in monitor
+    assert f"(default: {GradeRules.persist}/{GradeRules.window})" in monitor
+    args = parsed("monitor", "folder", "--db", "x.sqlite", "--alert-persist", "2/4", "--alert-sure", "0.8")
+    from slmcnn.options import grade_rules
+
+    assert grade_rules(args) == GradeRules(sure=0.8, persist=2, window=4)
+    assert grade_rules(parsed("monitor", "folder", "--db", "x.sqlite")) == GradeRules()
+
+
+def test_monitor_help_is_short():
+    assert len(run_cli("monitor", "--help").stdout.splitlines()) <= 90
+
+
+def test_one_vocabulary_and_the_earlier_forms_still_work():
+    assert parsed("report", "--db", "b.sqlite").db == parsed("report", "b.sqlite").db == "b.sqlite"
+    assert parsed("export", "m.safetensors").model == parsed("export", "--model", "m.safetensors").model
+    assert parsed("synth", "builds/x").out == parsed("synth", "--out", "builds/x").out == "builds/x"
+    old, new = (
+        parsed("evaluate", "m.safetensors", "d1", "d2"),
+        parsed("evaluate", "d1", "d2", "--model", "m.safetensors"),
+    )
+    assert (old.model, old.data) == (new.model, new.data) == ("m.safetensors", ["d1", "d2"])
+    shipped = parsed("evaluate", "d1", "d2")
+    assert (shipped.model, shipped.data) == (None, ["d1", "d2"])  # no model file given: the shipped model
+
+
+def test_an_option_missing_in_both_forms_is_one_line(tmp_path):
+    assert "--db" in one_line_error(run_cli("report", "--out", tmp_path / "r.html"))
+    assert "--out" in one_line_error(run_cli("synth", "--layers", "1"))
+    assert "give one" in one_line_error(run_cli("report", tmp_path / "a.sqlite", "--db", tmp_path / "b.sqlite"))

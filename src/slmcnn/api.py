@@ -50,12 +50,14 @@ def create_backend(
     precision: str = "auto",
     layers: int | None = None,
     patches: int | None = None,
+    device: str = "auto",
 ) -> Backend:
     """The inference engine for a model: `auto` (PyTorch bf16 where the CPU has it, else ONNX
-    Runtime), `torch` or `onnx`; `layers` or `patches` is the size of the job, if known."""
+    Runtime), `torch` or `onnx`; `layers` or `patches` is the size of the job, if known; `device`
+    cpu, cuda or auto (a CUDA GPU when PyTorch sees one)."""
     from slmcnn.backends import create_backend as create
 
-    return create(_model(model), backend, precision, layers, patches)
+    return create(_model(model), backend, precision, layers, patches, device)
 
 
 def predict_layers(
@@ -72,6 +74,7 @@ def predict_layers(
     maps: str = "fine",
     photo: str = "auto",
     learn: int = 5,
+    device: str = "auto",
 ) -> list[LayerResult] | Iterator[LayerResult]:
     """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list), in
     build order. `camera` is a camera.json, a calibration or a profile, applied exactly as
@@ -90,7 +93,9 @@ def predict_layers(
 
     net = _model(model)
     items = list(layer_inputs(layers))
-    engine = create_engine(net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items))
+    engine = create_engine(
+        net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items), device=device
+    )
     name = Path(getattr(net, "source", "")).name
     if photo == "auto" and isinstance(camera, str | Path):  # as calibrate stored it
         from slmcnn.profile import camera_photo
@@ -252,13 +257,15 @@ def calibrate(
     error_threshold: float | None = None,
     previous: CameraCalibration | None = None,
     progress: bool = False,
+    device: str = "auto",
 ) -> CameraCalibration | CameraProfile | None:
     """A camera for raw frames, as `slmcnn calibrate`. One frame: its calibration (the bed's corners,
     found unless given; the side of the straightened bed in pixels and mm; polygons to ignore), or
     None with `full_frame`. Several frames of good layers (4 or more): a camera profile learned from
     them with `model` (its `calibration` is the first frame's), with `error_threshold` as its stored
     sensitivity. A doubtful bed outline (`camera.bed_doubts`, against `previous` too) is logged as a
-    warning; save with `slmcnn.profile.save_camera` or `CameraCalibration.save`."""
+    warning; save with `slmcnn.profile.save_camera` or `CameraCalibration.save`. `device`: where the
+    network reads the good frames (cpu, cuda or auto)."""
     import logging
 
     import numpy as np
@@ -291,4 +298,6 @@ def calibrate(
         return calibration
     from slmcnn.profile import build_profile
 
-    return build_profile(frames, calibration, _model(model), progress=progress, error_threshold=error_threshold)
+    return build_profile(
+        frames, calibration, _model(model), progress=progress, error_threshold=error_threshold, device=device
+    )

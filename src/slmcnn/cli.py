@@ -1,7 +1,6 @@
 """The `slmcnn` command: parses arguments, calls the library, prints. COMMANDS names each command's
 handler and options; library errors name API settings, which FLAGS turns into this command's flags."""
 
-import argparse
 import json
 import logging
 import signal
@@ -11,34 +10,15 @@ from dataclasses import fields
 from pathlib import Path
 
 import slmcnn
-from slmcnn.app import APP_OPTIONS, cmd_app
-from slmcnn.constants import CLASSES, __version__
+from slmcnn.app import cmd_app
+from slmcnn.constants import CLASSES
 from slmcnn.errors import SlmcnnError
 from slmcnn.files import check_new, describe, run_folder, storable
-from slmcnn.options import OPTIONS
+from slmcnn.options import build_parser, given, grade_rules, pick, synth_settings, take_old_forms
 
 FLAGS = {"flips=False": "--no-flips"}
 COMMAND_FLAGS = {"predict-patches": {"precision": "--ig-precision"}}
 SENSITIVITIES = (0.8, 1.0, 1.25, 1.5)  # --error-threshold values whose expected false-alarm rate calibrate prints
-SYNTH_FLAGS = ("layers", "seed", "size", "patch", "direction", "keep_ambiguous")  # SynthSettings with flags
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slmcnn", description="Powder-bed monitoring for selective laser melting.")
-    parser.add_argument("--version", action="version", version=f"slmcnn {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, text, example, options) in COMMANDS.items():
-        description, raw = f"{text}\n\nexample:\n  {example}", argparse.RawDescriptionHelpFormatter
-        p = sub.add_parser(name, help=text, description=description, formatter_class=raw)
-        for flag, settings in options:
-            p.add_argument(flag, **settings)
-    return parser
-
-
-def _pick(args, settings_class, **more):
-    """`settings_class` (a dataclass) from the options of the same name, and `more`."""
-    names = {f.name for f in fields(settings_class)} - set(more)
-    return settings_class(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **more)
 
 
 def _engine(args, layers: int | None = None, patches: int | None = None, **options):
@@ -60,11 +40,11 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
     )
     patch = getattr(args, "patch", None) or model.info.patch
     options["camera"] = engine.calibration
-    if getattr(args, "camera", None) and getattr(args, "photo", "auto") == "auto":  # as calibrate stored it
+    if getattr(args, "camera", None) and getattr(args, "photo", None) in ("auto", None):  # as calibrate stored it
         from slmcnn.profile import camera_photo
 
         options["photo"] = camera_photo(args.camera)
-    return model, engine.backend, _pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
+    return model, engine.backend, pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
 
 
 def cmd_predict_layer(args) -> int:
@@ -72,19 +52,20 @@ def cmd_predict_layer(args) -> int:
     from rich.progress import Progress
 
     from slmcnn import images, outputs
+    from slmcnn.monitoring.operator import in_layer_order, uncalibrated_advice
     from slmcnn.pipeline import job_tiles, run_layers
 
-    paths = images.list_images(args.inputs)
+    paths = in_layer_order(images.list_images(args.inputs))
     if not paths:
         raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
     if args.ray is not None:
         return _predict_on_ray(args, paths)
     truth, tiles = Path(args.truth) if args.truth else None, job_tiles(paths, args.patch or 128, args.stride)
-    model, backend, options = _engine(args, len(paths), tiles, truth=truth, explain_steps=args.steps)
+    model, backend, options = _engine(args, len(paths), tiles, truth=truth)
     run_folder(args.out, args.force)
     title = f"slmcnn: {{layers}} layer(s), model {model.source.name}" if args.html else None
     files = outputs.RunFiles(args.out, args.write, paths, scored=truth is not None, html_title=title)
-    failures = 0
+    failures, grades = 0, []
     with Progress(transient=True) as bar, files:
         task = bar.add_task("layers", total=len(paths))
         for outcome in run_layers(paths, backend, options, files=files, model=model):
@@ -94,6 +75,7 @@ def cmd_predict_layer(args) -> int:
                 bar.console.print(f"[red]skipped[/red] {escape(storable(outcome.error))}")
                 continue
             f, score = outcome.result.fractions, outcome.score
+            grades.append(outcome.result.grade.grade if outcome.result.grade else None)
             bar.console.print(
                 f"{escape(storable(str(outcome.path)))}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  error {f['Error']:.3f}  "
                 f"{outcome.result.seconds:.2f}s"
@@ -103,14 +85,16 @@ def cmd_predict_layer(args) -> int:
             )
     skipped = f"; skipped {failures} unreadable" if failures else ""
     print(f"wrote {len(paths) - failures} layer(s) to {args.out}{skipped}")
+    if not args.camera and any(g not in ("ok", None) for g in grades):
+        print(uncalibrated_advice(grades))
     return 1 if failures else 0
 
 
 def _graded(result) -> str:
-    """'  critical: streak 3 x 120 mm at (40, 0) mm' for a terminal line ('' for ok layers)."""
+    """'  critical: streak 3 x 120 mm at (40, 0) mm' for a terminal line ('  ok' for a sound layer)."""
     grade = result.grade
     if grade is None or grade.grade == "ok":
-        return ""
+        return "" if grade is None else "  ok"
     named = f": {grade.defects[0].describe()}" if grade.defects else ""
     more = f" (+{len(grade.defects) - 1})" if len(grade.defects) > 1 else ""
     return f"  {grade.grade}{named}{more}"
@@ -122,7 +106,7 @@ def _predict_on_ray(args, paths: list[Path]) -> int:
         raise SlmcnnError("`html` is written by predict-layer without `ray` only")
     if args.adapt:
         raise SlmcnnError("`adapt` learns each build layer after layer; with `ray` every layer is judged alone")
-    if args.maps == "fine":
+    if args.maps != "tiles":
         print("note: with --ray every layer is judged alone, on the tile grid (--map tiles)", flush=True)
 
     def show(row: dict) -> None:
@@ -137,7 +121,8 @@ def _predict_on_ray(args, paths: list[Path]) -> int:
         paths, args.out, args.model, address=args.ray or None, ray_workers=args.ray_workers, backend=args.backend,
         precision=args.precision, patch=args.patch, stride=args.stride, camera=args.camera,
         error_threshold=args.error_threshold, truth=args.truth, write=args.write, explain=args.explain,
-        steps=args.steps, workers=args.workers, max_megapixels=args.max_megapixels, force=args.force, progress=show,
+        max_megapixels=args.max_megapixels, force=args.force, progress=show, **given(args, ("workers",)),
+        **({"steps": args.explain_steps} if args.explain_steps else {}),
     )  # fmt: skip
     done, failures = len(run.layers) - len(run.failures), len(run.failures)
     skipped = f"; skipped {failures} unreadable" if failures else ""
@@ -191,17 +176,21 @@ def cmd_export(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from slmcnn.grading import GradeRules
     from slmcnn.monitoring import Database, Monitor, MonitorConfig
+    from slmcnn.monitoring.operator import Tally, watch_notes
 
-    persist, window = GradeRules.parse_persist(args.alert_persist)
-    rules = GradeRules(args.alert_region, args.alert_share, args.alert_sure, persist, window)
-    config = _pick(args, MonitorConfig, rules=rules)  # checks the folder before the model is loaded
+    config = pick(args, MonitorConfig, rules=grade_rules(args))  # checks the folder before the model is loaded
+    _tell(watch_notes(config.watch_dir))
     model, backend, options = _engine(args, workers=1)
-    monitor = Monitor(config, Database(args.db), backend, options, model)
+    db = Database(args.db)
+    monitor = Monitor(config, db, backend, options, model)
     signal.signal(signal.SIGTERM, _interrupt)  # a stop from outside is no fault of the layer in hand
-    print(f"watching {config.watch_dir} (Ctrl-C to stop)", flush=True)
-    monitor.run(args.exit_when_idle)
+    print(f"watching {config.watch_dir}, waiting for photos (Ctrl-C to stop)", flush=True)
+    before = Tally.of(db, monitor.key)
+    try:
+        monitor.run(args.exit_when_idle)
+    finally:
+        print(f"{config.watch_dir}: {Tally.of(db, monitor.key).since(before)}", flush=True)
     return 0
 
 
@@ -227,9 +216,9 @@ def cmd_calibrate(args) -> int:
     ignore = [points(p, "--ignore") for p in args.ignore]
     with _held_warnings("slmcnn.camera") as doubts:  # told once the files are written
         built = slmcnn.calibrate(
-            args.frame if len(args.frame) > 1 else args.frame[0], corners, args.size, args.bed_mm, ignore,
+            args.frame if len(args.frame) > 1 else args.frame[0], corners, bed_mm=args.bed_mm, ignore=ignore,
             model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
-            progress=True,
+            progress=True, **given(args, ["size"]),
         )  # fmt: skip
     calibration = built.calibration if isinstance(built, camera_profile.CameraProfile) else built
     if calibration is not None:
@@ -295,9 +284,8 @@ def cmd_report(args) -> int:
 def cmd_train(args) -> int:
     from slmcnn.train import TrainConfig
 
-    settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    settings.update(flips=not args.no_flips, runs=args.runs, val=args.val, test=args.test, resize=args.resize)
-    settings.update(nproc=args.nproc)
+    settings = given(args, [f.name for f in fields(TrainConfig)] + ["runs", "nproc"])
+    settings.update(flips=not args.no_flips, val=args.val, test=args.test, resize=args.resize)
     slmcnn.train(args.data, args.out, show_progress=not args.quiet, force=args.force, **settings)
     return 0
 
@@ -314,58 +302,39 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _synth_settings(args):
-    """SynthSettings from the flags, --defects NAME=RATE,..., --parts and --config (settings without flags)."""
-    from slmcnn.labels import LabelRule
-    from slmcnn.synth import SynthSettings
-    from slmcnn.synth.build import DEFAULT_RATES
-    from slmcnn.validate import settings_file
-
-    rates, overrides, flagged = dict(DEFAULT_RATES), {}, SYNTH_FLAGS
-    for item in filter(None, (args.defects or "").split(",")):
-        name, _, value = item.partition("=")
-        try:
-            rates[name.strip()] = float(value)
-        except ValueError:
-            raise SlmcnnError(f"--defects: {item!r} is not NAME=RATE") from None
-    if args.config:
-        known = {f.name for f in fields(SynthSettings)} - {*flagged, "label_rule", "defect_rates", "write_patches"}
-        overrides = settings_file(args.config, SynthSettings, known, "--config")
-    overrides.update({"part_kinds": args.parts.split(",")} if args.parts else {})
-    overrides.update({name: getattr(args, name) for name in flagged})
-    rule = LabelRule(args.error_min_pixels, args.object_min_fraction)
-    return SynthSettings(**overrides, defect_rates=rates, label_rule=rule, write_patches=not args.no_patches)
-
-
 def cmd_synth(args) -> int:
     from rich.progress import Progress
 
     from slmcnn.synth import generate_build
 
-    settings = _synth_settings(args)
+    settings = synth_settings(args)
+    if args.live:
+        layers = Path(args.out) / "layers"
+        print(f"writing a layer every {args.interval:g} s into {layers}; follow it with:", flush=True)
+        print(f"  slmcnn monitor {layers} --db {Path(args.out).name}.sqlite", flush=True)
     with Progress(transient=True) as bar:
-        task = bar.add_task("layers", total=args.layers)
+        task = bar.add_task("layers", total=settings.layers)
         live = args.interval if args.live else None
-        steps = dict(workers=args.workers, live_interval=live, progress=lambda n: bar.update(task, completed=n))
+        steps = dict(live_interval=live, progress=lambda n: bar.update(task, completed=n), **given(args, ["workers"]))
         info = generate_build(settings, args.out, force=args.force, preview=args.preview, **steps)
-    defects, speed = sum(len(layer["defects"]) for layer in info["layers"]), args.layers / info["seconds"]
-    print(f"wrote {args.layers} layers to {args.out} in {info['seconds']:.1f}s ({speed:.1f} layers/s); ", end="")
+    defects, speed = sum(len(layer["defects"]) for layer in info["layers"]), settings.layers / info["seconds"]
+    print(f"wrote {settings.layers} layers to {args.out} in {info['seconds']:.1f}s ({speed:.1f} layers/s); ", end="")
     print(f"patches {info['patch_counts']}; {defects} defect instances")
     return 0
 
 
 # fmt: off
-COMMANDS = {  # name: (handler, help, example, options)
-    "train": (cmd_train, "Train the CNN on labelled patches (class folders, reference CSV or a synth build).", "slmcnn train builds/train --val builds/val --out runs/first --epochs 30", OPTIONS["train"]),
-    "evaluate": (cmd_evaluate, "Score a model on labelled patches: the reference's table and a confusion matrix.", "slmcnn evaluate runs/first/model.safetensors builds/test --format md", OPTIONS["evaluate"]),
-    "synth": (cmd_synth, "Generate a synthetic build: layer photos, label masks, patches and build.json.", "slmcnn synth builds/demo --layers 20 --seed 1 --preview", OPTIONS["synth"]),
-    "predict-layer": (cmd_predict_layer, "Classify whole layer photos into powder / object / error maps and overlays.", "slmcnn predict-layer examples/layers/*.png --out out/ --stride 64 --truth examples/masks", OPTIONS["predict-layer"]),
-    "predict-patches": (cmd_predict_patches, "Classify patch images; with --explain draw Integrated Gradients figures.", "slmcnn predict-patches data/Patches --explain --out figures/", OPTIONS["predict-patches"]),
-    "export": (cmd_export, "Export a model to ONNX and check it against PyTorch.", "slmcnn export runs/first/model.safetensors --format onnx --out model.onnx", OPTIONS["export"]),
-    "calibrate": (cmd_calibrate, "Find the bed in a raw camera frame and write a calibration with a preview; from several good layers also a camera profile.", "slmcnn calibrate good/*.jpg --out camera.json   (one frame: geometry only; --full-frame; --update camera.json more/*.jpg)", OPTIONS["calibrate"]),
-    "monitor": (cmd_monitor, "Follow a running build: classify each new layer, store it, raise alerts.", "slmcnn monitor /machine/camera --db build.sqlite --out live/ --on-alert 'notify-send $SLMCNN_ALERT_MESSAGE'", OPTIONS["monitor"]),
-    "report": (cmd_report, "Write a self-contained HTML report of the builds in a monitor's database.", 'slmcnn report build.sqlite --out report.html', OPTIONS["report"]),
-    "app": (cmd_app, "Look at builds, label tiles, review alerts and fine-tune, in the browser (a local web app).", "slmcnn app --db build.sqlite --data photos/", APP_OPTIONS),
+COMMANDS = {  # name: (handler, help, example); the options are in options.py
+    "train": (cmd_train, "Train the CNN on labelled patches (class folders, reference CSV or a synth build).", "slmcnn train builds/train --val builds/val --out runs/first --epochs 30"),
+    "evaluate": (cmd_evaluate, "Score a model on labelled patches: the reference's table and a confusion matrix.", "slmcnn evaluate builds/test --model runs/first/model.safetensors --format md"),
+    "synth": (cmd_synth, "Generate a synthetic build: layer photos, label masks, patches and build.json.", "slmcnn synth --out builds/demo --layers 20 --seed 1 --preview   (--live: one layer at a time, as a camera)"),
+    "predict-layer": (cmd_predict_layer, "Classify whole layer photos into powder / object / error maps and overlays.", "slmcnn predict-layer examples/layers/*.png --out out/ --stride 64 --truth examples/masks"),
+    "predict-patches": (cmd_predict_patches, "Classify patch images; with --explain draw Integrated Gradients figures.", "slmcnn predict-patches data/Patches --explain --out figures/"),
+    "export": (cmd_export, "Export a model to ONNX and check it against PyTorch.", "slmcnn export --model runs/first/model.safetensors --out model.onnx"),
+    "calibrate": (cmd_calibrate, "Find the bed in a raw camera frame and write a calibration with a preview; from several good layers also a camera profile.", "slmcnn calibrate good/*.jpg --out camera.json   (one frame: geometry only; --full-frame; --update camera.json more/*.jpg)"),
+    "monitor": (cmd_monitor, "Follow a running build: classify each new layer, store it, raise alerts.", "slmcnn monitor /machine/camera --db build.sqlite --camera camera.json --out live/ --on-alert 'notify-send \"$SLMCNN_ALERT_MESSAGE\"'"),
+    "report": (cmd_report, "Write a self-contained HTML report of the builds in a monitor's database.", "slmcnn report --db build.sqlite --out report.html"),
+    "app": (cmd_app, "Look at builds, label tiles, review alerts and fine-tune, in the browser (a local web app).", "slmcnn app --db build.sqlite --data photos/"),
 }
 # fmt: on
 
@@ -378,11 +347,12 @@ class _Console(logging.Handler):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser({name: (text, example) for name, (_, text, example) in COMMANDS.items()}).parse_args(argv)
     library, handler = logging.getLogger("slmcnn"), _Console()
     library.addHandler(handler)
     library.setLevel(logging.INFO)
     try:
+        take_old_forms(args)
         return COMMANDS[args.command][0](args)
     except SlmcnnError as exc:
         message = exc.for_cli({**FLAGS, **COMMAND_FLAGS.get(args.command, {})})

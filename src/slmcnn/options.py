@@ -1,136 +1,295 @@
 """The options of each `slmcnn` command, as data: (flag, argparse settings) pairs that cli.py adds
-to the command's parser. Kept apart from cli.py so the commands' code reads on its own."""
+to the command's parser. Help texts are one line; the long explanations are in docs/USER_GUIDE.md.
 
-from slmcnn.constants import CLASSES
+A setting whose default the library owns (a dataclass field or a function's parameter) is named by
+`of=`: the parser's default stays None, so only what a user gave reaches the library, and --help
+reads the default from that one place (imported only then: the command starts fast)."""
+
+import argparse
+import importlib
+import inspect
+from dataclasses import MISSING, fields, is_dataclass
+
+from slmcnn.constants import CLASSES, __version__
+from slmcnn.errors import SettingsError
+
+TRAIN, GRADES, MONITOR = (
+    "slmcnn.train:TrainConfig",
+    "slmcnn.grading:GradeRules",
+    "slmcnn.monitoring.watch:MonitorConfig",
+)
+RUN, SYNTH, RULE = "slmcnn.pipeline:RunOptions", "slmcnn.synth.build:SynthSettings", "slmcnn.labels:LabelRule"
+OLD_FORMS = {"db": "DB", "model": "MODEL", "out": "OUT"}  # positional forms of earlier versions, still taken
+MORE = "each option at length: docs/USER_GUIDE.md#options-in-depth; the words: docs/GLOSSARY.md"
+
+
+def library_default(source: str, name: str):
+    """The default of field or parameter `name` ('a/b' joins two) of 'module:Object'."""
+    if "/" in name:
+        return "/".join(str(library_default(source, part)) for part in name.split("/"))
+    module, _, attribute = source.partition(":")
+    owner = getattr(importlib.import_module(module), attribute)
+    if is_dataclass(owner):
+        field = next(f for f in fields(owner) if f.name == name)
+        return field.default_factory() if field.default is MISSING else field.default
+    return inspect.signature(owner).parameters[name].default
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's help with its default: the library's where it owns it, else the parser's."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        source = getattr(action, "library", None)
+        default = library_default(*source) if source else action.default
+        if "default" in text or default in (None, False, [], "", argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def add_options(parser: argparse.ArgumentParser, options: list) -> None:
+    for flag, settings in options:
+        settings = dict(settings)
+        source, name = settings.pop("of", None), settings.pop("field", None)
+        action = parser.add_argument(flag, **settings)
+        if source:
+            action.library = (source, name or action.dest)
+
+
+def build_parser(commands: dict[str, tuple[str, str]]) -> argparse.ArgumentParser:
+    """The `slmcnn` parser: per command its help, an example and OPTIONS."""
+    parser = argparse.ArgumentParser(prog="slmcnn", description="Powder-bed monitoring for selective laser melting.")
+    parser.add_argument("--version", action="version", version=f"slmcnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, example) in commands.items():
+        description = f"{text}\n\nexample:\n  {example}"
+        command = sub.add_parser(name, help=text, description=description, epilog=MORE, formatter_class=HelpFormatter)
+        add_options(command, OPTIONS[name])
+    return parser
+
+
+def take_old_forms(args: argparse.Namespace) -> None:
+    """Earlier versions' positional forms (`report DB`, `export MODEL`, `evaluate MODEL DATA`, `synth OUT`)
+    as the options everything else uses; an `evaluate` input that is no model file is data."""
+    for name in OLD_FORMS:
+        old, given = getattr(args, f"{name}_arg", None), getattr(args, name, None)
+        if (
+            old is not None
+            and name == "model"
+            and hasattr(args, "data")
+            and (given or not old.endswith(".safetensors"))
+        ):
+            args.data.insert(0, old)
+        elif old is not None and given not in (None, old):
+            raise SettingsError(f"{old} and --{name} {given}: give one {name}")
+        elif old is not None:
+            setattr(args, name, old)
+    for name in REQUIRED.get(args.command, []):
+        if getattr(args, name) is None:
+            raise SettingsError(f"which {name}? give --{name}")
+
+
+def given(args: argparse.Namespace, names) -> dict:
+    """The options among `names` that the user gave (None: the library's default applies)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def pick(args: argparse.Namespace, settings_class, **more):
+    """`settings_class` (a dataclass) from the options of the same name that were given, and `more`."""
+    return settings_class(**given(args, {f.name for f in fields(settings_class)} - set(more)), **more)
+
+
+def grade_rules(args: argparse.Namespace):
+    """The monitor's GradeRules from the --alert-* options given (--alert-persist K/M is two settings)."""
+    from slmcnn.grading import GradeRules
+
+    persist = GradeRules.parse_persist(args.alert_persist) if args.alert_persist else ()
+    return pick(args, GradeRules, **dict(zip(("persist", "window"), persist)))
+
+
+def synth_settings(args: argparse.Namespace):
+    """SynthSettings from the flags, --defects NAME=RATE,..., --parts and --config (settings without flags)."""
+    from slmcnn.labels import LabelRule
+    from slmcnn.synth import SynthSettings
+    from slmcnn.synth.build import DEFAULT_RATES
+    from slmcnn.validate import settings_file
+
+    rates, overrides, flagged = (
+        dict(DEFAULT_RATES),
+        {},
+        ("layers", "seed", "size", "patch", "direction", "keep_ambiguous"),
+    )
+    for item in filter(None, (args.defects or "").split(",")):
+        name, _, value = item.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise SettingsError(f"--defects: {item!r} is not NAME=RATE") from None
+    if args.config:
+        known = {f.name for f in fields(SynthSettings)} - {*flagged, "label_rule", "defect_rates", "write_patches"}
+        overrides = settings_file(args.config, SynthSettings, known, "--config")
+    overrides.update({"part_kinds": args.parts.split(",")} if args.parts else {})
+    overrides.update(given(args, flagged))
+    rule = pick(args, LabelRule)
+    return SynthSettings(**overrides, defect_rates=rates, label_rule=rule, write_patches=not args.no_patches)
+
+
+def old_form(name: str) -> tuple:
+    """A positional argument of an earlier version (`report DB`), hidden from --help."""
+    return (f"{name}_arg", dict(nargs="?", metavar=OLD_FORMS[name], help=argparse.SUPPRESS))
+
 
 # fmt: off
 BACKEND = [
-    ("--backend", dict(default="auto", choices=["auto", "torch", "compiled", "onnx"], help="auto: on a CPU without AMX the fastest of compiled bf16/fp32 and ONNX Runtime fp32/int8, timed once per CPU, torch and model (kept in the cache, named when a job starts); with AMX PyTorch bf16, eager or compiled by what finishes first: a compiled network is kept per model, CPU and torch version in $SLMCNN_CACHE (default ~/.cache/slmcnn) and loads in under a second; auto runs a predict-layer job compiled when the cached network saves more than loading it costs (about 10 layers and up) and never compiles for a job unless that pays off within it, and the monitor uses the compiled network, compiling it in the background when missing (python -m slmcnn.aot compiles ahead). torch: eager; compiled: the cached network, compiled now if missing")),
-    ("--precision", dict(default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision")),
-    ("--workers", dict(type=int, default=2, help="threads decoding and tiling the next images")),
+    ("--backend", dict(default="auto", choices=["auto", "torch", "compiled", "onnx"], help="inference engine; auto picks the fastest on this CPU, timed once and cached")),
+    ("--precision", dict(default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision; auto: bf16 where the CPU computes it natively")),
+    ("--workers", dict(type=int, of=RUN, metavar="N", help="threads decoding and tiling the next images")),
 ]
-LIMITS = [("--max-megapixels", dict(type=float, help="refuse images larger than this, from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
+LIMITS = [("--max-megapixels", dict(type=float, metavar="MP", help="refuse larger images from their header (default 100, or SLMCNN_MAX_MEGAPIXELS)"))]
 CAMERA = [
-    ("--camera", dict(help="camera.json from `slmcnn calibrate`: straighten raw frames first; with a camera profile every tile also gets an anomaly score (JSON `anomaly`; above 1: unlike this camera's good layers) and the profile decides Error: a tile the network calls Powder is Error when anomalous (above 1, and above its layer's level where the whole layer is farther from the good ones, as after a gain change) unless it is beside a tile the network calls Object (the powder around a part is the network's call), the network's Error stays Error when its anomaly is above 0.5 or when it shares an edge with a tile that is Error so (defects reach over neighbouring tiles; a lone Error on a tile like the good layers' is this camera's look), Object stays Object")),
-    ("--adapt", dict(type=int, metavar="N", help="learn the first N layers of each build into a build memory on top of the camera profile, and judge later layers against camera + build; the memory keeps learning sound tiles, never one judged Error, and a first-layer tile the profile calls clearly anomalous is not learned but reported (default 5 with a camera profile; 0: off; without --camera at least 4, the build memory alone). The first N layers are judged by the profile alone (without one, the network alone); a build is one input folder (monitor: as it tells builds apart)")),
-    ("--error-threshold", dict(type=float, metavar="T", help="sensitivity: a tile is anomalous when its distance is over T times its threshold (default: the camera's, 1.0 unless `calibrate --error-threshold` stored another; at 1.0 a profile expects about 1 false Error tile per 100 sound layers of the camera it learned, and calibrate prints the rate at 0.8, 1.0, 1.25 and 1.5). Above 1: fewer false alarms, more misses; needs a camera profile or --adapt")),
+    ("--camera", dict(metavar="CAMERA_JSON", help="camera.json from `slmcnn calibrate`: straighten frames; with a profile, judge tiles against this camera's good layers")),
+    ("--adapt", dict(type=int, metavar="N", help="learn each build's first N layers into a build memory (default 5 with a camera profile; 0: off; without one at least 4)")),
+    ("--error-threshold", dict(type=float, metavar="T", help="sensitivity: above 1 fewer false alarms and more misses (default: the camera's, 1.0 unless calibrate stored another)")),
 ]
 MAPS = [
-    ("--map", dict(dest="maps", default="fine", choices=["fine", "tiles"], help="fine: Powder/Object/Error per pixel, Error regions with their type, learned from each build's first layers (default); tiles: the reference's 128 px tile grid")),
-    ("--photo", dict(default="auto", choices=["auto", "recoated", "exposed"], help="when the camera takes each layer: after recoating (a part showing through the powder is a defect), after exposure (parts are normal), or auto: learned from each build's first layers")),
-    ("--learn", dict(type=int, default=5, metavar="N", help="first layers of each build the fine maps learn from (default 5)")),
+    ("--map", dict(dest="maps", of=RUN, choices=["fine", "tiles"], help="fine: Error per pixel with named regions; tiles: the reference's 128 px tile grid")),
+    ("--photo", dict(of=RUN, choices=["auto", "recoated", "exposed"], help="when the camera takes each layer: after recoating, after exposure, or auto (guessed; camera.json's when --camera)")),
+    ("--learn", dict(type=int, of=RUN, metavar="N", help="first layers of each build the fine maps learn from")),
 ]
-MODEL = [("--model", dict(help="model file (default: the shipped model)"))]
-FORCE = [("--force", dict(action="store_true", help="write into a used output folder or over an existing file (files of the same name are replaced)"))]
+MODEL = [("--model", dict(metavar="MODEL", help="model file (default: the shipped model)"))]
+FORCE = [("--force", dict(action="store_true", help="replace outputs of the same name (nothing else is touched)"))]
 OPTIONS = {
     "train": [
         ("data", dict(nargs="+", help="class folders Powder/ Object/ Error/, an Image;Label CSV, a split.csv or a synth build (several are joined)")),
-        ("--out", dict(required=True, help="run folder for the model, curves and reports")),
+        ("--out", dict(required=True, metavar="FOLDER", help="run folder for the model, curves and reports (new or empty)")),
         ("--val", dict(nargs="+", help="separate validation data (default: a by-layer split of DATA)")),
         ("--test", dict(nargs="+", help="separate test data (default: a by-layer split of DATA)")),
-        ("--arch", dict(help="network: slmcnn (the reference, default) or slmcnn-tiny; with --init, the init model's")),
-        ("--epochs", dict(type=int, default=150)), ("--batch", dict(type=int, default=64)),
-        ("--lr", dict(type=float, default=0.0001)),
-        ("--schedule", dict(choices=["constant", "cosine"], default="constant", help="learning rate: constant (the reference) or cosine decay to 0 over --epochs")),
-        ("--patience", dict(type=int, default=20, help="early stopping on validation accuracy")),
-        ("--seed", dict(type=int, default=0)),
-        ("--runs", dict(type=int, default=1, help="train N times (seeds seed..seed+N-1), report mean ± std")),
-        ("--class-weights", dict(choices=["balanced", "none"], default="balanced")),
+        ("--arch", dict(of=TRAIN, help="network: slmcnn (the reference) or slmcnn-tiny; with --init, the init model's")),
+        ("--epochs", dict(type=int, of=TRAIN, help="most passes over the training data")),
+        ("--batch", dict(type=int, of=TRAIN, help="patches per step")),
+        ("--lr", dict(type=float, of=TRAIN, help="Adam learning rate")),
+        ("--schedule", dict(choices=["constant", "cosine"], of=TRAIN, help="learning rate: constant (the reference) or cosine decay to 0")),
+        ("--patience", dict(type=int, of=TRAIN, help="epochs without a better validation accuracy before stopping")),
+        ("--seed", dict(type=int, of=TRAIN, help="seed of the split, the initial weights and the augmentation")),
+        ("--runs", dict(type=int, of="slmcnn.api:train", help="train N times (seeds seed..seed+N-1), report mean ± std")),
+        ("--class-weights", dict(choices=["balanced", "none"], of=TRAIN, help="weigh the loss by inverse class frequency or not")),
         ("--no-flips", dict(action="store_true", help="turn off random horizontal/vertical flips")),
-        ("--turns", dict(action="store_true", help="also random quarter turns (all 8 mirror/rotation views): for data whose recoater direction varies")),
-        ("--augment", dict(choices=["none", "camera"], default="none", help="camera: draw each training patch as another camera might see it (gamma, exposure clipping, light gradient, grain, blur, JPEG); for models that must read cameras they were not trained on")),
-        ("--precision", dict(choices=["auto", "fp32", "bf16"], default="auto", help="auto: bf16 autocast where the device computes it natively, else fp32")),
-        ("--time-limit", dict(type=float, metavar="MINUTES", help="start no epoch that would end after this many minutes (the best model so far is kept); --schedule cosine then decays over the epochs that fit, estimated from the slowest so far")),
-        ("--device", dict(choices=["auto", "cpu", "cuda"], default="auto", help="where the network trains: auto takes a CUDA GPU when PyTorch sees one (augmentation runs there too; validation and the test report run on the CPU, as inference does)")),
-        ("--nproc", dict(type=int, default=1, metavar="N", help="train on N processes (PyTorch DDP: gloo on the CPU, one GPU each with NCCL), each on its share of every epoch with batches of --batch/N, so the gradient is that of one --batch; one run folder, written once; meant to match one process within seed noise (docs/SCALING.md). Ctrl-C stops without a model")),
-        ("--init", dict(help="start from this model file (fine-tuning)")),
-        ("--anchor", dict(type=float, default=0.0, metavar="LAMBDA", help="with --init: pull the weights toward the init model's (L2-SP, loss + LAMBDA/2 * |w - w_init|^2), so a fine-tune on a few labels keeps what the model knew (the app uses 0.01)")),
+        ("--turns", dict(action="store_true", help="also random quarter turns: for data whose recoater direction varies")),
+        ("--augment", dict(choices=["none", "camera"], of=TRAIN, help="camera: draw each patch as another camera might see it")),
+        ("--precision", dict(choices=["auto", "fp32", "bf16"], of=TRAIN, help="auto: bf16 autocast where the device computes it natively")),
+        ("--time-limit", dict(type=float, metavar="MINUTES", help="start no epoch that would end after this many minutes")),
+        ("--device", dict(choices=["auto", "cpu", "cuda"], of=TRAIN, help="where the network trains; auto: a CUDA GPU when PyTorch sees one")),
+        ("--nproc", dict(type=int, of="slmcnn.api:train", metavar="N", help="train on N processes (PyTorch DDP; docs/SCALING.md)")),
+        ("--init", dict(metavar="MODEL", help="start from this model file (fine-tuning)")),
+        ("--anchor", dict(type=float, of=TRAIN, metavar="LAMBDA", help="with --init: pull the weights toward the init model's (L2-SP; the app uses 0.01)")),
         ("--resize", dict(action="store_true", help="scale patches that are not the model's size")),
         ("--quiet", dict(action="store_true", help="no progress bars")), *FORCE,
     ],
     "evaluate": [
-        ("model", {}), ("data", dict(nargs="+")),
+        old_form("model"), ("data", dict(nargs="+", help="labelled patches: class folders, a CSV or a synth build")), *MODEL,
         ("--split", dict(choices=["all", "train", "val", "test"], default="all", help="evaluate one part of DATA's by-layer split (seed --seed)")),
-        ("--seed", dict(type=int, default=0)), ("--format", dict(choices=["text", "md", "json"], default="text")),
-        ("--out", dict(help="folder for confusion_matrix.png and report.json")), ("--resize", dict(action="store_true")), *FORCE,
+        ("--seed", dict(type=int, default=0, help="seed of the split")),
+        ("--format", dict(choices=["text", "md", "json"], default="text", help="how the table is printed")),
+        ("--out", dict(metavar="FOLDER", help="folder for confusion_matrix.png and report.json")),
+        ("--resize", dict(action="store_true", help="scale patches that are not the model's size")), *FORCE,
     ],
     "synth": [
-        ("out", {}), ("--layers", dict(type=int, default=20)), ("--seed", dict(type=int, default=0)),
-        ("--size", dict(type=int, default=768)), ("--patch", dict(type=int, default=128)),
-        ("--direction", dict(default="down", help="recoater travel: down, up, left, right or random")),
-        ("--defects", dict(help="per-layer start rates, e.g. streak=0.2,debris=0 (others keep defaults)")),
-        ("--error-min-pixels", dict(type=int, default=120, help="label rule: error pixels that make a patch Error")),
-        ("--object-min-fraction", dict(type=float, default=0.05, help="label rule: part share that makes a patch Object")),
+        old_form("out"), ("--out", dict(metavar="FOLDER", help="the build's folder: layers/, masks/, patches/, build.json")),
+        ("--layers", dict(type=int, of=SYNTH, help="layers to draw")),
+        ("--seed", dict(type=int, of=SYNTH, help="seed of everything drawn")),
+        ("--size", dict(type=int, of=SYNTH, help="side of each layer photo in pixels")),
+        ("--patch", dict(type=int, of=SYNTH, help="side of each training patch in pixels")),
+        ("--direction", dict(of=SYNTH, help="recoater travel: down, up, left, right or random")),
+        ("--defects", dict(metavar="NAME=RATE,...", help="per-layer start rates, e.g. streak=0.2,debris=0 (others keep theirs)")),
+        ("--error-min-pixels", dict(type=int, of=RULE, help="label rule: error pixels that make a patch Error")),
+        ("--object-min-fraction", dict(type=float, of=RULE, help="label rule: part share that makes a patch Object")),
         ("--keep-ambiguous", dict(action="store_true", help="also write patches the rule calls ambiguous")),
-        ("--no-patches", dict(action="store_true", help="write layers and masks only")), ("--workers", dict(type=int, default=2)),
+        ("--no-patches", dict(action="store_true", help="write layers and masks only")),
+        ("--workers", dict(type=int, of="slmcnn.synth.build:generate_build", help="processes drawing layers")),
         ("--preview", dict(action="store_true", help="also write preview.png, a contact sheet")),
-        ("--live", dict(action="store_true", help="write one layer at a time (atomic rename)")),
+        ("--live", dict(action="store_true", help="write one layer at a time into OUT/layers/, as a printer's camera would")),
         ("--interval", dict(type=float, default=1.0, help="seconds between layers with --live")),
         ("--force", dict(action="store_true", help="replace a previous build in OUT")),
         ("--parts", dict(help="part kinds to draw, e.g. circle,ring,lattice (default: all)")),
-        ("--config", dict(help='JSON file overriding any generator setting, e.g. {"grain": [3, 5], "falloff": [0.1, 0.2], "perspective": 0.0, "parts": [2, 6]}')),
+        ("--config", dict(metavar="JSON", help="file overriding any generator setting, e.g. {\"grain\": [3, 5]} (docs/USER_GUIDE.md#synthetic-builds)")),
     ],
     "predict-layer": [
         ("inputs", dict(nargs="+", metavar="INPUT", help="image files, folders or globs (PNG, JPEG, TIFF; 8/16 bit)")),
-        ("--out", dict(required=True, help="output folder, new or empty (with --force files of the same name are replaced, nothing else)")), *FORCE,
-        *MODEL, ("--patch", dict(type=int, help="tile size (default: the model's, 128)")),
-        ("--stride", dict(type=int, help="tile step (default: patch, no overlap; 64 = 50%% overlap, where a pixel's class is the mean of the covering tiles' probabilities). When a side is not a multiple of the stride, one more tile is placed flush with the far edge, so nothing is cropped")),
-        ("--truth", dict(help="folder of label masks (as slmcnn synth writes) to score each layer")), ("--html", dict(action="store_true", help="also write DIR/index.html: each layer beside its overlay")),
-        ("--write", dict(default="overlay,classes,json", type=lambda kinds: [*kinds.split(","), "attribution"], help="files per layer, any of overlay,classes,json (default: all three; summary.csv always); what is not asked for is not computed")),
+        ("--out", dict(required=True, metavar="FOLDER", help="output folder, new or empty")), *FORCE, *MODEL,
+        ("--patch", dict(type=int, help="tile size (default: the model's, 128)")),
+        ("--stride", dict(type=int, help="tile step (default: the tile size); 64: 50%% overlap, each pixel the mean of its tiles")),
+        ("--truth", dict(metavar="FOLDER", help="label masks (as slmcnn synth writes) to score each layer")),
+        ("--html", dict(action="store_true", help="also write FOLDER/index.html: the layers by grade, each beside its overlay")),
+        ("--write", dict(default="overlay,classes,json", type=lambda kinds: [*kinds.split(","), "attribution"], help="files per layer, any of overlay,classes,json (summary.csv always)")),
         ("--explain", dict(action="store_true", help="also write <stem>.attribution.png (IG over all tiles)")),
-        ("--steps", dict(type=int, default=32, help="IG steps with --explain")), *BACKEND, *CAMERA, *MAPS, *LIMITS,
-        ("--ray", dict(nargs="?", const="", metavar="ADDRESS", help="classify on a Ray cluster (pip install 'slmcnn[ray]'): the running cluster at ADDRESS (host:6379, ray://host:10001 or auto), or without one a local cluster started on loopback. Each worker loads the model once and writes the same files per layer; summary.csv and layers.parquet get one row per layer (fractions, tile classes, probabilities). Photos and --out must be at the same paths on every node. A camera profile judges each layer alone (no --adapt); no --html. Give --ray after the inputs, or as --ray=ADDRESS")),
+        ("--steps", dict(type=int, dest="explain_steps", of=RUN, help="IG steps with --explain")), *BACKEND, *CAMERA, *MAPS, *LIMITS,
+        ("--ray", dict(nargs="?", const="", metavar="ADDRESS", help="classify on a Ray cluster at ADDRESS, or a local one (pip install 'slmcnn[ray]'; docs/SCALING.md)")),
         ("--ray-workers", dict(type=int, metavar="N", help="with --ray: N workers of one CPU each (default: one per CPU of the cluster)")),
     ],
     "predict-patches": [
         ("inputs", dict(nargs="+", metavar="INPUT", help="patch images, folders, or a class-folder data set")), *MODEL,
-        ("--out", dict(default="ig-figures", help="folder for IG figures (default: ig-figures)")),
+        ("--out", dict(default="ig-figures", metavar="FOLDER", help="folder for the IG figures")),
         ("--json", dict(action="store_true", help="print results as JSON")),
         ("--explain", dict(action="store_true", help="write a 2x2 Integrated Gradients figure per patch")),
-        ("--steps", dict(type=int, help="IG gradient evaluations (default 176 with the adaptive rule: more converged than the reference's 500 trapezoid steps)")),
-        ("--ig-precision", dict(choices=["fp32", "bf16"], default="fp32", help="bf16 is about 1.7x faster on CPUs with native bf16, but its attributions are about 2%% off the converged ones (fp32: under 0.5%%); it needs a fixed --method such as gausslegendre")),
-        ("--method", dict(default="adaptive", choices=["adaptive", "gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"], help="IG quadrature: adaptive (trapezoid rule on a path grid refined where its error is largest) or one of captum's rules (riemann_trapezoid is the reference's)")),
+        ("--steps", dict(type=int, help="IG gradient evaluations (default 176 with the adaptive rule)")),
+        ("--ig-precision", dict(choices=["fp32", "bf16"], default="fp32", help="bf16: about 1.7x faster, 2%% off; needs a fixed --method")),
+        ("--method", dict(default="adaptive", choices=["adaptive", "gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"], help="IG quadrature (riemann_trapezoid is the reference's)")),
         ("--target", dict(choices=CLASSES, type=lambda name: name.capitalize(), help="explain this class instead of the predicted one")),
-        ("--baseline", dict(default="black", choices=["black", "blur", "noise"])),
+        ("--baseline", dict(default="black", choices=["black", "blur", "noise"], help="the image IG starts from")),
         ("--resize", dict(action="store_true", help="scale patches that are not the model's size")), *BACKEND, *FORCE,
     ],
     "export": [
-        ("model", dict(nargs="?", help="model file (default: the shipped model)")),
-        ("--format", dict(choices=["onnx"], default="onnx")), ("--out", dict(help="output file (default: MODEL with .onnx)")),
+        old_form("model"), *MODEL, ("--format", dict(choices=["onnx"], default="onnx", help="file format")),
+        ("--out", dict(metavar="FILE", help="output file (default: MODEL with .onnx)")),
         ("--check", dict(nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images")), *FORCE,
     ],
     "calibrate": [
-        ("frame", dict(nargs="+", metavar="FRAME", help="a raw camera frame showing the bed; several frames of good layers (at least 4, 10-50 best) also learn a camera profile from them: each tile then gets an anomaly score, and Error needs this camera's good layers to disagree")), ("--out", dict(default="camera.json")),
-        ("--full-frame", dict(action="store_true", help="the photo is the bed already: no corners, no warp (a profile needs several frames)")),
+        ("frame", dict(nargs="+", metavar="FRAME", help="a raw frame showing the bed; 10-50 frames of good layers also learn a camera profile")),
+        ("--out", dict(default="camera.json", metavar="FILE", help="the calibration file to write")),
+        ("--full-frame", dict(action="store_true", help="the photo is the bed already: no corners, no warp")),
         ("--update", dict(metavar="CAMERA_JSON", help="add the FRAMEs (good layers) to the profile in this camera.json")), *MODEL,
-        ("--corners", dict(help="x1,y1,...,x4,y4 clockwise from top-left, instead of detecting them")),
-        ("--size", dict(type=int, default=768, help="side of the straightened bed in pixels")),
-        ("--bed-mm", dict(type=float, help="side of the bed in mm, so reports can speak in mm")),
-        ("--photo", dict(default="auto", choices=["auto", "recoated", "exposed"], help="when this camera takes each layer, stored for predict-layer and monitor: after recoating (a part showing through the powder is a defect), after exposure (parts are normal), auto: guessed from each build's first layers")),
+        ("--corners", dict(metavar="X1,Y1,...,X4,Y4", help="the bed's corners clockwise from top-left, instead of detecting them")),
+        ("--size", dict(type=int, of="slmcnn.api:calibrate", help="side of the straightened bed in pixels")),
+        ("--bed-mm", dict(type=float, help="side of the bed in mm, so alerts and reports speak in mm")),
+        ("--photo", dict(default="auto", choices=["auto", "recoated", "exposed"], help="when this camera takes each layer, stored for predict-layer and monitor")),
         ("--ignore", dict(action="append", default=[], metavar="X1,Y1,X2,Y2,...", help="a polygon (raw-frame pixels) to ignore; may be repeated")),
-        ("--error-threshold", dict(type=float, metavar="T", help="the camera's sensitivity, stored in camera.json (default 1.0: about 1 false Error tile per 100 sound layers of the profiled camera; above 1 fewer alarms and more misses; calibrate prints the expected rate at 0.8, 1.0, 1.25 and 1.5)")),
+        ("--error-threshold", dict(type=float, metavar="T", help="the camera's sensitivity, stored in camera.json (default 1.0; calibrate prints the expected false alarms)")),
         ("--force", dict(action="store_true", help="replace an existing calibration file")),
     ],
     "monitor": [
-        ("watch_dir", {}), ("--db", dict(required=True, help="SQLite file, or an SQLAlchemy URL such as postgresql://host/db")),
-        ("--out", dict(help="folder for overlays and alerts.jsonl")), *MODEL,
-        ("--build", dict(help="name of this build (default: the folder's latest; a new build in the same folder is also recognised when a stored file is written again or layer numbers start again)")),
-        ("--machine", dict(default="", help="name of the printer this monitor follows, stored with each build, so that the monitors of several machines can share one database (the report and app tell them apart)")),
-        ("--pattern", dict(help="regex whose first group is the layer number (default: the last number in the name that is not part of a date_time stamp; else the stamp orders the layers)")),
-        ("--settle", dict(type=float, default=0.5, help="seconds a file's size must stay unchanged")),
+        ("watch_dir", dict(metavar="FOLDER", help="the folder the camera writes layer photos into")),
+        ("--db", dict(required=True, help="SQLite file, or a URL such as postgresql://host/db")),
+        ("--out", dict(metavar="FOLDER", help="folder for overlays and alerts.jsonl")), *MODEL,
+        ("--build", dict(metavar="NAME", help="name of this build (default: the folder's latest build)")),
+        ("--machine", dict(of=MONITOR, metavar="NAME", help="name of the printer, so several machines can share one database")),
+        ("--pattern", dict(metavar="REGEX", help="regex whose first group is the layer number (default: the last number in the name)")),
+        ("--settle", dict(type=float, of=MONITOR, metavar="SECONDS", help="seconds a file's size must stay unchanged")),
         ("--poll", dict(action="store_true", help="poll the folder instead of OS events (network shares)")),
-        ("--retries", dict(type=int, default=3, help="tries (2 s apart) of an unreadable layer whose file does not change before it is marked failed; a changed file is tried again")),
-        ("--alert-region", dict(type=int, default=3, metavar="N", help="grading: a layer is critical when a region of touching Error tiles holds N sure tiles (default 3)")),
-        ("--alert-share", dict(type=float, default=0.1, metavar="F", help="grading: ... or when sure Error tiles cover this share of the bed (default 0.1)")),
-        ("--alert-sure", dict(type=float, default=0.9, metavar="P", help="grading: a sure tile has Error probability >= P and, with a camera profile, anomaly >= 1 (default 0.9)")),
-        ("--alert-persist", dict(default="3/5", metavar="K/M", help="grading: ... or when Error comes back at the same place (within a tile) on K of the last M layers (default 3/5; 0: off). Any other Error tile makes a layer minor; a minor layer with one Error tile is logged, not pushed to --on-alert")),
-        ("--on-alert", dict(help="shell command run once per minor or critical layer (not for a lone minor tile), a few at once; fields in SLMCNN_ALERT_* variables: GRADE, LAYER, FILE, BUILD, MACHINE, OVERLAY, REGIONS (JSON tile boxes), MESSAGE, ID; a failing command is tried again with backoff")),
-        ("--alert-workers", dict(type=int, default=4, help="--on-alert commands running at once (a critical layer's starts at once even when all are busy)")),
-        ("--on-alert-timeout", dict(type=float, default=10.0, help="seconds an --on-alert command may run")),
-        ("--exit-when-idle", dict(type=float, help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA, *MAPS, *LIMITS,
+        ("--retries", dict(type=int, of=MONITOR, metavar="N", help="tries (2 s apart) of an unreadable layer before it is stored as failed")),
+        ("--alert-region", dict(type=int, dest="region_tiles", of=GRADES, metavar="N", help="critical: a region of touching Error tiles holds N sure tiles")),
+        ("--alert-share", dict(type=float, dest="share", of=GRADES, metavar="F", help="critical: sure Error covers this share of the bed")),
+        ("--alert-sure", dict(type=float, dest="sure", of=GRADES, metavar="P", help="a sure tile has Error probability >= P")),
+        ("--alert-persist", dict(of=GRADES, field="persist/window", metavar="K/M", help="critical: Error at the same place on K of the last M layers (0: off)")),
+        ("--on-alert", dict(metavar="COMMAND", help="shell command run per alerted layer, with SLMCNN_ALERT_* variables")),
+        ("--alert-workers", dict(type=int, of=MONITOR, metavar="N", help="--on-alert commands running at once")),
+        ("--on-alert-timeout", dict(type=float, of=MONITOR, metavar="SECONDS", help="seconds an --on-alert command may run")),
+        ("--exit-when-idle", dict(type=float, metavar="SECONDS", help="stop after this many seconds without a new layer")), *BACKEND, *CAMERA, *MAPS, *LIMITS,
     ],
     "report": [
-        ("db", dict(help="the monitor's database (SQLite file or URL)")), ("--out", dict(default="report.html")), *FORCE,
+        old_form("db"), ("--db", dict(help="the monitor's database (SQLite file or URL)")),
+        ("--out", dict(default="report.html", metavar="FILE", help="the HTML file to write")), *FORCE,
+    ],
+    "app": [
+        ("--db", dict(action="append", default=[], help="a monitor's database (SQLite file or URL); may be repeated")),
+        ("--data", dict(action="append", default=[], metavar="FOLDER", help="a folder of layer photos to label (and folders inside); may be repeated")),
+        ("--model", dict(metavar="MODEL", help="model file (default: the one made current in the app, else the shipped model)")),
+        ("--camera", dict(metavar="CAMERA_JSON", help="straighten photos of --data folders; anomaly scores from its profile")),
+        ("--labels", dict(help="the app's labels database (default: <db>.labels.sqlite beside the first --db)")),
+        ("--host", dict(default="127.0.0.1", help="address to bind; anything but this machine needs --token")),
+        ("--port", dict(type=int, default=8765, help="port to serve on")),
+        ("--token", dict(help="access token (default: made up); required with a --host other than 127.0.0.1")),
+        ("--user", dict(help="name stored with each label (default: the login name)")),
     ],
 }
+REQUIRED = {"report": ["db"], "synth": ["out"]}  # needed in one form or the other (OLD_FORMS)
 # fmt: on

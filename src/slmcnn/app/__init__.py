@@ -11,18 +11,6 @@ from pathlib import Path
 
 from slmcnn.errors import SettingsError
 
-APP_OPTIONS = [
-    ("--db", dict(action="append", default=[], help="a monitor's database (SQLite file or URL); may be repeated")),
-    ("--data", dict(action="append", default=[], help="a folder of layer photos to label (and open folders inside); may be repeated")),
-    ("--model", dict(help="model file (default: the one made current in the app, else the shipped model)")),
-    ("--camera", dict(help="camera.json: straighten photos of --data folders, anomaly scores from its profile")),
-    ("--labels", dict(help="the app's labels database (default: <db>.labels.sqlite beside the first --db)")),
-    ("--host", dict(default="127.0.0.1", help="address to bind; anything but this machine needs --token")),
-    ("--port", dict(type=int, default=8765)),
-    ("--token", dict(help="access token (default: made up); required with a --host other than 127.0.0.1")),
-    ("--user", dict(help="name stored with each label (default: the login name)")),
-]  # fmt: skip
-
 
 def cmd_app(args) -> int:
     """Serve the app until Ctrl-C."""

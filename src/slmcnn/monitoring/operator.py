@@ -1,0 +1,83 @@
+"""What the commands tell the person at the machine, beyond each layer's line: where the photos are
+when a watched folder holds none, what a monitor run stored, when to calibrate first; and the one
+layer order (the number in the name, then time) a run of photos is taken in."""
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmcnn.images import IMAGE_SUFFIXES
+from slmcnn.monitoring.db import Database
+from slmcnn.monitoring.watch import layer_order
+
+GRADES = ("ok", "minor", "critical")
+SHOWN_FOLDERS = 3  # subfolders with photos named when the watched folder holds none
+
+
+def in_layer_order(paths: Iterable[Path]) -> list[Path]:
+    """Photos in the monitor's order within each folder (the number in the name, else the time),
+    folders in the order they were given: unrelated folders are not interleaved by number."""
+    paths = list(dict.fromkeys(paths))
+    folders = list(dict.fromkeys(p.parent for p in paths))
+    return sorted(paths, key=lambda p: (folders.index(p.parent), layer_order(p)))
+
+
+def _photos(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def watch_notes(folder: Path) -> list[str]:
+    """Warnings about a folder to watch that holds no photo of its own: empty, or photos only in
+    subfolders (the monitor does not look inside them)."""
+    folder = Path(folder)
+    if _photos(folder):
+        return []
+    inside = Counter(p.parent for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not inside:
+        return [f"{folder} holds no photos yet: the first one written there starts the build"]
+    shown = [f"{where} ({count})" for where, count in inside.most_common(SHOWN_FOLDERS)]
+    best = inside.most_common(1)[0][0]
+    return [
+        f"{folder} holds no photos of its own, but its subfolders do: {', '.join(shown)}; the monitor "
+        f"does not look inside subfolders: watch the camera's folder, e.g. slmcnn monitor {best}"
+    ]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a folder's builds hold in a database: each build's graded layers, and failed layers."""
+
+    grades: dict[int, dict[int, str]]  # build id: {layer number: grade}
+    failed: int
+
+    @classmethod
+    def of(cls, db: Database, watch_dir: str) -> "Tally":
+        grades = {build.id: db.grades(build.id) for build in db.builds(watch_dir)}
+        stored = db.stored_files(watch_dir).values()
+        return cls(grades, sum(row.status == "failed" for rows in stored for row in rows))
+
+    def since(self, before: "Tally") -> str:
+        """One line: the layers stored after `before`, by grade, and the failed ones."""
+        new = Counter(
+            grade
+            for build, layers in self.grades.items()
+            for number, grade in layers.items()
+            if number not in before.grades.get(build, {})
+        )
+        count = sum(new.values())
+        grades = ", ".join(f"{new[g]} {g}" for g in GRADES if new[g])
+        failed = self.failed - before.failed
+        return f"stored {count} layer(s)" + (f": {grades}" if grades else "") + (f"; {failed} failed" if failed else "")
+
+
+def uncalibrated_advice(grades: list[str | None]) -> str:
+    """Why a run without a camera profile may alarm, and what to do: photos of a camera the model
+    was not trained on, judged by the network alone."""
+    counts = Counter(grades)
+    flagged = ", ".join(f"{counts[g]} {g}" for g in GRADES[1:] if counts[g])
+    return (
+        f"note: {flagged} of {len(grades)} layer(s) without a camera profile: the shipped model has not seen this "
+        "camera; calibrate on 10-50 photos of good layers (slmcnn calibrate good/*.png --out camera.json) "
+        "and give --camera camera.json"
+    )
