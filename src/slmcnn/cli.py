@@ -37,6 +37,7 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
         error_threshold=getattr(args, "error_threshold", None),
         layers=layers,
         patches=patches,
+        device=args.device,
     )
     patch = getattr(args, "patch", None) or model.info.patch
     options["camera"] = engine.calibration
@@ -218,7 +219,7 @@ def cmd_calibrate(args) -> int:
         built = slmcnn.calibrate(
             args.frame if len(args.frame) > 1 else args.frame[0], corners, bed_mm=args.bed_mm, ignore=ignore,
             model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
-            progress=True, **given(args, ["size"]),
+            device=args.device, progress=True, **given(args, ["size"]),
         )  # fmt: skip
     calibration = built.calibration if isinstance(built, camera_profile.CameraProfile) else built
     if calibration is not None:

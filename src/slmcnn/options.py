@@ -141,6 +141,7 @@ def old_form(name: str) -> tuple:
 
 # fmt: off
 BACKEND = [
+    ("--device", dict(default="auto", choices=["auto", "cpu", "cuda"], help="where the network runs; auto: a CUDA GPU when PyTorch sees one (bf16 where the card has it); compiled and onnx are CPU engines")),
     ("--backend", dict(default="auto", choices=["auto", "torch", "compiled", "onnx"], help="inference engine; auto picks the fastest on this CPU, timed once and cached")),
     ("--precision", dict(default="auto", choices=["auto", "fp32", "bf16"], help="PyTorch precision; auto: bf16 where the CPU computes it natively")),
     ("--workers", dict(type=int, of=RUN, metavar="N", help="threads decoding and tiling the next images")),
@@ -244,6 +245,7 @@ OPTIONS = {
         ("--check", dict(nargs="*", default=[], metavar="IMAGE", help="also compare on these patch or layer images")), *FORCE,
     ],
     "calibrate": [
+        ("--device", dict(default="auto", choices=["auto", "cpu", "cuda"], help="where the network reads the good frames; auto: a CUDA GPU when PyTorch sees one")),
         ("frame", dict(nargs="+", metavar="FRAME", help="a raw frame showing the bed; 10-50 frames of good layers also learn a camera profile")),
         ("--out", dict(default="camera.json", metavar="FILE", help="the calibration file to write")),
         ("--full-frame", dict(action="store_true", help="the photo is the bed already: no corners, no warp")),
