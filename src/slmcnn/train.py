@@ -27,11 +27,10 @@ from slmcnn.files import run_folder, writable, write_text
 from slmcnn.memory import keep_freed_memory
 from slmcnn.metrics import Report, compute_report, summarise_runs
 from slmcnn.model import create_model
-from slmcnn.precision import resolve_precision
+from slmcnn.precision import DEVICES, resolve_device, resolve_precision
 from slmcnn.preprocess import prepare
 
 logger = logging.getLogger(__name__)
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -85,18 +84,11 @@ class TrainConfig:
             raise SettingsError(f"device must be one of {', '.join(DEVICES)} (got {self.device!r})")
 
     def resolved_device(self) -> torch.device:
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise SettingsError("device cuda: this PyTorch sees no CUDA GPU (use --device cpu or auto)")
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def resolved_precision(self) -> str:
-        """Training precision: `auto` on a GPU is bf16 where it computes it natively; on the CPU
-        what inference uses (backends.resolve_precision)."""
-        if self.precision == "auto" and self.resolved_device().type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        return resolve_precision(self.precision)
+        """Training precision: `auto` is bf16 where the device computes it natively (as inference)."""
+        return resolve_precision(self.precision, self.resolved_device())
 
 
 @dataclass
