@@ -1,12 +1,19 @@
-"""One contract for every engine in backends.ENGINES, and for the camera-profile backend: patches
-in, one probability row per patch out, the same classes as eager PyTorch in fp32."""
+"""One interface for every engine in backends.ENGINES (base.Network: classify, the camera profile's
+tile maps, the fine maps' dense maps) and for the camera-profile backend (base.JudgedBackend):
+patches in, one probability row per patch out, the same classes as eager PyTorch in fp32; a new
+engine is one class; the device is cpu, cuda or auto, and cuda without a GPU is one clear line."""
 
 import numpy as np
 import pytest
+import torch
 
 import slmcnn
-from slmcnn.backends import ENGINES, Backend, TorchBackend, create_backend
+from conftest import run_cli
+from slmcnn import backends, precision
+from slmcnn.backends import ENGINES, Backend, JudgedBackend, Network, TorchBackend, create_backend, create_engine
 from slmcnn.constants import CLASSES
+from slmcnn.errors import SettingsError
+from slmcnn.preprocess import standardise
 
 PATCHES = np.random.default_rng(3).integers(0, 256, (12, 128, 128, 3), dtype=np.uint8)
 
@@ -16,10 +23,16 @@ def tiny_model(tiny_model_file):
     return slmcnn.load_model(tiny_model_file)
 
 
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "compiled" else n for n in ENGINES])
 def test_every_engine_keeps_the_contract(name, tiny_model):
-    backend = create_backend(tiny_model, name, "fp32")
-    assert isinstance(backend, Backend) and isinstance(backend.name, str)
+    backend = create_backend(tiny_model, name, "fp32", device="cpu")
+    assert isinstance(backend, Network) and isinstance(backend, Backend) and isinstance(backend.name, str)
+    assert backend.device == torch.device("cpu") and backend.precision == "fp32"
     probabilities = backend.probabilities(PATCHES)
     assert probabilities.shape == (len(PATCHES), len(CLASSES)) and probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-4)
@@ -30,14 +43,101 @@ def test_every_engine_keeps_the_contract(name, tiny_model):
     np.testing.assert_allclose(wide, reference, atol=1e-3)
 
 
+@pytest.mark.parametrize("name", ["torch", "onnx"])
+def test_every_engine_offers_the_maps_the_profile_and_the_fine_maps_read(name, tiny_model):
+    backend = create_backend(tiny_model, name, "fp32", device="cpu")
+    (mid, deep), classified = backend.tile_maps(PATCHES[:4], (2, 3), classify=True)
+    assert mid.shape[:2] == (4, tiny_model.spec.filters[1]) and mid.shape[-1] == 128 // 4
+    assert deep.shape[-1] == 128 // 8 and mid.dtype == deep.dtype == torch.float32
+    np.testing.assert_allclose(classified, backend.probabilities(PATCHES[:4]), atol=1e-4)
+    assert backend.tile_maps(PATCHES[:4], (2,))[1] is None  # features only: no head
+    # a whole image standardised as a patch is: the same maps as that patch's
+    image = standardise(torch.from_numpy(PATCHES[:1]).float() / 255)[0].numpy()
+    (dense,) = backend.dense_maps(image, (3,))
+    np.testing.assert_allclose(dense.numpy(), deep[:1].numpy(), atol=1e-4)
+    (wide,) = backend.dense_maps(np.zeros((256, 384, 3), np.float32), (3,))
+    assert wide.shape[-2:] == (256 // 8, 384 // 8)
+
+
+def test_a_new_engine_is_one_class_and_one_entry(monkeypatch, tiny_model):
+    class Doubled(Network):
+        """Classifies by eager PyTorch twice as many patches a call: only `probabilities` is its own."""
+
+        name = "doubled"
+
+        def probabilities(self, patches):
+            return self.eager_probabilities(patches, 16)
+
+    monkeypatch.setitem(ENGINES, "doubled", lambda model, precision, patches: Doubled(model, precision))
+    monkeypatch.setattr(backends, "BACKENDS", (*backends.BACKENDS, "doubled"))
+    engine = create_engine(tiny_model, "doubled", "fp32", device="cpu").backend
+    assert isinstance(engine, Doubled)
+    np.testing.assert_allclose(
+        engine.probabilities(PATCHES), TorchBackend(tiny_model, "fp32").probabilities(PATCHES), atol=1e-5
+    )
+    assert engine.tile_maps(PATCHES[:2], (1,))[0][0].shape[0] == 2
+    with pytest.raises(TypeError):  # an engine that cannot classify is no engine
+
+        class Mute(Network):
+            name = "mute"
+
+        Mute(tiny_model)
+
+
 def test_the_camera_profile_backend_keeps_the_contract_and_adds_the_layer_step(shipped_model):
     from slmcnn.backends.profile import ProfileBackend
     from slmcnn.tiles import geometry
 
     backend = ProfileBackend(None, shipped_model, adapt=4, precision="fp32")
-    assert isinstance(backend, Backend)
+    assert isinstance(backend, JudgedBackend) and not isinstance(TorchBackend(shipped_model), JudgedBackend)
+    assert backend.device == torch.device("cpu")
     probabilities = backend.probabilities(PATCHES[:9])
     reference = TorchBackend(shipped_model, "fp32").probabilities(PATCHES[:9])
     np.testing.assert_allclose(probabilities, reference, atol=1e-3)
     decided, anomaly, adaptation = backend.finish_layer(probabilities, geometry(384, 384, 128), "a/1.png")
     assert decided.shape == probabilities.shape and anomaly is None and adaptation.state == "learning"
+
+
+def test_auto_is_the_cpu_without_a_gpu_and_cuda_is_refused_in_one_line(no_gpu, tiny_model):
+    assert precision.resolve_device("auto") == torch.device("cpu")
+    assert create_backend(tiny_model, "torch", "fp32").device == torch.device("cpu")
+    with pytest.raises(SettingsError, match="sees no CUDA GPU") as refused:
+        create_backend(tiny_model, "torch", "fp32", device="cuda")
+    assert "\n" not in str(refused.value) and "use device cpu or auto" in str(refused.value)
+    with pytest.raises(SettingsError, match="device must be one of auto, cpu, cuda"):
+        precision.resolve_device("gpu")
+
+
+def test_on_a_gpu_only_eager_pytorch_runs_and_bf16_follows_the_card(monkeypatch, tiny_model):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # resolved, never used: no engine is built
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert precision.resolve_device("auto") == torch.device("cuda")
+    assert precision.resolve_precision("auto", "cuda") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert precision.resolve_precision("auto", "cuda") == "fp32"
+    for name in ("compiled", "onnx"):
+        with pytest.raises(SettingsError, match=f"backend {name} runs on the CPU only"):
+            create_backend(tiny_model, name, device="cuda")
+
+
+@pytest.mark.parametrize("command", ["predict-layer", "calibrate"])
+def test_device_cuda_without_a_gpu_is_one_clear_line(command, no_gpu, tiny_build, tiny_model_file, tmp_path):
+    layers = sorted((tiny_build / "layers").glob("*.png"))[:5]
+    args = [*layers, "--out", tmp_path / "out"] if command == "predict-layer" else [*layers, "--full-frame"]
+    result = run_cli(command, *args, "--model", tiny_model_file, "--device", "cuda")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "sees no CUDA GPU; use --device cpu or auto" in result.stderr
+
+
+def test_predict_layer_runs_on_the_device_auto_picks(no_gpu, tiny_build, tiny_model_file, tmp_path):
+    layers = sorted((tiny_build / "layers").glob("*.png"))[:2]
+    result = run_cli("predict-layer", *layers, "--out", tmp_path / "out", "--model", tiny_model_file, "--map", "tiles")
+    explicit = run_cli(
+        "predict-layer", *layers, "--out", tmp_path / "cpu", "--model", tiny_model_file, "--map", "tiles",
+        "--device", "cpu",
+    )  # fmt: skip
+    assert result.returncode == explicit.returncode == 0, result.stderr + explicit.stderr
+    maps = sorted(p.name for p in (tmp_path / "out").glob("*.classes.png"))
+    assert len(maps) == 2
+    for name in maps:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "cpu" / name).read_bytes()
