@@ -196,7 +196,11 @@ def pblm(model, root: Path, learn: int, per_folder: int) -> dict:
         counts = {"flagged": 0, "tile_flagged": 0, "photos": 0}
         for path in paths[:per_folder]:
             pipeline.mapper.change.layers = list(kept)  # each photo judged alone after the good ones
-            result = next(iter(pipeline.run([path]))).result
+            # named as a layer of the good photos' folder: a photo of another folder would start a
+            # build of its own (pipeline._follow_build) and be judged by the network alone
+            layer = (str(good[0].parent / f"{path.parent.name}-{path.name}"), read(path))
+            result = next(iter(pipeline.run([layer]))).result
+            assert result is None or result.fine.state == "judged", "judged with the good photos' memory"
             if result is None or read(path).shape[:2] != read(good[0]).shape[:2]:
                 continue
             counts["photos"] += 1

@@ -505,3 +505,25 @@ def test_builds_of_several_machines_are_listed_by_machine(tiny_build, tiny_model
     config = AppConfig([tmp_path / "shop.sqlite"], [], tiny_model_file, labels=tmp_path / "labels.sqlite", token=TOKEN)
     client = TestClient(create_app(config), base_url="http://127.0.0.1")
     assert [s["name"] for s in client.get("/api/sets").json()] == ["job 7 (m290-a)", "job 7 (m290-b)"]
+
+
+def test_a_review_teaches_the_fine_maps_and_undo_forgets_it(env):
+    from slmcnn.teaching import Lessons
+
+    client, lessons = env["client"], Lessons(env["config"].lessons_path)
+    alerts = client.get("/api/sets/b0-1").json()["alerts"]
+    url = "/api/sets/b0-1/alerts/{}"
+    before = len(lessons)
+    confirmed = client.post(url.format(alerts[1]["id"]), json={"verdict": "confirmed"}, headers=AUTH).json()
+    assert confirmed["lesson"] and confirmed["lessons"] == str(lessons.folder)
+    rejected = client.post(url.format(alerts[2]["id"]), json={"verdict": "false_alarm"}, headers=AUTH).json()
+    taught = {x.id: x for x in lessons}
+    assert len(taught) == before + 2
+    assert taught[confirmed["lesson"]].verdict == "defect" and taught[rejected["lesson"]].verdict == "sound"
+    image, mask = lessons.load(taught[rejected["lesson"]])
+    assert image.shape[:2] == mask.shape and mask.all()  # the alert's Error tiles cover the 384 px bed
+    again = client.post(url.format(alerts[2]["id"]), json={"verdict": "confirmed"}, headers=AUTH).json()
+    assert {x.id: x.verdict for x in lessons}.get(again["lesson"]) == "defect" and len(lessons) == before + 2
+    for alert in alerts[1:3]:
+        assert client.request("DELETE", url.format(alert["id"]), json={}, headers=AUTH).json()["lessons_forgotten"] == 1
+    assert len(lessons) == before and not (lessons.folder / f"{rejected['lesson']}.png").exists()

@@ -75,6 +75,7 @@ def predict_layers(
     photo: str = "auto",
     learn: int = 5,
     device: str = "auto",
+    lessons: str | Path | None = None,
 ) -> list[LayerResult] | Iterator[LayerResult]:
     """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list), in
     build order. `camera` is a camera.json, a calibration or a profile, applied exactly as
@@ -84,12 +85,14 @@ def predict_layers(
     arrays are one build). With `stream`, results are yielded as each layer is done. `maps` "fine"
     (default) gives each result Powder / Object / Error per pixel (`class_map`, `fine`: signals and
     named `regions`) learned from each build's first `learn` layers, `photo` saying when the camera
-    takes a layer (recoated, exposed, auto); "tiles" the 128 px tile grid. Each result carries its
-    `grade`."""
+    takes a layer (recoated, exposed, auto); "tiles" the 128 px tile grid. The fine maps take in the
+    reviewers' `lessons` (a folder; default `<camera>.lessons` beside a camera.json, see `teach`).
+    Each result carries its `grade`."""
     from slmcnn.backends import create_engine
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
     from slmcnn.predict import layer_inputs
+    from slmcnn.teaching import lessons_taught
 
     net = _model(model)
     items = list(layer_inputs(layers))
@@ -102,8 +105,9 @@ def predict_layers(
 
         photo = camera_photo(camera)
     options = RunOptions(
-        stride=stride, camera=engine.calibration, workers=workers, model_name=name, maps=maps, photo=photo, learn=learn
-    )
+        stride=stride, camera=engine.calibration, workers=workers, model_name=name, maps=maps, photo=photo, learn=learn,
+        lessons=lessons_taught(camera, lessons),
+    )  # fmt: skip
 
     def results() -> Iterator[LayerResult]:
         for outcome in run_layers(items, engine.backend, options, model=net):

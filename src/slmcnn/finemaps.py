@@ -37,9 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from slmcnn.constants import ERROR, OBJECT, PHOTOS, POWDER, SURE_ERROR
-from slmcnn.errors import SettingsError
+from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
 from slmcnn.regions import MIN_AREA, DefectRegion, find_regions
+from slmcnn.teaching import Lessons
 from slmcnn.tiles import tile_mask, tile_values
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ GRAIN_RATIO = 2.0  # ... if more of the tile's pixels pass it than this many tim
 LINE = 32  # px a faint line is averaged along before it is compared with the grain
 STRONG = 2.0  # a signal this far over its threshold is Error where the photo shows nothing, or on a part's place after exposure
 EXPOSED_OBJECT_SHARE = 0.08  # auto: first layers with this share of Object tiles were taken after exposure
+EXAMPLE_RATIO = 2.0  # a place this many times nearer to a taught defect than to anything sound is Error
+EXAMPLE_FLOOR = 0.5  # a taught defect's places that are examples: those this far (of the threshold) from sound
+TAUGHT_PLACES = 2048  # most places one lesson adds to the memory
 
 
 @dataclass
@@ -181,21 +185,75 @@ class TextureMemory:
         places = layers[0].shape[0] * layers[0].shape[1]
         self.threshold = tail_threshold(np.concatenate(left_out), places) if left_out else float("inf")
         self.typical = float(np.median(typical)) if typical else 0.0
+        self.sound: list[Taught] = []
+        self.examples: list[Taught] = []
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """(..., D) features -> (N, AXES) points of the memory's space."""
+        d = features.shape[-1]
+        return np.ascontiguousarray(((features.reshape(-1, d) - self.mean) / self.scale) @ self.axes, np.float32)
 
     def _distance(self, features: np.ndarray, memory: np.ndarray) -> np.ndarray:
         from slmcnn.profile.features import nearest_distance
 
-        h, w, d = features.shape
-        queries = np.ascontiguousarray(((features.reshape(-1, d) - self.mean) / self.scale) @ self.axes, np.float32)
-        return nearest_distance(queries, memory).reshape(h, w)
+        return nearest_distance(self.project(features), memory).reshape(features.shape[:2])
 
-    def score(self, features: np.ndarray) -> np.ndarray:
+    def teach(self, sound: list["Taught"], examples: list["Taught"]) -> None:
+        """Reviewers' lessons (teaching): places called sound, and confirmed defects' places that
+        a place is Error for looking like."""
+        self.sound, self.examples = sound, examples
+
+    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance over the threshold (none along the bed's edge), raised by the layer's level: a layer farther from the
         first ones as a whole (grainier after a gain change) has changed its look, not grown a
-        defect everywhere (the camera profile's rule, measured on PBLM's grainier good photos)."""
-        distance = self._distance(features, self.memory)
+        defect everywhere (the camera profile's rule, measured on PBLM's grainier good photos).
+        A place within a sound lesson's reach scores its distance over that reach instead (under
+        1); a place the memory found unusual that is EXAMPLE_RATIO times nearer to the lesson than
+        to the memory (the lesson's look, not plain powder) is taught sound: a change to that look
+        is no defect. A place
+        EXAMPLE_RATIO times nearer to a confirmed defect (within its reach) than to anything sound
+        scores that ratio over EXAMPLE_RATIO: over 1."""
+        from slmcnn.profile.features import nearest_distance
+
+        points, shape = self.project(features), features.shape[:2]
+        distance = nearest_distance(points, self.memory).reshape(shape)
         level = max(1.0, float(np.median(distance)) / self.typical) if self.typical > 0 else 1.0
-        return without_edge((distance / (self.threshold * level)).astype(np.float32), CELL)
+        score = distance / (self.threshold * level)
+        taught_sound, nearest_sound, unusual = np.zeros(shape, bool), distance, score > 1
+        for lesson in self.sound:
+            to_lesson = nearest_distance(points, lesson.points).reshape(shape)
+            score = np.minimum(score, to_lesson / lesson.reach)
+            taught_sound |= unusual & (to_lesson < lesson.reach) & (to_lesson * EXAMPLE_RATIO < distance)
+            nearest_sound = np.minimum(nearest_sound, to_lesson)
+        for lesson in self.examples:
+            to_lesson = nearest_distance(points, lesson.points).reshape(shape)
+            ratio = nearest_sound / np.maximum(to_lesson, 1e-6) / EXAMPLE_RATIO
+            score = np.maximum(score, np.where(to_lesson <= lesson.reach, ratio, 0))
+        return without_edge(score.astype(np.float32), CELL), taught_sound
+
+
+@dataclass
+class Taught:
+    """One lesson in a texture memory's space: its places, and its reach: how far the same look
+    strays when it falls on the CELL px grid at another phase (between the threshold and STRONG
+    times it)."""
+
+    points: np.ndarray  # (N, AXES) float32
+    reach: float
+
+    @classmethod
+    def of(cls, phases: list[np.ndarray], threshold: float) -> "Taught":
+        from slmcnn.profile.features import nearest_distance
+
+        strays = [
+            nearest_distance(p, np.concatenate([q for j, q in enumerate(phases) if j != i]))
+            for i, p in enumerate(phases)
+            if len(p) and sum(len(q) for j, q in enumerate(phases) if j != i)
+        ]
+        reach = float(np.quantile(np.concatenate(strays), 0.95)) if strays else 0.0
+        points = np.concatenate(phases)
+        points = points[np.random.default_rng(2).permutation(len(points))[:TAUGHT_PLACES]]
+        return cls(np.ascontiguousarray(points, np.float32), float(np.clip(reach, threshold, STRONG * threshold)))
 
 
 def change_image(image: np.ndarray) -> np.ndarray:
@@ -301,6 +359,7 @@ class FineMapper:
         recoater: str = "vertical",
         mm_per_pixel: float | None = None,
         precision: str = "auto",
+        lessons: Lessons | None = None,
         device: "str | torch.device" = "cpu",
     ):
         if photo not in PHOTOS:
@@ -309,6 +368,8 @@ class FineMapper:
             raise SettingsError(f"the fine maps learn from at least 3 first layers of a build (got {learn!r})")
         self.texture_net = DenseTexture(model, precision, device)
         self.learn, self.photo_setting, self.recoater, self.mm_per_pixel = learn, photo, recoater, mm_per_pixel
+        self.lessons = lessons
+        self._lesson_cells: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # lesson id -> its texture, its mask
         self.new_build()
 
     def new_build(self) -> None:
@@ -317,6 +378,8 @@ class FineMapper:
         self.habitual: np.ndarray | None = None  # per tile: the network was sure of Error there on most first layers
         self.change = ChangeMemory()
         self.photo = self.photo_setting
+        self.sound_places: list[np.ndarray] = []  # the masks of the lessons that called places sound
+        self._taught: tuple | None = None  # (memory, lessons' stamp) last taught
 
     def __call__(self, result) -> FineMaps:
         """The fine maps of a classified layer (predict.LayerResult: image, grid, probabilities)."""
@@ -331,6 +394,7 @@ class FineMapper:
         if self.texture is None:  # a region's score: the network's Error probability while learning
             maps, score = self._learning(result, features, bed, sure_tiles)
         else:  # then the larger signal
+            self._take_lessons()
             maps, score = self._judged(result, features, bed, sure_tiles)
         if result.class_map is not None:
             maps.classes[result.class_map == NOT_A_CLASS_PIXEL] = NOT_A_CLASS_PIXEL
@@ -382,25 +446,31 @@ class FineMapper:
 
     def _judged(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray]:
         shape = result.image.shape[:2]
-        texture = self.texture.score(features)
+        texture, taught_sound = self.texture.score(features)
         change = self.change.score(bed)
+        if taught_sound.any():  # a place changed to a look a reviewer called sound: no change defect
+            change[
+                cv2.resize(taught_sound.astype(np.uint8), change.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+            ] = 0
         signal = np.maximum(upsample(texture, shape), upsample(change, shape))
         tiles = result.probabilities.argmax(1)
         # the network's sure Error stays, unless the network was as sure there on most of the
         # layers the build learned (this camera's look at that place) and both signals say the
         # whole tile looks as it did then
         habitual = self.habitual if self.habitual is not None and len(self.habitual) == len(tiles) else None
-        for k in np.flatnonzero(sure_tiles if habitual is not None else []):
+        taught = self._sound_places(shape)  # or a reviewer called it sound there
+        for k in np.flatnonzero(sure_tiles):
             r, c = divmod(int(k), result.grid.shape[1])
             y, x, p = int(result.grid.ys[r]), int(result.grid.xs[c]), result.grid.patch
-            if habitual[k] and signal[y : y + p, x : x + p].max() < LOOKS_SAME:
+            seen = (habitual is not None and habitual[k]) or taught[y : y + p, x : x + p].mean() > 0.5
+            if seen and signal[y : y + p, x : x + p].max() < LOOKS_SAME:
                 sure_tiles[k] = False
         hidden = int(
             ((result.probabilities.argmax(1) == ERROR) & (result.probabilities[:, ERROR] >= SURE)).sum()
             - sure_tiles.sum()
         )
         if hidden:
-            log.info("%s: %d sure Error tile(s) where the build's first layers were alike", result.path.name, hidden)
+            log.info("%s: %d sure Error tile(s) where the first layers or lessons were alike", result.path.name, hidden)
         standing = self._standing(result)
         classes = self._network_classes(result, sure_tiles, standing)
         standing = standing[0]
@@ -413,9 +483,74 @@ class FineMapper:
             part = tile_mask(tiles == OBJECT, result.grid, shape) | (classes == OBJECT)
             flagged = (flagged & ~part) | (upsample(texture, shape) > STRONG)
         classes[flagged] = ERROR
-        error = classes == ERROR
-        self.change.add(bed, cv2.resize(error.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0)
+        held_out = (classes == ERROR) & ~taught  # a place called sound is learned, Error or not
+        self.change.add(
+            bed, cv2.resize(held_out.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+        )
         return FineMaps(classes, texture, change, state="judged", photo=self.photo), signal
+
+    def _sound_places(self, shape: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: where lessons of this bed's size called places sound."""
+        taught = np.zeros(shape, bool)
+        for mask in self.sound_places:
+            if mask.shape == shape:
+                taught |= mask
+        return taught
+
+    def _take_lessons(self) -> None:
+        """Teach the build's memory the lessons, again whenever they change (a review while a build
+        runs). A lesson teaches its places unlike the sound ones (EXAMPLE_FLOOR): what the memory
+        already holds it need not, and a change to plain powder must stay a change."""
+        stamp = self.lessons.stamp() if self.lessons is not None else None
+        if stamp is None or self._taught == (id(self.texture), stamp):
+            return
+        self._taught = (id(self.texture), stamp)
+        lessons = []
+        for lesson in self.lessons:
+            try:
+                lessons.append((lesson, *self._lesson(lesson)))
+            except (SlmcnnError, OSError) as exc:
+                log.warning("lesson %s left out: %s", lesson.id, exc)
+        self._lesson_cells = {lesson.id: tuple(cells) for lesson, *cells in lessons}
+        memory, threshold = self.texture, self.texture.threshold
+        memory.teach([], [])
+        self.sound_places = [mask for lesson, _, mask in lessons if lesson.verdict == "sound"]
+        taught: dict[str, list[Taught]] = {"sound": [], "defect": []}
+        for verdict in ("sound", "defect"):  # a defect's places unlike the sound lessons' too
+            for lesson, phases, _ in lessons:
+                if lesson.verdict == verdict:
+                    phases = [memory.project(f) for f in phases]
+                    phases = [p[self._unlike_sound(p) > EXAMPLE_FLOOR * threshold] for p in phases]
+                    if not any(len(p) for p in phases):
+                        log.info("lesson %s: its places look like sound ones already", lesson.id)
+                        continue
+                    taught[verdict].append(Taught.of(phases, threshold))
+            memory.teach(taught["sound"], taught["defect"])
+        sound, examples = taught["sound"], taught["defect"]
+        log.info("taught %d lesson(s): %d sound, %d defect examples", len(lessons), len(sound), len(examples))
+
+    def _unlike_sound(self, points: np.ndarray) -> np.ndarray:
+        """Each point's distance to the nearest sound place: the memory's or a sound lesson's."""
+        from slmcnn.profile.features import nearest_distance
+
+        distance = nearest_distance(points, self.texture.memory)
+        for lesson in self.texture.sound:
+            distance = np.minimum(distance, nearest_distance(points, lesson.points))
+        return distance
+
+    def _lesson(self, lesson) -> tuple[list[np.ndarray], np.ndarray]:
+        """A lesson's texture features at the places it covers, one array per phase, and its mask
+        (computed once per lesson). The photo is seen at each half-cell offset: the same look
+        elsewhere falls on the CELL px grid at another phase, and its features differ with it."""
+        if lesson.id not in self._lesson_cells:
+            image, mask = self.lessons.load(lesson)
+            phases = []
+            for dy, dx in [(a, b) for a in range(0, CELL, 2) for b in range(0, CELL, 2)]:
+                f = self.texture_net(image[dy:, dx:])
+                coverage = cv2.resize(mask[dy:, dx:].astype(np.float32), f.shape[1::-1], interpolation=cv2.INTER_AREA)
+                phases.append(f[coverage > 0])
+            self._lesson_cells[lesson.id] = (phases, mask)
+        return self._lesson_cells[lesson.id]
 
     def _network_classes(self, result, error_tiles: np.ndarray, standing: tuple) -> np.ndarray:
         """Pixels of the network's tiles narrowed to what stands out of the powder (`standing`):

@@ -13,7 +13,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("basics", (
         "validate", "files", "precision", "preprocess", "memory", "augment", "tiles", "model", "folding",
         "images", "pngstrips", "labels", "checkpoint", "camera", "metrics", "data", "render", "synth",
-        "backends.base", "floors", "grading", "regions",
+        "backends.base", "floors", "grading", "regions", "teaching",
     )),
     ("network and camera", (
         "profile", "adapt", "aot", "explain", "train", "distributed", "backends", "export", "finemaps",

@@ -28,6 +28,7 @@ from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
 from slmcnn.outputs import RunFiles
 from slmcnn.predict import LayerFailure, LayerInput, LayerOutcome, LayerResult, Predictor
+from slmcnn.teaching import Lessons, lessons_taught
 from slmcnn.tiles import cut, stitch_maps
 from slmcnn.validate import whole
 
@@ -57,8 +58,12 @@ class RunOptions:
         "auto"  # when layers are photographed: recoated, exposed, or auto (learned from a build's first layers)
     )
     learn: int = LEARN  # first layers of each build the fine maps learn from
+    lessons: Path | None = (
+        None  # reviewers' lessons the fine maps take in (default: <camera>.lessons beside camera.json)
+    )
 
     def __post_init__(self):
+        self.lessons = lessons_taught(self.camera, self.lessons)
         if self.camera is not None and not isinstance(self.camera, CameraCalibration):
             from slmcnn.profile.storage import load_calibration
 
@@ -138,8 +143,9 @@ class LayerPipeline:
             net = model or getattr(backend, "model", None)
             if hasattr(net, "blocks"):
                 mm = o.camera.bed_mm / o.camera.size if o.camera is not None and o.camera.bed_mm else None
+                lessons = Lessons(o.lessons) if o.lessons is not None else None
                 device = getattr(backend, "device", "cpu")  # the engine's: a GPU's fine maps run there too
-                self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm, device=device)
+                self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm, lessons=lessons, device=device)
             else:  # a backend of its own, without the network's layers: the tile grid is all there is
                 log.warning("fine maps need the PyTorch model (`model`): the layers get tile maps")
         self.grader = Grader(rules)

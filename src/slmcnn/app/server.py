@@ -289,9 +289,15 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         previous = ws.store.unreview(s.key, alert_id)
         if previous:
             ws.undo_labels(set_id, alert.layer_id, previous, who(body))
+        ws.forget_lessons(s.key, alert_id)
         undo = ws.false_alarm_labels(set_id, alert.layer_id, who(body), instead) if verdict == "false_alarm" else []
         ws.store.review(s.key, alert_id, verdict, who(body), undo)
-        return {"verdict": verdict, "labelled": len(undo), "instead": CLASSES[instead] if undo else None}
+        # the fine maps learn it without retraining: a false alarm's places as sound, a confirmed defect as an example
+        lesson = ws.teach(set_id, s.key, alert, "sound" if verdict == "false_alarm" else "defect")
+        return {
+            "verdict": verdict, "labelled": len(undo), "instead": CLASSES[instead] if undo else None,
+            "lesson": lesson.id if lesson else None, "lessons": str(ws.config.lessons_path),
+        }  # fmt: skip
 
     @app.delete("/api/sets/{set_id}/alerts/{alert_id}")
     def undo_review(set_id: str, alert_id: int, body: dict = BODY):
@@ -300,7 +306,8 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         previous = ws.store.unreview(s.key, alert_id)
         if previous is None:
             raise NotFound(f"alert {alert_id} has no verdict to undo")
-        return {"restored": ws.undo_labels(set_id, alert.layer_id, previous, who(body))}
+        forgotten = ws.forget_lessons(s.key, alert_id)
+        return {"restored": ws.undo_labels(set_id, alert.layer_id, previous, who(body)), "lessons_forgotten": forgotten}
 
     # export and fine-tune
     @app.post("/api/export")

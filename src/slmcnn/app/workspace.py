@@ -30,6 +30,7 @@ from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import ERROR, POWDER
 from slmcnn.monitoring.db import Database, database_url
+from slmcnn.teaching import Lesson, Lessons, box_mask, lessons_folder
 
 log = logging.getLogger(__name__)
 PROPOSAL_LAYERS = 60  # layers a proposal looks at: enough to spread labels, few enough to classify at once
@@ -42,6 +43,7 @@ class AppConfig:
     model: Path | None = None
     camera: Path | None = None
     labels: Path | None = None  # default: beside the first database, else ./slmcnn-app/labels.sqlite
+    lessons: Path | None = None  # reviews taught to the fine maps (default: <camera>.lessons, else in the work folder)
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None
@@ -61,10 +63,21 @@ class AppConfig:
         """Where exports, fine-tunes and the current model go: beside the labels database."""
         return self.labels_path.with_name(f"{self.labels_path.stem}-app")
 
+    @property
+    def lessons_path(self) -> Path:
+        """Where a review's lesson goes: the camera's lessons, which every build with that camera
+        takes in (monitor --camera), else the work folder's (give the monitor --lessons)."""
+        return lessons_folder(self.camera, self.lessons) or self.work / "lessons"
+
 
 def shown_name(build) -> str:
     """A build as the app lists it: its name, and the machine it came from when the monitor named one."""
     return f"{build.name} ({build.machine})" if build.machine else build.name
+
+
+def lesson_source(key: str, alert_id: int) -> str:
+    """What taught a lesson: a review of this alert of this set (its stable key)."""
+    return f"app {key} alert {alert_id}"
 
 
 def inside(path: Path, roots: list[Path]) -> bool:
@@ -311,6 +324,28 @@ class Workspace:
             undo.append([row, col, cls, checked])
             self.store.set_label(data.ref, row, col, instead, True, who, why="false alarm")
         return undo
+
+    def teach(self, set_id: str, key: str, alert, verdict: str) -> Lesson | None:
+        """A reviewed alert's places as a lesson for the fine maps (teaching): its defect regions'
+        boxes (else its Error tiles) on the photo as the network saw it; None when the photo is
+        gone or holds another photo now."""
+        data = self._alert_layer(set_id, alert.layer_id)
+        if data is None or data.photo_changed or not data.ref.image:
+            return None
+        image = self.image(data)
+        boxes = [r["box"] for r in alert.alert.regions if "box" in r]
+        if not boxes:
+            g = data.geometry
+            rows, cols = np.nonzero(data.classes == ERROR)
+            boxes = [(g.xs[c], g.ys[r], g.xs[c] + g.patch, g.ys[r] + g.patch) for r, c in zip(rows, cols, strict=True)]
+        if not boxes:
+            return None
+        mask = box_mask(image.shape[:2], boxes)
+        return Lessons(self.config.lessons_path).add(image, mask, verdict, data.ref.image, lesson_source(key, alert.id))
+
+    def forget_lessons(self, key: str, alert_id: int) -> int:
+        """Forget what a review of this alert taught (the review was undone or replaced)."""
+        return len(Lessons(self.config.lessons_path).forget(source=lesson_source(key, alert_id)))
 
     def undo_labels(self, set_id: str, alert_layer_id: int, undo: list[list], who: str) -> int:
         """Put back the labels a review wrote, as they were before it."""
