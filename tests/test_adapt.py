@@ -84,7 +84,7 @@ def test_a_tile_judged_error_is_never_learned(model, build_layers):
     assert all(decided[HOLE].argmax() == ERROR for decided, _, _ in results[4:])  # it stays an Error
 
 
-def test_a_sure_network_error_on_a_first_layer_is_not_learned_and_logged_once_per_layer(model, build_layers, caplog):
+def test_a_sure_network_error_on_a_first_layer_is_not_learned_and_logged_in_one_line(model, build_layers, caplog):
     net = FeatureNet(model)
     memory = BuildMemory(None, 4, model, net.precision)
     told = {0: (2, 4), 1: (6,)}  # first layers 1 and 2: the network is sure of these sound tiles
@@ -96,9 +96,10 @@ def test_a_sure_network_error_on_a_first_layer_is_not_learned_and_logged_once_pe
     left_out = {(n["layer"], n["tile"]) for n in info.not_learned if "sure Error" in n["why"]}
     assert left_out == {("layer 1", 2), ("layer 1", 4), ("layer 2", 6)}
     lines = [r.getMessage() for r in caplog.records if "not learned" in r.getMessage()]
-    assert len(lines) == len({n["layer"] for n in info.not_learned}), lines  # one line per layer
-    assert any(
-        line.startswith("build memory: layer 1: 2 of 9 tiles not learned") and "tiles 2, 4" in line for line in lines
+    assert len(lines) == 1, lines  # one line a build, naming each layer
+    assert lines[0].startswith("build memory: 3 of the first 4 layers' 36 tiles not learned")
+    assert (
+        "layer 1: 2 of 9 tiles: " in lines[0] and "(tiles 2, 4)" in lines[0] and "layer 2: 1 of 9 tiles: " in lines[0]
     )
 
 

@@ -206,9 +206,16 @@ class BuildMemory:
         not_learned = [
             {"layer": self._names[i], "tile": int(t), "why": str(why[i, t])} for i, t in zip(*np.nonzero(~keep))
         ]
-        for i, name in enumerate(self._names):
-            if not keep[i].all():
-                log.warning("build memory: %s: %s", name or f"layer {i + 1}", not_learned_line(why[i], keep[i]))
+        told = [
+            f"{name or f'layer {i + 1}'}: {not_learned_line(why[i], keep[i])}"
+            for i, name in enumerate(self._names)
+            if not keep[i].all()
+        ]
+        if told:  # one line a build, however many layers left tiles out
+            log.warning(
+                "build memory: %d of the first %d layers' %d tiles not learned (each layer's JSON: not_learned): %s",
+                int((~keep).sum()), self.layers, keep.size, "; ".join(told),
+            )  # fmt: skip
         log.info(
             "build memory: learned %d of the first %d layers' %d tiles; later layers are judged against %s",
             int(keep.sum()), self.layers, keep.size, "the camera and this build" if self.camera else "this build",
@@ -252,11 +259,11 @@ def own_frames(memory: np.ndarray, features: np.ndarray, frames: np.ndarray) -> 
 
 
 def not_learned_line(why: np.ndarray, keep: np.ndarray) -> str:
-    """One layer's tiles left out of the build memory, by reason, in one line."""
+    """One layer's tiles left out of the build memory, by reason: '2 of 9 tiles: sure Error (tiles 2, 4)'."""
     tiles = np.flatnonzero(~keep)
     parts = [
         f"{reason} (tile{'s' if (why[tiles] == reason).sum() > 1 else ''} "
         f"{', '.join(str(t) for t in tiles[why[tiles] == reason])})"
         for reason in dict.fromkeys(why[tiles])
     ]
-    return f"{len(tiles)} of {len(keep)} tiles not learned: {'; '.join(parts)}"
+    return f"{len(tiles)} of {len(keep)} tiles: {', '.join(parts)}"

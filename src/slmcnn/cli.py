@@ -26,6 +26,7 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
     the RunOptions: `engine.create_engine`, as the Python API uses it."""
     from slmcnn.backends import create_engine
     from slmcnn.pipeline import RunOptions
+    from slmcnn.teaching import lessons_taught
 
     model = slmcnn.load_model(args.model)
     engine = create_engine(
@@ -41,6 +42,7 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
     )
     patch = getattr(args, "patch", None) or model.info.patch
     options["camera"] = engine.calibration
+    options["lessons"] = lessons_taught(getattr(args, "camera", None), getattr(args, "lessons", None))
     if getattr(args, "camera", None) and getattr(args, "photo", None) in ("auto", None):  # as calibrate stored it
         from slmcnn.profile import camera_photo
 
@@ -53,10 +55,10 @@ def cmd_predict_layer(args) -> int:
     from rich.progress import Progress
 
     from slmcnn import images, outputs
-    from slmcnn.monitoring.operator import in_layer_order, uncalibrated_advice
+    from slmcnn.monitoring.operator import uncalibrated_advice
     from slmcnn.pipeline import job_tiles, run_layers
 
-    paths = in_layer_order(images.list_images(args.inputs))
+    paths = outputs.in_layer_order(images.list_images(args.inputs))
     if not paths:
         raise SlmcnnError(f"no images found in {' '.join(args.inputs)}")
     if args.ray is not None:
@@ -275,6 +277,32 @@ def _previous_calibration(path: Path):
         return None
 
 
+def cmd_teach(args) -> int:
+    import time
+
+    from slmcnn.errors import SettingsError
+    from slmcnn.teaching import Lessons, lessons_folder
+
+    folder = lessons_folder(args.camera, args.lessons)
+    if args.list or args.forget:
+        if folder is None:
+            raise SettingsError("say which lessons: --lessons FOLDER or --camera camera.json")
+        if args.forget and not Lessons(folder).forget(lesson_id=args.forget):
+            raise SettingsError(f"no lesson {args.forget} in {folder}")
+        for x in Lessons(folder):
+            print(
+                f"{x.id}  {x.verdict:6}  {x.layer}  ({x.source}, {time.strftime('%Y-%m-%d %H:%M', time.localtime(x.at))})"
+            )
+        return 0
+    if not args.photo or not args.verdict:
+        raise SettingsError("give the layer PHOTO and --as sound or --as defect (or --list, --forget ID)")
+    lesson = slmcnn.teach(args.photo, args.verdict, args.box, camera=args.camera, lessons=args.lessons)
+    print(
+        f"taught {args.photo} as {lesson.verdict} (lesson {lesson.id} in {folder}); the next judged layer takes it in"
+    )
+    return 0
+
+
 def cmd_report(args) -> int:
     from slmcnn.monitoring import write_report
 
@@ -335,6 +363,7 @@ COMMANDS = {  # name: (handler, help, example); the options are in options.py
     "calibrate": (cmd_calibrate, "Find the bed in a raw camera frame and write a calibration with a preview; from several good layers also a camera profile.", "slmcnn calibrate good/*.jpg --out camera.json   (one frame: geometry only; --full-frame; --update camera.json more/*.jpg)"),
     "monitor": (cmd_monitor, "Follow a running build: classify each new layer, store it, raise alerts.", "slmcnn monitor /machine/camera --db build.sqlite --camera camera.json --out live/ --on-alert 'notify-send \"$SLMCNN_ALERT_MESSAGE\"'"),
     "report": (cmd_report, "Write a self-contained HTML report of the builds in a monitor's database.", "slmcnn report --db build.sqlite --out report.html"),
+    "teach": (cmd_teach, "Teach the fine maps a reviewer's verdict, no retraining: a false alarm is sound, a confirmed defect an example.", "slmcnn teach layers/00042.png --as sound --box 120,340,180,372 --camera camera.json   (--list, --forget ID)"),
     "app": (cmd_app, "Look at builds, label tiles, review alerts and fine-tune, in the browser (a local web app).", "slmcnn app --db build.sqlite --data photos/"),
 }
 # fmt: on

@@ -1,6 +1,7 @@
 """The files of a run: per layer an overlay, a class map, a JSON document (and an attribution
 heat map when explained), plus summary.csv and index.html for the whole run (with each layer's
-anomaly heat map when a camera profile scored it).
+anomaly heat map when a camera profile scored it); and the one order and numbering of layer photos
+that every command and page shares (the number in the name, then time).
 
 PNG compression releases the GIL, so layers are written on a background thread while the network
 runs on the next ones; at most `max_pending` layers wait, which bounds memory.
@@ -8,9 +9,11 @@ runs on the next ones; at most `max_pending` layers wait, which bounds memory.
 
 import csv
 import json
+import re
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,47 @@ SUMMARY_FIELDS = [
     "image", "width", "height", "tiles", *(f"{c.lower()}_fraction" for c in CLASSES), "seconds", "grade", "regions", "defect",
 ]  # fmt: skip
 SCORE_FIELDS = ["tile_accuracy", "error_f1", "error_iou"]
+
+
+TIMESTAMP = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[_T-]?(\d{2})(\d{2})(\d{2})(?!\d)")
+
+
+def layer_timestamp(path: Path) -> datetime | None:
+    """The date and time stamp in a file name, if any."""
+    match = TIMESTAMP.search(path.stem)
+    try:
+        return datetime(*map(int, match.groups())) if match else None
+    except ValueError:
+        return None
+
+
+def layer_number(path: Path, pattern: re.Pattern | None = None) -> int | None:
+    """The layer number in a file name: the pattern's first group, or the last number in the stem
+    that is not part of a date-and-time stamp."""
+    if pattern is not None:
+        match = pattern.search(path.name)
+        number = match.group(1) if match else None
+        return int(number) if number and number.isdigit() else None
+    numbers = re.findall(r"\d+", TIMESTAMP.sub(" ", path.stem))
+    return int(numbers[-1]) if numbers else None
+
+
+def layer_order(path: Path, pattern: re.Pattern | None = None) -> tuple:
+    """The one order of layer photos (the monitor, predict-layer, the HTML page, the app and the
+    report): the layer number in the name, else its date-and-time stamp, else the file's time."""
+    number = layer_number(path, pattern)
+    if number is not None:
+        return (0, number, path.name)
+    stamp = layer_timestamp(path)
+    return (1, stamp.timestamp(), path.name) if stamp else (2, path.stat().st_mtime, path.name)
+
+
+def in_layer_order(paths: Iterable[Path]) -> list[Path]:
+    """Photos in layer order within each folder, the folders in the order they were given:
+    unrelated folders are not interleaved by number."""
+    paths = list(dict.fromkeys(paths))
+    folders = list(dict.fromkeys(p.parent for p in paths))
+    return sorted(paths, key=lambda p: (folders.index(p.parent), layer_order(p)))
 
 
 def unique_stems(paths: Iterable[Path]) -> dict[Path, str]:
@@ -212,8 +256,16 @@ class RunFiles:
             sure = render.sureness(result.probabilities, result.tile_classes)
             self.page.append(
                 render.PageEntry(
-                    name, small, overlay, result.fractions, outcome.score, shown_anomaly(result), grade, sure
-                )
+                    name,
+                    small,
+                    overlay,
+                    result.fractions,
+                    outcome.score,
+                    shown_anomaly(result),
+                    grade,
+                    sure,
+                    layer_number(result.path),
+                )  # fmt: skip
             )
         return files
 

@@ -228,6 +228,7 @@ class PageEntry:
     anomaly: np.ndarray | None = None
     grade: LayerGrade | None = None
     sureness: dict[str, tuple[int, float, int]] | None = None  # per class: tiles, mean probability, tiles under UNSURE
+    number: int | None = None  # the layer number in the photo's name, as the machine counts
 
 
 UNSURE = 0.6  # a tile whose class has less probability than this is shown as unsure on the page

@@ -15,7 +15,7 @@ from slmcnn.app.store import LayerRef
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
 from slmcnn.monitoring.db import Database, FileStamp, StoredLayer
-from slmcnn.monitoring.watch import layer_number
+from slmcnn.outputs import layer_number, layer_order
 from slmcnn.tiles import TileGeometry
 
 
@@ -137,7 +137,7 @@ class FolderSet:
 
     def files(self) -> list[Path]:
         found = [p for p in images.list_images([self.folder]) if p.parent == self.folder]
-        return sorted(found, key=lambda p: (layer_number(p) is None, layer_number(p) or 0, p.name))
+        return sorted(found, key=layer_order)
 
     def count(self) -> int:
         return len(self.files())

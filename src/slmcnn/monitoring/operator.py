@@ -1,26 +1,15 @@
 """What the commands tell the person at the machine, beyond each layer's line: where the photos are
-when a watched folder holds none, what a monitor run stored, when to calibrate first; and the one
-layer order (the number in the name, then time) a run of photos is taken in."""
+when a watched folder holds none, what a monitor run stored, when to calibrate first."""
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.db import Database
-from slmcnn.monitoring.watch import layer_order
 
 GRADES = ("ok", "minor", "critical")
 SHOWN_FOLDERS = 3  # subfolders with photos named when the watched folder holds none
-
-
-def in_layer_order(paths: Iterable[Path]) -> list[Path]:
-    """Photos in the monitor's order within each folder (the number in the name, else the time),
-    folders in the order they were given: unrelated folders are not interleaved by number."""
-    paths = list(dict.fromkeys(paths))
-    folders = list(dict.fromkeys(p.parent for p in paths))
-    return sorted(paths, key=lambda p: (folders.index(p.parent), layer_order(p)))
 
 
 def _photos(folder: Path) -> list[Path]:

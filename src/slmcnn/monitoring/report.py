@@ -25,6 +25,8 @@ from slmcnn.render import AnomalyPicture, anomaly_legend, anomaly_picture, figur
 from slmcnn.tiles import TileGeometry
 
 FULL_SIDE = 1024
+CRITICAL = "#d22"  # the colour of critical everywhere (pages, app, report)
+UNNAMED = ("layers", "")  # a watched folder so named is shown by its parent's name
 
 
 def _jpeg_uri(array: np.ndarray, max_side: int) -> str:
@@ -117,18 +119,23 @@ def error_history(db: Database, done: list[StoredLayer]) -> tuple[np.ndarray, li
     return errors / np.maximum(counted, 1), regions
 
 
-def _curve(done: list[StoredLayer], alerts: list[Alert]) -> str:
+def curve_figure(done: list[StoredLayer], alerts: list[Alert]) -> Figure:
+    """Error and object fraction by layer number, a red line at each critical layer (red is critical
+    on every page); whole layer numbers on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(8, 3))
     ax = fig.subplots()
     numbers = [r.number for r in done]
-    ax.plot(numbers, [r.fractions["Error"] for r in done], "r.-", label="error")
+    ax.plot(numbers, [r.fractions["Error"] for r in done], ".-", color="#800000", label="error")
     ax.plot(numbers, [r.fractions["Object"] for r in done], "b.-", alpha=0.5, label="object")
-    for layer in {a.layer for a in alerts if a.grade == "critical"}:
-        ax.axvline(layer, color="orange", alpha=0.3)
-    ax.set(xlabel="layer", ylabel="fraction of bed", title="Error and object fraction per layer (orange: critical)")
+    for i, layer in enumerate(sorted({a.layer for a in alerts if a.grade == "critical"})):
+        ax.axvline(layer, color=CRITICAL, alpha=0.35, lw=2, label=None if i else "critical layer")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="layer", ylabel="fraction of bed", title="Error and object fraction per layer")
     ax.legend()
     fig.tight_layout()
-    return _png_uri(fig)
+    return fig
 
 
 def _heatmap(heat: np.ndarray) -> str:
@@ -167,6 +174,7 @@ class _Card:
     thumb: str | None  # None: the picture is missing
     full: str | None
     alert: bool
+    grade: str
     anomaly: AnomalyPicture | None
 
 
@@ -178,6 +186,16 @@ class _BuildAnomaly:
     mean: AnomalyPicture
     layers: int  # layers scored
     layers_over: int  # of them, with a tile above 1
+
+
+def build_title(build: BuildRow) -> str:
+    """The build's name, where the monitor named it after a folder called 'layers' the parent's
+    ('build1 #2', not 'layers #2'), as the app names such a folder."""
+    folder = Path(build.watch_dir)
+    base, hash_, count = build.name.partition(" #")
+    if base == folder.name and folder.name in UNNAMED and folder.parent.name:
+        return folder.parent.name + hash_ + count
+    return build.name
 
 
 @dataclass
@@ -193,6 +211,10 @@ class _Section:
     mean_error: float
     grades: list[tuple[int, str]]  # (layer, grade) in layer order: the strip under the plot
     regions: list[RecurringRegion]
+
+    @property
+    def title(self) -> str:
+        return build_title(self.build)
 
     @property
     def grade_counts(self) -> dict[str, int]:
@@ -218,6 +240,7 @@ def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
                 None if picture is None else _jpeg_uri(picture, 180),
                 None if picture is None else _jpeg_uri(picture, FULL_SIDE),
                 r.number in alerted,
+                graded.get(r.number, "ungraded"),
                 None if grid is None or picture is None else anomaly_picture(grid, 512),
             )
         )
@@ -233,7 +256,7 @@ def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
         failed,
         alerts,
         cards,
-        _curve(done, alerts),
+        _png_uri(curve_figure(done, alerts)),
         _heatmap(heat) if done else None,
         anomaly,
         float(np.mean([r.fractions["Error"] for r in done])) if done else 0.0,

@@ -30,7 +30,6 @@ import queue
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +41,7 @@ from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
 from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
 from slmcnn.monitoring.probe import layer_survives
-from slmcnn.outputs import RunFiles
+from slmcnn.outputs import RunFiles, layer_number, layer_order, layer_timestamp  # noqa: F401 - re-exported
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
 from slmcnn.validate import number, whole
 
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POISON_TRIES = 2  # a layer whose classification killed the monitor this often is stored as failed
 POISON = "poison layer:"
-TIMESTAMP = re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})[_T-]?(\d{2})(\d{2})(\d{2})(?!\d)")
 
 
 @dataclass
@@ -96,34 +94,6 @@ def compile_pattern(pattern: str | None) -> re.Pattern | None:
     if compiled.groups < 1:
         raise SettingsError(f"`pattern` {pattern!r} has no group: put the layer number in one, e.g. 'layer_(\\d+)'")
     return compiled
-
-
-def layer_timestamp(path: Path) -> datetime | None:
-    """The date and time stamp in a file name, if any."""
-    match = TIMESTAMP.search(path.stem)
-    try:
-        return datetime(*map(int, match.groups())) if match else None
-    except ValueError:
-        return None
-
-
-def layer_number(path: Path, pattern: re.Pattern | None = None) -> int | None:
-    """The layer number in a file name: the pattern's first group, or the last number in the stem
-    that is not part of a date-and-time stamp."""
-    if pattern is not None:
-        match = pattern.search(path.name)
-        number = match.group(1) if match else None
-        return int(number) if number and number.isdigit() else None
-    numbers = re.findall(r"\d+", TIMESTAMP.sub(" ", path.stem))
-    return int(numbers[-1]) if numbers else None
-
-
-def layer_order(path: Path, pattern: re.Pattern | None = None) -> tuple:
-    number = layer_number(path, pattern)
-    if number is not None:
-        return (0, number, path.name)
-    stamp = layer_timestamp(path)
-    return (1, stamp.timestamp(), path.name) if stamp else (2, path.stat().st_mtime, path.name)
 
 
 class Monitor:
