@@ -14,6 +14,7 @@ COMMANDS = [
     "calibrate",
     "monitor",
     "report",
+    "teach",
     "app",
 ]
 

@@ -5,12 +5,12 @@ import json
 import logging
 import signal
 import sys
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 import slmcnn
 from slmcnn.app import cmd_app
+from slmcnn.console import Console, graded, held_warnings, tell
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SlmcnnError
 from slmcnn.files import check_new, describe, run_folder, storable
@@ -30,16 +30,9 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
 
     model = slmcnn.load_model(args.model)
     engine = create_engine(
-        model,
-        args.backend,
-        args.precision,
-        camera=getattr(args, "camera", None),
-        adapt=getattr(args, "adapt", None),
-        error_threshold=getattr(args, "error_threshold", None),
-        layers=layers,
-        patches=patches,
-        device=args.device,
-    )
+        model, args.backend, args.precision, camera=getattr(args, "camera", None), adapt=getattr(args, "adapt", None),
+        error_threshold=getattr(args, "error_threshold", None), layers=layers, patches=patches, device=args.device,
+    )  # fmt: skip
     patch = getattr(args, "patch", None) or model.info.patch
     options["camera"] = engine.calibration
     options["lessons"] = lessons_taught(getattr(args, "camera", None), getattr(args, "lessons", None))
@@ -83,7 +76,7 @@ def cmd_predict_layer(args) -> int:
                 f"{escape(storable(str(outcome.path)))}  powder {f['Powder']:.3f}  object {f['Object']:.3f}  error {f['Error']:.3f}  "
                 f"{outcome.result.seconds:.2f}s"
                 + (f"  tile acc {score.tile_accuracy:.3f}" if score else "")
-                + _graded(outcome.result),
+                + graded(outcome.result),
                 soft_wrap=True,
             )
     skipped = f"; skipped {failures} unreadable" if failures else ""
@@ -91,16 +84,6 @@ def cmd_predict_layer(args) -> int:
     if not args.camera and any(g not in ("ok", None) for g in grades):
         print(uncalibrated_advice(grades))
     return 1 if failures else 0
-
-
-def _graded(result) -> str:
-    """'  critical: streak 3 x 120 mm at (40, 0) mm' for a terminal line ('  ok' for a sound layer)."""
-    grade = result.grade
-    if grade is None or grade.grade == "ok":
-        return "" if grade is None else "  ok"
-    named = f": {grade.defects[0].describe()}" if grade.defects else ""
-    more = f" (+{len(grade.defects) - 1})" if len(grade.defects) > 1 else ""
-    return f"  {grade.grade}{named}{more}"
 
 
 def _predict_on_ray(args, paths: list[Path]) -> int:
@@ -183,7 +166,7 @@ def cmd_monitor(args) -> int:
     from slmcnn.monitoring.operator import Tally, watch_notes
 
     config = pick(args, MonitorConfig, rules=grade_rules(args))  # checks the folder before the model is loaded
-    _tell(watch_notes(config.watch_dir))
+    tell(watch_notes(config.watch_dir))
     model, backend, options = _engine(args, workers=1)
     db = Database(args.db)
     monitor = Monitor(config, db, backend, options, model)
@@ -217,7 +200,7 @@ def cmd_calibrate(args) -> int:
         check_new(camera_profile.arrays_path(out), args.force, args.frame)
     corners = points(args.corners, "--corners", 4) if args.corners else None
     ignore = [points(p, "--ignore") for p in args.ignore]
-    with _held_warnings("slmcnn.camera") as doubts:  # told once the files are written
+    with held_warnings("slmcnn.camera") as doubts:  # told once the files are written
         built = slmcnn.calibrate(
             args.frame if len(args.frame) > 1 else args.frame[0], corners, bed_mm=args.bed_mm, ignore=ignore,
             model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
@@ -229,7 +212,7 @@ def cmd_calibrate(args) -> int:
     if not isinstance(built, camera_profile.CameraProfile):
         camera_profile.save_camera(out, calibration, None, force=True, photo=args.photo)
         print(f"corners {calibration.corners}\nwrote {out} and {shown}")
-        _tell(doubts)
+        tell(doubts)
         return 0
     camera_profile.save_camera(out, calibration, built, force=True, photo=args.photo)
     rates = ", ".join(f"{t:g}: {built.expected_false_tiles(t):.2f}" for t in SENSITIVITIES)
@@ -239,32 +222,8 @@ def cmd_calibrate(args) -> int:
     print(f"stored {built.error_threshold:g}")
     written = f"{out}, {camera_profile.arrays_path(out).name}" + (f" and {shown}" if calibration is not None else "")
     print(f"wrote {written}")
-    _tell(doubts)
+    tell(doubts)
     return 0
-
-
-@contextmanager
-def _held_warnings(name: str):
-    """The warnings logged under `name` while the block runs, kept instead of printed."""
-    held: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            held.append(record.getMessage())
-
-    logger, keep = logging.getLogger(name), Keep(logging.WARNING)
-    logger.addHandler(keep)
-    logger.propagate = False
-    try:
-        yield held
-    finally:
-        logger.removeHandler(keep)
-        logger.propagate = True
-
-
-def _tell(warnings: list[str]) -> None:
-    for line in warnings:
-        print(f"warning: {line}", file=sys.stderr)
 
 
 def _previous_calibration(path: Path):
@@ -369,16 +328,9 @@ COMMANDS = {  # name: (handler, help, example); the options are in options.py
 # fmt: on
 
 
-class _Console(logging.Handler):
-    """The library's log as the command's output: information on stdout, warnings on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(record.getMessage(), file=sys.stdout if record.levelno < logging.WARNING else sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser({name: (text, example) for name, (_, text, example) in COMMANDS.items()}).parse_args(argv)
-    library, handler = logging.getLogger("slmcnn"), _Console()
+    library, handler = logging.getLogger("slmcnn"), Console()
     library.addHandler(handler)
     library.setLevel(logging.INFO)
     try:

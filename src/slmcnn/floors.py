@@ -20,7 +20,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("layers", ("predict", "outputs", "pipeline")),
     ("services", ("monitoring", "app", "archive")),
-    ("API and commands", ("api", "__init__", "__main__", "cli", "options", "inference")),
+    ("API and commands", ("api", "__init__", "__main__", "cli", "options", "console", "inference")),
 ]  # fmt: skip
 """Floors from the bottom up, each with its modules (a name covers a package and what is in it)."""
 
