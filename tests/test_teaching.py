@@ -115,3 +115,29 @@ def test_a_false_alarm_taught_sound_stops_recurring_and_hides_nothing_else(shipp
     error = next(iter(pipeline.run([("b/006.png", layer)]))).result.class_map == ERROR
     assert not error[190:235, 240:285].any(), "the taught look is sound now, wherever it is"
     assert error[290:310, 70:90].any(), "a defect the lesson does not explain stays Error"
+
+
+def test_teach_on_the_command_line_keeps_lists_and_forgets(tiny_build, tmp_path):
+    from conftest import run_cli
+
+    photo = tiny_build / "layers" / "00002.png"
+    folder = tmp_path / "lessons"
+    done = run_cli("teach", photo, "--as", "defect", "--box", "10,20,60,40", "--lessons", folder)
+    assert done.returncode == 0 and "as defect" in done.stdout, done.stderr
+    assert run_cli("teach", photo, "--as", "sound", "--lessons", folder).returncode == 0
+    lessons = list(Lessons(folder))
+    assert [x.verdict for x in lessons] == ["defect", "sound"]
+    assert Lessons(folder).load(lessons[1])[1].all() and Lessons(folder).load(lessons[0])[1].sum() == 66 * 36
+    listed = run_cli("teach", "--list", "--lessons", folder)
+    assert listed.returncode == 0 and lessons[0].id in listed.stdout and "00002.png" in listed.stdout
+    assert run_cli("teach", "--forget", lessons[0].id, "--lessons", folder).returncode == 0
+    assert [x.id for x in Lessons(folder)] == [lessons[1].id]
+    for args, message in (
+        (("teach", photo, "--as", "defect", "--lessons", folder), "needs --box"),
+        (("teach", photo, "--as", "sound"), "--lessons FOLDER"),
+        (("teach", photo, "--as", "sound", "--box", "1,2,3", "--lessons", folder), "X0,Y0,X1,Y1"),
+        (("teach", "--forget", "nope", "--lessons", folder), "no lesson nope"),
+        (("teach", tmp_path / "missing.png", "--as", "sound", "--lessons", folder), "missing.png"),
+    ):
+        refused = run_cli(*args)
+        assert refused.returncode != 0 and message in refused.stderr and "Traceback" not in refused.stderr

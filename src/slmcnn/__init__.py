@@ -22,6 +22,7 @@ from slmcnn.api import (
     load_model,
     predict_archive,
     predict_layers,
+    teach,
     train,
 )
 from slmcnn.constants import CLASS_COLOURS, CLASSES, __version__  # noqa: F401 - the API's
@@ -36,6 +37,7 @@ __all__ = [
     "load_model",
     "predict_archive",
     "predict_layers",
+    "teach",
     "train",
 ]
 

@@ -305,3 +305,38 @@ def calibrate(
     return build_profile(
         frames, calibration, _model(model), progress=progress, error_threshold=error_threshold, device=device
     )
+
+
+def teach(
+    photo: str | Path,
+    verdict: str,
+    boxes: Sequence[Sequence[float]] = (),
+    *,
+    camera: str | Path | None = None,
+    lessons: str | Path | None = None,
+    source: str = "cli",
+):
+    """Teach the fine maps a reviewer's verdict on places of a layer photo, as `slmcnn teach`, no
+    retraining: `verdict` "sound" (a false alarm: its look joins what sound places look like) or
+    "defect" (a confirmed defect: a look like it is Error). `boxes` (x0, y0, x1, y1 in px of the
+    straightened bed, as a result's regions give them; a sound verdict without boxes covers the
+    whole bed). The lesson is kept in `lessons`, default `<camera>.lessons` beside the camera.json
+    (every build judged with that camera takes it in). Returns the teaching.Lesson."""
+    import numpy as np
+
+    from slmcnn import images
+    from slmcnn.errors import SettingsError
+    from slmcnn.profile.storage import load_calibration
+    from slmcnn.teaching import Lessons, box_mask, lessons_folder
+
+    folder = lessons_folder(camera, lessons)
+    if folder is None:
+        raise SettingsError("say where the lesson is kept: --lessons FOLDER, or --camera camera.json (beside it)")
+    if verdict == "defect" and not boxes:
+        raise SettingsError("a defect lesson needs --box X0,Y0,X1,Y1: where the defect is (px of the straightened bed)")
+    calibration = load_calibration(camera) if camera is not None else None
+    image = images.to_uint8(images.read(photo))
+    if calibration is not None:
+        image = images.to_uint8(calibration.warp(image))
+    mask = box_mask(image.shape[:2], boxes) if boxes else np.ones(image.shape[:2], bool)
+    return Lessons(folder).add(image, mask, verdict, str(photo), source)

@@ -23,6 +23,17 @@ OLD_FORMS = {"db": "DB", "model": "MODEL", "out": "OUT"}  # positional forms of 
 MORE = "each option at length: docs/USER_GUIDE.md#options-in-depth; the words: docs/GLOSSARY.md"
 
 
+def box(text: str) -> list[float]:
+    """X0,Y0,X1,Y1: a box in pixels."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"a box is X0,Y0,X1,Y1 in pixels (got {text!r})")
+    return values
+
+
 def library_default(source: str, name: str):
     """The default of field or parameter `name` ('a/b' joins two) of 'module:Object'."""
     if "/" in name:
@@ -156,6 +167,7 @@ MAPS = [
     ("--map", dict(dest="maps", of=RUN, choices=["fine", "tiles"], help="fine: Error per pixel with named regions; tiles: the reference's 128 px tile grid")),
     ("--photo", dict(of=RUN, choices=["auto", "recoated", "exposed"], help="when the camera takes each layer: after recoating, after exposure, or auto (guessed; camera.json's when --camera)")),
     ("--learn", dict(type=int, of=RUN, metavar="N", help="first layers of each build the fine maps learn from")),
+    ("--lessons", dict(metavar="FOLDER", help="reviewers' lessons the fine maps take in (slmcnn teach; default: <camera>.lessons beside --camera)")),
 ]
 MODEL = [("--model", dict(metavar="MODEL", help="model file (default: the shipped model)"))]
 FORCE = [("--force", dict(action="store_true", help="replace outputs of the same name (nothing else is touched)"))]
@@ -291,6 +303,16 @@ OPTIONS = {
         ("--port", dict(type=int, default=8765, help="port to serve on")),
         ("--token", dict(help="access token (default: made up); required with a --host other than 127.0.0.1")),
         ("--user", dict(help="name stored with each label (default: the login name)")),
+        ("--lessons", dict(metavar="FOLDER", help="where a review teaches the fine maps (default: <camera>.lessons beside --camera, else beside the labels)")),
+    ],
+    "teach": [
+        ("photo", dict(nargs="?", metavar="PHOTO", help="the layer photo the verdict is about")),
+        ("--as", dict(dest="verdict", choices=["sound", "defect"], help="sound: a false alarm; defect: a confirmed defect")),
+        ("--box", dict(action="append", default=[], type=box, metavar="X0,Y0,X1,Y1", help="where, in px of the straightened bed (a region's box in the JSON); may be repeated; a sound verdict without one: the whole bed")),
+        ("--camera", dict(metavar="CAMERA_JSON", help="the camera: straightens PHOTO; its lessons are kept beside it")),
+        ("--lessons", dict(metavar="FOLDER", help="where lessons are kept (default: <camera>.lessons beside --camera)")),
+        ("--list", dict(action="store_true", help="list the lessons kept, and stop")),
+        ("--forget", dict(metavar="ID", help="forget the lesson ID, and stop")),
     ],
 }
 REQUIRED = {"report": ["db"], "synth": ["out"]}  # needed in one form or the other (OLD_FORMS)

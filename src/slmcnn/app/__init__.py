@@ -30,6 +30,7 @@ def cmd_app(args) -> int:
         Path(args.model) if args.model else None, Path(args.camera) if args.camera else None,
         Path(args.labels) if args.labels else None, args.host, args.port,
         args.token or secrets.token_urlsafe(24), args.user or getpass.getuser(),
+        Path(args.lessons) if args.lessons else None,
     )  # fmt: skip
     app = create_app(config)
     shown = args.host if ":" not in args.host else f"[{args.host}]"

@@ -43,11 +43,11 @@ class AppConfig:
     model: Path | None = None
     camera: Path | None = None
     labels: Path | None = None  # default: beside the first database, else ./slmcnn-app/labels.sqlite
-    lessons: Path | None = None  # reviews taught to the fine maps (default: <camera>.lessons, else in the work folder)
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None
     user: str = ""
+    lessons: Path | None = None  # reviews taught to the fine maps (default: <camera>.lessons, else in the work folder)
 
     @property
     def labels_path(self) -> Path:
