@@ -35,7 +35,8 @@ def compile_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLMCNN_CACHE", str(folder))
-        patch.setattr(aot, "spawn_compile", lambda model, precision: None)
+        patch.delenv("SLMCNN_COMPILE", raising=False)  # `auto` as a user gets it, whatever this shell says
+        patch.setattr(aot, "spawn_compile", lambda model, precision, detach=False: None)
         patch.setattr(choice, "measure", measured)
         yield folder
 

@@ -1,4 +1,11 @@
-"""Compiled networks cached per model, CPU and torch version; `auto`'s choice between eager and compiled."""
+"""Compiled networks cached per model, CPU and torch version, trusted only with their record and
+rebuilt otherwise; `auto`'s choice between eager, compiled and compiling for the next jobs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,10 +13,13 @@ import torch
 
 import slmcnn
 from slmcnn import aot, backends
-from slmcnn.backends import TorchBackend, auto_engine, create_backend
+from slmcnn.aot import spawn_compile as spawn_detached  # before conftest stubs it for the other tests
+from slmcnn.backends import TorchBackend, auto_engine, choice, create_backend
 from slmcnn.backends import compiled as compiled_backend
 from slmcnn.backends.compiled import AotBackend
 from slmcnn.model import create_model
+
+PATCHES = np.random.default_rng(0).integers(0, 255, (20, 128, 128, 3), dtype=np.uint8)
 
 
 def tiny(seed: int = 0) -> torch.nn.Module:
@@ -30,16 +40,31 @@ def test_the_cache_key_follows_weights_precision_input_cpu_and_torch(monkeypatch
     assert aot.package_key(slmcnn.load_model(tiny_model_file), "bf16") != key
 
 
-def test_a_package_is_found_in_the_cache_folder_only_for_its_model(monkeypatch, tmp_path):
+def recorded(model, precision="bf16", **changed) -> Path:
+    """A package file and its record, as compile_package leaves them (`changed`: another identity)."""
+    path = aot.package_path(model, precision)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"a package")
+    made = {"identity": {**aot.identity(model, precision), **changed}, "max_difference": 0.0, "seconds": 1.0}
+    aot.record_path(path).write_text(json.dumps(made))
+    return path
+
+
+def test_a_package_is_trusted_only_with_the_record_of_exactly_this(monkeypatch, tmp_path):
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path / "cache"))
     model = tiny()
     assert aot.cached(model, "bf16") is None  # miss
-    path = aot.package_path(model, "bf16")
-    assert path.parent == tmp_path / "cache"
-    path.parent.mkdir()
-    path.write_bytes(b"a package")
-    assert aot.cached(model, "bf16") == path  # hit
+    path = recorded(model)
+    assert path.parent == tmp_path / "cache" and aot.cached(model, "bf16") == path  # hit
     assert aot.cached(tiny(seed=1), "bf16") is None and aot.cached(model, "fp32") is None
+    aot.record_path(path).unlink()
+    assert aot.cached(model, "bf16") is None  # no record: half-copied, or an older slmcnn's
+    recorded(model, torch="2.0.0")
+    assert aot.cached(model, "bf16") is None  # stale: another torch's
+    recorded(model, cpu="another CPU")
+    assert aot.cached(model, "bf16") is None  # foreign
+    aot.record_path(path).write_text("{not json")
+    assert aot.cached(model, "bf16") is None
 
 
 def test_auto_weighs_the_job_against_loading_or_compiling():
@@ -47,13 +72,16 @@ def test_auto_weighs_the_job_against_loading_or_compiling():
     assert auto_engine(None, is_cached=False, compile_seconds=60) == "background"
     assert auto_engine(36, is_cached=True, compile_seconds=60) == "eager"  # one layer: loading costs more
     assert auto_engine(36 * 36, is_cached=True, compile_seconds=60) == "compiled"
-    assert auto_engine(36 * 216, is_cached=False, compile_seconds=60) == "eager"  # compiling costs more
+    assert auto_engine(36, is_cached=False, compile_seconds=60) == "eager"  # compiled, it would save nothing
+    assert auto_engine(36 * 216, is_cached=False, compile_seconds=60) == "ahead"  # eager now, compiled for the next
     assert auto_engine(36 * 5000, is_cached=False, compile_seconds=60) == "compile"
-    assert auto_engine(36 * 5000, is_cached=False, compile_seconds=1e6) == "eager"
+    assert auto_engine(36 * 5000, is_cached=False, compile_seconds=1e6) == "ahead"
 
 
-def test_create_backend_follows_the_rule(monkeypatch, tmp_path):
-    made = []
+@pytest.fixture
+def amx(monkeypatch, tmp_path):
+    """`auto` as on a CPU with AMX, compiled engines stubbed; lists the compilations started."""
+    made, spawned = [], []
 
     class Stub:
         def __init__(self, model, precision, background=False):
@@ -63,42 +91,114 @@ def test_create_backend_follows_the_rule(monkeypatch, tmp_path):
     monkeypatch.setattr(compiled_backend, "AotBackend", Stub)
     monkeypatch.setattr(backends, "resolve_precision", lambda precision: "bf16")
     monkeypatch.setattr(backends, "amx_supported", lambda: True)  # elsewhere `auto` times the engines
+    monkeypatch.setattr(aot, "spawn_compile", lambda model, precision, detach=False: spawned.append(detach))
+    return Stub, made, spawned
+
+
+def test_create_backend_follows_the_rule(amx):
+    Stub, made, spawned = amx
     model = tiny()
-    assert isinstance(create_backend(model, "auto", layers=2), TorchBackend)
+    assert isinstance(create_backend(model, "auto", layers=2), TorchBackend) and spawned == []
     assert isinstance(create_backend(model, "torch"), TorchBackend)
     assert isinstance(create_backend(model, "auto"), Stub) and made[-1] is True  # size unknown: background
     assert isinstance(create_backend(model, "compiled"), Stub) and made[-1] is False
-    aot.package_path(model, "bf16").write_bytes(b"a package")
+    assert isinstance(create_backend(model, "auto", layers=216), TorchBackend) and spawned == [True]  # ahead
+    recorded(model)
     assert isinstance(create_backend(model, "auto"), Stub) and made[-1] is False  # cached: loaded
-    assert isinstance(create_backend(model, "auto", patches=10_000), Stub) and made[-1] is False
+    assert isinstance(create_backend(model, "auto", layers=216), Stub) and made[-1] is False
+    assert isinstance(create_backend(model, "auto", patches=10_000), Stub) and spawned == [True]
+
+
+def test_slmcnn_compile_0_stops_auto_compiling_and_timing(amx, monkeypatch):
+    Stub, made, spawned = amx
+    model = tiny()
+    monkeypatch.setenv("SLMCNN_COMPILE", "0")
+    monkeypatch.setattr(choice, "measure", lambda *args: pytest.fail("timed the engines"))
+    for layers in (None, 216, 100_000):
+        assert isinstance(create_backend(model, "auto", layers=layers), TorchBackend)
+    monkeypatch.setattr(backends, "amx_supported", lambda: False)
+    assert isinstance(create_backend(model, "auto"), TorchBackend) and made == spawned == []
+    assert isinstance(create_backend(model, "compiled"), Stub)  # asked for by name: compiled
+    recorded(model)
+    assert isinstance(create_backend(model, "auto"), Stub)  # one in the cache is used
+
+
+def test_a_package_that_does_not_load_is_removed_and_compiled_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
+    model, compiled = tiny(), []
+    path = recorded(model, "fp32")
+
+    def broken(package):
+        raise RuntimeError("made by another torch build")
+
+    monkeypatch.setattr(aot, "load_package", broken)
+    monkeypatch.setattr(aot, "compile_package", lambda model, precision: compiled.append(precision))
+    backend = AotBackend(model, "fp32")
+    assert not path.exists() and not aot.record_path(path).exists() and compiled == ["fp32"]
+    assert not backend.ready  # another process compiles it (compile_package gave no package): eager meanwhile
+    np.testing.assert_allclose(
+        backend.probabilities(PATCHES), TorchBackend(model, "fp32").probabilities(PATCHES), atol=1e-5
+    )
+
+
+def test_one_process_compiles_a_package_at_a_time(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
+    model = tiny()
+    path = aot.package_path(model, "fp32")
+    assert aot._lock(path) and aot.compiler(path) == os.getpid()
+    assert not aot._lock(path) and aot.compile_package(model, "fp32") is None  # busy: nothing compiled
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.with_suffix(".lock").write_text(finished.stdout.strip())  # its compiler died
+    assert aot.compiler(path) is None and aot._lock(path)
+
+
+def test_a_package_that_disagrees_with_eager_is_not_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
+    model = tiny()
+
+    def package(program, package_path, inductor_configs):
+        Path(package_path).write_bytes(b"a package")
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", package)
+    monkeypatch.setattr(aot, "load_package", lambda path: lambda patches: torch.full((len(patches), 3), 1 / 3))
+    with pytest.raises(aot.PackageError, match="differ from eager PyTorch's by"):
+        aot.compile_package(model, "fp32")
+    assert list(tmp_path.iterdir()) == []  # no package, no record, no lock
 
 
 @pytest.mark.slow
-def test_a_compiled_package_is_loaded_from_the_cache_and_agrees_with_eager(monkeypatch, tmp_path):
+def test_a_compiled_package_is_checked_recorded_and_then_loaded_from_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
     model = tiny()
-    patches = np.random.default_rng(0).integers(0, 255, (20, 128, 128, 3), dtype=np.uint8)
     first = AotBackend(model, "fp32")  # compiles
-    assert aot.cached(model, "fp32") is not None and aot.compile_seconds() > 0
+    path = aot.cached(model, "fp32")
+    assert path is not None and aot.compile_seconds() > 0
+    assert json.loads(aot.record_path(path).read_text())["max_difference"] <= aot.TOLERANCE["fp32"]
 
     def no_compiling(*args):
         raise AssertionError("compiled twice")
 
     monkeypatch.setattr(aot, "compile_package", no_compiling)
     again = AotBackend(model, "fp32")
-    expected = TorchBackend(model, "fp32").probabilities(patches)
+    expected = TorchBackend(model, "fp32").probabilities(PATCHES)
     for backend in (first, again):
-        np.testing.assert_allclose(backend.probabilities(patches), expected, atol=1e-4)
-    assert again.probabilities(patches.astype(np.uint16) * 257).shape == (20, 3)  # no package: eager
+        np.testing.assert_allclose(backend.probabilities(PATCHES), expected, atol=1e-4)
+    assert again.probabilities(PATCHES.astype(np.uint16) * 257).shape == (20, 3)  # no package: eager
+
+
+@pytest.mark.slow
+def test_a_job_compiles_the_package_for_the_next_jobs_in_a_process_of_its_own(monkeypatch, tmp_path, tiny_model_file):
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
+    model = slmcnn.load_model(tiny_model_file)
+    child = spawn_detached(model, "fp32", detach=True)
+    assert child is not None and os.getsid(child.pid) == child.pid  # its own session: the job may end first
+    assert child.wait(timeout=300) == 0 and aot.cached(model, "fp32") is not None
 
 
 def test_half_written_packages_of_dead_processes_are_removed(tmp_path):
-    import subprocess
-    import sys
-
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = tmp_path / f".slmcnn-abc.{finished.stdout.strip()}.tmp.pt2"
-    alive = tmp_path / f".slmcnn-abc.{__import__('os').getpid()}.tmp.pt2"
+    alive = tmp_path / f".slmcnn-abc.{os.getpid()}.tmp.pt2"
     package = tmp_path / "slmcnn-abc.pt2"
     for path in (dead, alive, package):
         path.write_bytes(b"x")

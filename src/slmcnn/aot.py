@@ -2,11 +2,15 @@
 
 A package is the network with its standardisation, compiled by torch.export + AOTInductor (frozen
 weights, bf16 autocast inside), for one input type. Its file name is a hash of the model's weights,
-the precision, the input type, the CPU and the torch version, so a package is loaded (in a fraction
-of a second) only where it was made for exactly this; anything else compiles anew. The folder is
-$SLMCNN_CACHE, else ~/.cache/slmcnn. `python -m slmcnn.aot MODEL` fills it ahead of a job. The
-folder also keeps `auto`'s measured choice of engine per CPU, torch and model (backends/choice.py)
-and the exported ONNX files.
+the precision, the input type, the CPU and the torch version, and beside it a record (<name>.json)
+says what it was made for and that it agreed with eager PyTorch when it was made. A package is
+loaded (in a fraction of a second) only where its record says it was made for exactly this; one
+without a record (half-copied, an older slmcnn's), with another's record (stale or foreign), or
+that does not load is compiled anew, never trusted. One process compiles a package at a time (a
+lock file with its pid). The folder is $SLMCNN_CACHE, else ~/.cache/slmcnn. `auto` compiles what
+pays off (backends.create_backend), SLMCNN_COMPILE=0 stops it; `python -m slmcnn.aot MODEL` fills
+the cache ahead of a job. The folder also keeps `auto`'s measured choice of engine per CPU, torch
+and model (backends/choice.py) and the exported ONNX files.
 """
 
 import argparse
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 
 from slmcnn.checkpoint import model_hash
+from slmcnn.files import write_text
 from slmcnn.folding import for_evaluation
 from slmcnn.preprocess import Standardised, unit_scale
 
@@ -37,6 +43,19 @@ PR_SET_PDEATHSIG = 1
 # batch 256 at 16 patches (2 cores; benchmarks/README.md).
 COMPILED_BATCH = 16
 DEFAULT_COMPILE_SECONDS = 60.0  # until this machine has compiled once (then: what it took)
+OFF = ("0", "off", "no", "false")  # SLMCNN_COMPILE values that stop `auto` compiling
+CHECK_PATCHES = 16  # patches a new package is checked on against eager PyTorch
+TOLERANCE = {"fp32": 1e-3, "bf16": 0.05}  # largest probability difference from eager in that precision
+
+
+class PackageError(RuntimeError):
+    """A compiled package that disagrees with eager PyTorch: it is not kept."""
+
+
+def compiling_allowed() -> bool:
+    """False when SLMCNN_COMPILE is 0, off, no or false: `auto` then compiles nothing for a job
+    (a package already in the cache is still used); an explicit `compiled` engine still compiles."""
+    return os.environ.get("SLMCNN_COMPILE", "").strip().lower() not in OFF
 
 
 def cache_dir() -> Path:
@@ -80,10 +99,73 @@ def package_path(model: torch.nn.Module, precision: str, dtype: np.dtype = np.ui
     return cache_dir() / f"{package_key(model, precision, dtype)}.pt2"
 
 
+def identity(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> dict:
+    """What a package is made for, as its record states it."""
+    return {
+        "format": FORMAT,
+        "arch": type(model).__name__,
+        "model": model_hash(model),
+        "precision": precision,
+        "dtype": np.dtype(dtype).name,
+        "patch": getattr(getattr(model, "spec", None), "patch", 128),
+        "torch": torch.__version__,
+        "cpu": cpu_signature(),
+    }
+
+
+def record_path(package: Path) -> Path:
+    return package.with_suffix(".json")
+
+
 def cached(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> Path | None:
-    """The package for this model, precision, input type, CPU and torch, if one was compiled."""
+    """The package for this model, precision, input type, CPU and torch, when its record says it
+    was made and checked for exactly this; None otherwise (missing, stale or foreign)."""
     path = package_path(model, precision, dtype)
-    return path if path.is_file() else None
+    try:
+        record = json.loads(record_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not path.is_file()
+        or not isinstance(record, dict)
+        or record.get("identity") != identity(model, precision, dtype)
+    ):
+        return None
+    return path
+
+
+def forget(path: Path) -> None:
+    """Remove a package and its record (one that does not load is never tried again)."""
+    record_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def compiler(path: Path) -> int | None:
+    """The pid of the live process compiling this package, if one is."""
+    try:
+        pid = int(path.with_suffix(".lock").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # no lock, a garbled one, or its process is gone
+        return None
+    return pid
+
+
+def _lock(path: Path) -> bool:
+    """Take the right to compile this package: False while another live process holds it; the
+    lock of a process that died is taken over."""
+    lock = path.with_suffix(".lock")
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if compiler(path) is not None:
+                return False
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as file:
+            file.write(str(os.getpid()))
+        return True
+    return False
 
 
 def choice_identity(model: torch.nn.Module) -> dict[str, str]:
@@ -109,11 +191,22 @@ class _Exported(torch.nn.Module):
             return self.net(patches, self.scale)
 
 
-def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> Path:
-    """Compile the package for this model, precision and input type into the cache (atomically:
-    a concurrent process sees it whole or not at all) and record how long it took."""
+def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np.uint8) -> Path | None:
+    """Compile the package for this model, precision and input type into the cache, check it against
+    eager PyTorch, and record both (atomically: a concurrent process sees it whole or not at all);
+    None when another process is compiling it now (it will be in the cache when that one is done).
+    Raises PackageError, keeping nothing, when the package disagrees with eager PyTorch."""
     path = package_path(model, precision, dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not _lock(path):
+        return None
+    try:
+        return _compile(model, precision, dtype, path)
+    finally:
+        path.with_suffix(".lock").unlink(missing_ok=True)
+
+
+def _compile(model: torch.nn.Module, precision: str, dtype: np.dtype, path: Path) -> Path:
     start = time.perf_counter()
     folded = for_evaluation(model.eval().to(memory_format=torch.channels_last))  # as TorchBackend runs it
     patch = getattr(getattr(model, "spec", None), "patch", 128)
@@ -127,14 +220,30 @@ def compile_package(model: torch.nn.Module, precision: str, dtype: np.dtype = np
     options = {"freezing": True, "aot_inductor.compile_wrapper_opt_level": "O1"}  # this call only
     try:
         torch._inductor.aoti_compile_and_package(program, package_path=str(temporary), inductor_configs=options)
+        difference = disagreement(module, load_package(temporary), patch, dtype)
+        if difference > TOLERANCE[precision]:
+            raise PackageError(f"the compiled network's probabilities differ from eager PyTorch's by {difference:.3g}")
+        record_path(path).unlink(missing_ok=True)  # the package is unrecorded until its record is written
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    record = {"seconds": round(seconds, 1), "torch": torch.__version__, "precision": precision}
-    (cache_dir() / "compile.json").write_text(json.dumps(record))
+    made = {"identity": identity(model, precision, dtype), "max_difference": difference, "seconds": round(seconds, 1)}
+    write_text(record_path(path), json.dumps(made, indent=1))
+    write_text(cache_dir() / "compile.json", json.dumps({"seconds": round(seconds, 1), "precision": precision}))
     log.info("compiled the network in %.0f s into %s", seconds, path)
     return path
+
+
+@torch.inference_mode()
+def disagreement(module: torch.nn.Module, runner: Callable, patch: int, dtype: np.dtype) -> float:
+    """The largest probability difference between a package and the module it was compiled from,
+    run eagerly, on random and flat patches (the same on every machine)."""
+    top = np.iinfo(dtype).max
+    patches = np.random.default_rng(0).integers(0, top, (CHECK_PATCHES, patch, patch, 3), endpoint=True, dtype=dtype)
+    patches[: CHECK_PATCHES // 4] = top // 2
+    x = torch.from_numpy(patches)
+    return float((module(x).float() - runner(x).float()).abs().max())
 
 
 def remove_abandoned(folder: Path) -> list[Path]:
@@ -170,21 +279,37 @@ def load_package(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
         return torch._inductor.aoti_load_package(str(path))
 
 
-def spawn_compile(model: torch.nn.Module, precision: str) -> subprocess.Popen | None:
-    """`python -m slmcnn.aot` for the model's file at the lowest CPU priority (None for a model
-    without a file: it stays eager)."""
+def spawn_compile(model: torch.nn.Module, precision: str, detach: bool = False) -> subprocess.Popen | None:
+    """`python -m slmcnn.aot` for the model's file at the lowest CPU priority: tied to this process
+    (the monitor's: it ends with it), or with `detach` on its own (a job's: it finishes for the jobs
+    after this one, however soon this one ends). None for a model without a file, without a C++
+    compiler, or while another process compiles the package."""
     source = getattr(model, "source", None)
     if source is None or not Path(source).is_file():
         return None
+    if shutil.which("g++") is None or compiler(package_path(model, precision)) is not None:
+        return None
     command = [sys.executable, "-m", "slmcnn.aot", str(source), "--precision", precision]
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if detach:
+        log.info(
+            "compiling the network for this CPU in the background, once (about %.0f s); the next jobs run it "
+            "compiled (SLMCNN_COMPILE=0: never)",
+            compile_seconds(),
+        )
+        return subprocess.Popen(command, **quiet, start_new_session=True, preexec_fn=_lowest_priority)
     log.info("compiling the network in the background; eager PyTorch until then")
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_background)
+    return subprocess.Popen(command, **quiet, preexec_fn=_background)
+
+
+def _lowest_priority() -> None:
+    os.nice(19)
 
 
 def _background() -> None:
     """In the child: the lowest CPU priority, and on Linux a SIGTERM when the parent dies, however
     it dies (a killed monitor leaves no compiler running)."""
-    os.nice(19)
+    _lowest_priority()
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -202,7 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     # half-written package, instead of dying where the signal finds us
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     model, precision = open_model(args.model), resolve_precision(args.precision)
-    path = cached(model, precision) or compile_package(model, precision)
+    try:
+        path = cached(model, precision) or compile_package(model, precision)
+    except PackageError as exc:
+        print(f"python -m slmcnn.aot: error: {exc}; nothing kept (eager PyTorch stays in use)", file=sys.stderr)
+        return 1
+    if path is None:
+        print(f"another process ({compiler(package_path(model, precision)) or 'just done'}) is compiling this network")
+        return 0
     print(path)
     return 0
 

@@ -57,14 +57,17 @@ LOAD_SECONDS = 0.5
 def auto_engine(patches: int | None, is_cached: bool, compile_seconds: float) -> str:
     """What `auto` runs in bf16, whichever finishes the job first by the rates above: 'compiled' (a
     package from the cache), 'compile' (compile now, then run; cached for later jobs), 'background'
-    (eager now, compiled in a child process and used once ready: jobs of unknown size, the monitor)
-    or 'eager'."""
+    (eager now, compiled in a child process and used once ready: jobs of unknown size, the monitor),
+    'ahead' (eager now, the package compiled in a process of its own for the jobs after this one:
+    a job that would run compiled if the package were there, too short to wait for it) or 'eager'."""
     if patches is None:
         return "compiled" if is_cached else "background"
     saved = patches * (1.0 / EAGER_PATCHES_PER_S - 1.0 / COMPILED_PATCHES_PER_S)
     if is_cached:
         return "compiled" if saved > LOAD_SECONDS else "eager"
-    return "compile" if saved > compile_seconds + LOAD_SECONDS else "eager"
+    if saved > compile_seconds + LOAD_SECONDS:
+        return "compile"
+    return "ahead" if saved > LOAD_SECONDS else "eager"
 
 
 def _torch(model: torch.nn.Module, precision: str, patches: int | None) -> Network:
@@ -114,9 +117,12 @@ def create_backend(
     `auto`: on a CPU with AMX, PyTorch in bf16 (it agrees with fp32 on more than 99.5% of tiles of
     the synthetic test builds), eager or compiled by TorchInductor ahead of time, by `auto_engine`:
     a compiled package is cached per model, CPU and torch version (aot.py) and loads in well under
-    a second, so compiling is paid once. Elsewhere the fastest of compiled bf16 and fp32 and ONNX
-    Runtime fp32 and int8 (those of `precision`, if one is given), timed once per CPU, torch and
-    model (choice.py; bf16 and int8 only where their tiles agree with fp32's). `torch` is eager
+    a second, so compiling is paid once: the first job that would run faster compiled builds it (in
+    a process of its own, for the jobs after it, or in the job when that pays already). Elsewhere
+    the fastest of compiled bf16 and fp32 and ONNX Runtime fp32 and int8 (those of `precision`, if
+    one is given), timed once per CPU, torch and model by the first `auto` job, which compiles
+    the packages (choice.py; bf16 and int8 only where their tiles agree with fp32's). With
+    SLMCNN_COMPILE=0 `auto` compiles and times nothing: a package in the cache, else eager. `torch` is eager
     PyTorch in `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX
     Runtime fp32. benchmarks/bench_predict.py and bench_whole.py measure every choice."""
     if name not in BACKENDS:
@@ -134,6 +140,12 @@ def create_backend(
         patches = layers * PATCHES_PER_LAYER
     if name != "auto":
         return ENGINES[name](model, "fp32" if name == "onnx" else precision, patches)
+    from slmcnn import aot
+
+    if not aot.compiling_allowed():
+        return (
+            _compiled(model, precision, patches) if aot.cached(model, precision) else _torch(model, precision, patches)
+        )
     if every_precision or precision != "bf16":
         from slmcnn.backends import choice
 
@@ -145,11 +157,11 @@ def create_backend(
         }
         allowed = {n for n in candidates if every_precision or choice.precision_of(n) == precision}
         return choice.choose(model, candidates, allowed)
-    from slmcnn import aot
-
     is_cached = aot.cached(model, precision) is not None
     choice = auto_engine(patches, is_cached, aot.compile_seconds())
-    if choice == "eager":
+    if choice == "ahead":
+        aot.spawn_compile(model, precision, detach=True)
+    if choice in ("eager", "ahead"):
         return _torch(model, precision, patches)
     return _compiled(model, precision, patches, background=choice == "background")
 

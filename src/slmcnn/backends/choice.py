@@ -119,7 +119,11 @@ def choose(model: torch.nn.Module, candidates: dict[str, Callable[[], Backend]],
     torch and model have no record yet (and written for the runs to come)."""
     record, built = read_record(model), {}
     if record is None:
-        log.info("auto: timing the engines on this CPU once (%s) ...", ", ".join(candidates))
+        log.info(
+            "auto: timing the engines on this CPU once (%s; compiling the network, about a minute; "
+            "SLMCNN_COMPILE=0: never) ...",
+            ", ".join(candidates),
+        )
         record, built = measure(model, candidates)
         try:
             write_text(aot.choice_path(model), json.dumps(record, indent=1))

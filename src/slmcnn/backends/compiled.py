@@ -3,6 +3,7 @@
 import atexit
 import logging
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,12 +17,15 @@ from slmcnn.backends.pytorch import EAGER_BATCH
 from slmcnn.constants import CLASSES
 
 log = logging.getLogger(__name__)
+LOOK_EVERY = 5.0  # seconds between looks into the cache while another process compiles the package
 
 
 class AotBackend(Network):
-    """A compiled package from the cache, on the CPU (eager PyTorch for input types without one). With
-    `background=True` a missing package is compiled by a low-priority child process while eager
-    PyTorch serves, and used from the first batch after it is ready (the monitor's way)."""
+    """A compiled package from the cache, on the CPU (eager PyTorch for input types without one).
+    A missing package is compiled now, or with `background=True` by a low-priority child process
+    while eager PyTorch serves, and used from the first batch after it is ready (the monitor's way);
+    while another process compiles it, eager PyTorch serves until it is in the cache. A package
+    that does not load is removed and compiled again."""
 
     name = "torch"
     compiled = True
@@ -31,26 +35,45 @@ class AotBackend(Network):
         self.batch = batch
         self.runners: dict[str, Callable] = {}
         self.child: subprocess.Popen | None = None
-        path = aot.cached(model, precision)
-        if path is not None:
-            self._load(path, np.uint8)
-        elif background:
-            self.child = aot.spawn_compile(model, precision)
+        self._looked = 0.0
+        path = aot.cached(model, self.precision)
+        if path is not None and self._load(path):
+            return
+        if background:
+            self.child = aot.spawn_compile(model, self.precision)
             atexit.register(self.close)
-        else:
-            self._load(aot.compile_package(model, precision), np.uint8)
+            return
+        built = aot.compile_package(model, self.precision)
+        if built is None:
+            log.info("another process is compiling the network; eager PyTorch until it is done")
+        elif not self._load(built):
+            raise RuntimeError(f"the package just compiled ({built}) does not load")
 
-    def _load(self, path: Path, dtype: np.dtype) -> None:
-        self.runners[np.dtype(dtype).name] = aot.load_package(path)
+    def _load(self, path: Path) -> bool:
+        """Serve uint8 patches from the package; False (and the package removed) when it does not load."""
+        try:
+            self.runners["uint8"] = aot.load_package(path)
+        except Exception as exc:  # another torch build's, or damaged: never tried again
+            log.warning(
+                "the cached compiled network does not load (%s: %s); it will be compiled again", type(exc).__name__, exc
+            )
+            aot.forget(path)
+            return False
+        return True
 
     @property
     def ready(self) -> bool:
-        """True once a compiled package serves uint8 patches."""
-        if "uint8" not in self.runners and self.child is not None and self.child.poll() is not None:
-            path, self.child = aot.cached(self.model, self.precision), None
-            if path is not None:
-                self._load(path, np.uint8)
-                log.info("now running the compiled network")
+        """True once a compiled package serves uint8 patches (looked for while none is running)."""
+        if "uint8" in self.runners:
+            return True
+        if self.child is not None and self.child.poll() is None:
+            return False
+        if time.monotonic() - self._looked < LOOK_EVERY:
+            return False
+        self._looked, self.child = time.monotonic(), None
+        path = aot.cached(self.model, self.precision)
+        if path is not None and self._load(path):
+            log.info("now running the compiled network")
         return "uint8" in self.runners
 
     @torch.inference_mode()
