@@ -121,3 +121,37 @@ def test_a_build_watched_in_a_layers_folder_is_named_after_its_parent():
     assert build_title(BuildRow(2, "/x/build1/layers", "layers #2", "", 0.0, "")) == "build1 #2"
     assert build_title(BuildRow(3, "/x/camera", "camera", "", 0.0, "")) == "camera"
     assert build_title(BuildRow(4, "/x/build1/layers", "job 7", "", 0.0, "")) == "job 7"
+
+
+def test_an_outline_that_fills_the_frame_suggests_full_frame():
+    from slmcnn.camera import bed_doubts
+
+    whole = bed_doubts((400, 400), [[2, 3], [397, 1], [396, 398], [3, 395]])
+    assert any("--full-frame" in doubt for doubt in whole)
+    part = bed_doubts((400, 400), [[100, 100], [300, 100], [300, 300], [100, 300]])
+    assert not any("--full-frame" in doubt for doubt in part)
+
+
+def test_the_same_frame_counts_once_and_few_frames_get_the_10_50_advice(tmp_path):
+    from slmcnn.camera import distinct_frames, frames_advice
+
+    for name, data in (("a.png", b"one"), ("b.png", b"two"), ("copy-of-a.png", b"one")):
+        (tmp_path / name).write_bytes(data)
+    a, b, copy = (str(tmp_path / n) for n in ("a.png", "b.png", "copy-of-a.png"))
+    frames, note = distinct_frames([a, b, a, copy])
+    assert frames == [a, b] and "2 frame(s) given more than once" in note
+    assert distinct_frames([a, b]) == ([a, b], None)
+    assert "10-50" in frames_advice(4) and frames_advice(10) is None
+
+
+def test_calibrate_tells_repeats_few_frames_and_drops_a_stale_preview(tiny_build, tiny_model_file, tmp_path):
+    layers = sorted((tiny_build / "layers").glob("*.png"))
+    camera = tmp_path / "camera.json"
+    first = run_cli("calibrate", layers[0], "--out", camera, "--corners", "10,10,370,12,372,374,8,370")
+    assert first.returncode == 0 and (tmp_path / "camera.preview.png").is_file()
+    frames = [*layers[:4], layers[0]]
+    again = run_cli("calibrate", *frames, "--full-frame", "--model", tiny_model_file, "--out", camera, "--force")
+    assert again.returncode == 0, again.stderr
+    assert "1 frame(s) given more than once" in again.stderr and "a profile from 4 good layers: 10-50" in again.stderr
+    assert "removed the earlier camera.preview.png" in again.stderr
+    assert not (tmp_path / "camera.preview.png").exists()

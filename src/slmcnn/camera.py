@@ -7,6 +7,7 @@ reflection), drawn in raw-frame pixels. Tiles mostly inside an ignored area are 
 """
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -115,6 +116,8 @@ def detect_corners(frame: np.ndarray) -> np.ndarray:
 
 
 MOVED = 0.05  # of the frame's diagonal: corners farther than this from the last calibration's moved
+FILLS = 0.75  # an outline over this share of the frame: the photo may be the bed already
+PROFILE_FRAMES = (10, 50)  # good layers a camera profile is best learned from
 SQUARE = 1.6  # opposite or neighbouring sides longer than this ratio: not a (square) bed seen at an angle
 
 
@@ -126,6 +129,12 @@ def bed_doubts(frame_shape: tuple[int, ...], corners, previous: "CameraCalibrati
     quad = np.asarray(corners, np.float64)
     fix = "check the preview and give --corners (or click them in the app)"
     doubts = []
+    share = cv2.contourArea(quad.astype(np.float32)) / float(height * width)
+    if share > FILLS:
+        doubts.append(
+            f"the outline covers {share:.0%} of the frame: if the photo shows the bed already (straightened, "
+            "cropped), calibrate with --full-frame"
+        )
     outside = [f"({x:.0f}, {y:.0f})" for x, y in quad if not (0 <= x <= width - 1 and 0 <= y <= height - 1)]
     if outside:
         doubts.append(f"corner(s) {', '.join(outside)} lie outside the {width}x{height} frame: {fix}")
@@ -154,6 +163,32 @@ def bed_doubts(frame_shape: tuple[int, ...], corners, previous: "CameraCalibrati
                 f"something else; {fix}"
             )
     return doubts
+
+
+def distinct_frames(paths: list[str]) -> tuple[list[str], str | None]:
+    """The frames once each, in the order given (the same file, or the same bytes under another name,
+    counts once: four copies of one good layer are one good layer), and a line when some repeated."""
+    import hashlib
+
+    seen: dict[str, str] = {}
+    for path in paths:
+        try:
+            key = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            key = str(Path(path).resolve())  # unreadable: the reading says why, later
+        seen.setdefault(key, path)
+    repeats = len(paths) - len(seen)
+    return list(
+        seen.values()
+    ), f"{repeats} frame(s) given more than once (the same bytes) counted once" if repeats else None
+
+
+def frames_advice(count: int) -> str | None:
+    """A line for a camera profile learned from fewer good layers than it is best learned from."""
+    low, high = PROFILE_FRAMES
+    if count >= low:
+        return None
+    return f"a profile from {count} good layers: {low}-{high}, of every exposure the camera uses, make it steadier (calibrate --update adds more)"
 
 
 def _fit_sides(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import slmcnn
 from slmcnn.app import cmd_app
-from slmcnn.console import Console, graded, held_warnings, tell
+from slmcnn.console import Console, archive_line, graded, held_warnings, tell
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SlmcnnError
 from slmcnn.files import check_new, describe, run_folder, storable
@@ -95,19 +95,11 @@ def _predict_on_ray(args, paths: list[Path]) -> int:
     if args.maps != "tiles":
         print("note: with --ray every layer is judged alone, on the tile grid (--map tiles)", flush=True)
 
-    def show(row: dict) -> None:
-        if row["error"] is not None:
-            print(f"skipped {storable(row['error'])}", flush=True)
-            return
-        score = f"  tile acc {row['tile_accuracy']:.3f}" if row["tile_accuracy"] is not None else ""
-        fractions = f"powder {row['powder_fraction']:.3f}  object {row['object_fraction']:.3f}  error {row['error_fraction']:.3f}"
-        print(f"{row['image']}  {fractions}  {row['seconds']:.2f}s{score}", flush=True)
-
     run = slmcnn.predict_archive(
         paths, args.out, args.model, address=args.ray or None, ray_workers=args.ray_workers, backend=args.backend,
         precision=args.precision, patch=args.patch, stride=args.stride, camera=args.camera,
         error_threshold=args.error_threshold, truth=args.truth, write=args.write, explain=args.explain,
-        max_megapixels=args.max_megapixels, force=args.force, progress=show, **given(args, ("workers",)),
+        max_megapixels=args.max_megapixels, force=args.force, progress=lambda row: print(archive_line(row), flush=True), **given(args, ("workers",)),
         **({"steps": args.explain_steps} if args.explain_steps else {}),
     )  # fmt: skip
     done, failures = len(run.layers) - len(run.failures), len(run.failures)
@@ -186,12 +178,15 @@ def _interrupt(signum, frame) -> None:
 
 def cmd_calibrate(args) -> int:
     from slmcnn import profile as camera_profile
-    from slmcnn.camera import points, preview
+    from slmcnn.camera import distinct_frames, frames_advice, points, preview
     from slmcnn.images import read, write_png
 
+    args.frame, repeated = distinct_frames(args.frame)
+    notes = [repeated]
     if args.update:
         updated = camera_profile.update_camera(args.update, args.frame, slmcnn.load_model(args.model), progress=True)
         print(f"{updated.summary()}\nwrote {args.update}")
+        tell(notes)
         return 0
     shown = Path(args.out).with_suffix(".preview.png")
     previous = _previous_calibration(Path(args.out))
@@ -209,20 +204,22 @@ def cmd_calibrate(args) -> int:
     calibration = built.calibration if isinstance(built, camera_profile.CameraProfile) else built
     if calibration is not None:
         write_png(shown, preview(read(args.frame[0]), calibration))
+    elif shown.exists():  # a full frame has no outline: an earlier preview would show a wrong one (--force given)
+        shown.unlink()
+        notes.append(f"removed the earlier {shown.name}: a full frame has no bed outline to preview")
     if not isinstance(built, camera_profile.CameraProfile):
         camera_profile.save_camera(out, calibration, None, force=True, photo=args.photo)
         print(f"corners {calibration.corners}\nwrote {out} and {shown}")
-        tell(doubts)
+        tell(doubts + notes)
         return 0
     camera_profile.save_camera(out, calibration, built, force=True, photo=args.photo)
     rates = ", ".join(f"{t:g}: {built.expected_false_tiles(t):.2f}" for t in SENSITIVITIES)
     print(
-        f"{built.summary()}\nexpected false Error tiles per 100 sound layers by --error-threshold ({rates}); ", end=""
+        f"{built.summary()}\nexpected false Error tiles per 100 sound layers by --error-threshold ({rates}); stored {built.error_threshold:g}"
     )
-    print(f"stored {built.error_threshold:g}")
     written = f"{out}, {camera_profile.arrays_path(out).name}" + (f" and {shown}" if calibration is not None else "")
     print(f"wrote {written}")
-    tell(doubts)
+    tell([*doubts, *notes, frames_advice(len(args.frame))])
     return 0
 
 

@@ -4,7 +4,10 @@ grade in a terminal line. cli.py says what each command prints; this is how it r
 
 import logging
 import sys
+from collections.abc import Iterable
 from contextlib import contextmanager
+
+from slmcnn.files import storable
 
 
 class Console(logging.Handler):
@@ -22,6 +25,17 @@ def graded(result) -> str:
     named = f": {grade.defects[0].describe()}" if grade.defects else ""
     more = f" (+{len(grade.defects) - 1})" if len(grade.defects) > 1 else ""
     return f"  {grade.grade}{named}{more}"
+
+
+def archive_line(row: dict) -> str:
+    """A layer of `predict-layer --ray` (a row of layers.parquet) as the local path prints it."""
+    if row["error"] is not None:
+        return f"skipped {storable(row['error'])}"
+    score = f"  tile acc {row['tile_accuracy']:.3f}" if row["tile_accuracy"] is not None else ""
+    fractions = (
+        f"powder {row['powder_fraction']:.3f}  object {row['object_fraction']:.3f}  error {row['error_fraction']:.3f}"
+    )
+    return f"{row['image']}  {fractions}  {row['seconds']:.2f}s{score}"
 
 
 @contextmanager
@@ -43,7 +57,7 @@ def held_warnings(name: str):
         logger.propagate = True
 
 
-def tell(warnings: list[str]) -> None:
-    """Each warning on stderr, as the log prints one."""
-    for line in warnings:
+def tell(warnings: Iterable[str | None]) -> None:
+    """Each warning on stderr, as the log prints one (None: nothing to say)."""
+    for line in filter(None, warnings):
         print(f"warning: {line}", file=sys.stderr)
