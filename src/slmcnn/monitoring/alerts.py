@@ -2,10 +2,12 @@
 alerts.jsonl and a hook command, run on a bounded pool of threads so that a slow hook never holds
 up the next layer, nor the alert of a critical one."""
 
+import contextlib
 import heapq
 import json
 import logging
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -67,8 +69,9 @@ class AlertHook:
     """Where a raised alert goes: the log, `journal` (one JSON line each) and `command`, a shell
     command that gets the alert in SLMCNN_ALERT_* variables and `timeout` seconds to finish.
 
-    Delivery is at least once: an alert is marked raised in the database after its hook returns, so
-    a monitor killed in between raises it again on restart. Each carries its database id ("id" in
+    Delivery is at least once: an alert is marked raised in the database after its hook returns
+    with 0, so a monitor killed in between raises it again on restart; a hook that fails or runs
+    past `timeout` (it is then killed) has not delivered it. Each carries its database id ("id" in
     the journal, SLMCNN_ALERT_ID for the command), by which a receiver drops a repeat."""
 
     journal: Path | None = None
@@ -85,21 +88,42 @@ class AlertHook:
                 with open(self.journal, "a") as handle:
                     handle.write(json.dumps({"id": alert_id, **alert.as_dict()}) + "\n")
         if self.command and alert.pushed:
-            try:
-                done = subprocess.run(
-                    self.command,
-                    shell=True,
-                    env={**os.environ, **alert.env(), "SLMCNN_ALERT_ID": str(alert_id)},
-                    timeout=self.timeout,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                )
-            except subprocess.TimeoutExpired:
-                log.warning("alert command still running after %ss: left behind, monitoring goes on", self.timeout)
-                return
-            if done.returncode != 0:
-                said = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-                raise HookFailed(f"alert command exited {done.returncode}" + (f": {said[0][:200]}" if said[0] else ""))
+            env = {**os.environ, **alert.env(), "SLMCNN_ALERT_ID": str(alert_id)}
+            code, said = run_hook(self.command, env, self.timeout)
+            if code is None:
+                raise HookFailed(f"alert command still running after {self.timeout:g} s: stopped, not delivered")
+            if code != 0:
+                last = said.decode(errors="replace").strip().splitlines()[-1:] or [""]
+                raise HookFailed(f"alert command exited {code}" + (f": {last[0][:200]}" if last[0] else ""))
+
+
+STDERR_TAIL = 4096  # bytes of a hook's stderr kept (its last line is logged): a chatty hook costs no memory
+
+
+def run_hook(command: str, env: dict[str, str], timeout: float) -> tuple[int | None, bytes]:
+    """Run the hook command in a session of its own; its exit code (None when it ran past `timeout`:
+    then it and everything it started are killed) and the tail of its stderr."""
+    process = subprocess.Popen(
+        command, shell=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    tail = bytearray()
+
+    def read() -> None:
+        while chunk := process.stderr.read1(65536):
+            tail.extend(chunk)
+            del tail[:-STDERR_TAIL]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        code = None
+    reader.join(1.0)  # a grandchild that keeps stderr open is not waited for
+    return code, bytes(tail)
 
 
 class HookFailed(Exception):

@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from slmcnn.constants import CLASSES
 from slmcnn.errors import DatabaseError
@@ -120,6 +121,19 @@ def database_errors(db: str | Path) -> Iterator[None]:
         raise DatabaseError(f"{shown_url(db)}: {first}{hint}") from None
 
 
+def unavailable(exc: BaseException) -> bool:
+    """The database is away for now, not broken, and waiting is the cure: an SQLite file that another
+    program holds (locked, busy), a server restarting or out of reach (a lost or refused connection).
+    A full disk under SQLite is not: the monitor stops and says so."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        return any(word in str(exc.orig).lower() for word in ("locked", "busy"))
+    return True
+
+
 @dataclass(frozen=True)
 class FileStamp:
     """What a layer file was when it was stored: a changed size or time with another SHA-1 is a new file."""
@@ -197,7 +211,9 @@ class Database:
         the monitor's tables is refused and left untouched."""
         self.source = db
         with database_errors(db):
-            self.engine = create_engine(database_url(db, create))
+            url = database_url(db, create)
+            # a server's connections are checked before use: one that restarted is reconnected to
+            self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
             if not create:
                 missing = {"builds", "layers", "tiles", "alerts"} - set(inspect(self.engine).get_table_names())
                 if missing:
@@ -308,21 +324,28 @@ class Database:
     def alerts(self, build_id: int) -> list[Alert]:
         return [stored.alert for stored in self.alert_rows(build_id)]
 
-    def alert_rows(self, build_id: int, unraised: bool = False) -> list[StoredAlert]:
-        """A build's alerts with their ids and layers (the app's review queue), by layer; with
-        `unraised`, only those not delivered yet, oldest first."""
+    def alert_rows(self, build_id: int) -> list[StoredAlert]:
+        """A build's alerts with their ids and layers (the app's review queue), by layer."""
         query = (
             select(alerts, builds.c.name, builds.c.machine, builds.c.watch_dir)
             .join(builds, builds.c.id == alerts.c.build_id)
             .where(alerts.c.build_id == build_id)
-        )
-        query = (
-            query.where(alerts.c.raised == 0).order_by(alerts.c.id)
-            if unraised
-            else query.order_by(alerts.c.layer, alerts.c.id)
+            .order_by(alerts.c.layer, alerts.c.id)
         )
         with self.engine.connect() as conn:
             return [StoredAlert(r.id, r.layer_id, alert_of(r), r.created) for r in conn.execute(query)]
+
+    def unraised_alerts(self, watch_dir: str) -> list[tuple[int, Alert]]:
+        """Alerts of any build of the folder stored but not delivered yet (the monitor stopped in
+        between, or their hook failed), oldest first: a new build or a restart raises them too."""
+        query = (
+            select(alerts, builds.c.name, builds.c.machine, builds.c.watch_dir)
+            .join(builds, builds.c.id == alerts.c.build_id)
+            .where(builds.c.watch_dir == watch_dir, alerts.c.raised == 0)
+            .order_by(alerts.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [(r.id, alert_of(r)) for r in conn.execute(query)]
 
     def grades(self, build_id: int) -> dict[int, str]:
         """The grade of each graded layer of a build, by layer number (layers.grade)."""
@@ -396,12 +419,14 @@ class BuildHandle:
         return (last or 0) + 1
 
     def history(self, count: int) -> list[np.ndarray]:
-        """Tile classes of the last `count` finished layers before now, oldest first."""
+        """Tile classes of the last `count` finished layers before now, oldest first (a layer that
+        an slmcnn 0.1 stored without tiles has none to give)."""
         if count < 1:
             return []
+        has_tiles = select(tiles.c.layer_id).where(tiles.c.layer_id == layers.c.id).exists()
         query = (
             select(layers.c.id)
-            .where(layers.c.build_id == self.id, layers.c.status == "done")
+            .where(layers.c.build_id == self.id, layers.c.status == "done", has_tiles)
             .order_by(layers.c.number.desc())
             .limit(count)
         )
@@ -467,7 +492,11 @@ class BuildHandle:
                     k: getattr(alert, k) for k in ("layer", "file", "rule", "message", "value", "grade", "overlay")
                 }
                 values.update(
-                    regions=json.dumps(alert.regions), build_id=self.id, layer_id=layer_id, created=time.time()
+                    regions=json.dumps(alert.regions),
+                    build_id=self.id,
+                    layer_id=layer_id,
+                    created=time.time(),
+                    raised=0,  # never the column's default: a migrated 0.1 database had 1 there
                 )
                 return conn.execute(insert(alerts).values(**values)).inserted_primary_key[0]
         return None
@@ -485,10 +514,6 @@ class BuildHandle:
             conn.execute(
                 delete(layers).where(layers.c.build_id == self.id, layers.c.file == file, layers.c.status == "failed")
             )
-
-    def unraised_alerts(self) -> list[tuple[int, Alert]]:
-        """Alerts stored but not yet fully raised (the monitor stopped in between), oldest first."""
-        return [(stored.id, stored.alert) for stored in self.db.alert_rows(self.id, unraised=True)]
 
     def mark_raised(self, alert_ids: list[int]) -> None:
         if alert_ids:

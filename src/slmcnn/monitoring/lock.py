@@ -4,6 +4,8 @@ SQLite, an advisory lock in PostgreSQL."""
 import contextlib
 import fcntl
 import hashlib
+import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from slmcnn.errors import DatabaseError
 
+log = logging.getLogger(__name__)
 MIGRATION_KEY = int(hashlib.sha1(b"slmcnn schema migration").hexdigest()[:15], 16)
 
 
@@ -40,16 +43,24 @@ class MonitorLock:
                 raise busy
 
     def release(self) -> None:
-        for thing in (self.handle, self.connection):
-            if thing is not None:
-                thing.close()
+        if self.handle is not None:
+            self.handle.close()
+        if self.connection is not None:  # its session ends with it (back in the pool it would keep the lock)
+            self.connection.invalidate()
+            self.connection.close()
         self.handle = self.connection = None
 
 
+MIGRATION_WAIT = 120.0  # seconds a monitor waits for another's migration before it gives up
+
+
 @contextlib.contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
+def migration_lock(engine: Engine, shown: str = "the database", wait: float | None = None) -> Iterator[None]:
     """Wait for, then hold, the database's migration lock: monitors started together migrate it once,
-    the others find it done. Released when the process ends in any way, kill -9 included."""
+    the others find it done. Waiting is said in one line, and given up after `wait` seconds
+    (MIGRATION_WAIT) with an error naming the lock. Released when the process ends in any way,
+    kill -9 included."""
+    wait = MIGRATION_WAIT if wait is None else wait
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         database = Path(engine.url.database)
         path = database.with_name(f".{database.name}.migrate.lock")
@@ -58,11 +69,35 @@ def migration_lock(engine: Engine) -> Iterator[None]:
         except OSError as exc:
             raise DatabaseError(f"{path}: {exc.strerror}; the database's folder must be writable") from None
         with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            _take(lambda: _flock(handle), shown, f"the lock file {path}", wait)
             yield
     elif engine.dialect.name == "postgresql":
         with engine.begin() as conn:  # the lock ends with this transaction
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_KEY})
+            query = text("SELECT pg_try_advisory_xact_lock(:k)")
+            _take(lambda: conn.execute(query, {"k": MIGRATION_KEY}).scalar(), shown, "its advisory lock", wait)
             yield
     else:
         yield
+
+
+def _flock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _take(attempt, shown: str, what: str, wait: float) -> None:
+    """Call `attempt` until it takes the lock, saying once that another process holds it."""
+    deadline = time.monotonic() + wait
+    if attempt():
+        return
+    log.warning("%s: another slmcnn is migrating it (%s); waiting up to %g s", shown, what, wait)
+    while not attempt():
+        if time.monotonic() > deadline:
+            raise DatabaseError(
+                f"{shown}: another process has held the migration lock ({what}) for over {wait:g} s; "
+                "stop it (a stuck slmcnn?) and start again"
+            )
+        time.sleep(0.2)

@@ -22,9 +22,15 @@ Builds: a folder may receive one build after another. A new build starts when `b
 not seen before, when a file already stored for the current build is written again (a new first
 layer over the old one, say), or when layer numbers start again at or below the current build's
 first. Files stay with the build they were stored for, and no layer is ever skipped.
+
+Database outages: while the database is away (an SQLite file another program holds, a server
+restarting), the monitor says so in one line, waits and tries again with backoff, and goes on; a
+classified layer waits in memory to be stored. Alerts whose hook failed are raised again with the
+next layer, every RERAISE_EVERY seconds while none comes, in a new build and after a restart.
 """
 
 import contextlib
+import itertools
 import logging
 import queue
 import re
@@ -33,13 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
 from slmcnn.backends import Backend
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
 from slmcnn.files import storable
 from slmcnn.grading import GradeRules
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
-from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors
+from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors, shown_url, unavailable
 from slmcnn.monitoring.probe import layer_survives
 from slmcnn.outputs import RunFiles, layer_number, layer_order, layer_timestamp  # noqa: F401 - re-exported
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
@@ -51,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POISON_TRIES = 2  # a layer whose classification killed the monitor this often is stored as failed
 POISON = "poison layer:"
+OUTAGE_WAITS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between tries while the database is away (then 30)
+RERAISE_EVERY = 60.0  # seconds between tries of the alerts whose hook failed, while no layer comes
 
 
 @dataclass
@@ -130,10 +140,11 @@ class Monitor:
         self.events: queue.Queue = queue.Queue()
 
     def _use(self, build) -> None:
+        history = build.history(self.config.rules.history_needed)
+        first = self.db.builds(self.key)[0].id == build.id
         self.build = build
         self.pipeline.new_build()
-        self.pipeline.grader.history = build.history(self.config.rules.history_needed)
-        first = self.db.builds(self.key)[0].id == build.id
+        self.pipeline.grader.history = history
         if self.files:
             self.files.prefix = "" if first else f"build{build.id}_"
 
@@ -220,7 +231,8 @@ class Monitor:
     def _start_build(self, reason: str) -> None:
         count = len(self.db.builds(self.key))
         name = f"{self.config.build or self.watch_dir.name} #{count + 1}"
-        self._use(self.db.new_build(self.key, name, self.options.model_name, self.config.machine))
+        build = self.db.new_build(self.key, name, self.options.model_name, self.config.machine)
+        self._patiently(self._use, build)  # stored: switched to whatever the database does next
         new_build = getattr(self.pipeline.predictor.backend, "new_build", None)
         if new_build is not None:  # its first layers are learned afresh
             new_build()
@@ -264,7 +276,7 @@ class Monitor:
                         outcome.error,
                     )
                     break
-                self.build.add_failed(name, number, outcome.error, stamp)
+                self._patiently(self.build.add_failed, name, number, outcome.error, stamp)
                 self._remember(path, "failed", stamp)
                 log.info("layer %s: FAILED after %d tries: %s", name, tries, outcome.error)
             else:
@@ -295,7 +307,7 @@ class Monitor:
         except Exception as exc:  # noqa: BLE001 - one bad layer must not stop the monitoring of a build
             log.debug("layer %s", name, exc_info=True)
             outcome = LayerOutcome(path, error=f"{path}: {type(exc).__name__}: {exc}"[:500])
-        self.db.end_attempt(self.key, name)  # this try is over; a retry is a new one
+        self._patiently(self.db.end_attempt, self.key, name)  # this try is over; a retry is a new one
         return outcome
 
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
@@ -306,18 +318,18 @@ class Monitor:
         alert = None
         if grade.grade != "ok":
             alert = Alert.of_layer(number, file, grade, self.build.row.name, self.config.machine, str(overlay or ""))
-        alert_id = self.build.add_layer(number, result, grade, alert, overlay, stamp)
+        alert_id = self._patiently(self.build.add_layer, number, result, grade, alert, overlay, stamp)
         f = result.fractions
         log.info(
             "layer %5d %s: %s, powder %.3f object %.3f error %.3f (%.2fs)",
             number, file, grade.grade, f["Powder"], f["Object"], f["Error"], result.seconds,
         )  # fmt: skip
-        self.raise_pending(alert_id)
+        self._patiently(self.raise_pending, alert_id)
 
     def raise_pending(self, fresh: int | None = None) -> None:
         """Raise every stored alert not raised yet (this layer's, `fresh`, and any a killed run
         left behind), on the sender's pool when the monitor runs, else here."""
-        for alert_id, alert in self.build.unraised_alerts():
+        for alert_id, alert in self.db.unraised_alerts(self.key):
             if self.sender is not None:
                 self.sender.send(alert_id, alert, fresh=alert_id == fresh)
             elif deliver(self.hook, alert, alert_id):
@@ -351,12 +363,36 @@ class Monitor:
             self.sender = None
             self.lock.release()
 
+    def _patiently(self, step, *args):
+        """Run a database step, waiting while the database is away (db.unavailable): one line when it
+        goes, tries again with backoff, one line when it is back. A classified layer waits in memory
+        to be stored, so nothing is lost and nothing is done twice."""
+        for tries in itertools.count():
+            try:
+                done = step(*args)
+            except SQLAlchemyError as exc:
+                if not unavailable(exc):
+                    raise
+                if tries == 0:
+                    reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
+                    log.warning(
+                        "database %s unavailable (%s): waiting, trying again", shown_url(self.db.source), reason
+                    )
+                time.sleep(OUTAGE_WAITS[min(tries, len(OUTAGE_WAITS) - 1)])
+                continue
+            if tries:
+                log.warning("database %s back after %d tries: monitoring goes on", shown_url(self.db.source), tries)
+            return done
+
     def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
-        self.raise_pending()
-        last_work = time.time()
+        self._patiently(self.raise_pending)
+        last_work = last_raise = time.time()
         while True:
-            if self.process_ready():
+            if self._patiently(self.process_ready):
                 last_work = time.time()
+            elif time.time() - last_raise > RERAISE_EVERY:  # alerts whose hook failed, while no layer comes
+                self._patiently(self.raise_pending)
+                last_raise = time.time()
             try:
                 events.get(timeout=0.25)
                 while not events.empty():

@@ -86,7 +86,9 @@ def upgrade() -> None:
     present = set(sa.inspect(conn).get_table_names())
     for table in schema.sorted_tables:
         if table.name in present:
-            add_missing(conn, table, {"raised": "INTEGER NOT NULL DEFAULT 1"} if table.name == "alerts" else None)
+            added = add_missing(conn, table, {"raised": "INTEGER NOT NULL DEFAULT 0"})
+            if table.name == "alerts" and "raised" in added:  # slmcnn 0.1 raised every alert it stored
+                conn.exec_driver_sql("UPDATE alerts SET raised = 1")
         else:
             table.create(conn)
     unique = [u for u in sa.inspect(conn).get_unique_constraints("builds") if u["column_names"] == ["watch_dir"]]
@@ -98,6 +100,7 @@ def upgrade() -> None:
     # SQLite cannot drop a constraint: copy the table (renaming the new one, never the old, keeps
     # the layers' and alerts' references to "builds" as they are)
     columns = ", ".join(c.name for c in builds.columns)
+    conn.exec_driver_sql("DROP TABLE IF EXISTS builds_new")  # a copy killed before migrations were one transaction
     builds.to_metadata(sa.MetaData(), name="builds_new").create(conn)
     conn.exec_driver_sql(f"INSERT INTO builds_new ({columns}) SELECT {columns} FROM builds")
     conn.exec_driver_sql("DROP TABLE builds")
