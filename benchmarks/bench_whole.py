@@ -100,7 +100,8 @@ def whole_runs(commands: dict[str, list[str]], repeats: int, env: dict, out: Pat
 
 def monitor_latency(watch_from: Path, tmp: Path, env: dict, layers: int = 12, settle: float = 0.2) -> dict:
     """Start `slmcnn monitor`, wait for its start-up, then move layers in one at a time (1 s apart)
-    and time each from its rename to its row in the database."""
+    and time each from its rename to its row in the database and, for a layer graded minor or
+    critical, to its alert raised (printed, in alerts.jsonl, handed to --on-alert)."""
     watch, db, out = tmp / "watch", tmp / "monitor.sqlite", tmp / "live"
     watch.mkdir()
     command = [*SLMCNN, "monitor", watch, "--db", db, "--out", out, "--settle", str(settle), "--exit-when-idle", "5"]
@@ -110,7 +111,7 @@ def monitor_latency(watch_from: Path, tmp: Path, env: dict, layers: int = 12, se
         if line.startswith(b"watching"):
             break
     startup = time.perf_counter() - start
-    latencies = []
+    latencies, alerted = [], []
     from slmcnn.images import list_images
 
     for path in list_images([str(watch_from)])[:layers]:
@@ -125,10 +126,16 @@ def monitor_latency(watch_from: Path, tmp: Path, env: dict, layers: int = 12, se
             time.sleep(0.005)
         latencies.append(time.perf_counter() - arrived)
         log(f"  {path.name}: stored {latencies[-1]:.3f} s after it arrived")
+        alerted.append(alert_raised(db, path.name, arrived))
+        if alerted[-1] is not None:
+            log(f"  {path.name}: alert raised {alerted[-1]:.3f} s after it arrived")
         time.sleep(1.0)
     child.wait(timeout=60)
-    steady = latencies[1:]
+    steady, steady_alerts = latencies[1:], [a for a in alerted[1:] if a is not None]
     return {
+        "monitor_first_alert_s": alerted[0],
+        "monitor_steady_alert_median_s": statistics.median(steady_alerts) if steady_alerts else None,
+        "monitor_alerts": sum(a is not None for a in alerted),
         "monitor_settle_s": settle,
         "monitor_startup_s": startup,
         "monitor_first_layer_s": latencies[0],
@@ -136,6 +143,21 @@ def monitor_latency(watch_from: Path, tmp: Path, env: dict, layers: int = 12, se
         "monitor_steady_max_s": max(steady),
         "monitor_steady_over_settle_s": statistics.median(steady) - settle,
     }
+
+
+def alert_raised(db: Path, name: str, arrived: float, wait: float = 5.0) -> float | None:
+    """Seconds from a layer's arrival to its alert raised; None for a layer graded ok, or whose
+    alert is not raised within `wait` s (a minor layer with one Error tile is only logged)."""
+    while time.perf_counter() - arrived < wait:
+        with sqlite3.connect(db) as conn:
+            grade = conn.execute("SELECT grade FROM layers WHERE file = ?", (name,)).fetchone()
+            raised = conn.execute("SELECT raised FROM alerts WHERE file = ?", (name,)).fetchone()
+        if grade is not None and grade[0] == "ok":
+            return None
+        if raised is not None and raised[0]:
+            return time.perf_counter() - arrived
+        time.sleep(0.005)
+    return None
 
 
 def median_wall(command: list[str], env: dict, repeats: int = 3) -> float:
@@ -365,7 +387,9 @@ def print_summary(f: dict, layers: int) -> None:
         print(
             f"monitor: start-up {f['monitor_startup_s']:.1f} s; first layer stored {f['monitor_first_layer_s']:.3f} s "
             f"after it arrived; then median {f['monitor_steady_median_s']:.3f} s (max {f['monitor_steady_max_s']:.3f})"
-            f" = settle {f['monitor_settle_s']} s + {f['monitor_steady_over_settle_s']:.3f} s"
+            f" = settle {f['monitor_settle_s']} s + {f['monitor_steady_over_settle_s']:.3f} s; alerts raised "
+            f"{f['monitor_alerts']}, the first {f['monitor_first_alert_s']} s, then median "
+            f"{f['monitor_steady_alert_median_s']} s after the layer arrived"
         )
     if "big_photo_s" in f:
         print(
