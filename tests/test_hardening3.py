@@ -3,6 +3,10 @@ break, a database that goes away. One test per kind of defect (with its siblings
 where the database matters, on PostgreSQL too (the `database` fixture)."""
 
 import json
+import logging
+import subprocess
+import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -10,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import sql_rows
+from slmcnn.errors import DatabaseError
+from slmcnn.monitoring import Database
 from slmcnn.monitoring.alerts import Alert, AlertHook, HookFailed
 from test_hardening import layer_png, monitor_for
 
@@ -93,3 +99,161 @@ def test_a_hook_s_stderr_is_kept_as_a_bounded_tail(tmp_path):
         AlertHook(None, "yes spam | head -c 1000000 >&2; echo 'pager down' >&2; exit 3")(
             Alert(1, "f", "r", "m", 1.0), 1
         )
+
+
+# ---------------------------------------------------------------- a database that goes away
+
+
+class Outage:
+    """The monitor's database away for `seconds`: an SQLite file held by another program (longer
+    than its 5 s busy timeout), or a PostgreSQL database that drops every connection and takes no
+    new one, as a server restarting does."""
+
+    def __init__(self, database: str, seconds: float):
+        self.database, self.seconds = database, seconds
+
+    def start(self) -> None:
+        import sqlite3
+
+        from conftest import POSTGRES
+
+        if "://" not in self.database:
+            holder = sqlite3.connect(self.database, check_same_thread=False, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            threading.Timer(self.seconds, lambda: (holder.execute("COMMIT"), holder.close())).start()
+            return
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        name = make_url(self.database).database
+        server = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+
+        def allow(flag: str) -> None:
+            with server.connect() as conn:
+                conn.execute(text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS {flag}"))
+                if flag == "false":
+                    conn.execute(
+                        text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+                    )
+
+        allow("false")
+        threading.Timer(self.seconds, allow, ("true",)).start()
+
+
+def test_the_monitor_waits_out_a_database_that_goes_away_and_loses_nothing(
+    database, error_model_file, tmp_path, monkeypatch, caplog
+):
+    """The database goes away while a layer is being classified (a reader holding SQLite, a server
+    restarting): one line, tries with backoff, one line when it is back; every layer and alert
+    stored once, every alert raised once; a monitor idle through the outage goes on too."""
+    from slmcnn.monitoring import watch
+
+    monkeypatch.setattr(watch, "OUTAGE_WAITS", (0.2, 0.5))
+    folder, out = tmp_path / "camera", tmp_path / "live"
+    folder.mkdir()
+    for i in range(3):
+        layer_png(folder / f"{i + 1:05d}.png", i)
+    monitor = monitor_for(folder, database, error_model_file, out, settle=0.0)
+    assert monitor.process_ready() == 3
+    outage = Outage(database, 6.0 if "://" not in database else 2.0)
+    outage.start()  # idle through it: the next layer is the first thing after it
+    time.sleep(outage.seconds + 0.5)
+    layer_png(folder / "00004.png", 3)
+    layer_png(folder / "00005.png", 4)
+    run = monitor.pipeline.run
+
+    def classified_while_away(paths):
+        if Path(paths[0]).name == "00005.png":
+            outage.start()
+        return run(paths)
+
+    monkeypatch.setattr(monitor.pipeline, "run", classified_while_away)
+    caplog.set_level(logging.INFO)
+    monitor.run(exit_when_idle=0.2)
+    rows = sql_rows(database, "SELECT file, status FROM layers ORDER BY number")
+    assert rows == [(f"{i + 1:05d}.png", "done") for i in range(5)]
+    assert sql_rows(database, "SELECT layer, raised FROM alerts ORDER BY layer") == [(i + 1, 1) for i in range(5)]
+    assert sorted(journal_ids(out)) == [1, 2, 3, 4, 5]
+    away = [r.message for r in caplog.records if "unavailable" in r.message]
+    back = [r.message for r in caplog.records if " back after " in r.message]
+    assert len(away) == 1 and len(back) == 1, away + back
+    assert "password" not in away[0] and "\n" not in away[0]
+
+
+# ---------------------------------------------------------------- migrations that stick
+
+FIRST_VERSION = (  # slmcnn 0.1's tables: no tiles nor attempts, alerts without `raised`, one build per folder
+    "builds (id {key}, watch_dir varchar not null unique, model varchar, started float)",
+    "layers (id {key}, build_id integer not null references builds (id), number integer, file varchar not null, "
+    "path varchar, status varchar not null, message text, processed float, seconds float, powder float, "
+    "object float, error float, geometry text, overlay varchar, unique (build_id, file))",
+    "alerts (id {key}, build_id integer not null, layer_id integer not null, layer integer, file varchar, "
+    "rule varchar, message text, value float, created float)",
+)
+KILLED_MIGRATION = """
+import os, sys
+from sqlalchemy.engine import Connection
+real = Connection.exec_driver_sql
+def killed(self, statement, *args, **kwargs):
+    if statement.startswith("UPDATE alerts SET raised"):
+        os._exit(9)
+    return real(self, statement, *args, **kwargs)
+Connection.exec_driver_sql = killed
+from slmcnn.monitoring import Database
+Database(sys.argv[1])
+"""
+
+
+def test_a_migration_killed_half_way_two_version_rows_and_a_held_lock(database, monkeypatch, caplog):
+    """A migration killed at any point leaves the database as it was, and the next one completes it;
+    two rows in alembic_version and a migration lock held too long are one line each, not a
+    traceback or a wait without end."""
+    from sqlalchemy import create_engine, inspect
+
+    from slmcnn.monitoring import lock
+    from slmcnn.monitoring.db import database_url
+    from slmcnn.monitoring.migrations import head
+
+    key = "serial primary key" if "://" in database else "integer primary key"
+    for table in FIRST_VERSION:
+        sql_rows(database, "CREATE TABLE " + table.format(key=key))
+    sql_rows(database, "INSERT INTO builds (watch_dir, model, started) VALUES ('/cam', 'm', 0)")
+    sql_rows(database, "INSERT INTO alerts (build_id, layer_id, layer, rule) VALUES (1, 1, 7, 'error-fraction')")
+    engine = create_engine(database_url(database))
+    before = sorted(inspect(engine).get_table_names())
+    killed = subprocess.run([sys.executable, "-c", KILLED_MIGRATION, database], capture_output=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    engine.dispose()
+    assert sorted(inspect(engine).get_table_names()) == before  # nothing of the half-done migration stayed
+    db = Database(database)
+    assert sql_rows(database, "SELECT layer, raised FROM alerts") == [(7, 1)]
+    assert db.new_build("/cam", "cam #2").id == 2  # 0.1's one build per folder is gone
+    db.engine.dispose()
+
+    sql_rows(database, "INSERT INTO alembic_version (version_num) VALUES ('0001')")
+    with pytest.raises(DatabaseError, match=r"alembic_version table holds 2 rows \('.*', '.*'\)") as error:
+        Database(database)
+    assert len(str(error.value).splitlines()) == 1
+    sql_rows(database, "DELETE FROM alembic_version")
+    sql_rows(database, f"INSERT INTO alembic_version (version_num) VALUES ('{head()}')")
+
+    monkeypatch.setattr(lock, "MIGRATION_WAIT", 0.5)
+    sql_rows(database, "DROP TABLE alembic_version")  # as an slmcnn before migrations left it: to be migrated
+    with lock.migration_lock(engine), pytest.raises(DatabaseError, match="held the migration lock .* for over 0.5 s"):
+        Database(database)
+    assert sum("another slmcnn is migrating it" in r.message for r in caplog.records) == 1
+    assert revision_of(database) == head()
+
+
+def revision_of(database: str) -> str:
+    from sqlalchemy import create_engine
+
+    from slmcnn.monitoring.db import database_url
+    from slmcnn.monitoring.migrations import revision
+
+    engine = create_engine(database_url(database))
+    try:
+        Database(database)
+        return revision(engine)
+    finally:
+        engine.dispose()

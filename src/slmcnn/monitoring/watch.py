@@ -367,21 +367,26 @@ class Monitor:
         """Run a database step, waiting while the database is away (db.unavailable): one line when it
         goes, tries again with backoff, one line when it is back. A classified layer waits in memory
         to be stored, so nothing is lost and nothing is done twice."""
+        since = None
         for tries in itertools.count():
             try:
                 done = step(*args)
             except SQLAlchemyError as exc:
                 if not unavailable(exc):
                     raise
-                if tries == 0:
+                if since is None:
+                    since = time.monotonic()
                     reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
                     log.warning(
-                        "database %s unavailable (%s): waiting, trying again", shown_url(self.db.source), reason
+                        "database %s unavailable (%s): waiting and trying again, nothing is lost",
+                        shown_url(self.db.source),
+                        reason[:300],
                     )
                 time.sleep(OUTAGE_WAITS[min(tries, len(OUTAGE_WAITS) - 1)])
                 continue
-            if tries:
-                log.warning("database %s back after %d tries: monitoring goes on", shown_url(self.db.source), tries)
+            if since is not None:
+                waited = time.monotonic() - since
+                log.warning("database %s back after %.0f s: monitoring goes on", shown_url(self.db.source), waited)
             return done
 
     def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
