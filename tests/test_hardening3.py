@@ -257,3 +257,72 @@ def revision_of(database: str) -> str:
         return revision(engine)
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------- camera profiles that break
+
+
+@pytest.fixture(scope="module")
+def small_profile():
+    import numpy as np
+    import torch
+
+    from slmcnn.model import create_model
+    from slmcnn.profile import build_profile
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(100, 140, (256, 256, 3), dtype=np.uint8) for _ in range(6)]
+    return build_profile(frames, None, create_model("slmcnn-tiny").eval())
+
+
+def test_a_profile_update_is_one_step_and_a_bad_camera_file_names_its_field(tmp_path, small_profile, monkeypatch):
+    import dataclasses
+    import errno
+
+    import numpy as np
+
+    from slmcnn import files
+    from slmcnn.errors import OutputError, ProfileError
+    from slmcnn.profile import arrays_path, load_camera, save_camera
+
+    path = save_camera(tmp_path / "camera.json", None, small_profile)
+    first = arrays_path(path)
+    updated = dataclasses.replace(small_profile, thresholds=small_profile.thresholds * 1.5)
+
+    def full(target, text, force=True):
+        raise OutputError(f"cannot write {target}: the disk is full") from OSError(errno.ENOSPC, "full")
+
+    with monkeypatch.context() as patch:  # the disk fills between the arrays and camera.json
+        patch.setattr(files, "write_text", full)
+        with pytest.raises(OutputError):
+            save_camera(path, None, updated, force=True)
+    assert arrays_path(path) == first and np.array_equal(load_camera(path)[1].thresholds, small_profile.thresholds)
+    save_camera(path, None, updated, force=True)
+    assert not first.exists() and np.array_equal(load_camera(path)[1].thresholds, updated.thresholds)
+    save_camera(path, None, small_profile, force=True)  # and back: two names in turn, never one half-replaced
+    assert arrays_path(path) == first and sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, path.name])
+
+    good = json.loads(path.read_text())
+    corners = {"corners": [[0, 0], [9000, 0], [9000, 9000], [0, 9000]], "size": 256}
+    cases = [
+        ("threshold", 0), ("threshold", "high"), ("error_threshold", float("nan")), ("error_threshold", -1),
+        ("confirm", "x"), ("arrays", None), ("arrays", "../camera.profile.safetensors"),
+        ("arrays", str(first)), ("frame_shape", "256x256"), ("grid_shape", [2]), ("patch", 0), ("model", "tiny"),
+    ]  # fmt: skip
+    for field, value in cases:
+        doc = json.loads(json.dumps(good))
+        doc["profile"][field] = value
+        path.write_text(json.dumps(doc))
+        with pytest.raises(ProfileError, match=f'its profile\'s "{field}" must be') as error:
+            load_camera(path)
+        assert len(str(error.value).splitlines()) == 1
+    path.write_text(json.dumps({k: v for k, v in good.items() if k != "full_frame"} | corners))
+    with pytest.raises(ProfileError, match="corners .* lie far outside 256x256 px frames"):
+        load_camera(path)
+    for name, value in (("thresholds", 0.0), ("mean", float("nan")), ("scale", 0.0)):
+        broken = getattr(small_profile, name).copy()
+        broken[0] = value
+        save_camera(path, None, dataclasses.replace(small_profile, **{name: broken}), force=True)
+        with pytest.raises(ProfileError, match=f'its array "{name}"'):
+            load_camera(path)

@@ -51,8 +51,19 @@ class CameraCalibration:
         target = np.float32([[0, 0], [s, 0], [s, s], [0, s]])
         return cv2.getPerspectiveTransform(np.float32(self.corners), target)
 
+    def check_frame(self, width: int, height: int) -> None:
+        """The corners fit frames of this size: none lies more than half the frame beyond its edge
+        (a calibration of another camera, or a typo, would straighten nothing but border)."""
+        corners = np.asarray(self.corners, np.float64)
+        size = np.array([width, height], np.float64)
+        if ((corners < -0.5 * size) | (corners > 1.5 * size)).any():
+            raise SettingsError(
+                f"the calibration's corners {self.corners!r:.80} lie far outside {width}x{height} px frames"
+            )
+
     def warp(self, frame: np.ndarray) -> np.ndarray:
         """The straightened bed (size x size) from a raw frame."""
+        self.check_frame(frame.shape[1], frame.shape[0])
         return cv2.warpPerspective(
             frame, self.homography, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )

@@ -4,6 +4,8 @@ or not at all; a profile names the network it needs (checkpoint.model_hash)."""
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import torch
 
 from slmcnn.camera import CameraCalibration
 from slmcnn.constants import PHOTOS, __version__
-from slmcnn.errors import ProfileError
+from slmcnn.errors import ProfileError, SettingsError
 from slmcnn.profile.bank import CameraProfile, update_profile
 
 FORMAT = "slmcnn-camera-profile"
@@ -33,8 +35,26 @@ ARRAYS = ("mean", "scale", "memory", "memory_frame", "left_out", "thresholds")
 
 
 def arrays_path(json_path: str | Path) -> Path:
+    """The profile's arrays beside camera.json: the file it names, else camera.profile.safetensors."""
     path = Path(json_path)
-    return path.with_name(path.stem + ".profile.safetensors")
+    return _named_arrays(path) or path.with_name(path.stem + ".profile.safetensors")
+
+
+def _named_arrays(path: Path) -> Path | None:
+    """The arrays file that the camera.json at `path` names now, if it is one that could be read."""
+    try:
+        meta = json.loads(path.read_text()).get("profile") if path.is_file() else None
+        return _arrays_file(path, meta) if isinstance(meta, dict) else None
+    except (OSError, ValueError, AttributeError, ProfileError):
+        return None
+
+
+def _arrays_file(path: Path, meta: dict) -> Path:
+    """The arrays file `profile.arrays` names: a plain file name beside camera.json, nothing else."""
+    name = meta.get("arrays")
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ProfileError(f'{path}: its profile\'s "arrays" must be the name of a file beside it (got {name!r:.60})')
+    return path.with_name(name)
 
 
 def save_camera(
@@ -46,7 +66,9 @@ def save_camera(
 ) -> Path:
     """Write camera.json (geometry, or full frame, plus the profile's metadata, and when the camera
     takes each layer: `photo`) and, with a profile, camera.profile.safetensors beside it. An
-    existing file is only replaced with `force`."""
+    existing file is only replaced with `force`. Replacing a profile is one step: the new arrays
+    go under another name (camera.profile.<sha256>.safetensors) and the old ones are removed once
+    the new camera.json names the new ones, so a failure in between leaves the old profile whole."""
     from safetensors.numpy import save
 
     from slmcnn.files import write_bytes, write_text
@@ -61,16 +83,20 @@ def save_camera(
         raise ProfileError(f"`photo` must be one of {', '.join(PHOTOS)} (got {photo!r})")
     doc = calibration.to_json() if calibration else {"full_frame": True}
     doc["photo"] = photo
+    current = _named_arrays(path)  # kept until the new camera.json, which names the new arrays, lands
     if profile is not None:
         tensors = {name: np.ascontiguousarray(getattr(profile, name)) for name in ARRAYS}
-        target = arrays_path(path)
         data = save(tensors, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        digest = hashlib.sha256(data).hexdigest()
+        target = path.with_name(path.stem + ".profile.safetensors")
+        if current == target:
+            target = path.with_name(f"{path.stem}.profile.{digest[:12]}.safetensors")
         write_bytes(target, data)  # whole or not at all, like camera.json below
         doc["profile"] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "arrays": target.name,
-            "arrays_sha256": hashlib.sha256(data).hexdigest(),
+            "arrays_sha256": digest,
             "model": profile.model,
             "frames": profile.frames,
             "frame_shape": list(profile.frame_shape),
@@ -79,6 +105,11 @@ def save_camera(
             **profile.meta,
         }
     write_text(path, json.dumps(doc, indent=2))
+    if profile is not None:  # the arrays of the profile just replaced, and of an update that failed
+        stale = re.compile(rf"{re.escape(path.stem)}\.profile\.[0-9a-f]{{12}}\.safetensors")
+        for old in path.parent.iterdir():
+            if old != target and (old == current or stale.fullmatch(old.name)):
+                old.unlink(missing_ok=True)
     return path
 
 
@@ -139,7 +170,13 @@ def _load_profile(path: Path, calibration: CameraCalibration | None, meta: dict)
             f"{path}: camera profile format {meta.get('format_version')}, this slmcnn ({__version__}) reads "
             f"format {FORMAT_VERSION}; rebuild it with slmcnn calibrate"
         )
-    target = path.with_name(str(meta.get("arrays", "")))
+    _check_meta(path, meta)
+    if calibration is not None:
+        try:
+            calibration.check_frame(meta["frame_shape"][1], meta["frame_shape"][0])
+        except SettingsError as exc:
+            raise ProfileError(f"{path}: {exc}") from None
+    target = _arrays_file(path, meta)
     if not target.is_file():
         raise ProfileError(f"{path}: its profile arrays {target.name} are missing")
     if hashlib.sha256(target.read_bytes()).hexdigest() != meta.get("arrays_sha256"):
@@ -163,4 +200,35 @@ def _load_profile(path: Path, calibration: CameraCalibration | None, meta: dict)
         raise ProfileError(f"{path}: corrupt camera profile ({type(exc).__name__}: {exc})") from None
     if profile.thresholds.shape != (profile.positions,) or profile.memory.shape[1] != profile.mean.shape[0]:
         raise ProfileError(f"{path}: corrupt camera profile (arrays of the wrong shape)")
+    for name in ARRAYS:
+        if not np.isfinite(getattr(profile, name)).all():
+            raise ProfileError(f'{target}: corrupt camera profile (its array "{name}" holds NaN or infinite values)')
+    for name in ("scale", "thresholds"):  # divisors
+        if not (getattr(profile, name) > 0).all():
+            raise ProfileError(f'{target}: corrupt camera profile (its array "{name}" must be above 0 everywhere)')
     return profile
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The profile's fields in camera.json, each checked: a bad one is one error naming it."""
+    shape = lambda v: isinstance(v, list) and len(v) == 2 and all(_whole(x) for x in v)  # noqa: E731
+    checks = {
+        "frame_shape": (shape, "[height, width], whole numbers of pixels"),
+        "grid_shape": (shape, "[rows, cols], whole numbers of tiles"),
+        "patch": (_whole, "a whole number of pixels"),
+        "model": (lambda v: isinstance(v, dict), "the network's name and hash"),
+        "threshold": (_positive, "a number above 0"),
+        "error_threshold": (_positive, "a number above 0"),
+        "confirm": (lambda v: _positive(v) or v == 0, "a number of 0 or more"),
+    }
+    for name, (check, what) in checks.items():
+        if (name in meta or name not in ("threshold", "error_threshold", "confirm")) and not check(meta.get(name)):
+            raise ProfileError(f'{path}: its profile\'s "{name}" must be {what} (got {meta.get(name)!r:.60})')
