@@ -456,8 +456,9 @@ def test_a_layer_that_killed_the_monitor_is_recorded_as_poison(
     layer_png(watch / "00001.png")
     layer_png(watch / "00002.png", 1)
     key, stamp = str(watch.resolve()), FileStamp.of(watch / "00001.png")
+    machine = watching.MonitorConfig(watch).machine  # the host name
     for _ in range(2):
-        Database(db).begin_attempt(key, "00001.png", stamp)
+        Database(db).begin_attempt(key, machine, "00001.png", stamp)
     if kills_the_reader:
         monkeypatch.setattr(watching, "layer_survives", lambda path, limit: False)
     monitor_for(watch, db, tiny_model_file, settle=0.0).run(exit_when_idle=0.5)

@@ -52,7 +52,7 @@ def test_a_database_of_the_schema_before_keeps_its_rows_and_gains_the_new_column
     assert sql_rows(database, "SELECT file, count FROM attempts") == [("00002.png", 1)]
     sql_rows(database, "UPDATE alerts SET grade = 'critical', regions = '[[0, 0, 1, 1]]', overlay = 'o.png'")
     assert sql_rows(database, "SELECT grade, regions FROM alerts") == [("critical", "[[0, 0, 1, 1]]")]
-    assert db.machines() == ["m290"] and db.open_build("/cam").id == 1
+    assert db.machines() == ["m290"] and db.open_build("/cam", machine="m290").id == 1
 
 
 def test_a_database_of_the_first_version_is_brought_up_to_date(database):
@@ -74,7 +74,7 @@ def test_a_database_of_the_first_version_is_brought_up_to_date(database):
     sql_rows(database, "INSERT INTO alerts (build_id, layer_id, layer, rule) VALUES (1, 1, 7, 'error-fraction')")
     stored = Database(database)
     assert sql_rows(database, "SELECT layer, raised FROM alerts") == [(7, 1)]
-    assert stored.open_build("/cam").id == 1 and stored.stored_files("/cam")["00001.png"][0].stamp is None
+    assert stored.open_build("/cam").id == 1 and stored.stored_files("/cam", "")["00001.png"][0].stamp is None
     second = stored.new_build("/cam", "cam #2")
     assert [b.id for b in stored.builds("/cam")] == [1, second.id] and stored.builds()[0].name == "cam"
     assert sql_rows(database, "SELECT count(*) FROM layers WHERE build_id = 1") == [(1,)]

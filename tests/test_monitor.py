@@ -559,4 +559,4 @@ def test_the_store_gives_a_stored_layer_back_as_its_result(tmp_path, tiny_build)
     (back_alert,) = db.alerts(build.id)
     assert back_alert.regions == alert.regions and back_alert.grade == grade.grade == "minor"
     assert (back_alert.build, back_alert.machine) == (tiny_build.name, "m1") and db.grades(build.id) == {3: "minor"}
-    assert db.stored_files(str(tiny_build))["00003.png"][0].status == "done"
+    assert db.stored_files(str(tiny_build), "m1")["00003.png"][0].status == "done"

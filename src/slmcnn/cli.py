@@ -163,12 +163,12 @@ def cmd_monitor(args) -> int:
     db = Database(args.db)
     monitor = Monitor(config, db, backend, options, model)
     signal.signal(signal.SIGTERM, _interrupt)  # a stop from outside is no fault of the layer in hand
-    print(f"watching {config.watch_dir}, waiting for photos (Ctrl-C to stop)", flush=True)
-    before = Tally.of(db, monitor.key)
+    print(f"watching {config.watch_dir}, waiting for photos as machine {config.machine} (Ctrl-C to stop)", flush=True)
+    before = Tally.of(db, monitor.key, monitor.machine)
     try:
         monitor.run(args.exit_when_idle)
     finally:
-        print(f"{config.watch_dir}: {Tally.of(db, monitor.key).since(before)}", flush=True)
+        print(f"{config.watch_dir}: {Tally.of(db, monitor.key, monitor.machine).since(before)}", flush=True)
     return 0
 
 

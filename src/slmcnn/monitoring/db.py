@@ -2,15 +2,17 @@
 tables are in schema.py, the one-monitor lock in lock.py).
 
 A path means an SQLite file; anything with '://' is an SQLAlchemy URL (e.g. PostgreSQL). Each
-finished layer is one transaction with its tiles and alerts. A folder may hold several builds one
-after another (builds.watch_dir is not unique); each stored layer keeps the size, modification
-time and SHA-1 of its file, so a rewritten file is recognised.
+finished layer is one transaction with its tiles and alerts. A monitor's builds are keyed by its
+machine and folder (computers of a shop name their camera folders alike); a folder may hold
+several builds one after another; each stored layer keeps the size, modification time and SHA-1
+of its file, so a rewritten file is recognised.
 """
 
 import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import re
 import sqlite3
 import time
@@ -50,6 +52,7 @@ from slmcnn.predict import LayerResult
 from slmcnn.render import thumbnail_jpeg
 from slmcnn.tiles import TileGeometry
 
+log = logging.getLogger(__name__)
 SQLITE_HEADER = b"SQLite format 3\x00"
 DRIVERS = {"postgresql": ("psycopg", "postgresql+psycopg", "pip install 'slmcnn[postgres]'")}
 
@@ -175,7 +178,7 @@ class BuildRow:
     name: str
     model: str
     started: float
-    machine: str = ""  # the printer (monitor --machine); "" when not named
+    machine: str = ""  # the printer or computer (monitor --machine); "" in builds of an slmcnn before it
 
 
 @dataclass
@@ -222,22 +225,22 @@ class Database:
                     )
             upgrade(self.engine, shown_url(db))
 
-    def lock(self, watch_dir: str) -> MonitorLock:
-        """Hold the one-monitor lock for `watch_dir`, or raise DatabaseError when another has it."""
+    def lock(self, watch_dir: str, machine: str) -> MonitorLock:
+        """Hold the one-monitor lock for `watch_dir` on `machine`, or raise DatabaseError when another has it."""
         with database_errors(self.source):
-            return MonitorLock(self.engine, watch_dir, shown_url(self.source))
+            return MonitorLock(self.engine, watch_dir, machine, shown_url(self.source))
 
-    def begin_attempt(self, watch_dir: str, file: str, stamp: FileStamp) -> int:
+    def begin_attempt(self, watch_dir: str, machine: str, file: str, stamp: FileStamp) -> int:
         """Note that classifying `file` starts; return how many earlier tries of this same file
         (size and time) never finished: a layer that kills the monitor is known on restart."""
-        where = (attempts.c.watch_dir == watch_dir, attempts.c.file == file)
+        where = (attempts.c.machine == machine, attempts.c.watch_dir == watch_dir, attempts.c.file == file)
         with self.engine.begin() as conn:
             row = conn.execute(select(attempts).where(*where)).first()
             same = row is not None and row.size == stamp.size and abs(row.mtime - stamp.mtime) < 1e-6
             count = row.count if same else 0
             conn.execute(delete(attempts).where(*where))
-            values = {"watch_dir": watch_dir, "file": file, "size": stamp.size, "mtime": stamp.mtime}
-            conn.execute(insert(attempts).values(**values, count=count + 1))
+            values = {"machine": machine, "watch_dir": watch_dir, "file": file}
+            conn.execute(insert(attempts).values(**values, size=stamp.size, mtime=stamp.mtime, count=count + 1))
         return count
 
     def thumbnail(self, layer_id: int) -> bytes | None:
@@ -245,15 +248,18 @@ class Database:
         with self.engine.connect() as conn:
             return conn.execute(select(layers.c.thumbnail).where(layers.c.id == layer_id)).scalar()
 
-    def end_attempt(self, watch_dir: str, file: str) -> None:
+    def end_attempt(self, watch_dir: str, machine: str, file: str) -> None:
+        where = (attempts.c.machine == machine, attempts.c.watch_dir == watch_dir, attempts.c.file == file)
         with self.engine.begin() as conn:
-            conn.execute(delete(attempts).where(attempts.c.watch_dir == watch_dir, attempts.c.file == file))
+            conn.execute(delete(attempts).where(*where))
 
-    def builds(self, watch_dir: str | None = None) -> list[BuildRow]:
-        """Builds in the order they started (of one folder, or all)."""
+    def builds(self, watch_dir: str | None = None, machine: str | None = None) -> list[BuildRow]:
+        """Builds in the order they started (of one folder and machine, of one folder, or all)."""
         query = select(builds).order_by(builds.c.id)
         if watch_dir is not None:
             query = query.where(builds.c.watch_dir == watch_dir)
+        if machine is not None:
+            query = query.where(builds.c.machine == machine)
         with self.engine.connect() as conn:
             return [
                 BuildRow(
@@ -274,8 +280,15 @@ class Database:
         return BuildHandle(self, BuildRow(build_id, watch_dir, name, model, values["started"], machine))
 
     def open_build(self, watch_dir: str, name: str | None = None, model: str = "", machine: str = "") -> "BuildHandle":
-        """The folder's build called `name` (or its latest build), created when there is none."""
-        found = [b for b in self.builds(watch_dir) if name is None or b.name == name]
+        """The build called `name` (or the latest) of this folder on this machine, created when there
+        is none. A named machine first takes up the folder's builds stored without a machine name
+        (by an slmcnn before machines were keys): its monitor goes on with them."""
+        if machine and not self.builds(watch_dir, machine):
+            with self.engine.begin() as conn:
+                unnamed = (builds.c.watch_dir == watch_dir, builds.c.machine == "")
+                if conn.execute(update(builds).where(*unnamed).values(machine=machine)).rowcount:
+                    log.info("%s: builds stored without a machine name are taken up as %s's", watch_dir, machine)
+        found = [b for b in self.builds(watch_dir, machine) if name is None or b.name == name]
         if found:
             return BuildHandle(self, found[-1])
         return self.new_build(watch_dir, name or Path(watch_dir).name, model, machine)
@@ -285,12 +298,12 @@ class Database:
         with self.engine.connect() as conn:
             return sorted({r.machine or "" for r in conn.execute(select(builds.c.machine))} - {""})
 
-    def stored_files(self, watch_dir: str) -> dict[str, list[StoredFile]]:
-        """Every file stored for any build of this folder, by name."""
+    def stored_files(self, watch_dir: str, machine: str) -> dict[str, list[StoredFile]]:
+        """Every file stored for any build of this folder on this machine, by name."""
         query = (
             select(layers.c.file, layers.c.build_id, layers.c.status, layers.c.size, layers.c.mtime, layers.c.digest)
             .join(builds, builds.c.id == layers.c.build_id)
-            .where(builds.c.watch_dir == watch_dir)
+            .where(builds.c.watch_dir == watch_dir, builds.c.machine == machine)
         )
         found: dict[str, list[StoredFile]] = {}
         with self.engine.connect() as conn:
@@ -335,13 +348,13 @@ class Database:
         with self.engine.connect() as conn:
             return [StoredAlert(r.id, r.layer_id, alert_of(r), r.created) for r in conn.execute(query)]
 
-    def unraised_alerts(self, watch_dir: str) -> list[tuple[int, Alert]]:
-        """Alerts of any build of the folder stored but not delivered yet (the monitor stopped in
-        between, or their hook failed), oldest first: a new build or a restart raises them too."""
+    def unraised_alerts(self, watch_dir: str, machine: str) -> list[tuple[int, Alert]]:
+        """Alerts of any build of the folder on this machine stored but not delivered yet (the monitor
+        stopped in between, or their hook failed), oldest first: a new build or a restart raises them too."""
         query = (
             select(alerts, builds.c.name, builds.c.machine, builds.c.watch_dir)
             .join(builds, builds.c.id == alerts.c.build_id)
-            .where(builds.c.watch_dir == watch_dir, alerts.c.raised == 0)
+            .where(builds.c.watch_dir == watch_dir, builds.c.machine == machine, alerts.c.raised == 0)
             .order_by(alerts.c.id)
         )
         with self.engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""One monitor per folder and database, and one schema migration at a time: a lock file beside
+"""One monitor per machine, folder and database, and one schema migration at a time: a lock file beside
 SQLite, an advisory lock in PostgreSQL."""
 
 import contextlib
@@ -19,14 +19,18 @@ MIGRATION_KEY = int(hashlib.sha1(b"slmcnn schema migration").hexdigest()[:15], 1
 
 
 class MonitorLock:
-    """One monitor per folder and database: an exclusive lock held while the monitor runs (a lock
-    file beside an SQLite database, an advisory lock in PostgreSQL), released when the process ends
-    in any way, kill -9 included."""
+    """One monitor per machine, folder and database: an exclusive lock held while the monitor runs (a
+    lock file beside an SQLite database, an advisory lock in PostgreSQL), released when the process
+    ends in any way, kill -9 included. Keyed by machine too: the computers of a shop name their
+    camera folders alike."""
 
-    def __init__(self, engine: Engine, watch_dir: str, shown: str):
-        key = hashlib.sha1(f"{watch_dir}".encode()).hexdigest()
+    def __init__(self, engine: Engine, watch_dir: str, machine: str, shown: str):
+        key = hashlib.sha1(f"{machine}\0{watch_dir}".encode()).hexdigest()
         self.handle, self.connection = None, None
-        busy = DatabaseError(f"another monitor is following {watch_dir} with {shown}; stop it first")
+        busy = DatabaseError(
+            f"another monitor is following {watch_dir} as machine {machine!r} with {shown}; stop it first, "
+            "or give this one its own --machine"
+        )
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             path = Path(engine.url.database)
             self.handle = open(path.with_name(f".{path.name}.{key[:10]}.lock"), "a+")

@@ -35,15 +35,15 @@ def watch_notes(folder: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class Tally:
-    """What a folder's builds hold in a database: each build's graded layers, and failed layers."""
+    """What a folder's builds on a machine hold in a database: each build's graded layers, and failed layers."""
 
     grades: dict[int, dict[int, str]]  # build id: {layer number: grade}
     failed: int
 
     @classmethod
-    def of(cls, db: Database, watch_dir: str) -> "Tally":
-        grades = {build.id: db.grades(build.id) for build in db.builds(watch_dir)}
-        stored = db.stored_files(watch_dir).values()
+    def of(cls, db: Database, watch_dir: str, machine: str) -> "Tally":
+        grades = {build.id: db.grades(build.id) for build in db.builds(watch_dir, machine)}
+        stored = db.stored_files(watch_dir, machine).values()
         return cls(grades, sum(row.status == "failed" for rows in stored for row in rows))
 
     def since(self, before: "Tally") -> str:

@@ -23,7 +23,9 @@ builds = Table(
     Column("model", String),
     Column("started", Float),
     Column("name", String),
-    Column("machine", String),  # the printer a monitor follows (monitor --machine); "" when not named
+    # the printer or computer a monitor follows (monitor --machine, default the host name); "" in
+    # builds of an slmcnn before that, until a named monitor of the folder takes them up
+    Column("machine", String),
 )
 layers = Table(
     "layers",
@@ -83,6 +85,7 @@ alerts = Table(
 attempts = Table(  # layers being classified: a row left behind means the monitor died on that file
     "attempts",
     metadata,
+    Column("machine", String, primary_key=True),
     Column("watch_dir", String, primary_key=True),
     Column("file", String, primary_key=True),
     Column("size", Integer),

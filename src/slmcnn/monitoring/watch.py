@@ -21,7 +21,9 @@ as Ctrl-C does, ending the try first.
 Builds: a folder may receive one build after another. A new build starts when `build` names one
 not seen before, when a file already stored for the current build is written again (a new first
 layer over the old one, say), or when layer numbers start again at or below the current build's
-first. Files stay with the build they were stored for, and no layer is ever skipped.
+first. Files stay with the build they were stored for, and no layer is ever skipped. Builds belong
+to a machine (`machine`, default the host name) and a folder: the computers of a shop that share a
+database may all watch /data/camera, each into builds of its own.
 
 Database outages: while the database is away (an SQLite file another program holds, a server
 restarting), the monitor says so in one line, waits and tries again with backoff, and goes on; a
@@ -34,6 +36,7 @@ import itertools
 import logging
 import queue
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +73,8 @@ class MonitorConfig:
     watch_dir: Path
     out: Path | None = None  # overlays and alerts.jsonl
     build: str | None = None  # name of the build being followed (default: the folder's latest)
-    machine: str = ""  # the printer this monitor follows, stored with each build (several share a database)
+    # the printer or computer this monitor follows: its builds and lock are keyed by machine and folder
+    machine: str = field(default_factory=socket.gethostname)
     pattern: str | None = None  # regex whose first group is the layer number
     settle: float = 0.5
     poll: bool = False  # poll the folder instead of OS events (network shares)
@@ -121,8 +125,8 @@ class Monitor:
         self.db = db
         self.options = options or RunOptions(workers=1)
         self.watch_dir = config.watch_dir.resolve()
-        self.key = str(self.watch_dir)
-        self.lock = db.lock(self.key)
+        self.key, self.machine = str(self.watch_dir), config.machine
+        self.lock = db.lock(self.key, self.machine)
         self.pattern = compile_pattern(config.pattern)
         self.hook = AlertHook(
             config.out / "alerts.jsonl" if config.out else None, config.on_alert, config.on_alert_timeout
@@ -133,15 +137,16 @@ class Monitor:
         self.files = RunFiles(out, ("overlay",), summary=False, background=False) if out else None
         self.pipeline = LayerPipeline(backend, self.options, self.files, model, config.rules)
         self.pipeline.predictor.warm_up()  # the network's first-call costs now, not on the first layer
-        self.stored = db.stored_files(self.key)
+        build = db.open_build(self.key, config.build, self.options.model_name, self.machine)
+        self.stored = db.stored_files(self.key, self.machine)
         self.digests: dict[tuple[str, int, float], str] = {}
-        self._use(db.open_build(self.key, config.build, self.options.model_name, config.machine))
+        self._use(build)
         self._relearn()
         self.events: queue.Queue = queue.Queue()
 
     def _use(self, build) -> None:
         history = build.history(self.config.rules.history_needed)
-        first = self.db.builds(self.key)[0].id == build.id
+        first = self.db.builds(self.key, self.machine)[0].id == build.id
         self.build = build
         self.pipeline.new_build()
         self.pipeline.grader.history = history
@@ -229,9 +234,9 @@ class Monitor:
         return None
 
     def _start_build(self, reason: str) -> None:
-        count = len(self.db.builds(self.key))
+        count = len(self.db.builds(self.key, self.machine))
         name = f"{self.config.build or self.watch_dir.name} #{count + 1}"
-        build = self.db.new_build(self.key, name, self.options.model_name, self.config.machine)
+        build = self.db.new_build(self.key, name, self.options.model_name, self.machine)
         self._patiently(self._use, build)  # stored: switched to whatever the database does next
         new_build = getattr(self.pipeline.predictor.backend, "new_build", None)
         if new_build is not None:  # its first layers are learned afresh
@@ -291,7 +296,7 @@ class Monitor:
         monitor (an output that cannot be written). A file that killed the monitor POISON_TRIES
         times before is not opened again."""
         name = storable(path.name)
-        crashed = self.db.begin_attempt(self.key, name, stamp)
+        crashed = self.db.begin_attempt(self.key, self.machine, name, stamp)
         if crashed >= POISON_TRIES:
             if not layer_survives(path, self.options.max_megapixels):
                 return LayerOutcome(path, error=f"{POISON} the monitor stopped {crashed} times while classifying it")
@@ -302,12 +307,12 @@ class Monitor:
             outcome = next(iter(self.pipeline.run([path])))
         except (OutputError, DatabaseError, KeyboardInterrupt):
             with contextlib.suppress(Exception):
-                self.db.end_attempt(self.key, name)  # the monitor stops, but not because of this layer
+                self.db.end_attempt(self.key, self.machine, name)  # the monitor stops, but not because of this layer
             raise
         except Exception as exc:  # noqa: BLE001 - one bad layer must not stop the monitoring of a build
             log.debug("layer %s", name, exc_info=True)
             outcome = LayerOutcome(path, error=f"{path}: {type(exc).__name__}: {exc}"[:500])
-        self._patiently(self.db.end_attempt, self.key, name)  # this try is over; a retry is a new one
+        self._patiently(self.db.end_attempt, self.key, self.machine, name)  # this try is over; a retry is a new one
         return outcome
 
     def _finish(self, outcome: LayerOutcome, number: int, stamp: FileStamp) -> None:
@@ -317,7 +322,7 @@ class Monitor:
         file = storable(result.path.name)
         alert = None
         if grade.grade != "ok":
-            alert = Alert.of_layer(number, file, grade, self.build.row.name, self.config.machine, str(overlay or ""))
+            alert = Alert.of_layer(number, file, grade, self.build.row.name, self.machine, str(overlay or ""))
         alert_id = self._patiently(self.build.add_layer, number, result, grade, alert, overlay, stamp)
         f = result.fractions
         log.info(
@@ -329,7 +334,7 @@ class Monitor:
     def raise_pending(self, fresh: int | None = None) -> None:
         """Raise every stored alert not raised yet (this layer's, `fresh`, and any a killed run
         left behind), on the sender's pool when the monitor runs, else here."""
-        for alert_id, alert in self.db.unraised_alerts(self.key):
+        for alert_id, alert in self.db.unraised_alerts(self.key, self.machine):
             if self.sender is not None:
                 self.sender.send(alert_id, alert, fresh=alert_id == fresh)
             elif deliver(self.hook, alert, alert_id):
