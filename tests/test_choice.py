@@ -138,8 +138,10 @@ def test_auto_measures_without_amx_and_says_what_it_chose(engines, monkeypatch, 
     monkeypatch.setattr(backends, "_compiled", lambda model, precision, patches: Stub(f"compiled-{precision}", model))
     monkeypatch.setattr(backends, "_onnx", lambda model, precision, patches: Stub(f"onnx-{precision}", model))
     model = tiny()
+    assert isinstance(create_backend(model, "auto", layers=2), TorchBackend) and timed == []  # too small to gain
     assert create_backend(model, "auto").chosen == "onnx-int8"
     assert "auto: onnx-int8, the fastest here" in caplog.text
+    assert create_backend(model, "auto", layers=2).chosen == "onnx-int8"  # timed once: read by any job
     assert create_backend(model, "auto", "fp32").chosen == "compiled-fp32"  # the same record, fp32 only
     assert len(timed) == 1
     monkeypatch.setattr(backends, "amx_supported", lambda: True)

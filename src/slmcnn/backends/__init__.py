@@ -120,8 +120,8 @@ def create_backend(
     a second, so compiling is paid once: the first job that would run faster compiled builds it (in
     a process of its own, for the jobs after it, or in the job when that pays already). Elsewhere
     the fastest of compiled bf16 and fp32 and ONNX Runtime fp32 and int8 (those of `precision`, if
-    one is given), timed once per CPU, torch and model by the first `auto` job, which compiles
-    the packages (choice.py; bf16 and int8 only where their tiles agree with fp32's). With
+    one is given), timed once per CPU, torch and model by the first `auto` job large enough to
+    gain from them (about 10 layers and up, or the monitor), which compiles the packages (choice.py; bf16 and int8 only where their tiles agree with fp32's). With
     SLMCNN_COMPILE=0 `auto` compiles and times nothing: a package in the cache, else eager. `torch` is eager
     PyTorch in `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX
     Runtime fp32. benchmarks/bench_predict.py and bench_whole.py measure every choice."""
@@ -148,6 +148,9 @@ def create_backend(
         )
     if every_precision or precision != "bf16":
         from slmcnn.backends import choice
+
+        if patches is not None and auto_engine(patches, True, 0.0) == "eager" and choice.read_record(model) is None:
+            return _torch(model, precision, patches)  # no engine would pay off in so small a job: none is timed yet
 
         candidates = {
             "compiled-bf16": lambda: _compiled(model, "bf16", patches),
