@@ -326,3 +326,54 @@ def test_a_profile_update_is_one_step_and_a_bad_camera_file_names_its_field(tmp_
         save_camera(path, None, dataclasses.replace(small_profile, **{name: broken}), force=True)
         with pytest.raises(ProfileError, match=f'its array "{name}"'):
             load_camera(path)
+
+
+# ---------------------------------------------------------------- the app: labels lost, bodies without end
+
+
+@pytest.fixture(scope="module")
+def app_client(tiny_build, tiny_model_file, error_model_file, tmp_path_factory):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from slmcnn.app.server import create_app
+    from slmcnn.app.workspace import AppConfig
+    from test_app import monitored_build
+
+    root = tmp_path_factory.mktemp("app")
+    db = monitored_build(tiny_build, error_model_file, root, 3)
+    (root / "data").mkdir()
+    config = AppConfig([db], [root / "data"], tiny_model_file, labels=root / "labels.sqlite", token="t", user="me")
+    return TestClient(create_app(config), base_url="http://127.0.0.1:8765", headers={"X-Slmcnn-Token": "t"})
+
+
+def test_app_undo_keeps_later_labels_exports_never_share_a_folder_and_bodies_are_bounded(app_client, monkeypatch):
+    from slmcnn.app.limits import MAX_BODY
+
+    client = app_client
+    alert = client.get("/api/sets/b0-1").json()["alerts"][0]
+    review, layer = f"/api/sets/b0-1/alerts/{alert['id']}", f"/api/sets/b0-1/layers/{alert['index']}"
+    assert client.post(review, json={"verdict": "false_alarm"}).json()["labelled"] == 9
+    client.post(f"{layer}/labels", json={"row": 1, "col": 1, "cls": 1})  # a hand label after the review
+    assert client.request("DELETE", review, json={}).json()["restored"] == 8
+    labels = client.get(layer).json()["labels"]
+    assert labels[1][1] == 1 and sum(cell is not None for row in labels for cell in row) == 1
+
+    for i in range(3):  # enough labelled layers to export
+        cells = [{"row": r, "col": c, "cls": (r + c + i) % 3} for r in range(3) for c in range(3)]
+        client.post(f"/api/sets/b0-1/layers/{i}/labels", json={"labels": cells})
+    monkeypatch.setattr(time, "strftime", lambda pattern, *when: "20260101-000000")  # the same second
+    folders = [Path(client.post("/api/export", json={}).json()["folder"]) for _ in range(2)]
+    assert folders[0] != folders[1]
+    for folder in folders:
+        names = [p.name for p in folder.glob("*/*.png")]
+        assert len(names) == len(set(names)) == 27  # no tile under two classes
+
+    huge = b'{"labels": [' + b'{"row": 0, "col": 0, "cls": 1},' * (MAX_BODY // 30) + b"{}]}"
+    refused = client.post(f"{layer}/labels", content=huge, headers={"Content-Type": "application/json"})
+    assert refused.status_code == 413 and "larger than the app takes" in refused.text
+    streamed = client.post(f"{layer}/labels", content=iter([huge[:MAX_BODY], huge[MAX_BODY:]]))  # chunked
+    assert streamed.status_code == 413
+    assert client.post(f"{layer}/labels", json={"row": 0, "col": 0, "cls": 2}).status_code == 200
+    nul = client.post("/api/sets", json={"folder": "photos\x00/../x"})
+    assert nul.status_code == 404 and "no such folder" in nul.json()["error"]

@@ -7,8 +7,10 @@ is one OutputError naming the path and the reason.
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -114,6 +116,19 @@ def run_folder(out: str | Path, force: bool = False) -> Path:
             )
     writable(out)
     return out
+
+
+def fresh_folder(parent: str | Path, prefix: str) -> Path:
+    """A new folder parent/PREFIX-YYYYmmdd-HHMMSS, made now (-2, -3... when one of that second
+    exists): two exports or runs started in the same second never share a folder."""
+    parent, stamp = Path(parent), time.strftime("%Y%m%d-%H%M%S")
+    with os_errors(parent):
+        parent.mkdir(parents=True, exist_ok=True)
+        for count in itertools.count(1):
+            folder = parent / (f"{prefix}-{stamp}" if count == 1 else f"{prefix}-{stamp}-{count}")
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir()
+                return folder
 
 
 def writable(folder: str | Path) -> Path:

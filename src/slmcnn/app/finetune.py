@@ -5,6 +5,7 @@ on labelled layers held out from the fine-tune."""
 import csv
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from slmcnn.camera import CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.data import SPLIT_COLUMNS, SPLIT_FILE
 from slmcnn.errors import SlmcnnError
+from slmcnn.files import fresh_folder
 from slmcnn.tiles import TileGeometry
 
 log = logging.getLogger(__name__)
@@ -194,11 +196,11 @@ class FineTune:
         with self._lock:
             if self.state.state == "running":
                 raise SlmcnnError("a fine-tune is running already")
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            run = self.work / f"finetune-{stamp}"
+            run = fresh_folder(self.work, "finetune")
             try:
                 export = export_labels(store, run / "data", held_out=True)
             except SlmcnnError as exc:  # too few labels or layers: the page says why, until the next try
+                shutil.rmtree(run, ignore_errors=True)
                 self.state = FineTuneState("refused", message=str(exc))
                 raise
             self.state = FineTuneState("running", 0, epochs, time.time(), run=str(run))

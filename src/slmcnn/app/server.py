@@ -14,11 +14,13 @@ from fastapi.templating import Jinja2Templates
 
 from slmcnn.app import camera_setup
 from slmcnn.app.finetune import export_labels
+from slmcnn.app.limits import BodyLimit
 from slmcnn.app.sources import BuildSet, FolderSet, NotFound, PhotoChanged
 from slmcnn.app.store import StoreBusy
 from slmcnn.app.workspace import AppConfig, Workspace
 from slmcnn.constants import CLASS_COLOURS, CLASSES, OBJECT, POWDER, __version__
 from slmcnn.errors import SlmcnnError
+from slmcnn.files import fresh_folder
 
 HERE = Path(__file__).parent
 TOKEN_HEADER = "x-slmcnn-token"
@@ -58,6 +60,7 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     app.state.workspace, app.state.token = ws, token
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_middleware(BodyLimit)
 
     def given_token(request: Request) -> str:
         return request.headers.get(TOKEN_HEADER) or request.cookies.get("slmcnn_token") or ""
@@ -312,9 +315,7 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     # export and fine-tune
     @app.post("/api/export")
     def export():
-        import time
-
-        done = export_labels(ws.store, ws.work / f"export-{time.strftime('%Y%m%d-%H%M%S')}")
+        done = export_labels(ws.store, fresh_folder(ws.work, "export"))
         return {
             "folder": str(done.folder),
             "tiles": done.tiles,

@@ -111,19 +111,40 @@ class LabelStore:
         self, ref: LayerRef, row: int, col: int, cls: int | None, checked: bool, who: str, why: str = "label"
     ) -> None:
         """Store one tile's label (None clears it) in one transaction, with its log entry."""
+        with self._transaction() as c:
+            self._write_label(c, ref, row, col, cls, checked, who, why)
+
+    def restore_labels(self, ref: LayerRef, undo: list, who: str, wrote: str) -> int:
+        """Put back the labels a review wrote over (`undo`: [row, col, cls, checked] as they were
+        before it, `wrote`: the review's `why`), in one transaction, on the tiles where the review's
+        label still stands: a tile labelled since, by hand or otherwise, keeps that label. How many
+        were put back."""
+        restored = 0
+        with self._transaction() as c:
+            for row, col, cls, checked in undo:
+                last = c.execute(
+                    "SELECT why FROM label_log WHERE set_key=? AND layer=? AND row=? AND col=? ORDER BY id DESC LIMIT 1",
+                    (ref.set_key, ref.layer, row, col),
+                ).fetchone()
+                if last is not None and last[0] == wrote:
+                    self._write_label(c, ref, row, col, cls, checked, who, "undo review")
+                    restored += 1
+        return restored
+
+    @staticmethod
+    def _write_label(c, ref: LayerRef, row: int, col: int, cls: int | None, checked: bool, who: str, why: str) -> None:
         at = time.time()
         camera = json.dumps(ref.camera) if ref.camera else None
-        with self._transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO labels (set_key, layer, row, col, cls, checked, who, at, build, number, image, "
-                "geometry, camera, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, ref.build, ref.number, ref.image,
-                 json.dumps(ref.geometry), camera, ref.digest),
-            )  # fmt: skip
-            c.execute(
-                "INSERT INTO label_log (set_key, layer, row, col, cls, checked, who, at, why) VALUES (?,?,?,?,?,?,?,?,?)",
-                (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, why),
-            )
+        c.execute(
+            "INSERT OR REPLACE INTO labels (set_key, layer, row, col, cls, checked, who, at, build, number, image, "
+            "geometry, camera, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, ref.build, ref.number, ref.image,
+             json.dumps(ref.geometry), camera, ref.digest),
+        )  # fmt: skip
+        c.execute(
+            "INSERT INTO label_log (set_key, layer, row, col, cls, checked, who, at, why) VALUES (?,?,?,?,?,?,?,?,?)",
+            (ref.set_key, ref.layer, row, col, cls, int(checked), who, at, why),
+        )
 
     def layer_labels(self, set_key: str, layer: str) -> dict[tuple[int, int], tuple[int | None, bool, str, float]]:
         rows = self._run(

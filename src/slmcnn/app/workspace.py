@@ -216,6 +216,8 @@ class Workspace:
         """A folder of photos as a set to label; only inside the --data folders."""
         if not self.roots:
             raise PermissionError("no --data folder was given: the app opens no folders")
+        if "\0" in folder:  # no path holds one (the operating system would refuse it)
+            raise NotFound(f"{folder!r:.80}: no such folder")
         path = Path(folder)
         path = path if path.is_absolute() else self.roots[0] / path
         if not inside(path, self.roots):
@@ -348,11 +350,9 @@ class Workspace:
         return len(Lessons(self.config.lessons_path).forget(source=lesson_source(key, alert_id)))
 
     def undo_labels(self, set_id: str, alert_layer_id: int, undo: list[list], who: str) -> int:
-        """Put back the labels a review wrote, as they were before it."""
+        """Put back the labels a review wrote, as they were before it; a tile labelled since keeps its label."""
         data = self._alert_layer(set_id, alert_layer_id)
-        for row, col, cls, checked in undo if data is not None else []:
-            self.store.set_label(data.ref, row, col, cls, checked, who, why="undo review")
-        return len(undo) if data is not None else 0
+        return self.store.restore_labels(data.ref, undo, who, wrote="false alarm") if data is not None else 0
 
     def _alert_layer(self, set_id: str, layer_id: int) -> LayerData | None:
         s = self.get_set(set_id)
