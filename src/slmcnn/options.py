@@ -275,7 +275,7 @@ OPTIONS = {
         ("--db", dict(required=True, help="SQLite file, or a URL such as postgresql://host/db")),
         ("--out", dict(metavar="FOLDER", help="folder for overlays and alerts.jsonl")), *MODEL,
         ("--build", dict(metavar="NAME", help="name of this build (default: this machine's latest build of the folder)")),
-        ("--machine", dict(of=MONITOR, metavar="NAME", help="the printer or computer: builds and the one-monitor lock are keyed by it and the folder, so computers with the same camera folder share one database (default: the host name)")),
+        ("--machine", dict(of=MONITOR, metavar="NAME", help="this printer or computer: builds and the lock are kept per machine and folder, so machines can share a database (default: the host name)")),
         ("--pattern", dict(metavar="REGEX", help="regex whose first group is the layer number (default: the last number in the name)")),
         ("--settle", dict(type=float, of=MONITOR, metavar="SECONDS", help="seconds a file's size must stay unchanged")),
         ("--poll", dict(action="store_true", help="poll the folder instead of OS events (network shares)")),
