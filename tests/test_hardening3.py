@@ -377,3 +377,45 @@ def test_app_undo_keeps_later_labels_exports_never_share_a_folder_and_bodies_are
     assert client.post(f"{layer}/labels", json={"row": 0, "col": 0, "cls": 2}).status_code == 200
     nul = client.post("/api/sets", json={"folder": "photos\x00/../x"})
     assert nul.status_code == 404 and "no such folder" in nul.json()["error"]
+
+
+def test_one_bad_photo_leaves_the_others_proposed(app_client, tmp_path):
+    client = app_client
+    photos = Path(client.app.state.workspace.roots[0]) / "photos"
+    photos.mkdir()
+    for i in range(3):
+        layer_png(photos / f"{i + 1:05d}.png", i)
+    (photos / "00002.png").write_bytes(b"\x89PNG\r\n\x1a\n not a photo")
+    opened = client.post("/api/sets", json={"folder": "photos"}).json()
+    proposed = client.get(f"/api/sets/{opened['id']}/proposals", params={"count": 5})
+    assert proposed.status_code == 200 and proposed.json(), proposed.text
+
+
+# ---------------------------------------------------------------- inputs that are one clear line
+
+
+def test_more_inputs_that_are_one_clear_line(tmp_path, tiny_model_file):
+    import numpy as np
+
+    import slmcnn
+    from conftest import run_cli
+    from slmcnn.errors import SlmcnnError
+    from test_hardening import one_line
+
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    out = tmp_path / "out"
+    one_line(run_cli("predict-layer", tmp_path / "a.png", "--out", out, "--model", tiny_model_file), 2, "a loop")
+    for call, words in (
+        (lambda: slmcnn.calibrate(np.zeros((0, 0, 3), np.uint8)), "empty image"),
+        (lambda: slmcnn.predict_layers(np.zeros((0, 5, 3), np.uint8), tiny_model_file, backend="torch"), "empty"),
+        (lambda: slmcnn.predict_archive(123, out), "layers"),
+    ):
+        with pytest.raises(SlmcnnError, match=words):
+            call()
+    watch = tmp_path / "camera"
+    watch.mkdir()
+    base = ("monitor", watch, "--db", tmp_path / "b.sqlite", "--model", tiny_model_file, "--exit-when-idle", "0.1")
+    for flag, value in (("--alert-share", "2"), ("--alert-region", "0"), ("--alert-sure", "nan")):
+        one_line(run_cli(*base, flag, value), 2, flag)
+    one_line(run_cli(*base, "--alert-persist", "9/3"), 2, "--alert-persist")

@@ -151,11 +151,14 @@ def predict_archive(
     from slmcnn.files import run_folder
     from slmcnn.images import list_images
 
+    given = [layers] if isinstance(layers, str | Path) else layers
+    if not isinstance(given, Sequence) or not all(isinstance(item, str | Path) for item in given):
+        raise SettingsError(f"`layers` must be a file, folder or glob, or a list of them (got {layers!r:.60})")
     require_ray()
     for name, value in (("model", model), ("camera", camera), ("truth", truth)):
         if value is not None and not isinstance(value, str | Path):
             raise SettingsError(f"`{name}` must be a path that every Ray worker can read (got {type(value).__name__})")
-    paths = list_images([layers] if isinstance(layers, str | Path) else list(layers))
+    paths = list_images(list(given))
     if not paths:
         raise SettingsError(f"no images found in {layers}")
     run_folder(out, force)
@@ -290,7 +293,7 @@ def calibrate(
     number(error_threshold, "error_threshold", 0.05, 100, optional=True)
     calibration = None
     if not full_frame:
-        first = images.read(frames[0]) if isinstance(frames[0], str | Path) else frames[0]
+        first = images.read(frames[0]) if isinstance(frames[0], str | Path) else images.as_rgb(frames[0], "frame")
         found = detect_corners(first) if corners is None else corners
         ordered = order_corners(found).round(2).tolist()
         calibration = CameraCalibration(ordered, size, bed_mm, [list(map(list, p)) for p in ignore])

@@ -26,6 +26,7 @@ REASONS = {
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.ENOENT: "no such file or folder",
     errno.ENAMETOOLONG: "the name is too long",
+    errno.ELOOP: "a loop of symbolic links",
 }
 
 

@@ -42,19 +42,16 @@ class GradeRules:
         for name in ("region_tiles", "window"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SettingsError(
-                    f"the grading's {name.replace('_', ' ')} must be a whole number of 1 or more (got {value!r})"
-                )
+                raise SettingsError(f"`{name}` must be a whole number of 1 or more (got {value!r})")
         if not isinstance(self.persist, int) or isinstance(self.persist, bool) or not 0 <= self.persist <= self.window:
             raise SettingsError(
-                f"the persistence rule needs 0 (off) to {self.window} layers of the last {self.window} (got {self.persist!r})"
+                f"the persistence rule (`persist`) needs 0 (off) to {self.window} layers of the last {self.window} "
+                f"(got {self.persist!r})"
             )
         for name, low, high in (("share", 0.0, 1.0), ("sure", 0.0, 1.0)):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not low < value <= high:
-                raise SettingsError(
-                    f"the grading's {name} must be a number above {low:g} and at most {high:g} (got {value!r})"
-                )
+                raise SettingsError(f"`{name}` must be a number above {low:g} and at most {high:g} (got {value!r})")
 
     @property
     def history_needed(self) -> int:

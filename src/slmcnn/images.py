@@ -1,5 +1,6 @@
 """Read layer photos and patches of any common format into HxWx3 arrays, with clear errors."""
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 
 from slmcnn.errors import ImageReadError, OutputError, SettingsError, SlmcnnError
-from slmcnn.files import write_bytes
+from slmcnn.files import describe, write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
@@ -145,7 +146,10 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
 
 
 def as_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
-    """Normalise an array to HxWx3 uint8/uint16: gray expanded, alpha dropped, floats rejected."""
+    """Normalise an array to HxWx3 uint8/uint16: gray expanded, alpha dropped, floats and empty
+    arrays rejected."""
+    if array.ndim in (2, 3) and 0 in array.shape:
+        raise ImageReadError(f"{name}: an empty image (shape {array.shape})")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     if array.dtype not in (np.uint8, np.uint16):
@@ -196,5 +200,16 @@ def list_images(inputs: list[str | Path]) -> list[Path]:
             pattern = str(item_path.relative_to(base)) if item_path.is_absolute() else str(item)
             found += sorted(p for p in base.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
-            found.append(item_path)
+            found.append(_named_file(item_path))
     return found
+
+
+def _named_file(path: Path) -> Path:
+    """A file named on the command line, as given: one that does not exist is said when it is read,
+    but a loop of symbolic links is said now (resolving it on the way would raise RuntimeError)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageReadError(describe(exc, path)) from None
+    return path

@@ -300,7 +300,12 @@ class Workspace:
         s = self.get_set(set_id)
         total = s.count()
         indices = sorted({round(i) for i in np.linspace(0, total - 1, min(total, most_layers))}) if total else []
-        layers = [s.layer(i, self) for i in indices]
+        layers = []
+        for i in indices:
+            try:
+                layers.append(s.layer(i, self))
+            except SlmcnnError as exc:  # one unreadable photo does not refuse the whole set
+                log.warning("proposals: layer %d of %s left out: %s", i, s.name, exc)
         labelled = {
             d.ref.layer: {
                 cell
