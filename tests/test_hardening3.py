@@ -419,3 +419,25 @@ def test_more_inputs_that_are_one_clear_line(tmp_path, tiny_model_file):
     for flag, value in (("--alert-share", "2"), ("--alert-region", "0"), ("--alert-sure", "nan")):
         one_line(run_cli(*base, flag, value), 2, flag)
     one_line(run_cli(*base, "--alert-persist", "9/3"), 2, "--alert-persist")
+
+
+def test_the_monitor_and_the_app_leave_another_program_s_sqlite_file_alone(tmp_path, tiny_model_file):
+    import sqlite3
+
+    from conftest import run_cli
+    from slmcnn.app.store import LabelStore
+    from slmcnn.errors import SettingsError
+    from test_hardening import one_line
+
+    theirs = tmp_path / "inventory.sqlite"
+    with sqlite3.connect(theirs) as conn:
+        conn.execute("CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT)")
+    before = theirs.read_bytes()
+    watch = tmp_path / "camera"
+    watch.mkdir()
+    layer_png(watch / "00001.png")
+    args = ("monitor", watch, "--db", theirs, "--model", tiny_model_file, "--exit-when-idle", "0.1")
+    one_line(run_cli(*args), 2, "another program's database", "parts")
+    with pytest.raises(SettingsError, match="another program's database"):
+        LabelStore(theirs)
+    assert theirs.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["camera", theirs.name]

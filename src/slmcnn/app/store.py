@@ -67,6 +67,13 @@ class LabelStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), timeout=5.0, check_same_thread=False, isolation_level=None)
+            tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "labels" not in tables:  # never add ours to another program's database
+                self._conn.close()
+                raise SettingsError(
+                    f"{self.path} is another program's database (tables {', '.join(sorted(tables)[:4])}); "
+                    "give the app's labels database or a new file"
+                )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(SCHEMA)
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(labels)")}

@@ -211,14 +211,21 @@ class Database:
 
     def __init__(self, db: str | Path, create: bool = True):
         """Open (with `create`, make) a monitor's database; without `create` a database that lacks
-        the monitor's tables is refused and left untouched."""
+        the monitor's tables is refused and left untouched, and so is, with it, an SQLite file of
+        another program (tables, none of them the monitor's)."""
         self.source = db
         with database_errors(db):
             url = database_url(db, create)
             # a server's connections are checked before use: one that restarted is reconnected to
             self.engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+            tables = set(inspect(self.engine).get_table_names())
+            if create and self.engine.dialect.name == "sqlite" and tables and "builds" not in tables:
+                raise DatabaseError(
+                    f"{shown_url(db)} is another program's database (tables {', '.join(sorted(tables)[:4])}); "
+                    "give the monitor's database or a new file"
+                )
             if not create:
-                missing = {"builds", "layers", "tiles", "alerts"} - set(inspect(self.engine).get_table_names())
+                missing = {"builds", "layers", "tiles", "alerts"} - tables
                 if missing:
                     raise DatabaseError(
                         f"{shown_url(db)} is not a monitor's database (no {', '.join(sorted(missing))} table)"
