@@ -158,6 +158,9 @@ def test_the_monitor_waits_out_a_database_that_goes_away_and_loses_nothing(
     outage = Outage(database, 6.0 if "://" not in database else 2.0)
     outage.start()  # idle through it: the next layer is the first thing after it
     time.sleep(outage.seconds + 0.5)
+    monitor.lock.renew()  # as the monitor does once the database is back: the folder stays its own
+    with pytest.raises(DatabaseError, match="another monitor"):
+        monitor_for(folder, database, error_model_file, out, settle=0.0)
     layer_png(folder / "00004.png", 3)
     layer_png(folder / "00005.png", 4)
     run = monitor.pipeline.run
@@ -441,3 +444,13 @@ def test_the_monitor_and_the_app_leave_another_program_s_sqlite_file_alone(tmp_p
     with pytest.raises(SettingsError, match="another program's database"):
         LabelStore(theirs)
     assert theirs.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["camera", theirs.name]
+
+
+def test_every_test_that_docs_reliability_names_exists():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    named = re.findall(r"`(tests/\w+\.py)::(\w+)`", (root / "docs" / "RELIABILITY.md").read_text())
+    assert len(named) >= 15
+    for file, test in named:
+        assert f"def {test}(" in (root / file).read_text(), f"{file}::{test} is gone; docs/RELIABILITY.md names it"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from slmcnn.errors import DatabaseError
 
@@ -40,11 +41,28 @@ class MonitorLock:
                 self.handle.close()
                 raise busy from None
         elif engine.dialect.name == "postgresql":
-            self.connection = engine.connect()
-            number = int(key[:15], 16)
-            if not self.connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": number}).scalar():
-                self.connection.close()
-                raise busy
+            self.engine, self.number, self.busy = engine, int(key[:15], 16), busy
+            self._advisory()
+
+    def _advisory(self) -> None:
+        self.connection = self.engine.connect()
+        if not self.connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.number}).scalar():
+            self.connection.close()
+            self.connection = None
+            raise self.busy
+
+    def renew(self) -> None:
+        """After the database was away: a PostgreSQL session that ended (a server restart) took the
+        lock with it, so take it again, or stop when another monitor took it meanwhile."""
+        if self.connection is None:
+            return
+        try:
+            self.connection.execute(text("SELECT 1"))
+            return
+        except SQLAlchemyError:
+            self.connection.invalidate()
+            self.connection.close()
+        self._advisory()
 
     def release(self) -> None:
         if self.handle is not None:

@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 POISON_TRIES = 2  # a layer whose classification killed the monitor this often is stored as failed
 POISON = "poison layer:"
 OUTAGE_WAITS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds between tries while the database is away (then 30)
-RERAISE_EVERY = 60.0  # seconds between tries of the alerts whose hook failed, while no layer comes
+RERAISE_EVERY = 60.0  # seconds between tries of failed alerts (and checks of the lock) while no layer comes
 
 
 @dataclass
@@ -392,6 +392,7 @@ class Monitor:
             if since is not None:
                 waited = time.monotonic() - since
                 log.warning("database %s back after %.0f s: monitoring goes on", shown_url(self.db.source), waited)
+                self._patiently(self.lock.renew)  # a server's restart ended the lock's session
             return done
 
     def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
@@ -402,6 +403,7 @@ class Monitor:
                 last_work = time.time()
             elif time.time() - last_raise > RERAISE_EVERY:  # alerts whose hook failed, while no layer comes
                 self._patiently(self.raise_pending)
+                self._patiently(self.lock.renew)  # and the lock, should a server have restarted
                 last_raise = time.time()
             try:
                 events.get(timeout=0.25)
