@@ -454,3 +454,30 @@ def test_every_test_that_docs_reliability_names_exists():
     assert len(named) >= 15
     for file, test in named:
         assert f"def {test}(" in (root / file).read_text(), f"{file}::{test} is gone; docs/RELIABILITY.md names it"
+
+
+def test_a_writer_killed_mid_write_leaves_no_temporary_file(tmp_path, tiny_build, tiny_model_file):
+    """A Ray worker or a monitor killed while writing a layer's files leaves the temporary file
+    atomic_path made; the run's end (Ray) or the next start (the monitor) removes it."""
+    import importlib.util
+
+    from conftest import run_cli
+
+    killed = ".00001.overlay.1a2b3c4d.tmp.png"  # atomic_path's name, as a killed writer leaves it
+    watch, live = tmp_path / "camera", tmp_path / "live"
+    watch.mkdir()
+    live.mkdir()
+    (live / killed).write_bytes(b"")
+    (live / "notes.txt").write_text("mine")
+    monitor_for(watch, tmp_path / "b.sqlite", tiny_model_file, live).lock.release()
+    assert sorted(p.name for p in live.iterdir()) == ["notes.txt"]
+    if importlib.util.find_spec("ray") is None:
+        return
+    out = tmp_path / "ray"
+    out.mkdir()
+    (out / killed).write_bytes(b"")
+    layers = sorted((tiny_build / "layers").glob("*.png"))[:2]
+    args = ("--model", tiny_model_file, "--backend", "torch", "--ray", "--ray-workers", "1", "--force")
+    done = run_cli("predict-layer", *layers, "--out", out, *args)
+    assert done.returncode == 0, done.stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

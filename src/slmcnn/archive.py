@@ -27,7 +27,7 @@ import numpy as np
 from slmcnn import errors
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
-from slmcnn.files import atomic_path, check_new, storable, write_text
+from slmcnn.files import atomic_path, check_new, remove_temporaries, storable, write_text
 from slmcnn.outputs import SCORE_FIELDS, SUMMARY_FIELDS, RunFiles
 from slmcnn.pipeline import LayerPipeline, RunOptions
 from slmcnn.predict import LayerOutcome
@@ -223,6 +223,7 @@ def run_archive(
     finally:
         if own:
             ray.shutdown()
+        remove_temporaries(out)  # of a worker killed while writing a layer's files
     rows.sort(key=lambda row: row["index"])
     _grade(rows)
     _write_table(rows, table)

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import itertools
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -77,6 +78,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
+
+
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp(\.[^.]*)?")  # atomic_path's names
+
+
+def remove_temporaries(folder: str | Path) -> int:
+    """Remove the temporary files that writers killed mid-write (kill -9, a Ray worker lost) left in
+    `folder`: call it once no writer of the folder runs. How many there were."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for path in Path(folder).iterdir():
+            if TEMPORARY.fullmatch(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _umask() -> int:

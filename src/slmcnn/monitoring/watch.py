@@ -46,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from slmcnn.backends import Backend
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
-from slmcnn.files import storable
+from slmcnn.files import remove_temporaries, storable
 from slmcnn.grading import GradeRules
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
@@ -134,6 +134,8 @@ class Monitor:
         self.sender: AlertSender | None = None
         self.retry: dict[str, tuple[tuple[int, float], int, float]] = {}  # name: (size, mtime), tries, next try
         out = config.out.resolve() if config.out else None  # the report reads the overlays from anywhere
+        if out is not None and out.is_dir():
+            remove_temporaries(out)  # of a monitor of this folder killed while writing an overlay
         self.files = RunFiles(out, ("overlay",), summary=False, background=False) if out else None
         self.pipeline = LayerPipeline(backend, self.options, self.files, model, config.rules)
         self.pipeline.predictor.warm_up()  # the network's first-call costs now, not on the first layer
