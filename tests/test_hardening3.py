@@ -481,3 +481,32 @@ def test_a_writer_killed_mid_write_leaves_no_temporary_file(tmp_path, tiny_build
     done = run_cli("predict-layer", *layers, "--out", out, *args)
     assert done.returncode == 0, done.stderr
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- builds
+
+
+def test_a_layer_photo_taken_again_stays_in_its_build(database, error_model_file, tmp_path):
+    """A later layer's photo written again (a retake) is classified again in its build, its alerts
+    kept; the build's first layer written again is a new build."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for i in range(3):
+        layer_png(folder / f"{i + 1:05d}.png", i)
+    monitor = monitor_for(folder, database, error_model_file, tmp_path / "live", settle=0.0)
+    assert monitor.process_ready() == 3
+    layer_png(folder / "00002.png", 7)  # the retake
+    layer_png(folder / "00004.png", 4)
+    assert monitor.process_ready() == 2
+    query = "SELECT b.name, l.file, l.number FROM layers l JOIN builds b ON b.id = l.build_id ORDER BY l.number"
+    assert [row[0] for row in sql_rows(database, query)] == ["camera"] * 4
+    digest = sql_rows(database, "SELECT digest FROM layers WHERE file = '00002.png'")
+    assert digest == [(monitor.stored["00002.png"][-1].stamp.digest,)]
+    assert sql_rows(database, "SELECT layer FROM alerts ORDER BY id") == [(1,), (2,), (3,), (2,), (4,)]
+    assert sql_rows(database, "SELECT count(*) FROM tiles t JOIN layers l ON l.id = t.layer_id WHERE l.number = 2") == [
+        (4,)
+    ]
+    layer_png(folder / "00001.png", 9)  # the next build's first layer over the old one
+    assert monitor.process_ready() == 1
+    monitor.lock.release()
+    assert sql_rows(database, "SELECT name FROM builds ORDER BY id") == [("camera",), ("camera #2",)]

@@ -463,35 +463,46 @@ class BuildHandle:
         overlay: Path | None,
         stamp: FileStamp,
     ) -> int | None:
-        """Store a finished layer, its grade, its tiles and its alert in one transaction; the alert's id."""
+        """Store a finished layer, its grade, its tiles and its alert in one transaction; the alert's id.
+        A photo of a stored layer taken again replaces that layer's row and tiles (its earlier alerts
+        are kept, with the layer)."""
         f = result.fractions
         geometry = result.grid.to_json()
         if result.camera is not None:
             geometry["camera"] = result.camera.to_json()
         classes = result.tile_classes.ravel()
         cols = result.grid.shape[1]
+        file = storable(result.path.name)
         with self.db.engine.begin() as conn:
-            layer_id = conn.execute(
-                insert(layers).values(
-                    build_id=self.id,
-                    number=number,
-                    file=storable(result.path.name),
-                    path=storable(str(result.path)),
-                    status="done",
-                    processed=time.time(),
-                    seconds=result.seconds,
-                    powder=f["Powder"],
-                    object=f["Object"],
-                    error=f["Error"],
-                    geometry=json.dumps(geometry),
-                    overlay=str(overlay) if overlay else None,
-                    size=stamp.size,
-                    mtime=stamp.mtime,
-                    digest=stamp.digest,
-                    thumbnail=thumbnail_jpeg(result.image),
-                    grade=grade.grade,
-                )
-            ).inserted_primary_key[0]
+            retaken = conn.execute(
+                select(layers.c.id).where(layers.c.build_id == self.id, layers.c.file == file)
+            ).scalar()
+            if retaken is not None:
+                conn.execute(delete(tiles).where(tiles.c.layer_id == retaken))
+            row = dict(
+                build_id=self.id,
+                number=number,
+                file=file,
+                path=storable(str(result.path)),
+                status="done",
+                processed=time.time(),
+                seconds=result.seconds,
+                powder=f["Powder"],
+                object=f["Object"],
+                error=f["Error"],
+                geometry=json.dumps(geometry),
+                overlay=str(overlay) if overlay else None,
+                size=stamp.size,
+                mtime=stamp.mtime,
+                digest=stamp.digest,
+                thumbnail=thumbnail_jpeg(result.image),
+                grade=grade.grade,
+            )
+            if retaken is None:
+                layer_id = conn.execute(insert(layers).values(**row)).inserted_primary_key[0]
+            else:
+                layer_id = retaken
+                conn.execute(update(layers).where(layers.c.id == retaken).values(**row))
             probs = result.probabilities
             conn.execute(
                 insert(tiles),

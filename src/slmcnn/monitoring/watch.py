@@ -19,9 +19,9 @@ outside (SIGKILL, a reboot) and the layer is classified as any other. SIGTERM st
 as Ctrl-C does, ending the try first.
 
 Builds: a folder may receive one build after another. A new build starts when `build` names one
-not seen before, when a file already stored for the current build is written again (a new first
-layer over the old one, say), or when layer numbers start again at or below the current build's
-first. Files stay with the build they were stored for, and no layer is ever skipped. Builds belong
+not seen before, when the current build's first layer (or a file without a layer number) is
+written again, or when layer numbers start again at or below the current build's first. A later
+layer's photo taken again is classified again within its build (its row replaced, its alerts kept). Files stay with the build they were stored for, and no layer is ever skipped. Builds belong
 to a machine (`machine`, default the host name) and a folder: the computers of a shop that share a
 database may all watch /data/camera, each into builds of its own.
 
@@ -228,9 +228,12 @@ class Monitor:
             self.build.forget_failed(name)
             self.stored[name] = [r for r in self.stored[name] if r not in mine]
             return None
-        if mine:
-            return f"{name} was written again"
         first = self.build.first_number()
+        if mine and (number is None or first is None or number <= first):
+            return f"{name} was written again"
+        if mine:  # a later layer's photo taken again: classified again within this build
+            log.info("layer %s: its photo was taken again; classified again in build %d", name, self.build.id)
+            return None
         if number is not None and first is not None and number <= first:
             return f"layer numbers start again at {number}"
         return None
