@@ -37,8 +37,10 @@ import logging
 import queue
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,6 +134,7 @@ class Monitor:
             config.out / "alerts.jsonl" if config.out else None, config.on_alert, config.on_alert_timeout
         )
         self.sender: AlertSender | None = None
+        self.outage, self.away_since = threading.Lock(), None  # the database away since (monotonic s)
         self.retry: dict[str, tuple[tuple[int, float], int, float]] = {}  # name: (size, mtime), tries, next try
         out = config.out.resolve() if config.out else None  # the report reads the overlays from anywhere
         if out is not None and out.is_dir():
@@ -360,7 +363,8 @@ class Monitor:
         observer = PollingObserver(timeout=0.5) if self.config.poll else Observer()
         observer.schedule(Handler(), str(self.watch_dir), recursive=False)
         observer.start()
-        self.sender = AlertSender(self.hook, self.build.mark_raised, workers=self.config.alert_workers)
+        marked = partial(self._patiently, self.build.mark_raised)  # a delivered alert waits out an outage
+        self.sender = AlertSender(self.hook, marked, workers=self.config.alert_workers)
         stopped = True
         try:
             with database_errors(self.db.source):
@@ -375,29 +379,33 @@ class Monitor:
 
     def _patiently(self, step, *args):
         """Run a database step, waiting while the database is away (db.unavailable): one line when it
-        goes, tries again with backoff, one line when it is back. A classified layer waits in memory
-        to be stored, so nothing is lost and nothing is done twice."""
-        since = None
+        goes, tries again with backoff, one line when it is back (once per outage, whichever of the
+        monitor's threads meets it). A classified layer waits in memory to be stored, and a delivered
+        alert to be marked raised: nothing is lost and nothing is done twice."""
         for tries in itertools.count():
             try:
                 done = step(*args)
             except SQLAlchemyError as exc:
                 if not unavailable(exc):
                     raise
-                if since is None:
-                    since = time.monotonic()
-                    reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
-                    log.warning(
-                        "database %s unavailable (%s): waiting and trying again, nothing is lost",
-                        shown_url(self.db.source),
-                        reason[:300],
-                    )
+                with self.outage:
+                    if self.away_since is None:
+                        self.away_since = time.monotonic()
+                        reason = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip().splitlines()[0]
+                        log.warning(
+                            "database %s unavailable (%s): waiting and trying again, nothing is lost",
+                            shown_url(self.db.source),
+                            reason[:300],
+                        )
                 time.sleep(OUTAGE_WAITS[min(tries, len(OUTAGE_WAITS) - 1)])
                 continue
-            if since is not None:
-                waited = time.monotonic() - since
-                log.warning("database %s back after %.0f s: monitoring goes on", shown_url(self.db.source), waited)
-                self._patiently(self.lock.renew)  # a server's restart ended the lock's session
+            if tries:
+                with self.outage:
+                    since, self.away_since = self.away_since, None
+                if since is not None:
+                    waited = time.monotonic() - since
+                    log.warning("database %s back after %.0f s: monitoring goes on", shown_url(self.db.source), waited)
+                    self._patiently(self.lock.renew)  # a server's restart ended the lock's session
             return done
 
     def _follow(self, events: queue.Queue, exit_when_idle: float | None) -> None:
