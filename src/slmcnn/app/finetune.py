@@ -185,6 +185,9 @@ class FineTuneState:
         return {**asdict(self), "log": self.log[-20:]}
 
 
+LOG_LINES, LINE_CHARS = 200, 1000  # of a fine-tune's output kept
+
+
 class FineTune:
     """One fine-tune at a time, in a background process whose output is followed line by line."""
 
@@ -234,8 +237,9 @@ class FineTune:
     def _follow(self, process: subprocess.Popen, old: Path, run: Path) -> None:
         state = self.state
         for line in process.stdout:
-            line = line.rstrip()
+            line = line.rstrip()[:LINE_CHARS]
             state.log.append(line)
+            del state.log[:-LOG_LINES]  # a chatty run costs no memory: the page shows the last 20
             match = EPOCH_LINE.match(line)
             if match:
                 epoch, loss, acc, val_loss, val_acc = match.groups()

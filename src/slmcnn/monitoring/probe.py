@@ -19,7 +19,7 @@ def layer_survives(path: Path, max_megapixels: float | None = None) -> bool:
     if max_megapixels is not None:
         command.append(str(max_megapixels))
     try:
-        done = subprocess.run(command, capture_output=True, timeout=PROBE_SECONDS)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=PROBE_SECONDS)
     except subprocess.TimeoutExpired:
         return False
     return done.returncode == 0
