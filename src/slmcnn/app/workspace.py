@@ -3,7 +3,6 @@ model (and its backend), the camera, the label store and the fine-tune job."""
 
 import io
 import logging
-import os
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
+from slmcnn.files import atomic_path
 from slmcnn.labels import ERROR, POWDER
 from slmcnn.monitoring.db import Database, database_url
 from slmcnn.teaching import Lesson, Lessons, box_mask, lessons_folder
@@ -187,10 +187,8 @@ class Workspace:
     def make_current(self, new: Path, who: str) -> Path:
         """Copy a fine-tuned model to work/current.safetensors (the file monitors are pointed at), use it."""
         target = self.work / "current.safetensors"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        shutil.copyfile(new, partial)
-        os.replace(partial, target)
+        with atomic_path(target) as temporary:  # a name of its own: two at once never mix their bytes
+            shutil.copyfile(new, temporary)
         self.store.made_current(str(target), str(new), who)
         self.camera_note = None
         self.camera_file = self._rebuild_profile(target) if self.profile is not None else None
