@@ -53,7 +53,8 @@ function drawHeat(heat) {
 
 async function review(id, verdict, instead) {
   const done = await api("POST", `/api/sets/${SET}/alerts/${id}`, { verdict, instead });
-  toast(verdict === "false_alarm" ? `false alarm: ${done.labelled} tile(s) labelled ${done.instead || ""}` : "alert confirmed");
+  const taught = done.lesson ? (verdict === "false_alarm" ? "; the fine maps take its look as sound" : "; the fine maps take its look as a defect") : "";
+  toast((verdict === "false_alarm" ? `false alarm: ${done.labelled} tile(s) labelled ${done.instead || ""}` : "alert confirmed") + taught);
   refresh();
 }
 
