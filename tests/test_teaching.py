@@ -12,7 +12,7 @@ from slmcnn.constants import ERROR
 from slmcnn.errors import SettingsError
 from slmcnn.finemaps import EXAMPLE_RATIO, Taught, TextureMemory
 from slmcnn.pipeline import LayerPipeline, RunOptions
-from slmcnn.teaching import Lessons, box_mask, lessons_taught
+from slmcnn.teaching import Lessons, box_mask, lessons_folder
 
 
 def _bed(rng, size=384):
@@ -66,13 +66,13 @@ def test_a_broken_lessons_file_is_named(tmp_path):
         list(Lessons(tmp_path))
 
 
-def test_a_camera_s_lessons_are_taken_in_only_when_there_are_any(tmp_path):
+def test_a_run_follows_its_camera_s_lessons_before_there_are_any(tmp_path):
     camera = tmp_path / "camera.json"
-    assert lessons_taught(camera) is None
-    (tmp_path / "camera.lessons").mkdir()
-    assert lessons_taught(camera) == tmp_path / "camera.lessons"
-    assert lessons_taught(camera, tmp_path / "other") == tmp_path / "other"
-    assert lessons_taught(None) is None
+    assert lessons_folder(camera) == tmp_path / "camera.lessons"
+    assert lessons_folder(camera, tmp_path / "other") == tmp_path / "other"
+    assert lessons_folder(None) is None and lessons_folder(object()) is None  # a calibration, not a file
+    options = RunOptions(camera=None, lessons=None)
+    assert options.lessons is None
 
 
 def test_a_confirmed_defect_makes_its_look_error_where_the_memory_let_it_pass():
@@ -141,3 +141,16 @@ def test_teach_on_the_command_line_keeps_lists_and_forgets(tiny_build, tmp_path)
     ):
         refused = run_cli(*args)
         assert refused.returncode != 0 and message in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_predict_layer_with_a_camera_takes_the_lessons_taught_beside_it(tiny_build, tmp_path):
+    from conftest import run_cli
+
+    frames = sorted((tiny_build / "layers").glob("*.png"))[:5]
+    camera = tmp_path / "camera.json"
+    assert run_cli("calibrate", *frames[:4], "--full-frame", "--out", camera).returncode == 0
+    taught = run_cli("teach", frames[1], "--as", "sound", "--camera", camera)
+    assert taught.returncode == 0 and str(tmp_path / "camera.lessons") in taught.stdout, taught.stderr
+    done = run_cli("predict-layer", *frames, "--camera", camera, "--out", tmp_path / "out", "--learn", "3")
+    assert done.returncode == 0, done.stderr
+    assert "taught 1 lesson(s)" in done.stdout + done.stderr

@@ -92,7 +92,7 @@ def predict_layers(
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
     from slmcnn.predict import layer_inputs
-    from slmcnn.teaching import lessons_taught
+    from slmcnn.teaching import lessons_folder
 
     net = _model(model)
     items = list(layer_inputs(layers))
@@ -106,7 +106,7 @@ def predict_layers(
         photo = camera_photo(camera)
     options = RunOptions(
         stride=stride, camera=engine.calibration, workers=workers, model_name=name, maps=maps, photo=photo, learn=learn,
-        lessons=lessons_taught(camera, lessons),
+        lessons=lessons_folder(camera, lessons),
     )  # fmt: skip
 
     def results() -> Iterator[LayerResult]:

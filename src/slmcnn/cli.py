@@ -26,7 +26,7 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
     the RunOptions: `engine.create_engine`, as the Python API uses it."""
     from slmcnn.backends import create_engine
     from slmcnn.pipeline import RunOptions
-    from slmcnn.teaching import lessons_taught
+    from slmcnn.teaching import lessons_folder
 
     model = slmcnn.load_model(args.model)
     engine = create_engine(
@@ -35,7 +35,7 @@ def _engine(args, layers: int | None = None, patches: int | None = None, **optio
     )  # fmt: skip
     patch = getattr(args, "patch", None) or model.info.patch
     options["camera"] = engine.calibration
-    options["lessons"] = lessons_taught(getattr(args, "camera", None), getattr(args, "lessons", None))
+    options["lessons"] = lessons_folder(getattr(args, "camera", None), getattr(args, "lessons", None))
     if getattr(args, "camera", None) and getattr(args, "photo", None) in ("auto", None):  # as calibrate stored it
         from slmcnn.profile import camera_photo
 

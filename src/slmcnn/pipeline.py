@@ -28,7 +28,7 @@ from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL, LabelRule, tile_labels
 from slmcnn.metrics import LayerScore, Report, compute_report, score_layer
 from slmcnn.outputs import RunFiles
 from slmcnn.predict import LayerFailure, LayerInput, LayerOutcome, LayerResult, Predictor
-from slmcnn.teaching import Lessons, lessons_taught
+from slmcnn.teaching import Lessons, lessons_folder
 from slmcnn.tiles import cut, stitch_maps
 from slmcnn.validate import whole
 
@@ -63,7 +63,7 @@ class RunOptions:
     )
 
     def __post_init__(self):
-        self.lessons = lessons_taught(self.camera, self.lessons)
+        self.lessons = lessons_folder(self.camera, self.lessons)
         if self.camera is not None and not isinstance(self.camera, CameraCalibration):
             from slmcnn.profile.storage import load_calibration
 

@@ -44,19 +44,12 @@ class Lesson:
     at: float
 
 
-def lessons_folder(camera: str | Path | None, given: str | Path | None = None) -> Path | None:
-    """Where lessons are kept: `given`, else beside a camera.json as `<camera>.lessons`."""
+def lessons_folder(camera, given: str | Path | None = None) -> Path | None:
+    """Where lessons are kept: `given`, else beside a camera.json as `<camera>.lessons` (a run
+    follows that folder whether or not it holds lessons yet: a review may teach one mid-build)."""
     if given is not None:
         return Path(given)
-    return Path(camera).with_suffix(".lessons") if camera is not None else None
-
-
-def lessons_taught(camera, given: str | Path | None = None) -> Path | None:
-    """The lessons a run takes in: `given`, else those beside a camera.json when there are any."""
-    if given is not None or not isinstance(camera, str | Path):
-        return None if given is None else Path(given)
-    beside = lessons_folder(camera)
-    return beside if beside.is_dir() else None
+    return Path(camera).with_suffix(".lessons") if isinstance(camera, str | Path) else None
 
 
 def box_mask(shape: tuple[int, int], boxes: Iterable[Iterable[float]], margin: int = MARGIN) -> np.ndarray:
