@@ -62,7 +62,9 @@ def test_the_monitor_says_where_it_waits_and_what_it_stored(tiny_build, error_mo
     report = run_cli("report", "--db", tmp_path / "b.sqlite", "--out", tmp_path / "report.html")
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "report.html").read_text()
-    assert "<h2>Build build1</h2>" in page and page.count('<span class="grade g-') == 3  # a grade on each thumbnail
+    assert (
+        "<h2>Build build1" in page and "<h2>Build layers" not in page and page.count('<span class="grade g-') == 3
+    )  # a grade on each thumbnail
     again = run_cli("monitor", build / "layers", *common)
     assert again.stdout.strip().splitlines()[-1] == f"{build / 'layers'}: stored 0 layer(s)"  # nothing twice
 

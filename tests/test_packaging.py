@@ -11,7 +11,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-EXTRAS_ONLY = ("fastapi", "uvicorn", "ray", "pyarrow", "psycopg")  # imported only where their extra is needed
+EXTRAS_ONLY = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "ray",
+    "pyarrow",
+    "psycopg",
+)  # imported only where their extra is needed
 
 
 def name_of(requirement: str) -> str:
