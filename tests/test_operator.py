@@ -13,6 +13,9 @@ def test_an_empty_or_nested_watch_folder_is_told(tmp_path):
     assert "holds no photos yet" in watch_notes(tmp_path)[0]
     (tmp_path / "build1" / "layers").mkdir(parents=True)
     (tmp_path / "build1" / "layers" / "00001.png").write_bytes(b"x")
+    (tmp_path / "build1" / "patches" / "Error").mkdir(parents=True)
+    for i in range(3):  # more photos than layers/ holds, but patches, not layers
+        (tmp_path / "build1" / "patches" / "Error" / f"{i}.png").write_bytes(b"x")
     (note,) = watch_notes(tmp_path / "build1")
     assert "subfolders" in note and f"slmcnn monitor {tmp_path / 'build1' / 'layers'}" in note
     assert watch_notes(tmp_path / "build1" / "layers") == []

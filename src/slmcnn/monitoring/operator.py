@@ -25,8 +25,9 @@ def watch_notes(folder: Path) -> list[str]:
     inside = Counter(p.parent for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not inside:
         return [f"{folder} holds no photos yet: the first one written there starts the build"]
-    shown = [f"{where} ({count})" for where, count in inside.most_common(SHOWN_FOLDERS)]
-    best = inside.most_common(1)[0][0]
+    ranked = sorted(inside, key=lambda where: (where.name != "layers", -inside[where]))  # a synth build's layers/ first
+    shown = [f"{where} ({inside[where]})" for where in ranked[:SHOWN_FOLDERS]]
+    best = ranked[0]
     return [
         f"{folder} holds no photos of its own, but its subfolders do: {', '.join(shown)}; the monitor "
         f"does not look inside subfolders: watch the camera's folder, e.g. slmcnn monitor {best}"
