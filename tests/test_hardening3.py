@@ -380,6 +380,10 @@ def test_app_undo_keeps_later_labels_exports_never_share_a_folder_and_bodies_are
     assert client.post(f"{layer}/labels", json={"row": 0, "col": 0, "cls": 2}).status_code == 200
     nul = client.post("/api/sets", json={"folder": "photos\x00/../x"})
     assert nul.status_code == 404 and "no such folder" in nul.json()["error"]
+    data = Path(client.app.state.workspace.roots[0])
+    (data / "loop").symlink_to(data / "loop")
+    looped = client.post("/api/sets", json={"folder": "loop"})
+    assert looped.status_code == 404 and "a loop of symbolic links" in looped.json()["error"]
 
 
 def test_one_bad_photo_leaves_the_others_proposed(app_client, tmp_path):
@@ -408,7 +412,21 @@ def test_more_inputs_that_are_one_clear_line(tmp_path, tiny_model_file):
     (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
     (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
     out = tmp_path / "out"
-    one_line(run_cli("predict-layer", tmp_path / "a.png", "--out", out, "--model", tiny_model_file), 2, "a loop")
+    loop = tmp_path / "a.png"
+    one_line(run_cli("predict-layer", loop, "--out", out, "--model", tiny_model_file), 2, "a loop")
+    frame = layer_png(tmp_path / "frame.png")
+    for args in (
+        ("report", loop),
+        ("report", tmp_path / "b.sqlite", "--out", loop),
+        ("calibrate", frame, "--out", loop),
+    ):
+        one_line(run_cli(*args), 2, "a.png: a loop of symbolic links")
+    watch = tmp_path / "camera"
+    watch.mkdir()
+    layer_png(watch / "00001.png")
+    monitor = ("monitor", watch, "--model", tiny_model_file, "--exit-when-idle", "0.1")
+    one_line(run_cli(*monitor, "--db", loop), 2, "a.png: a loop of symbolic links")
+    one_line(run_cli(*monitor, "--db", tmp_path / "b.sqlite", "--out", loop), 2, "a.png: a loop of symbolic links")
     for call, words in (
         (lambda: slmcnn.calibrate(np.zeros((0, 0, 3), np.uint8)), "empty image"),
         (lambda: slmcnn.predict_layers(np.zeros((0, 5, 3), np.uint8), tiny_model_file, backend="torch"), "empty"),
@@ -416,8 +434,6 @@ def test_more_inputs_that_are_one_clear_line(tmp_path, tiny_model_file):
     ):
         with pytest.raises(SlmcnnError, match=words):
             call()
-    watch = tmp_path / "camera"
-    watch.mkdir()
     base = ("monitor", watch, "--db", tmp_path / "b.sqlite", "--model", tiny_model_file, "--exit-when-idle", "0.1")
     for flag, value in (("--alert-share", "2"), ("--alert-region", "0"), ("--alert-sure", "nan")):
         one_line(run_cli(*base, flag, value), 2, flag)

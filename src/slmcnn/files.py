@@ -47,12 +47,25 @@ def os_errors(path: str | Path, doing: str = "cannot write") -> Iterator[None]:
         raise OutputError(f"{doing} {describe(exc, path)}") from None
 
 
+def resolved(path: str | Path) -> Path:
+    """`path` made absolute with its links followed; a loop of symbolic links is an OSError (ELOOP),
+    as Python 3.13 says it, not 3.11's RuntimeError, so that it is told like any other bad path."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:
+        raise OSError(errno.ELOOP, REASONS[errno.ELOOP], str(path)) from None
+
+
 def check_new(path: str | Path, force: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
     """`path` as an output: never a folder or one of `inputs`; an existing file only with `force`."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name")
-    if any(path.resolve() == Path(item).resolve() for item in inputs):
+    try:
+        same = any(resolved(path) == resolved(item) for item in inputs)
+    except OSError as exc:
+        raise OutputError(f"cannot use {describe(exc)}") from None
+    if same:
         raise OutputError(f"{path} is an input; choose another output name")
     if path.exists() and not force:
         raise OutputError(f"{path} exists; pass `force=True` to replace it")

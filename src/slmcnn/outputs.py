@@ -22,7 +22,7 @@ import numpy as np
 from slmcnn import render
 from slmcnn.constants import CLASSES
 from slmcnn.errors import OutputError, SettingsError
-from slmcnn.files import atomic_path, storable, writable, write_text
+from slmcnn.files import atomic_path, describe, resolved, storable, writable, write_text
 from slmcnn.images import to_uint8, write_png
 from slmcnn.pngstrips import write_png_strips
 
@@ -229,12 +229,15 @@ class RunFiles:
 
     def _refuse_inputs(self, inputs: list[Path]) -> None:
         """No file of the run may replace one of its inputs, `force` or not: checked before any work."""
-        given = {p.resolve() for p in inputs}
         planned = [self.out / "summary.csv", self.out / "index.html"]
         for name in self.names.values():
             planned += layer_files(self.out, self.prefix + name, FILE_KINDS).values()
-        for path in planned:
-            if path.resolve() in given:
+        try:
+            given, outputs = {resolved(p) for p in inputs}, [resolved(path) for path in planned]
+        except OSError as exc:
+            raise OutputError(f"cannot use {describe(exc)}") from None
+        for path, real in zip(planned, outputs, strict=True):
+            if real in given:
                 raise OutputError(f"{path} would replace an input of this run; choose another output folder")
 
     def add(self, outcome: "LayerOutcome") -> dict[str, Path]:

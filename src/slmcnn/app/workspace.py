@@ -27,7 +27,7 @@ from slmcnn.app.store import LabelStore
 from slmcnn.camera import CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
-from slmcnn.files import atomic_path
+from slmcnn.files import atomic_path, describe, resolved
 from slmcnn.labels import ERROR, POWDER
 from slmcnn.monitoring.db import Database, database_url
 from slmcnn.teaching import Lesson, Lessons, box_mask, lessons_folder
@@ -82,8 +82,8 @@ def lesson_source(key: str, alert_id: int) -> str:
 
 def inside(path: Path, roots: list[Path]) -> bool:
     """True when `path` (resolved, symbolic links followed) lies in one of `roots`."""
-    path = path.resolve()
-    return any(path == r or r in path.parents for r in (root.resolve() for root in roots))
+    path = resolved(path)
+    return any(path == r or r in path.parents for r in (resolved(root) for root in roots))
 
 
 class Workspace:
@@ -218,9 +218,14 @@ class Workspace:
             raise NotFound(f"{folder!r:.80}: no such folder")
         path = Path(folder)
         path = path if path.is_absolute() else self.roots[0] / path
-        if not inside(path, self.roots):
-            raise PermissionError(f"{folder}: outside the --data folders")
-        path = path.resolve()
+        try:
+            if not inside(path, self.roots):
+                raise PermissionError(f"{folder}: outside the --data folders")
+            path = resolved(path)
+        except PermissionError:
+            raise
+        except OSError as exc:  # a loop of symbolic links
+            raise NotFound(describe(exc, folder)) from None
         if not path.is_dir():
             raise NotFound(f"{folder}: no such folder")
         for existing in self.folders:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 
 from slmcnn.constants import CLASSES
 from slmcnn.errors import DatabaseError
-from slmcnn.files import storable
+from slmcnn.files import describe, resolved, storable
 from slmcnn.grading import LayerGrade
 from slmcnn.monitoring.alerts import Alert
 from slmcnn.monitoring.lock import MonitorLock
@@ -81,7 +81,10 @@ def database_url(db: str | Path, create: bool = True) -> str:
             raise DatabaseError(f"{path}: no such database")
         if not path.parent.is_dir():
             raise DatabaseError(f"{path}: no such folder {path.parent}")
-        return f"sqlite:///{path.resolve()}"
+        try:
+            return f"sqlite:///{resolved(path)}"
+        except OSError as exc:
+            raise DatabaseError(describe(exc, path)) from None
     try:
         url = make_url(str(db))
     except (ArgumentError, ValueError):

@@ -48,7 +48,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from slmcnn.backends import Backend
 from slmcnn.errors import DatabaseError, OutputError, SettingsError
-from slmcnn.files import remove_temporaries, storable
+from slmcnn.files import os_errors, remove_temporaries, resolved, storable
 from slmcnn.grading import GradeRules
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
@@ -136,7 +136,8 @@ class Monitor:
         self.sender: AlertSender | None = None
         self.outage, self.away_since = threading.Lock(), None  # the database away since (monotonic s)
         self.retry: dict[str, tuple[tuple[int, float], int, float]] = {}  # name: (size, mtime), tries, next try
-        out = config.out.resolve() if config.out else None  # the report reads the overlays from anywhere
+        with os_errors(config.out or ".", "cannot use"):  # the report reads the overlays from anywhere
+            out = resolved(config.out) if config.out else None
         if out is not None and out.is_dir():
             remove_temporaries(out)  # of a monitor of this folder killed while writing an overlay
         self.files = RunFiles(out, ("overlay",), summary=False, background=False) if out else None
