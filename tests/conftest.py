@@ -158,6 +158,22 @@ def database(request, tmp_path) -> Iterator[str]:
         server.dispose()
 
 
+def first_version_tables(db: str) -> None:
+    """Make slmcnn 0.1's tables in a new database: no tiles nor attempts, alerts without `raised`
+    (0.1 raised every alert it stored), builds.watch_dir unique."""
+    key = "serial primary key" if "://" in db else "integer primary key"
+    for table in (
+        f"builds (id {key}, watch_dir varchar not null unique, model varchar, started float)",
+        f"layers (id {key}, build_id integer not null references builds (id), number integer, "
+        "file varchar not null, path varchar, status varchar not null, message text, processed float, "
+        "seconds float, powder float, object float, error float, geometry text, overlay varchar, "
+        "unique (build_id, file))",
+        f"alerts (id {key}, build_id integer not null, layer_id integer not null, "
+        "layer integer, file varchar, rule varchar, message text, value float, created float)",
+    ):
+        sql_rows(db, f"CREATE TABLE {table}")
+
+
 def sql_rows(db: str | Path, sql: str) -> list[tuple]:
     """The rows of one SQL statement on a database (a file or URL, as the monitor takes it), committed."""
     from sqlalchemy import create_engine, text

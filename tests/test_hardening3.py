@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import sql_rows
+from conftest import first_version_tables, sql_rows
 from slmcnn.errors import DatabaseError
 from slmcnn.monitoring import Database
 from slmcnn.monitoring.alerts import Alert, AlertHook, HookFailed
@@ -39,17 +39,7 @@ def quick_retries(monkeypatch):
 def test_a_new_alert_in_a_migrated_first_version_database_is_raised(database, error_model_file, tmp_path):
     """slmcnn 0.1 stored its alerts raised; the `raised` column its migration adds must not make
     every later alert raised too (the column's default)."""
-    key = "serial primary key" if "://" in database else "integer primary key"
-    for table in (
-        f"builds (id {key}, watch_dir varchar not null unique, model varchar, started float)",
-        f"layers (id {key}, build_id integer not null references builds (id), number integer, "
-        "file varchar not null, path varchar, status varchar not null, message text, processed float, "
-        "seconds float, powder float, object float, error float, geometry text, overlay varchar, "
-        "unique (build_id, file))",
-        f"alerts (id {key}, build_id integer not null, layer_id integer not null, "
-        "layer integer, file varchar, rule varchar, message text, value float, created float)",
-    ):
-        sql_rows(database, f"CREATE TABLE {table}")
+    first_version_tables(database)
     watch, out = tmp_path / "camera", tmp_path / "live"
     watch.mkdir()
     sql_rows(database, f"INSERT INTO builds (watch_dir, model, started) VALUES ('{watch}', 'm', 0)")
@@ -185,14 +175,6 @@ def test_the_monitor_waits_out_a_database_that_goes_away_and_loses_nothing(
 
 # ---------------------------------------------------------------- migrations that stick
 
-FIRST_VERSION = (  # slmcnn 0.1's tables: no tiles nor attempts, alerts without `raised`, one build per folder
-    "builds (id {key}, watch_dir varchar not null unique, model varchar, started float)",
-    "layers (id {key}, build_id integer not null references builds (id), number integer, file varchar not null, "
-    "path varchar, status varchar not null, message text, processed float, seconds float, powder float, "
-    "object float, error float, geometry text, overlay varchar, unique (build_id, file))",
-    "alerts (id {key}, build_id integer not null, layer_id integer not null, layer integer, file varchar, "
-    "rule varchar, message text, value float, created float)",
-)
 KILLED_MIGRATION = """
 import os, sys
 from sqlalchemy.engine import Connection
@@ -217,9 +199,7 @@ def test_a_migration_killed_half_way_two_version_rows_and_a_held_lock(database, 
     from slmcnn.monitoring.db import database_url
     from slmcnn.monitoring.migrations import head
 
-    key = "serial primary key" if "://" in database else "integer primary key"
-    for table in FIRST_VERSION:
-        sql_rows(database, "CREATE TABLE " + table.format(key=key))
+    first_version_tables(database)
     sql_rows(database, "INSERT INTO builds (watch_dir, model, started) VALUES ('/cam', 'm', 0)")
     sql_rows(database, "INSERT INTO alerts (build_id, layer_id, layer, rule) VALUES (1, 1, 7, 'error-fraction')")
     engine = create_engine(database_url(database))

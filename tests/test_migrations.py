@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from conftest import run_cli, sql_rows
+from conftest import first_version_tables, run_cli, sql_rows
 from slmcnn.errors import DatabaseError
 from slmcnn.monitoring import Database
 from slmcnn.monitoring.db import database_url
@@ -58,17 +58,7 @@ def test_a_database_of_the_schema_before_keeps_its_rows_and_gains_the_new_column
 def test_a_database_of_the_first_version_is_brought_up_to_date(database):
     """slmcnn 0.1: no tiles' anomaly, no attempts, alerts without `raised` (they were all raised),
     and builds.watch_dir unique; a folder may now hold a second build."""
-    key = "serial primary key" if "://" in database else "integer primary key"
-    for table in (
-        f"builds (id {key}, watch_dir varchar not null unique, model varchar, started float)",
-        f"layers (id {key}, build_id integer not null references builds (id), number integer, "
-        "file varchar not null, path varchar, status varchar not null, message text, processed float, "
-        "seconds float, powder float, object float, error float, geometry text, overlay varchar, "
-        "unique (build_id, file))",
-        f"alerts (id {key}, build_id integer not null, layer_id integer not null, "
-        "layer integer, file varchar, rule varchar, message text, value float, created float)",
-    ):
-        sql_rows(database, f"CREATE TABLE {table}")
+    first_version_tables(database)
     sql_rows(database, "INSERT INTO builds (watch_dir, model, started) VALUES ('/cam', 'm', 0)")
     sql_rows(database, "INSERT INTO layers (build_id, number, file, status) VALUES (1, 1, '00001.png', 'done')")
     sql_rows(database, "INSERT INTO alerts (build_id, layer_id, layer, rule) VALUES (1, 1, 7, 'error-fraction')")
