@@ -159,7 +159,8 @@ class AlertSender:
     up on many layers): the hook of a critical layer starts as soon as it is stored, however many
     alerts wait. A hook that fails is tried again
     with backoff and each failure logged; one that keeps failing leaves its alert unraised, queued
-    again with the next layer's alerts (and when the monitor starts again)."""
+    again by the monitor (Monitor.raise_pending: with the next layer, every minute while none comes,
+    in a new build and when it starts again)."""
 
     def __init__(
         self,
