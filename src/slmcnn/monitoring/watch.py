@@ -294,7 +294,8 @@ class Monitor:
                 self._remember(path, "failed", stamp)
                 log.info("layer %s: FAILED after %d tries: %s", name, tries, outcome.error)
             else:
-                self._finish(outcome, number if number is not None else self.build.next_number(), stamp)
+                number = number if number is not None else self._patiently(self.build.next_number)
+                self._finish(outcome, number, stamp)  # classified: each database step from here waits out an outage
                 self._remember(path, "done", stamp)
             self.retry.pop(name, None)
             finished += 1
