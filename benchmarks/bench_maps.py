@@ -54,8 +54,12 @@ class Tally:
         self.found, self.regions = defaultdict(int), defaultdict(int)
         self.sound_area, self.sound_flagged, self.away = [], [], []
         self.scores, self.truth = [], []
+        self.named = defaultdict(lambda: defaultdict(int))  # true type -> the type the map named it -> regions
 
-    def add(self, error: np.ndarray, score: np.ndarray, truth: np.ndarray, types: np.ndarray | None, names) -> None:
+    def add(
+        self, error: np.ndarray, score: np.ndarray, truth: np.ndarray, types: np.ndarray | None, names, named=None
+    ) -> None:
+        """`named`: (H, W) the type the map's regions name each Error pixel (index into `names` + 1)."""
         defect = truth == 2
         if not defect.any():
             self.sound_area.append(float(error.mean()))
@@ -74,6 +78,10 @@ class Tally:
                     name = names[int(t) - 1]
                     self.regions[name] += 1
                     self.found[name] += bool((near & region).any())
+                    if named is not None and (near & region).any():
+                        close = named[(cv2.dilate(region.astype(np.uint8), disk(NEAR)) > 0) & (named > 0)]
+                        if len(close):
+                            self.named[name][names[int(np.bincount(close).argmax()) - 1]] += 1
         self.scores.append(score[::4, ::4].ravel())
         self.truth.append(defect[::4, ::4].ravel())
 
@@ -92,6 +100,9 @@ class Tally:
             "sound_flagged": float(np.mean(self.sound_flagged)) if self.sound_flagged else None,
             "away_area": float(np.mean(self.away)) if self.away else None,
             "pixel_auroc": float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else None,
+            "named": {t: dict(n) for t, n in self.named.items()},
+            "named_right": sum(n.get(t, 0) for t, n in self.named.items())
+            / max(sum(sum(n.values()) for n in self.named.values()), 1),
         }
 
 
@@ -100,6 +111,19 @@ def fine_score(result) -> np.ndarray:
 
     fine, shape = result.fine, result.class_map.shape
     return np.maximum(upsample(fine.texture, shape), upsample(fine.change, shape))
+
+
+def named_map(result) -> np.ndarray:
+    """(H, W) the type each of the fine map's regions names its Error pixels (DEFECT_TYPES index + 1)."""
+    from slmcnn.constants import ERROR
+    from slmcnn.defect_types import DEFECT_TYPES
+
+    named = np.zeros(result.class_map.shape, np.int64)
+    error = result.class_map == ERROR
+    for region in result.fine.regions:
+        x0, y0, x1, y1 = region.box
+        named[y0:y1, x0:x1][error[y0:y1, x0:x1]] = DEFECT_TYPES.index(region.type) + 1
+    return named
 
 
 def tile_maps(result) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +165,7 @@ def synthetic(model, builds: int, layers: int, learn: int, folder: Path) -> dict
                 continue
             truth = read(out / "masks" / result.path.name)[..., 0]
             types = read(out / "types" / result.path.name)[..., 0]
-            fine.add(result.class_map == ERROR, fine_score(result), truth, types, DEFECT_TYPES)
+            fine.add(result.class_map == ERROR, fine_score(result), truth, types, DEFECT_TYPES, named_map(result))
             tile_error, tile_score = tile_maps(result)
             tiles.add(tile_error, tile_score, truth, types, DEFECT_TYPES)
         print(f"  build {b + 1}/{builds} ({photo}) done", file=sys.stderr)
@@ -271,6 +295,9 @@ def print_synthetic(figures: dict) -> None:
         for t in fine["per_type"]:
             (a, n), (b, _) = fine["per_type"][t], tiles["per_type"].get(t, (0, 0))
             print(f"  {t:20}{f'{a}/{n}':>16}{f'{b}/{n}':>16}")
+        print(f"found regions named their true type (fine): {fine['named_right']:.0%}")
+        for t, n in sorted(fine["named"].items()):
+            print(f"  {t:20} named " + ", ".join(f"{k} {v}" for k, v in sorted(n.items(), key=lambda kv: -kv[1])))
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ BED = 768 * 768
     [
         ((6, 300), 1500, -0.2, False, False, "streak"),
         ((300, 6), 1500, -0.2, False, False, "hopping"),
-        ((200, 180), 30000, -0.3, False, False, "short_feed"),
+        ((200, 180), 30000, -0.3, False, False, "other"),  # broad, but not at an end of the travel
         ((40, 40), 1200, -0.3, True, True, "super_elevation"),
         ((40, 40), 1200, 0.2, True, False, "other"),
         ((12, 14), 150, 0.4, False, False, "spatter"),
@@ -35,6 +35,22 @@ BED = 768 * 768
 def test_a_region_is_named_from_its_shape_place_and_look(box, area, contrast, on_part, recoated, expected):
     assert name_type(*box, area, contrast, on_part, recoated, BED) == expected
     assert expected in DEFECT_TYPES
+
+
+def test_a_short_feed_reaches_an_end_of_the_travel_and_shows_another_surface():
+    assert name_type(200, 180, 30000, -0.3, False, False, BED, at_end=True) == "short_feed"
+    assert name_type(200, 180, 30000, -0.3, False, False, BED, lines=5.0, at_end=True) == "short_feed"
+    assert name_type(200, 180, 30000, -0.02, False, False, BED, lines=5.0, at_end=True) == "streak"  # powder's look
+    assert name_type(200, 300, 30000, -0.3, False, False, BED, lines=0.1, at_end=True) == "hopping"
+
+
+def test_a_region_of_whole_network_tiles_is_named_by_its_lines_and_place_only():
+    assert name_type(128, 256, 32768, -0.01, False, False, BED, shaped=False) == "other"  # not a short feed
+    assert name_type(128, 256, 32768, -0.01, False, False, BED, lines=4.0, shaped=False) == "streak"
+    assert name_type(128, 128, 16384, -0.2, True, True, BED, shaped=False) == "super_elevation"
+    assert name_type(12, 300, 3000, -0.2, False, False, BED) == "streak"
+    assert name_type(128, 128, 16384, -0.2, False, False, BED) == "hole"
+    assert name_type(128, 256, 32768, -0.2, False, False, BED) == "other"  # too long for a hole
 
 
 def test_a_streak_runs_along_the_recoater_whichever_way_it_travels():

@@ -392,23 +392,23 @@ class FineMapper:
         bed = change_image(image)
         sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
         if self.texture is None:  # a region's score: the network's Error probability while learning
-            maps, score = self._learning(result, features, bed, sure_tiles)
+            maps, score, unshaped = self._learning(result, features, bed, sure_tiles)
         else:  # then the larger signal
             self._take_lessons()
-            maps, score = self._judged(result, features, bed, sure_tiles)
+            maps, score, unshaped = self._judged(result, features, bed, sure_tiles)
         if result.class_map is not None:
             maps.classes[result.class_map == NOT_A_CLASS_PIXEL] = NOT_A_CLASS_PIXEL
         error = maps.classes == ERROR
         objects = tile_mask(network == OBJECT, grid, shape)
         maps.regions, kept = find_regions(
-            error, image, score, objects, maps.photo == "recoated", self.recoater, self.mm_per_pixel
+            error, image, score, objects, maps.photo == "recoated", self.recoater, self.mm_per_pixel, unshaped
         )
         maps.classes[error & ~kept] = np.where(objects, OBJECT, POWDER)[error & ~kept]
         return maps
 
-    def _learning(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray]:
+    def _learning(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray, np.ndarray]:
         """One of the build's first layers: judged by the network alone, localised; its sound places learned."""
-        classes = self._network_classes(
+        classes, unshaped = self._network_classes(
             result, sure_tiles | (result.probabilities.argmax(1) == ERROR), self._standing(result)
         )
         error_cells = cv2.resize(
@@ -428,7 +428,7 @@ class FineMapper:
         if len(self.first) >= self.learn and sum(int(entry[1].sum()) for entry in self.first) >= MIN_LEARNED:
             self._fit()
         score = tile_values(result.probabilities[:, ERROR], result.grid, classes.shape)
-        return FineMaps(classes, None, None, state="learning", photo=self.photo), score
+        return FineMaps(classes, None, None, state="learning", photo=self.photo), score, unshaped
 
     def _fit(self) -> None:
         features, keep, shares, sure = zip(*self.first, strict=True)
@@ -444,7 +444,7 @@ class FineMapper:
         )  # fmt: skip
         self.first = []
 
-    def _judged(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray]:
+    def _judged(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray, np.ndarray]:
         shape = result.image.shape[:2]
         texture, taught_sound = self.texture.score(features)
         change = self.change.score(bed)
@@ -472,7 +472,7 @@ class FineMapper:
         if hidden:
             log.info("%s: %d sure Error tile(s) where the first layers or lessons were alike", result.path.name, hidden)
         standing = self._standing(result)
-        classes = self._network_classes(result, sure_tiles, standing)
+        classes, unshaped = self._network_classes(result, sure_tiles, standing)
         standing = standing[0]
         unsure = tile_mask((tiles == ERROR) & ~(result.probabilities[:, ERROR] >= SURE), result.grid, shape)
         classes[unsure & delineate(signal >= LOOKS_SAME, standing)] = (
@@ -487,7 +487,7 @@ class FineMapper:
         self.change.add(
             bed, cv2.resize(held_out.astype(np.uint8), bed.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
         )
-        return FineMaps(classes, texture, change, state="judged", photo=self.photo), signal
+        return FineMaps(classes, texture, change, state="judged", photo=self.photo), signal, unshaped
 
     def _sound_places(self, shape: tuple[int, int]) -> np.ndarray:
         """(H, W) bool: where lessons of this bed's size called places sound."""
@@ -552,14 +552,15 @@ class FineMapper:
             self._lesson_cells[lesson.id] = (phases, mask)
         return self._lesson_cells[lesson.id]
 
-    def _network_classes(self, result, error_tiles: np.ndarray, standing: tuple) -> np.ndarray:
+    def _network_classes(self, result, error_tiles: np.ndarray, standing: tuple) -> tuple[np.ndarray, np.ndarray]:
         """Pixels of the network's tiles narrowed to what stands out of the powder (`standing`):
         Object within Object tiles, Error within `error_tiles` where it stands out (all of a tile the
-        network is sure of where too little in it does: the memory never hides that)."""
+        network is sure of where too little in it does: the memory never hides that). Also where
+        Error is such a whole tile: its shape is the tile's, not the defect's (regions.name_type)."""
         grid, shape = result.grid, result.image.shape[:2]
         tiles = result.probabilities.argmax(1)
         sure = result.probabilities[:, ERROR] >= SURE
-        classes = np.full(shape, POWDER, np.uint8)
+        classes, unshaped = np.full(shape, POWDER, np.uint8), np.zeros(shape, bool)
         standing, faint = standing
         classes[tile_mask(tiles == OBJECT, grid, shape) & standing] = OBJECT
         powder = tile_mask(tiles == POWDER, grid, shape)
@@ -570,8 +571,9 @@ class FineMapper:
             inside = (faint if sure[k] else standing)[y : y + p, x : x + p]
             if sure[k] and (np.count_nonzero(inside) < MIN_AREA or inside.mean() <= GRAIN_RATIO * grain):
                 inside = slice(None)  # sure of what nothing here shows more than the grain does: all of it
+                unshaped[y : y + p, x : x + p] = True
             classes[y : y + p, x : x + p][inside] = ERROR
-        return classes
+        return classes, unshaped
 
     @staticmethod
     def _standing(result) -> tuple[np.ndarray, np.ndarray]:

@@ -2,13 +2,14 @@
 geometry, position and look (defect_types.DEFECT_TYPES):
 
 - streak: at least ELONGATED times longer along the recoater's travel than across, and LONG px long,
-  or a broad region whose brightness varies LINED times more across the travel than along it;
+  or a large region whose column means vary LINED times more than its row means (lines_of);
 - hopping: the same across the travel (banding, a blade jumping);
 - super_elevation: on a part's place (the network's Object tiles) in a photo taken after recoating,
   or darker and rougher than the powder there while the part is under it;
-- short_feed: broad (BROAD px both ways) and large (SHORT_FEED_SHARE of the bed);
+- short_feed: broad (BROAD px both ways) and large (SHORT_FEED_SHARE of the bed), at an end of the
+  recoater's travel and not far along it (FEED_DEPTH), another surface than powder (FEED_CONTRAST);
 - spatter: small (SPOT px at most) and brighter than the powder around it, or several small spots;
-- hole: compact and darker than the powder around it;
+- hole: compact (HOLE_SIDE px at most) and darker than the powder around it;
 - other: anything else.
 Fragments closer than JOIN px are one region; specks under MIN_AREA px are no region.
 """
@@ -25,8 +26,13 @@ LONG = 48  # px
 BROAD = 64  # px
 SHORT_FEED_SHARE = 0.02
 SPOT = 400  # px
+HOLE_SIDE = 128  # px: a hole (or a cluster of pits) is at most this long
 LINED = 3.0  # a broad region whose brightness varies this much more one way than the other is lines
 RING = 9  # px around a region that tell the powder's level there
+END_MARGIN = 32  # px from an end of the recoater's travel that a region reaching it comes within
+FEED_DEPTH = 0.6  # a short feed reaches an end of the travel and less than this share along it
+FEED_CONTRAST = 0.1  # ... and shows another surface than powder: this much darker or brighter
+PROFILE_TREND = 8.0  # px: a region's brightness profile less its trend over this scale (light, vignetting)
 
 
 @dataclass
@@ -77,26 +83,41 @@ def name_type(
     bed_area: int,
     recoater: str = "vertical",
     lines: float = 1.0,
+    at_end: bool = False,
+    shaped: bool = True,
 ) -> str:
     """The defect type of a region from its box, area, contrast, place, the kind of photo and
     `lines`: how much more its brightness varies across the recoater's travel than along it (a
-    broad region of streaks), or its inverse where the lines run across (banding, hopping)."""
+    broad region of streaks), or its inverse where the lines run across (banding, hopping).
+    `at_end`: the region reaches an end of the recoater's travel but not far along it, where a short
+    feed leaves the layer below uncovered: another surface (FEED_CONTRAST), whose lines along the
+    travel are that layer's, not streaks. A region not `shaped` is the network's whole tiles (sure of
+    Error there while the photo shows no outline): only its lines, place and darkness name it."""
     along, across = (height, width) if recoater == "vertical" else (width, height)
+    if not shaped:
+        if area > SPOT and lines >= LINED:
+            return "streak"
+        if area > SPOT and lines <= 1 / LINED:
+            return "hopping"
+        if on_part and (recoated or contrast < 0):
+            return "super_elevation"
+        return "hole" if max(width, height) <= HOLE_SIDE and contrast < 0 else "other"
     if along >= ELONGATED * across and along >= LONG:
         return "streak"
     if across >= ELONGATED * along and across >= LONG:
         return "hopping"
-    if area > SPOT and lines >= LINED:
-        return "streak"
     if area > SPOT and lines <= 1 / LINED:
         return "hopping"
+    broad = min(width, height) >= BROAD and area >= SHORT_FEED_SHARE * bed_area
+    if broad and at_end and abs(contrast) >= FEED_CONTRAST:
+        return "short_feed"
+    if area > SPOT and lines >= LINED:
+        return "streak"
     if on_part and (recoated or contrast < 0):
         return "super_elevation"
-    if min(width, height) >= BROAD and area >= SHORT_FEED_SHARE * bed_area:
-        return "short_feed"
     if area <= SPOT and contrast > 0:
         return "spatter"
-    if max(width, height) <= ELONGATED * min(width, height) and contrast < 0:
+    if max(width, height) <= min(ELONGATED * min(width, height), HOLE_SIDE) and contrast < 0:
         return "hole"
     if area <= SPOT:
         return "spatter"
@@ -104,12 +125,26 @@ def name_type(
 
 
 def lines_of(gray: np.ndarray, inside: np.ndarray, recoater: str = "vertical") -> float:
-    """Brightness variation across the recoater's travel over that along it, inside a region."""
-    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0)
-    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0)[inside]
-    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1)[inside]
-    across, along = (gx, gy) if recoater == "vertical" else (gy, gx)
-    return float((across**2).mean() + 1e-6) / float((along**2).mean() + 1e-6)
+    """How much more the brightness inside a region varies across the recoater's travel than along
+    it: the spread of its column means over that of its row means (travel down the bed), each
+    profile less its slow trend. A mean along a line averages the grain out but not the line's
+    contrast: faint streaks or bands show in a profile where pixel by pixel the grain hides them."""
+    from scipy.ndimage import gaussian_filter1d
+
+    weights = inside.astype(np.float32)
+    total = gray.astype(np.float32) * weights
+
+    def spread(axis: int) -> float:
+        counts = weights.sum(axis)
+        enough = counts >= max(4.0, 0.25 * float(counts.max()))
+        profile = total.sum(axis)[enough] / counts[enough]
+        if len(profile) < 5:
+            return 0.0
+        return float(np.var(profile - gaussian_filter1d(profile, PROFILE_TREND, mode="nearest")))
+
+    columns, rows = spread(0), spread(1)
+    across, along = (columns, rows) if recoater == "vertical" else (rows, columns)
+    return (across + 1e-6) / (along + 1e-6)
 
 
 def find_regions(
@@ -120,9 +155,11 @@ def find_regions(
     recoated: bool = False,
     recoater: str = "vertical",
     mm_per_pixel: float | None = None,
+    unshaped: np.ndarray | None = None,
 ) -> tuple[list["DefectRegion"], np.ndarray]:
     """The regions of an (H, W) Error mask, largest score first, and the mask without specks.
-    `score` is (H, W) (1 = threshold), `objects` the (H, W) places of the network's parts."""
+    `score` is (H, W) (1 = threshold), `objects` the (H, W) places of the network's parts,
+    `unshaped` where Error is a whole tile of the network's rather than an outline in the photo."""
     gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
     joined = cv2.morphologyEx(error.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((JOIN, JOIN), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
@@ -141,9 +178,11 @@ def find_regions(
         level = float(gray[window][ring].mean()) if ring.any() else float(gray[window][inside].mean())
         contrast = float(gray[window][inside].mean()) / max(level, 1e-3) - 1.0
         on_part = objects is not None and float(objects[window][inside].mean()) >= 0.5
-        kind = name_type(
-            w, h, area, contrast, on_part, recoated, error.size, recoater, lines_of(gray[window], inside, recoater)
-        )
+        start, end, length = (y, y + h, error.shape[0]) if recoater == "vertical" else (x, x + w, error.shape[1])
+        at_end = (start <= END_MARGIN or end >= length - END_MARGIN) and end - start <= FEED_DEPTH * length
+        shaped = unshaped is None or float(unshaped[window][inside].mean()) < 0.5
+        lines = lines_of(gray[window], inside, recoater)
+        kind = name_type(w, h, area, contrast, on_part, recoated, error.size, recoater, lines, at_end, shaped)
         box = (x, y, x + w, y + h)
         region = DefectRegion(box, area, kind, float(score[window][inside].max()), contrast)
         if mm_per_pixel:
