@@ -4,7 +4,8 @@
 
 Makes a 12-layer synthetic build, monitors it with the shipped model (skipped when WORK holds one
 already), serves the app on a free port and photographs it in headless Chromium: the build (grade
-strip, recurring regions, alerts reviewed, tiles proposed to label), a layer, the start page.
+strip, recurring regions, alerts reviewed, tiles proposed to label), a layer with its grade and
+defects, the start page (builds at a glance, photo folders to pick), the camera page's good-layer picker.
 """
 
 import argparse
@@ -72,11 +73,20 @@ def main() -> int:
         page.evaluate("window.slmcnnFlush()")
         page.screenshot(path=str(DOCS / "app-layer.png"))
         page.goto(url)
-        page.wait_for_selector("#sets tbody tr")
+        page.wait_for_selector('body[data-ready="1"]')
         page.screenshot(path=str(DOCS / "app-index.png"), full_page=True)
+        page.locator('#folders tr[data-folder="layers"] button.open').click()
+        page.wait_for_url("**/sets/f*")
+        page.goto(page.url + "/camera")
+        page.wait_for_selector('#camera[data-ready="1"]')
+        page.locator("#good img").last.scroll_into_view_if_needed()  # the thumbnails load as they come into view
+        page.locator("#good input").nth(1).check()
+        page.locator("#good input").nth(2).check()
+        page.wait_for_function("[...document.querySelectorAll('#good img')].every((i) => i.complete)")
+        page.screenshot(path=str(DOCS / "app-camera.png"), full_page=True)
         browser.close()
     server.should_exit = True
-    print(f"wrote {', '.join(f'docs/app-{n}.png' for n in ('index', 'build', 'layer'))}")
+    print(f"wrote {', '.join(f'docs/app-{n}.png' for n in ('index', 'build', 'layer', 'camera'))}")
     return 0
 
 

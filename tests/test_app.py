@@ -2,6 +2,7 @@
 review, export that `slmcnn train` splits by layer, and a one-epoch fine-tune of a tiny model."""
 
 import csv
+import io
 import os
 import shutil
 import socket
@@ -527,3 +528,53 @@ def test_a_review_teaches_the_fine_maps_and_undo_forgets_it(env):
     for alert in alerts[1:3]:
         assert client.request("DELETE", url.format(alert["id"]), json={}, headers=AUTH).json()["lessons_forgotten"] == 1
     assert len(lessons) == before and not (lessons.folder / f"{rejected['lesson']}.png").exists()
+
+
+def test_the_start_page_gives_each_build_its_machine_grades_open_alerts_and_live(env):
+    """#38 item 7: the operator's overview; 'live' only while a monitor holds the build's folder."""
+    from slmcnn.monitoring import Database
+
+    client = env["client"]
+    build = {s["id"]: s for s in client.get("/api/sets").json()}["b0-1"]
+    summary = client.get("/api/sets/b0-1").json()
+    graded = [layer["grade"] for layer in summary["layer_list"]]
+    assert build["machine"] == socket.gethostname() and build["grades"]["critical"] >= 4
+    assert build["grades"] == {g: graded.count(g) for g in set(graded)}  # the layers the build page lists
+    assert build["alerts_open"] == sum(1 for a in summary["alerts"] if a["verdict"] is None) > 0
+    assert 0 < time.time() - build["last_layer"] < 3600 and build["live"] is False  # its monitor has stopped
+    db = Database(env["db"])
+    held = db.lock(str((env["root"] / "camera").resolve()), build["machine"])  # as a running monitor holds it
+    try:
+        assert client.get("/api/sets/b0-1").json()["live"] is True
+    finally:
+        held.release()
+    assert client.get("/api/sets").json()[0]["live"] is False
+    first = next(a for a in summary["alerts"] if a["verdict"] is None)
+    client.post(f"/api/sets/b0-1/alerts/{first['id']}", json={"verdict": "confirmed"}, headers=AUTH)
+    assert client.get("/api/sets").json()[0]["alerts_open"] == build["alerts_open"] - 1  # a verdict closes one
+    client.request("DELETE", f"/api/sets/b0-1/alerts/{first['id']}", json={}, headers=AUTH)
+
+
+def test_photo_folders_under_data_are_listed_to_pick(env):
+    folders = env["client"].get("/api/folders").json()
+    assert folders == [{"folder": "photos", "photos": 3}]  # not the link to a folder outside --data
+
+
+def test_the_layer_page_gets_the_layers_grade_and_regions(env):
+    client = env["client"]
+    layer = client.get("/api/sets/b0-1/layers/1").json()
+    alert = next(a for a in client.get("/api/sets/b0-1").json()["alerts"] if a["index"] == 1)
+    assert layer["grade"] == "critical" and layer["why"] == alert["message"] and layer["regions"] == alert["regions"]
+    opened = client.post("/api/sets", json={"folder": "photos"}, headers=AUTH).json()
+    photo = client.get(f"/api/sets/{opened['id']}/layers/0").json()
+    assert photo["grade"] is None and photo["regions"] == []  # a folder's photo is not graded
+
+
+def test_the_good_layer_picker_gets_thumbnails(env):
+    from PIL import Image
+
+    client = env["client"]
+    opened = client.post("/api/sets", json={"folder": "photos"}, headers=AUTH).json()
+    small = client.get(f"/api/sets/{opened['id']}/layers/0/raw", params={"side": 64})
+    assert small.status_code == 200 and max(Image.open(io.BytesIO(small.content)).size) <= 64
+    assert client.get(f"/api/sets/{opened['id']}/layers/0/raw", params={"side": 5}).status_code == 400

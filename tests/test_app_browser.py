@@ -4,6 +4,7 @@ Skipped only where Chromium or Playwright cannot be had (.ci/run installs Chromi
 
 import os
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -238,3 +239,58 @@ def test_active_labelling_proposes_tiles_and_opens_each_at_its_tile(page, server
     assert ws.store.layer_labels(data.ref.set_key, data.ref.layer)[(row, col)][0] == 2
     again = [(p.index, p.row, p.col) for p in ws.proposals(folder.id, 5)]
     assert (index, row, col) not in again and len(again) == 5
+
+
+def test_the_start_page_is_an_operator_overview_and_live_only_while_a_monitor_writes(page, server):
+    """#38 item 7: each build with its machine, grades, open alerts and last layer time; 'live' while
+    a monitor holds its folder (here the lock a running monitor takes), gone once it stops."""
+    from slmcnn.monitoring import Database
+
+    page.goto(server["url"] + "/")
+    page.wait_for_selector('body[data-ready="1"]')
+    row = page.locator('#builds tr[data-set="b0-1"]')
+    build = page.request.get(f"{server['url']}/api/sets/b0-1").json()
+    assert socket.gethostname() in row.inner_text() and "5 critical" in row.locator(".grades").inner_text()
+    assert f"{build['alerts_open']} to review" in row.inner_text() and "ago" in row.inner_text()
+    assert row.locator(".live").count() == 0
+    held = Database(server["root"] / "build.sqlite").lock(str((server["root"] / "camera").resolve()), build["machine"])
+    try:
+        page.reload()
+        page.wait_for_selector('#builds tr[data-set="b0-1"] .live')
+        page.goto(f"{server['url']}/sets/b0-1")
+        page.wait_for_selector("#live:not([hidden])")
+    finally:
+        held.release()
+    page.wait_for_selector("#live[hidden]", state="attached")  # the set page polls: the badge goes with the monitor
+    page.goto(server["url"] + "/")
+    page.wait_for_selector('body[data-ready="1"]')
+    assert page.locator("#builds .live").count() == 0
+    page.locator('#folders tr[data-folder="layers"] button.open').click()  # picked, not typed
+    page.wait_for_url("**/sets/f*")
+
+
+def test_the_layer_page_shows_its_grade_and_defects(page, server):
+    open_layer(page, server, 1)
+    assert page.inner_text("#grade") == "critical"
+    layer = page.request.get(f"{server['url']}/api/sets/b0-1/layers/1").json()
+    assert layer["why"] in page.inner_text("#judgement")
+    named = [r for r in layer["regions"] if r.get("type")]
+    shown = page.locator("#defects li")
+    assert shown.count() == (len(named) or sum(1 for r in layer["regions"] if "rows" in r)) > 0
+    if named:
+        assert named[0]["text"] in shown.first.inner_text()
+
+
+def test_the_good_layer_picker_shows_each_frame(page, server):
+    opened = page.request.post(
+        f"{server['url']}/api/sets", data={"folder": "layers"}, headers={"X-Slmcnn-Token": TOKEN}
+    ).json()
+    page.goto(f"{server['url']}/sets/{opened['id']}/camera")
+    page.wait_for_selector('#camera[data-ready="1"]')
+    thumbs = page.locator("#good label.thumb img")
+    assert thumbs.count() == opened["layers"] == 5
+    thumbs.last.scroll_into_view_if_needed()
+    page.wait_for_function("[...document.querySelectorAll('#good img')].every((i) => i.complete && i.naturalWidth > 0)")
+    assert page.evaluate("Math.max(...[...document.querySelectorAll('#good img')].map((i) => i.naturalWidth))") <= 160
+    page.locator("#good label.thumb").nth(2).click()
+    assert page.locator("#good input:checked").count() == 1

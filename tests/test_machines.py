@@ -79,3 +79,17 @@ def test_builds_stored_without_a_machine_are_taken_up_by_the_folders_named_monit
     assert by_build(database) == [(1, "m290", 3)]
     monitor(camera, database, tiny_model_file, "--machine", "m400")
     assert by_build(database) == [(1, "m290", 3), (2, "m400", 3)]
+
+
+def test_a_running_monitor_is_seen_without_taking_its_lock(database, tmp_path):
+    """The app's 'live' asks whether a monitor holds the lock without taking it: a monitor starting
+    while the app looks must not be turned away."""
+    db, watch = Database(database), str(tmp_path / "camera")
+    assert db.monitor_running(watch, "printer-a") is False  # no monitor ever followed it
+    held = db.lock(watch, "printer-a")
+    assert db.monitor_running(watch, "printer-a") is True
+    assert db.monitor_running(watch, "printer-b") is False
+    assert db.monitor_running(watch, "printer-a") is True  # looking twice took nothing
+    held.release()
+    assert db.monitor_running(watch, "printer-a") is False
+    db.lock(watch, "printer-a").release()  # free to be taken after all that looking

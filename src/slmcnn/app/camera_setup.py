@@ -25,10 +25,11 @@ def raw_frame(folder: FolderSet, index: int) -> tuple[Path, np.ndarray]:
     return files[index], images.to_uint8(images.read(files[index]))
 
 
-def frame_jpeg(folder: FolderSet, index: int) -> tuple[bytes, float]:
-    """The raw frame as a JPEG of at most SHOWN px a side, and its scale (shown px per frame px)."""
+def frame_jpeg(folder: FolderSet, index: int, side: int = SHOWN) -> tuple[bytes, float]:
+    """The raw frame as a JPEG of at most `side` px a side (a thumbnail when small), and its scale
+    (shown px per frame px)."""
     _, frame = raw_frame(folder, index)
-    scale = min(1.0, SHOWN / max(frame.shape[:2]))
+    scale = min(1.0, side / max(frame.shape[:2]))
     shown = Image.fromarray(frame)
     if scale < 1:
         shown = shown.resize((round(frame.shape[1] * scale), round(frame.shape[0] * scale)), Image.LANCZOS)

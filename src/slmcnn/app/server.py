@@ -129,8 +129,11 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         return camera_setup.propose(folder_set(set_id), index, ws.camera)
 
     @app.get("/api/sets/{set_id}/layers/{index}/raw")
-    def raw_image(set_id: str, index: int):
-        jpeg, scale = camera_setup.frame_jpeg(folder_set(set_id), index)
+    def raw_image(set_id: str, index: int, side: int = camera_setup.SHOWN):
+        """A raw frame to click corners on, or (a small `side`) a thumbnail of the good-layer picker."""
+        if not 32 <= side <= camera_setup.SHOWN:
+            raise SlmcnnError(f"side must be 32..{camera_setup.SHOWN}")
+        jpeg, scale = camera_setup.frame_jpeg(folder_set(set_id), index, side)
         return Response(jpeg, media_type="image/jpeg", headers={"X-Scale": f"{scale:.6f}", "Cache-Control": "no-store"})
 
     @app.post("/api/sets/{set_id}/camera")
@@ -150,6 +153,11 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     def list_sets():
         return [set_json(s) for s in ws.sets()]
 
+    @app.get("/api/folders")
+    def photo_folders():
+        """The folders of photos under --data, to pick one to open."""
+        return ws.photo_folders()
+
     @app.post("/api/sets")
     def open_set(body: dict = BODY):
         return set_json(ws.open_folder(str(body.get("folder", ""))))
@@ -164,6 +172,11 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
         }
         if isinstance(s, BuildSet):
             doc["source"] = Path(s.source.removeprefix("sqlite:///")).name
+            seen = s.db.overview(s.build_id)
+            reviewed = ws.store.reviews(s.key)
+            doc["machine"] = s.row.machine if s.row else ""
+            doc["grades"], doc["last_layer"], doc["live"] = seen.grades, seen.last, s.live(seen.last)
+            doc["alerts_open"] = sum(1 for a in s.db.alert_rows(s.build_id) if a.id not in reviewed)
         return doc
 
     @app.get("/api/sets/{set_id}")
@@ -207,12 +220,13 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
     # layers
     @app.get("/api/sets/{set_id}/layers/{index}")
     def layer_json(set_id: str, index: int):
-        data = ws.layer(set_id, index)
+        s = ws.get_set(set_id)
+        data = s.layer(index, ws)
         rows, cols = data.geometry.shape
         labels = ws.store.layer_labels(data.ref.set_key, data.ref.layer)
         cell = lambda r, c, k: labels[(r, c)][k] if (r, c) in labels else None  # noqa: E731
-        return {
-            "set": set_id, "index": index, "count": ws.get_set(set_id).count(), "file": data.ref.layer,
+        doc = {
+            "set": set_id, "index": index, "count": s.count(), "file": data.ref.layer,
             "number": data.ref.number, "build": data.ref.build, **data.geometry.to_json(), "rows": rows, "cols": cols,
             "classes": data.classes.tolist(),
             "probabilities": data.probabilities.reshape(rows, cols, -1).round(4).tolist(),
@@ -220,8 +234,11 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
             "labels": [[cell(r, c, 0) for c in range(cols)] for r in range(rows)],
             "checked": [[bool(cell(r, c, 1)) for c in range(cols)] for r in range(rows)],
             "straightened": data.camera is not None, "model": ws.model_path.name,
-            "photo_changed": data.photo_changed,
+            "photo_changed": data.photo_changed, "grade": None, "why": None, "regions": [],
         }  # fmt: skip
+        if isinstance(s, BuildSet):
+            doc["grade"], doc["why"], doc["regions"] = s.judgement(index)
+        return doc
 
     @app.get("/api/sets/{set_id}/layers/{index}/image")
     def layer_image(set_id: str, index: int):

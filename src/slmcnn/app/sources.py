@@ -3,6 +3,7 @@ monitoring.db) or a folder of photos (classified on demand with the current mode
 app reads is reached from a set, never from a path in a request."""
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,7 +15,7 @@ from slmcnn import images
 from slmcnn.app.store import LayerRef
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
-from slmcnn.monitoring.db import Database, FileStamp, StoredLayer
+from slmcnn.monitoring.db import BuildRow, Database, FileStamp, StoredLayer
 from slmcnn.outputs import layer_number, layer_order
 from slmcnn.tiles import TileGeometry
 
@@ -71,14 +72,25 @@ class Cache:
             self._items.clear()
 
 
+LIVE_SECONDS = 120.0  # where a monitor's lock cannot be seen: a layer stored this recently means one is writing
+
+
 class BuildSet:
     """A build a monitor stored: its done layers, tiles, anomaly scores and alerts."""
 
     kind = "build"
 
-    def __init__(self, id: str, db: Database, source: str, build_id: int, name: str):
-        self.id, self.db, self.source, self.build_id, self.name = id, db, source, build_id, name
+    def __init__(self, id: str, db: Database, source: str, build_id: int, name: str, row: BuildRow | None = None):
+        self.id, self.db, self.source, self.build_id, self.name, self.row = id, db, source, build_id, name, row
         self.key = f"{source}#{build_id}"
+
+    def live(self, last: float | None) -> bool:
+        """A monitor is writing this build now: it is its folder's latest on its machine and the
+        monitor's lock is held; where the lock cannot be seen, its last layer (`last`) is recent."""
+        if self.row is None or self.db.builds(self.row.watch_dir, self.row.machine)[-1].id != self.build_id:
+            return False
+        running = self.db.monitor_running(self.row.watch_dir, self.row.machine)
+        return running if running is not None else last is not None and time.time() - last < LIVE_SECONDS
 
     def stored(self) -> list[StoredLayer]:
         return [layer for layer in self.db.layers(self.build_id) if layer.status == "done"]
@@ -91,6 +103,14 @@ class BuildSet:
         if not 0 <= index < len(layers):
             raise NotFound(f"{self.name} has no layer {index}")
         return layers[index]
+
+    def judgement(self, index: int) -> tuple[str | None, str | None, list[dict]]:
+        """A stored layer's grade, its alert's message and its regions as stored (tile regions, and
+        the fine map's defects: type, box in px and mm, text); None, None, [] for an ungraded layer."""
+        stored = self._stored(index)
+        alert = next((a.alert for a in self.db.alert_rows(self.build_id) if a.layer_id == stored.id), None)
+        grade = self.db.grades(self.build_id).get(stored.number)
+        return grade, alert.message if alert else None, alert.regions if alert else []
 
     def layer(self, index: int, workspace=None) -> LayerData:
         stored = self._stored(index)

@@ -28,6 +28,7 @@ from slmcnn.camera import CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.files import atomic_path, describe, resolved
+from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.labels import ERROR, POWDER
 from slmcnn.monitoring.db import Database, database_url
 from slmcnn.teaching import Lesson, Lessons, box_mask, lessons_folder
@@ -201,7 +202,7 @@ class Workspace:
     def sets(self) -> list:
         found = []
         for d, (url, db) in enumerate(self.databases):
-            found += [BuildSet(f"b{d}-{b.id}", db, url, b.id, shown_name(b)) for b in db.builds()]
+            found += [BuildSet(f"b{d}-{b.id}", db, url, b.id, shown_name(b), b) for b in db.builds()]
         return found + self.folders
 
     def get_set(self, set_id: str):
@@ -209,6 +210,27 @@ class Workspace:
             if s.id == set_id:
                 return s
         raise NotFound(f"no set {set_id!r}")
+
+    def photo_folders(self, depth: int = 2, most: int = 200) -> list[dict]:
+        """The folders under the --data folders (`depth` levels down) that hold photos, each as the
+        open box takes it (relative to the first --data folder, else whole) with its photo count:
+        the operator picks one rather than typing its name. Hidden folders and links are not followed."""
+        found, level = [], [(root, 0) for root in self.roots]
+        while level and len(found) < most:
+            folder, down = level.pop(0)
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:  # unreadable: nothing to offer there
+                continue
+            photos = sum(1 for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if photos:
+                shown = folder.relative_to(self.roots[0]) if folder.is_relative_to(self.roots[0]) else folder
+                found.append({"folder": str(shown), "photos": photos})
+            if down < depth:
+                level += [
+                    (p, down + 1) for p in entries if p.is_dir() and not (p.is_symlink() or p.name.startswith("."))
+                ]
+        return found
 
     def open_folder(self, folder: str) -> FolderSet:
         """A folder of photos as a set to label; only inside the --data folders."""

@@ -38,7 +38,7 @@ from slmcnn.errors import DatabaseError
 from slmcnn.files import describe, resolved, storable
 from slmcnn.grading import LayerGrade
 from slmcnn.monitoring.alerts import Alert
-from slmcnn.monitoring.lock import MonitorLock
+from slmcnn.monitoring.lock import MonitorLock, monitor_running
 from slmcnn.monitoring.migrations import upgrade
 from slmcnn.monitoring.schema import (
     PROBABILITY_COLUMNS,
@@ -199,6 +199,15 @@ class StoredLayer:
     overlay: str | None
     digest: str | None = None  # SHA-1 of the photo when it was classified
     seconds: float | None = None  # how long it took to classify
+
+
+@dataclass
+class BuildOverview:
+    """A build at a glance (the app's start page): its done layers' grades and the last one's time."""
+
+    layers: int
+    grades: dict[str, int]  # ok | minor | critical -> layers
+    last: float | None  # when the last layer was stored (seconds since the epoch)
 
 
 @dataclass
@@ -377,6 +386,18 @@ class Database:
         )
         with self.engine.connect() as conn:
             return {r.number: r.grade for r in conn.execute(query)}
+
+    def overview(self, build_id: int) -> BuildOverview:
+        done = (layers.c.build_id == build_id, layers.c.status == "done")
+        with self.engine.connect() as conn:
+            count, last = conn.execute(select(func.count(), func.max(layers.c.processed)).where(*done)).one()
+            graded = conn.execute(select(layers.c.grade, func.count()).where(*done).group_by(layers.c.grade))
+            grades = {grade: n for grade, n in graded if grade}
+        return BuildOverview(count, grades, last)
+
+    def monitor_running(self, watch_dir: str, machine: str) -> bool | None:
+        """Whether a monitor follows this folder on this machine now (None: not knowable from here)."""
+        return monitor_running(self.engine, watch_dir, machine)
 
     def tile_anomaly(self, layer_id: int) -> np.ndarray | None:
         """A layer's per-tile anomaly scores (row-major), None where no camera profile scored it."""

@@ -26,15 +26,14 @@ class MonitorLock:
     camera folders alike."""
 
     def __init__(self, engine: Engine, watch_dir: str, machine: str, shown: str):
-        key = hashlib.sha1(f"{machine}\0{watch_dir}".encode()).hexdigest()
+        key = lock_key(watch_dir, machine)
         self.handle, self.connection = None, None
         busy = DatabaseError(
             f"another monitor is following {watch_dir} as machine {machine!r} with {shown}; stop it first, "
             "or give this one its own --machine"
         )
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            path = Path(engine.url.database)
-            self.handle = open(path.with_name(f".{path.name}.{key[:10]}.lock"), "a+")
+            self.handle = open(lock_file(Path(engine.url.database), key), "a+")
             try:
                 fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -71,6 +70,46 @@ class MonitorLock:
             self.connection.invalidate()
             self.connection.close()
         self.handle = self.connection = None
+
+
+def lock_key(watch_dir: str, machine: str) -> str:
+    return hashlib.sha1(f"{machine}\0{watch_dir}".encode()).hexdigest()
+
+
+def lock_file(database: Path, key: str) -> Path:
+    return database.with_name(f".{database.name}.{key[:10]}.lock")
+
+
+def monitor_running(engine: Engine, watch_dir: str, machine: str) -> bool | None:
+    """Whether a monitor holds the lock of this folder and machine now, seen without taking it (a
+    lock taken to look would turn away a monitor starting that instant): PostgreSQL's pg_locks, or
+    Linux's /proc/locks for an SQLite lock file; None where it cannot be seen from here."""
+    key = lock_key(watch_dir, machine)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        try:
+            inode = lock_file(Path(engine.url.database), key).stat().st_ino
+        except FileNotFoundError:
+            return False  # no monitor ever followed this folder with this database
+        except OSError:
+            return None
+        try:
+            held = Path("/proc/locks").read_text()
+        except OSError:
+            return None
+        # "1: FLOCK  ADVISORY  WRITE 7117 fe:00:2146321 0 EOF": the sixth field ends with the inode
+        return any(f.split()[5].rsplit(":", 1)[-1] == str(inode) for f in held.splitlines() if len(f.split()) > 5)
+    if engine.dialect.name == "postgresql":
+        number = int(key[:15], 16)  # pg_try_advisory_lock(bigint) keeps its high half in classid, low in objid
+        query = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+            "AND classid::text::bigint = :high AND objid::text::bigint = :low"
+        )
+        try:
+            with engine.connect() as conn:
+                return bool(conn.execute(query, {"high": number >> 32, "low": number & 0xFFFFFFFF}).scalar())
+        except SQLAlchemyError:
+            return None
+    return None
 
 
 MIGRATION_WAIT = 120.0  # seconds a monitor waits for another's migration before it gives up

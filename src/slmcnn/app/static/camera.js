@@ -89,9 +89,14 @@ async function start() {
   const set = await api("GET", `/api/sets/${SET}`);
   const select = document.getElementById("frame");
   set.layer_list.forEach((layer) => select.append(el("option", { value: layer.index }, layer.file)));
-  document.getElementById("good").replaceChildren(
+  // each frame as a small picture, loaded as it scrolls into view, to tell good layers at a glance
+  const good = document.getElementById("good");
+  good.classList.add("thumbs");
+  good.replaceChildren(
     ...set.layer_list.map((layer) =>
-      el("label", {}, el("input", { type: "checkbox", value: layer.index }), " " + layer.file)));
+      el("label", { class: "thumb", title: layer.file }, el("input", { type: "checkbox", value: layer.index }),
+        el("img", { src: `/api/sets/${SET}/layers/${layer.index}/raw?side=160`, loading: "lazy", alt: layer.file }),
+        layer.file)));
   select.addEventListener("change", async () => { await loadFrame(); });
   document.getElementById("detect").onclick = detect;
   document.getElementById("clear").onclick = () => { corners = []; showDoubts([]); draw(); };

@@ -1,19 +1,49 @@
-// The start page: sets, opening a folder, export, fine-tune with live progress.
+// The start page: the builds at a glance (grades, open alerts, live), the photo folders to label,
+// export, fine-tune with live progress. Polls every 5 s, so a build being monitored moves on the page.
 "use strict";
+
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  const s = Math.max(0, Date.now() / 1000 - seconds);
+  const text = s < 90 ? `${Math.round(s)} s ago` : s < 5400 ? `${Math.round(s / 60)} min ago` : s < 172800 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} days ago`;
+  return `${new Date(seconds * 1000).toLocaleString()} (${text})`;
+}
+
+function gradeBadges(grades) {
+  const shown = ["critical", "minor", "ok"].filter((g) => grades[g]);
+  return shown.length ? shown.map((g) => el("span", { class: `badge g-${g}`, title: `${grades[g]} layer(s) ${g}` }, `${grades[g]} ${g}`)) : ["not graded"];
+}
+
+function buildRow(s) {
+  const name = el("td", {}, el("a", { href: `/sets/${s.id}` }, s.name));
+  if (s.live) name.append(" ", el("small", { class: "live", title: "a monitor is writing this build now" }, "● live"));
+  const alerts = el("td", {}, s.alerts_open ? el("a", { href: `/sets/${s.id}#alerts`, class: "bad" }, `${s.alerts_open} to review`) : "none");
+  return el("tr", { "data-set": s.id, class: s.live ? "is-live" : "" },
+    name, el("td", {}, s.machine || "–"), el("td", {}, s.layers), el("td", { class: "grades" }, ...gradeBadges(s.grades)),
+    alerts, el("td", {}, ago(s.last_layer)), el("td", {}, s.source));
+}
 
 async function loadSets() {
   const sets = await api("GET", "/api/sets");
-  const body = document.querySelector("#sets tbody");
-  body.replaceChildren(...sets.map((s) =>
-    el("tr", { "data-set": s.id },
-      el("td", {}, el("a", { href: `/sets/${s.id}` }, s.name)), el("td", {}, s.kind), el("td", {}, s.layers),
-      el("td", {}, s.labelled), el("td", {}, s.source || ""))));
+  const builds = sets.filter((s) => s.kind === "build");
+  document.querySelector("#builds tbody").replaceChildren(...(builds.length ? builds.map(buildRow)
+    : [el("tr", {}, el("td", { colspan: 7 }, "no build yet: start the app with --db of a monitor's database"))]));
+  const folders = await api("GET", "/api/folders");
+  document.querySelector("#folders tbody").replaceChildren(...(folders.length ? folders.map((f) =>
+    el("tr", { "data-folder": f.folder }, el("td", {}, f.folder), el("td", {}, f.photos),
+      el("td", {}, el("button", { class: "open", onclick: () => openFolder(f.folder) }, "Open to label"))))
+    : [el("tr", {}, el("td", { colspan: 3 }, "no photo folder: start the app with --data FOLDER"))]));
+  document.body.dataset.ready = "1";
 }
 
-document.getElementById("open-folder").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const opened = await api("POST", "/api/sets", { folder: document.getElementById("folder").value });
+async function openFolder(folder) {
+  const opened = await api("POST", "/api/sets", { folder });
   location.href = `/sets/${opened.id}`;
+}
+
+document.getElementById("open-folder").addEventListener("submit", (event) => {
+  event.preventDefault();
+  openFolder(document.getElementById("folder").value);
 });
 
 document.getElementById("export").addEventListener("click", async () => {
@@ -84,4 +114,5 @@ document.getElementById("make-current").addEventListener("click", async () => {
 });
 
 loadSets();
+setInterval(() => loadSets().catch(() => {}), 5000);
 followFineTune();

@@ -62,6 +62,7 @@ function draw() {
       }
     }
   }
+  if (kind !== "none") drawDefects(ctx, line);
   const [r, c] = sel, [x0, x1] = cellX(c), [y0, y1] = cellY(r);
   ctx.strokeStyle = "#ffd000";
   ctx.lineWidth = 3 * line;
@@ -92,6 +93,37 @@ function fit() {
   applyView();
 }
 
+function defects() {
+  return L.regions.filter((r) => r.type && r.box);  // the fine map's defects; the others are tile regions
+}
+
+function drawDefects(ctx, line) {
+  // the defects the grading named, boxed in the photo's pixels, their number beside each box
+  ctx.strokeStyle = "#ff2bd6";
+  ctx.fillStyle = "#ff2bd6";
+  ctx.lineWidth = 2 * line;
+  ctx.font = `bold ${Math.round(L.patch / 5)}px sans-serif`;
+  defects().forEach((d, i) => {
+    const [x0, y0, x1, y1] = d.box;
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    ctx.fillText(String(i + 1), x0 + 2 * line, y0 - 3 * line < 12 ? y1 + L.patch / 5 : y0 - 3 * line);
+  });
+}
+
+function showJudgement() {
+  // the grade the monitor gave this layer and why, and its defects by type, size and place
+  const box = document.getElementById("judgement");
+  if (!L.grade) {
+    box.replaceChildren("not graded");
+  } else {
+    box.replaceChildren(el("span", { class: `badge g-${L.grade}`, id: "grade" }, L.grade), " ", el("small", {}, L.why || ""));
+  }
+  const tileRegions = L.regions.filter((r) => !r.type && r.rows);
+  document.getElementById("defects").replaceChildren(
+    ...defects().map((d, i) => el("li", { class: "defect", "data-type": d.type }, `${i + 1}: ${d.text || d.type}`)),
+    ...(defects().length ? [] : tileRegions.map((r) => el("li", { class: "tile-region" }, `Error tiles rows ${r.rows[0]}-${r.rows[1]}, cols ${r.cols[0]}-${r.cols[1]} (${r.tiles})`))));
+}
+
 async function load(i, keepTile) {
   const t0 = performance.now();
   index = i;
@@ -110,6 +142,7 @@ async function load(i, keepTile) {
   if (resized) fit();
   document.getElementById("overlay-anomaly").disabled = !L.anomaly;
   document.getElementById("layer-title").textContent = `layer ${L.number} (${L.file})${L.straightened ? ", straightened" : ""}`;
+  showJudgement();
   if (L.photo_changed) toast("this file now holds another photo: shown is what the monitor kept; labels and explanations are off");
   history.replaceState(null, "", `/sets/${SET}/layers/${i}`);
   draw();

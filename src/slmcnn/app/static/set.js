@@ -140,6 +140,7 @@ document.getElementById("propose").addEventListener("click", propose);
 let shown = "";
 async function refresh() {
   const doc = await api("GET", `/api/sets/${SET}`);
+  document.getElementById("live").hidden = !doc.live;  // only while a monitor is writing it
   const key = JSON.stringify(doc);
   if (key !== shown) {
     shown = key;
