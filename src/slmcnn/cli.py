@@ -17,7 +17,13 @@ from slmcnn.files import check_new, describe, run_folder, storable
 from slmcnn.options import build_parser, given, grade_rules, pick, synth_settings, take_old_forms
 
 FLAGS = {"flips=False": "--no-flips"}
-COMMAND_FLAGS = {"predict-patches": {"precision": "--ig-precision"}}
+COMMAND_FLAGS = {
+    "predict-patches": {"precision": "--ig-precision"},
+    "monitor": {
+        "region_tiles": "--alert-region", "share": "--alert-share", "sure": "--alert-sure",
+        "persist": "--alert-persist", "window": "--alert-persist",
+    },
+}  # fmt: skip
 SENSITIVITIES = (0.8, 1.0, 1.25, 1.5)  # --error-threshold values whose expected false-alarm rate calibrate prints
 
 
