@@ -538,7 +538,7 @@ def test_the_start_page_gives_each_build_its_machine_grades_open_alerts_and_live
     build = {s["id"]: s for s in client.get("/api/sets").json()}["b0-1"]
     summary = client.get("/api/sets/b0-1").json()
     graded = [layer["grade"] for layer in summary["layer_list"]]
-    assert build["machine"] == socket.gethostname() and build["grades"]["critical"] >= 4
+    assert build["build"] == "camera" and build["machine"] == socket.gethostname() and build["grades"]["critical"] >= 4
     assert build["grades"] == {g: graded.count(g) for g in set(graded)}  # the layers the build page lists
     assert build["alerts_open"] == sum(1 for a in summary["alerts"] if a["verdict"] is None) > 0
     assert 0 < time.time() - build["last_layer"] < 3600 and build["live"] is False  # its monitor has stopped

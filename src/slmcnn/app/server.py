@@ -174,7 +174,7 @@ def create_app(config: AppConfig, workspace: Workspace | None = None) -> FastAPI
             doc["source"] = Path(s.source.removeprefix("sqlite:///")).name
             seen = s.db.overview(s.build_id)
             reviewed = ws.store.reviews(s.key)
-            doc["machine"] = s.row.machine if s.row else ""
+            doc["build"], doc["machine"] = (s.row.name, s.row.machine) if s.row else (s.name, "")
             doc["grades"], doc["last_layer"], doc["live"] = seen.grades, seen.last, s.live(seen.last)
             doc["alerts_open"] = sum(1 for a in s.db.alert_rows(s.build_id) if a.id not in reviewed)
         return doc

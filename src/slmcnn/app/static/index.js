@@ -15,7 +15,7 @@ function gradeBadges(grades) {
 }
 
 function buildRow(s) {
-  const name = el("td", {}, el("a", { href: `/sets/${s.id}` }, s.name));
+  const name = el("td", {}, el("a", { href: `/sets/${s.id}` }, s.build));  // its machine has a column
   if (s.live) name.append(" ", el("small", { class: "live", title: "a monitor is writing this build now" }, "● live"));
   const alerts = el("td", {}, s.alerts_open ? el("a", { href: `/sets/${s.id}#alerts`, class: "bad" }, `${s.alerts_open} to review`) : "none");
   return el("tr", { "data-set": s.id, class: s.live ? "is-live" : "" },
