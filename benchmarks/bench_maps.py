@@ -300,15 +300,21 @@ def print_synthetic(figures: dict) -> None:
             print(f"  {t:20} named " + ", ".join(f"{k} {v}" for k, v in sorted(n.items(), key=lambda kv: -kv[1])))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_options(description: str, per_folder: int) -> argparse.ArgumentParser:
+    """The options bench_maps and bench_teach share: the synthetic builds, the first layers, PBLM."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--builds", type=int, default=4, help="synthetic builds (half after recoat, half after exposure)"
     )
     parser.add_argument("--layers", type=int, default=30, help="layers per synthetic build")
     parser.add_argument("--learn", type=int, default=5, help="first layers of a build the fine maps learn from")
-    parser.add_argument("--per-folder", type=int, default=20, help="PBLM photos of each defect folder")
+    parser.add_argument("--per-folder", type=int, default=per_folder, help="PBLM photos of each defect folder")
     parser.add_argument("--pblm", type=Path, default=SHARED / "pblm")
+    return parser
+
+
+def main() -> int:
+    parser = build_options(__doc__, per_folder=20)
     parser.add_argument("--risheng", type=Path, default=SHARED / "risheng-recoat")
     parser.add_argument("--skip", choices=["synth", "pblm", "risheng"], action="append", default=[])
     parser.add_argument("--json", type=Path, help="also write the figures here")

@@ -16,7 +16,6 @@ a camera's memory gives the next build). PBLM: the good photos after the first `
 false alarms of their first half; the second half and each defect folder are judged before/after.
 """
 
-import argparse
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_maps import AWAY, MIN_TRUE, SHARED, Tally, _backend, disk, fine_score, flagged
+from bench_maps import AWAY, MIN_TRUE, Tally, _backend, build_options, disk, fine_score, flagged
 
 from slmcnn.constants import ERROR
 
@@ -178,16 +177,9 @@ def show(name: str, before: dict, after: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--builds", type=int, default=4, help="synthetic builds (half after recoat, half after exposure)"
-    )
-    parser.add_argument("--layers", type=int, default=30, help="layers per synthetic build")
-    parser.add_argument("--learn", type=int, default=5, help="first layers of a build the fine maps learn from")
+    parser = build_options(__doc__, per_folder=10)
     parser.add_argument("--sound", type=int, default=5, help="most false alarms a reviewer marks per build")
     parser.add_argument("--defects", type=int, default=1, help="most confirmed defects taught per type and build")
-    parser.add_argument("--per-folder", type=int, default=10, help="PBLM photos of each defect folder")
-    parser.add_argument("--pblm", type=Path, default=SHARED / "pblm")
     parser.add_argument("--skip", choices=["synth", "pblm"], action="append", default=[])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
