@@ -160,3 +160,22 @@ def test_calibrate_tells_repeats_few_frames_and_drops_a_stale_preview(tiny_build
     assert "1 frame(s) given more than once" in again.stderr and "a profile from 4 good layers: 10-50" in again.stderr
     assert "removed the earlier camera.preview.png" in again.stderr
     assert not (tmp_path / "camera.preview.png").exists()
+
+
+def test_the_monitor_s_last_line_is_one_line_when_the_database_is_gone():
+    from sqlalchemy.exc import OperationalError
+
+    from slmcnn.errors import DatabaseError
+    from slmcnn.monitoring.operator import Tally, closing_line
+
+    class Gone:
+        def __init__(self, error):
+            self.error = error
+
+        def builds(self, *args):
+            raise self.error
+
+    before = Tally({}, 0)
+    for error in (OperationalError("SELECT", {}, Exception("server closed the connection")), DatabaseError("locked")):
+        line = closing_line(Gone(error), "/camera", "m1", before)
+        assert line.startswith("no summary: the database cannot be read now") and "\n" not in line

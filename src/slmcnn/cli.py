@@ -161,7 +161,7 @@ def cmd_export(args) -> int:
 
 def cmd_monitor(args) -> int:
     from slmcnn.monitoring import Database, Monitor, MonitorConfig
-    from slmcnn.monitoring.operator import Tally, watch_notes
+    from slmcnn.monitoring.operator import Tally, closing_line, watch_notes
 
     config = pick(args, MonitorConfig, rules=grade_rules(args))  # checks the folder before the model is loaded
     tell(watch_notes(config.watch_dir))
@@ -174,7 +174,7 @@ def cmd_monitor(args) -> int:
     try:
         monitor.run(args.exit_when_idle)
     finally:
-        print(f"{config.watch_dir}: {Tally.of(db, monitor.key, monitor.machine).since(before)}", flush=True)
+        print(f"{config.watch_dir}: {closing_line(db, monitor.key, monitor.machine, before)}", flush=True)
     return 0
 
 

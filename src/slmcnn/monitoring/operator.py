@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmcnn.errors import SlmcnnError
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.db import Database
 
@@ -59,6 +60,17 @@ class Tally:
         grades = ", ".join(f"{new[g]} {g}" for g in GRADES if new[g])
         failed = self.failed - before.failed
         return f"stored {count} layer(s)" + (f": {grades}" if grades else "") + (f"; {failed} failed" if failed else "")
+
+
+def closing_line(db: Database, watch_dir: str, machine: str, before: Tally) -> str:
+    """The monitor's last line: what it stored. A stop during a database outage still ends in one
+    line, not a traceback: the database may be gone by then."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return Tally.of(db, watch_dir, machine).since(before)
+    except (SlmcnnError, SQLAlchemyError, OSError) as exc:
+        return f"no summary: the database cannot be read now ({type(exc).__name__})"
 
 
 def uncalibrated_advice(grades: list[str | None]) -> str:
