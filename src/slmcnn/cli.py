@@ -240,8 +240,6 @@ def _previous_calibration(path: Path):
 
 
 def cmd_teach(args) -> int:
-    import time
-
     from slmcnn.errors import SettingsError
     from slmcnn.teaching import Lessons, lessons_folder
 
@@ -251,16 +249,13 @@ def cmd_teach(args) -> int:
             raise SettingsError("say which lessons: --lessons FOLDER or --camera camera.json")
         if args.forget and not Lessons(folder).forget(lesson_id=args.forget):
             raise SettingsError(f"no lesson {args.forget} in {folder}")
-        for x in Lessons(folder):
-            print(
-                f"{x.id}  {x.verdict:6}  {x.layer}  ({x.source}, {time.strftime('%Y-%m-%d %H:%M', time.localtime(x.at))})"
-            )
+        print("\n".join(map(str, Lessons(folder))))
         return 0
     if not args.photo or not args.verdict:
         raise SettingsError("give the layer PHOTO and --as sound or --as defect (or --list, --forget ID)")
     lesson = slmcnn.teach(args.photo, args.verdict, args.box, camera=args.camera, lessons=args.lessons)
     print(
-        f"taught {args.photo} as {lesson.verdict} (lesson {lesson.id} in {folder}); the next judged layer takes it in"
+        f"taught {args.photo} as {lesson.verdict} (lesson {lesson.id} in {folder}); the next layer judged takes it in"
     )
     return 0
 

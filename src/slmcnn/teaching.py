@@ -43,6 +43,10 @@ class Lesson:
     source: str  # who or what taught it ("cli", "app <set> alert <id>")
     at: float
 
+    def __str__(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at))
+        return f"{self.id}  {self.verdict:6}  {self.layer}  ({self.source}, {when})"
+
 
 def lessons_folder(camera, given: str | Path | None = None) -> Path | None:
     """Where lessons are kept: `given`, else beside a camera.json as `<camera>.lessons` (a run
