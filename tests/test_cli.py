@@ -156,3 +156,22 @@ def test_an_option_missing_in_both_forms_is_one_line(tmp_path):
     assert "--db" in one_line_error(run_cli("report", "--out", tmp_path / "r.html"))
     assert "--out" in one_line_error(run_cli("synth", "--layers", "1"))
     assert "give one" in one_line_error(run_cli("report", tmp_path / "a.sqlite", "--db", tmp_path / "b.sqlite"))
+
+
+@pytest.mark.parametrize(("code", "leaves"), [(130, "at once"), (0, "sys.exit"), (2, "sys.exit")])
+def test_the_console_script_leaves_at_once_after_an_interrupt(monkeypatch, code, leaves):
+    """After Ctrl-C or SIGTERM the process skips native teardown (ONNX Runtime's or OpenMP's
+    thread pools torn down while a thread works abort it: SIGABRT instead of 130)."""
+    import slmcnn.__main__ as entry
+
+    class Left(Exception):
+        pass
+
+    def at_once(status):
+        raise Left(status)
+
+    monkeypatch.setattr(entry, "main", lambda: code)
+    monkeypatch.setattr(entry.os, "_exit", at_once)
+    with pytest.raises((Left, SystemExit)) as how:
+        entry.run()
+    assert (how.type is Left) == (leaves == "at once") and how.value.args[0] == code
