@@ -179,3 +179,11 @@ def test_the_monitor_s_last_line_is_one_line_when_the_database_is_gone():
     for error in (OperationalError("SELECT", {}, Exception("server closed the connection")), DatabaseError("locked")):
         line = closing_line(Gone(error), "/camera", "m1", before)
         assert line.startswith("no summary: the database cannot be read now") and "\n" not in line
+
+
+def test_a_full_frame_camera_says_its_bed_size_is_not_kept(tiny_build, tmp_path):
+    from conftest import run_cli
+
+    frames = sorted((tiny_build / "layers").glob("*.png"))[:4]
+    done = run_cli("calibrate", *frames, "--full-frame", "--bed-mm", "250", "--out", tmp_path / "camera.json")
+    assert done.returncode == 0 and "places are in px" in done.stderr, done.stderr

@@ -291,6 +291,10 @@ def calibrate(
         except (TypeError, ValueError):
             raise SettingsError(f"`corners` must be 4 (x, y) pairs of numbers (got {corners!r:.60})") from None
     number(error_threshold, "error_threshold", 0.05, 100, optional=True)
+    if full_frame and bed_mm:
+        logging.getLogger("slmcnn.camera").warning(
+            "`bed_mm` is kept with a bed outline only: a full-frame camera's places are in px"
+        )
     calibration = None
     if not full_frame:
         first = images.read(frames[0]) if isinstance(frames[0], str | Path) else images.as_rgb(frames[0], "frame")
