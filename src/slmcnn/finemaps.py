@@ -210,9 +210,8 @@ class TextureMemory:
         A place within a sound lesson's reach scores its distance over that reach instead (under
         1); a place the memory found unusual that is EXAMPLE_RATIO times nearer to the lesson than
         to the memory (the lesson's look, not plain powder) is taught sound: a change to that look
-        is no defect. A place
-        EXAMPLE_RATIO times nearer to a confirmed defect (within its reach) than to anything sound
-        scores that ratio over EXAMPLE_RATIO: over 1."""
+        is no defect. A place EXAMPLE_RATIO times nearer to a confirmed defect (within its reach)
+        than to anything sound scores that ratio over EXAMPLE_RATIO: over 1."""
         from slmcnn.profile.features import nearest_distance
 
         points, shape = self.project(features), features.shape[:2]
@@ -220,7 +219,7 @@ class TextureMemory:
         level = max(1.0, float(np.median(distance)) / self.typical) if self.typical > 0 else 1.0
         score = distance / (self.threshold * level)
         taught_sound, nearest_sound, unusual = np.zeros(shape, bool), distance, score > 1
-        for lesson in self.sound:
+        for lesson in self.sound:  # (nearest_sound: to_sound's, from the distances at hand)
             to_lesson = nearest_distance(points, lesson.points).reshape(shape)
             score = np.minimum(score, to_lesson / lesson.reach)
             taught_sound |= unusual & (to_lesson < lesson.reach) & (to_lesson * EXAMPLE_RATIO < distance)
@@ -230,6 +229,15 @@ class TextureMemory:
             ratio = nearest_sound / np.maximum(to_lesson, 1e-6) / EXAMPLE_RATIO
             score = np.maximum(score, np.where(to_lesson <= lesson.reach, ratio, 0))
         return without_edge(score.astype(np.float32), CELL), taught_sound
+
+    def to_sound(self, points: np.ndarray) -> np.ndarray:
+        """Each point's distance to the nearest sound place: the memory's or a sound lesson's."""
+        from slmcnn.profile.features import nearest_distance
+
+        distance = nearest_distance(points, self.memory)
+        for lesson in self.sound:
+            distance = np.minimum(distance, nearest_distance(points, lesson.points))
+        return distance
 
 
 @dataclass
@@ -520,7 +528,7 @@ class FineMapper:
             for lesson, phases, _ in lessons:
                 if lesson.verdict == verdict:
                     phases = [memory.project(f) for f in phases]
-                    phases = [p[self._unlike_sound(p) > EXAMPLE_FLOOR * threshold] for p in phases]
+                    phases = [p[memory.to_sound(p) > EXAMPLE_FLOOR * threshold] for p in phases]
                     if not any(len(p) for p in phases):
                         log.info("lesson %s: its places look like sound ones already", lesson.id)
                         continue
@@ -528,15 +536,6 @@ class FineMapper:
             memory.teach(taught["sound"], taught["defect"])
         sound, examples = taught["sound"], taught["defect"]
         log.info("taught %d lesson(s): %d sound, %d defect examples", len(lessons), len(sound), len(examples))
-
-    def _unlike_sound(self, points: np.ndarray) -> np.ndarray:
-        """Each point's distance to the nearest sound place: the memory's or a sound lesson's."""
-        from slmcnn.profile.features import nearest_distance
-
-        distance = nearest_distance(points, self.texture.memory)
-        for lesson in self.texture.sound:
-            distance = np.minimum(distance, nearest_distance(points, lesson.points))
-        return distance
 
     def _lesson(self, lesson) -> tuple[list[np.ndarray], np.ndarray]:
         """A lesson's texture features at the places it covers, one array per phase, and its mask
