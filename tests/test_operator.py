@@ -5,7 +5,8 @@ import os
 import shutil
 
 from conftest import run_cli
-from slmcnn.monitoring.operator import uncalibrated_advice, watch_notes
+from slmcnn.grading import uncalibrated_advice
+from slmcnn.monitoring.operator import watch_notes
 from slmcnn.outputs import in_layer_order
 
 

@@ -54,7 +54,7 @@ def cmd_predict_layer(args) -> int:
     from rich.progress import Progress
 
     from slmcnn import images, outputs
-    from slmcnn.monitoring.operator import uncalibrated_advice
+    from slmcnn.grading import uncalibrated_advice
     from slmcnn.pipeline import job_tiles, run_layers
 
     paths = outputs.in_layer_order(images.list_images(args.inputs))

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from slmcnn import images
 from slmcnn.constants import ERROR, OBJECT, PHOTOS, POWDER, SURE_ERROR
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
@@ -105,8 +106,9 @@ def standardised_locally(image: np.ndarray, side: int = LOCAL) -> np.ndarray:
     from slmcnn.preprocess import unit_scale
 
     x = image.astype(np.float32) / unit_scale(image)
-    gray_mean = cv2.blur(x, (side, side), borderType=cv2.BORDER_REFLECT).mean(-1)
-    gray_square = cv2.blur(x * x, (side, side), borderType=cv2.BORDER_REFLECT).mean(-1)
+    # the blur of the channels' mean is the mean of their blurs: one channel blurred, not three
+    gray_mean = cv2.blur(images.gray(x), (side, side), borderType=cv2.BORDER_REFLECT)
+    gray_square = cv2.blur(images.gray(x * x), (side, side), borderType=cv2.BORDER_REFLECT)
     spread = np.sqrt(np.maximum(gray_square - gray_mean**2, 0))
     # a flat, dark corner is not blown up to the grain of the rest: JPEG blocks there are no texture
     floor = max(SPREAD_FLOOR * float(np.median(spread)), 1.0 / (side * side * 3) ** 0.5)
@@ -266,8 +268,7 @@ class Taught:
 
 def change_image(image: np.ndarray) -> np.ndarray:
     """The bed as the change signal compares it: gray, blurred, over its median, CHANGE_STEP px a place."""
-    gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
-    gray = cv2.GaussianBlur(gray, (0, 0), CHANGE_SIGMA)
+    gray = cv2.GaussianBlur(images.gray(image), (0, 0), CHANGE_SIGMA)
     gray /= max(float(np.median(gray)), 1e-3)
     h, w = gray.shape
     return cv2.resize(gray, (max(w // CHANGE_STEP, 1), max(h // CHANGE_STEP, 1)), interpolation=cv2.INTER_AREA)
@@ -314,7 +315,7 @@ def salient(image: np.ndarray, powder: np.ndarray) -> np.ndarray:
     """(H, W) robust deviations of each pixel from the powder level around it: the level is the
     blurred brightness of the `powder` pixels (the network's Powder tiles) nearby, so a large part
     stands out of it as a whole, not only at its edges."""
-    gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
+    gray = images.gray(image)
     small = cv2.resize(cv2.GaussianBlur(gray, (0, 0), 1.5), None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     weight = cv2.resize(powder.astype(np.float32), small.shape[::-1], interpolation=cv2.INTER_AREA)
     if weight.sum() < 0.05 * weight.size:  # hardly any powder: the layer's own median level

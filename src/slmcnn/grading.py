@@ -13,6 +13,7 @@ tile) on `persist` of the last `window` layers; any other Error makes it minor. 
 a single Error tile is a *lone* tile: stored and logged, not pushed to a hook."""
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -293,3 +294,15 @@ class Grader:
             )
             grade.grade = "critical"
         return cells
+
+
+def uncalibrated_advice(grades: list[str | None]) -> str:
+    """Why a run without a camera profile may alarm, and what to do: photos of a camera the model
+    was not trained on, judged by the network alone."""
+    counts = Counter(grades)
+    flagged = ", ".join(f"{counts[g]} {g}" for g in GRADES[1:] if counts[g])
+    return (
+        f"note: {flagged} of {len(grades)} layer(s) without a camera profile: the shipped model has not seen this "
+        "camera; calibrate on 10-50 photos of good layers (slmcnn calibrate good/*.png --out camera.json) "
+        "and give --camera camera.json"
+    )

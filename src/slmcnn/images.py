@@ -166,6 +166,18 @@ def as_rgb(array: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def gray(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 mean of an image's channels: the same values as `mean(-1)`, which reduces over
+    an axis of 3 about 25 times slower (8 ms a 768 px layer, several times per layer in the fine maps)."""
+    if image.ndim == 2:
+        return image.astype(np.float32)
+    out = image[..., 0].astype(np.float32)
+    for channel in range(1, image.shape[-1]):
+        out += image[..., channel]
+    out /= image.shape[-1]
+    return out
+
+
 def to_uint8(array: np.ndarray) -> np.ndarray:
     """8-bit view of an image for drawing overlays and figures."""
     if array.dtype == np.uint16:

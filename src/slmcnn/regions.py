@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from slmcnn import images
+
 MIN_AREA = 64  # px: a region smaller than this is noise (a 3 mm spot on a 300 mm bed is ~60 px at 768 px)
 JOIN = 5  # px: fragments this close are one region
 ELONGATED = 4.0
@@ -160,7 +162,7 @@ def find_regions(
     """The regions of an (H, W) Error mask, largest score first, and the mask without specks.
     `score` is (H, W) (1 = threshold), `objects` the (H, W) places of the network's parts,
     `unshaped` where Error is a whole tile of the network's rather than an outline in the photo."""
-    gray = image.astype(np.float32).mean(-1) if image.ndim == 3 else image.astype(np.float32)
+    gray = images.gray(image)
     joined = cv2.morphologyEx(error.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((JOIN, JOIN), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     kept = np.zeros(error.shape, bool)

@@ -72,14 +72,3 @@ def closing_line(db: Database, watch_dir: str, machine: str, before: Tally) -> s
     except (SlmcnnError, SQLAlchemyError, OSError) as exc:
         return f"no summary: the database cannot be read now ({type(exc).__name__})"
 
-
-def uncalibrated_advice(grades: list[str | None]) -> str:
-    """Why a run without a camera profile may alarm, and what to do: photos of a camera the model
-    was not trained on, judged by the network alone."""
-    counts = Counter(grades)
-    flagged = ", ".join(f"{counts[g]} {g}" for g in GRADES[1:] if counts[g])
-    return (
-        f"note: {flagged} of {len(grades)} layer(s) without a camera profile: the shipped model has not seen this "
-        "camera; calibrate on 10-50 photos of good layers (slmcnn calibrate good/*.png --out camera.json) "
-        "and give --camera camera.json"
-    )
