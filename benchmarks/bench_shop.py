@@ -133,7 +133,7 @@ def stored_rows(db: str) -> list[tuple]:
     """(machine, file, status, processed) of every stored layer."""
     from sqlalchemy import create_engine, text
 
-    from slmcnn.monitoring.db import database_url
+    from slmcnn.monitoring.db.connection import database_url
 
     engine = create_engine(database_url(db))
     query = "SELECT b.machine, l.file, l.status, l.processed FROM layers l JOIN builds b ON b.id = l.build_id"

@@ -178,7 +178,7 @@ def sql_rows(db: str | Path, sql: str) -> list[tuple]:
     """The rows of one SQL statement on a database (a file or URL, as the monitor takes it), committed."""
     from sqlalchemy import create_engine, text
 
-    from slmcnn.monitoring.db import database_url
+    from slmcnn.monitoring.db.connection import database_url
 
     engine = create_engine(database_url(db))
     try:

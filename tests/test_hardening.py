@@ -285,6 +285,7 @@ def test_crafted_model_metadata_and_nan_weights(tiny_build, tmp_path):
 
 def test_database_urls_and_files_are_one_line_without_password(tmp_path, monkeypatch):
     from slmcnn.monitoring import db
+    from slmcnn.monitoring.db import connection
 
     notes, folder = tmp_path / "notes.txt", tmp_path / "folder"
     notes.write_text("not a database")
@@ -295,7 +296,7 @@ def test_database_urls_and_files_are_one_line_without_password(tmp_path, monkeyp
         ("foo://x/y", "unknown database kind"),
     ):
         one_line(run_cli("report", where, "--out", tmp_path / "r.html"), 2, word)
-    monkeypatch.setattr(db.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(connection.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DatabaseError) as caught:
         db.Database("postgresql://bob:secret@db.example/builds")
     assert "slmcnn[postgres]" in str(caught.value) and "secret" not in str(caught.value)
@@ -449,7 +450,8 @@ def test_a_layer_that_killed_the_monitor_is_recorded_as_poison(
     """Two starts died while classifying layer 1: poison only when it kills a child reading it too;
     else the monitor was killed from outside and the layer is classified (the probe runs for real)."""
     from slmcnn.monitoring import watch as watching
-    from slmcnn.monitoring.db import Database, FileStamp
+    from slmcnn.monitoring.db import Database
+    from slmcnn.monitoring.db.records import FileStamp
 
     watch, db = tmp_path / "camera", tmp_path / "b.sqlite"
     watch.mkdir()

@@ -196,7 +196,7 @@ def test_a_migration_killed_half_way_two_version_rows_and_a_held_lock(database, 
     from sqlalchemy import create_engine, inspect
 
     from slmcnn.monitoring import lock
-    from slmcnn.monitoring.db import database_url
+    from slmcnn.monitoring.db.connection import database_url
     from slmcnn.monitoring.migrations import head
 
     first_version_tables(database)
@@ -231,7 +231,7 @@ def test_a_migration_killed_half_way_two_version_rows_and_a_held_lock(database, 
 def revision_of(database: str) -> str:
     from sqlalchemy import create_engine
 
-    from slmcnn.monitoring.db import database_url
+    from slmcnn.monitoring.db.connection import database_url
     from slmcnn.monitoring.migrations import revision
 
     engine = create_engine(database_url(database))

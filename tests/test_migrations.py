@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from conftest import first_version_tables, run_cli, sql_rows
 from slmcnn.errors import DatabaseError
 from slmcnn.monitoring import Database
-from slmcnn.monitoring.db import database_url
+from slmcnn.monitoring.db.connection import database_url
 from slmcnn.monitoring.lock import migration_lock
 from slmcnn.monitoring.migrations import head, revision, upgrade
 from slmcnn.monitoring.schema import metadata

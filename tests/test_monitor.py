@@ -537,7 +537,8 @@ def test_the_store_gives_a_stored_layer_back_as_its_result(tmp_path, tiny_build)
     """monitoring.db on its own: a layer stored, read back as the LayerResult it was."""
     from slmcnn.grading import grade_layer
     from slmcnn.monitoring.alerts import Alert
-    from slmcnn.monitoring.db import Database, FileStamp
+    from slmcnn.monitoring.db import Database
+    from slmcnn.monitoring.db.records import FileStamp
     from slmcnn.pipeline import run_layers
 
     photo = tiny_build / "layers" / "00003.png"

@@ -120,7 +120,7 @@ def test_the_report_chart_marks_critical_layers_red_on_whole_layer_numbers():
 
 
 def test_a_build_watched_in_a_layers_folder_is_named_after_its_parent():
-    from slmcnn.monitoring.db import BuildRow
+    from slmcnn.monitoring.db.records import BuildRow
     from slmcnn.monitoring.report import build_title
 
     assert build_title(BuildRow(1, "/x/build1/layers", "layers", "", 0.0, "")) == "build1"
@@ -173,7 +173,7 @@ def test_the_monitor_s_last_line_is_one_line_when_the_database_is_gone():
         def __init__(self, error):
             self.error = error
 
-        def builds(self, *args):
+        def folder_grades(self, *args):
             raise self.error
 
     before = Tally({}, 0)

@@ -166,6 +166,10 @@ class LabelStore:
         )
         return dict(rows)
 
+    def labelled_per_set(self) -> dict[str, int]:
+        """Labelled tiles per set, every set in one query (the start page lists them all)."""
+        return dict(self._run("SELECT set_key, count(*) FROM labels WHERE cls IS NOT NULL GROUP BY set_key"))
+
     def labels(self) -> list[Label]:
         """Every tile that has a class, in a stable order."""
         rows = self._run(
@@ -197,6 +201,13 @@ class LabelStore:
     def reviews(self, source: str) -> dict[int, tuple[str, str, float]]:
         rows = self._run("SELECT alert_id, verdict, who, at FROM reviews WHERE source=?", (source,))
         return {a: (v, w, t) for a, v, w, t in rows}
+
+    def reviewed(self) -> dict[str, set[int]]:
+        """The alerts with a verdict, by source, every source in one query."""
+        found: dict[str, set[int]] = {}
+        for source, alert_id in self._run("SELECT source, alert_id FROM reviews"):
+            found.setdefault(source, set()).add(alert_id)
+        return found
 
     def made_current(self, path: str, source: str, who: str) -> None:
         self._run("INSERT INTO models (path, source, who, at) VALUES (?,?,?,?)", (path, source, who, time.time()))

@@ -30,7 +30,8 @@ from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.files import atomic_path, describe, resolved
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.labels import ERROR, POWDER
-from slmcnn.monitoring.db import Database, database_url
+from slmcnn.monitoring.db import Database
+from slmcnn.monitoring.db.connection import database_url
 from slmcnn.teaching import Lesson, Lessons, box_mask, lessons_folder
 
 log = logging.getLogger(__name__)

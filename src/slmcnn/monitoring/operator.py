@@ -44,7 +44,7 @@ class Tally:
 
     @classmethod
     def of(cls, db: Database, watch_dir: str, machine: str) -> "Tally":
-        grades = {build.id: db.grades(build.id) for build in db.builds(watch_dir, machine)}
+        grades = db.folder_grades(watch_dir, machine)
         stored = db.stored_files(watch_dir, machine).values()
         return cls(grades, sum(row.status == "failed" for rows in stored for row in rows))
 
@@ -71,4 +71,3 @@ def closing_line(db: Database, watch_dir: str, machine: str, before: Tally) -> s
         return Tally.of(db, watch_dir, machine).since(before)
     except (SlmcnnError, SQLAlchemyError, OSError) as exc:
         return f"no summary: the database cannot be read now ({type(exc).__name__})"
-

@@ -19,7 +19,8 @@ from slmcnn.files import check_new, writable, write_text
 from slmcnn.grading import GRADES, regions_of
 from slmcnn.labels import ERROR, NOT_A_CLASS
 from slmcnn.monitoring.alerts import Alert
-from slmcnn.monitoring.db import BuildRow, Database, StoredLayer
+from slmcnn.monitoring.db import Database
+from slmcnn.monitoring.db.records import BuildRow, StoredLayer, TileGrid
 from slmcnn.predict import classify_pixels
 from slmcnn.render import AnomalyPicture, anomaly_legend, anomaly_picture, figure_png, html_page, overlay
 from slmcnn.tiles import TileGeometry
@@ -43,8 +44,9 @@ def _png_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def layer_picture(db: Database, layer: StoredLayer) -> np.ndarray | None:
-    """The stored overlay, or one drawn from the photo as the monitor saw it; None when neither is there."""
+def layer_picture(layer: StoredLayer, grid: TileGrid | None) -> np.ndarray | None:
+    """The stored overlay, or one drawn from the photo as the monitor saw it with the layer's stored
+    tiles (`grid`); None when neither is there."""
     for path, drawn in ((layer.overlay, True), (layer.path, False)):
         if not path or not Path(path).is_file():
             continue
@@ -57,18 +59,17 @@ def layer_picture(db: Database, layer: StoredLayer) -> np.ndarray | None:
         camera = CameraCalibration(**layer.geometry["camera"]) if layer.geometry.get("camera") else None
         if camera is not None:
             image = camera.warp(image)
-        grid = TileGeometry.from_json(layer.geometry)
-        if image.shape[:2] != (grid.height, grid.width):
+        geometry = TileGeometry.from_json(layer.geometry)
+        if image.shape[:2] != (geometry.height, geometry.width) or grid is None:
             return None
-        _, probabilities = db.tile_grid(layer.id)
         ignore = camera.ignore_mask() if camera is not None and camera.ignore else None
-        return overlay(image, classify_pixels(grid, probabilities, ignore)[0])
+        return overlay(image, classify_pixels(geometry, grid.probabilities, ignore)[0])
     return None
 
 
 def error_frequency(db: Database, done: list[StoredLayer]) -> np.ndarray:
     """Per tile: the share of layers where it was Error, among those where it was not ignored."""
-    return error_history(db, done)[0]
+    return error_history(done, db.tile_grids([layer.id for layer in done]))[0]
 
 
 @dataclass
@@ -95,13 +96,16 @@ class RecurringRegion:
         return {"rows": self.rows, "cols": self.cols, "tiles": self.tiles, "layers": self.layers, "spans": self.spans}
 
 
-def error_history(db: Database, done: list[StoredLayer]) -> tuple[np.ndarray, list[RecurringRegion]]:
+def error_history(done: list[StoredLayer], grids: dict[int, TileGrid]) -> tuple[np.ndarray, list[RecurringRegion]]:
     """Where on the plate errors recur: per tile the share of layers where it was Error (among
     those where it was not ignored), and the regions of tiles Error in two layers or more, each
-    with the layers it was Error in, the most layers first (of the latest grid's shape)."""
+    with the layers it was Error in, the most layers first (of the latest grid's shape). `grids`:
+    the layers' stored tiles (Database.tile_grids, read at once); a layer without tiles is skipped."""
     errors, counted, seen = None, None, {}
     for layer in done:
-        classes, _ = db.tile_grid(layer.id)
+        if layer.id not in grids:
+            continue
+        classes = grids[layer.id].classes
         if errors is None or errors.shape != classes.shape:
             errors, counted, seen = np.zeros(classes.shape), np.zeros(classes.shape), {}
         errors += classes == ERROR
@@ -149,14 +153,12 @@ def _heatmap(heat: np.ndarray) -> str:
     return _png_uri(fig)
 
 
-def anomaly_grid(db: Database, layer: StoredLayer) -> np.ndarray | None:
+def anomaly_grid(grid: TileGrid | None) -> np.ndarray | None:
     """A layer's stored tile anomaly (rows, cols), NaN where the tile is ignored; None where no
     camera profile scored it."""
-    anomaly = db.tile_anomaly(layer.id)
-    if anomaly is None:
+    if grid is None or grid.anomaly is None:
         return None
-    classes, _ = db.tile_grid(layer.id)
-    return np.where(classes == NOT_A_CLASS, np.nan, anomaly.reshape(classes.shape))
+    return np.where(grid.classes == NOT_A_CLASS, np.nan, grid.anomaly.reshape(grid.classes.shape))
 
 
 def anomaly_summary(grids: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -221,18 +223,19 @@ class _Section:
         return {g: sum(1 for _, have in self.grades if have == g) for g in GRADES}
 
 
-def _section(db: Database, build: BuildRow, thumbnails: int | None) -> _Section:
-    rows = db.layers(build.id)
+def _section(
+    build: BuildRow, rows: list[StoredLayer], alerts: list[Alert], tiles: dict[int, TileGrid], thumbnails: int | None
+) -> _Section:
+    """A build's part of the report from what was read of it (its layers, alerts and tiles)."""
     done = [r for r in rows if r.status == "done"]
     failed = [r for r in rows if r.status == "failed"]
-    alerts = db.alerts(build.id)
     alerted = {a.layer for a in alerts if a.grade == "critical"}
-    graded = db.grades(build.id)
-    heat, regions = error_history(db, done)
-    grids = {r.id: anomaly_grid(db, r) for r in done}
+    graded = {r.number: r.grade for r in rows if r.grade is not None}
+    heat, regions = error_history(done, tiles)
+    grids = {r.id: anomaly_grid(tiles.get(r.id)) for r in done}
     cards = []
     for r in done[:thumbnails]:
-        picture = layer_picture(db, r)
+        picture = layer_picture(r, tiles.get(r.id))
         grid = grids[r.id]
         cards.append(
             _Card(
@@ -277,7 +280,13 @@ def write_report(
     builds = db.builds()
     if not builds:
         raise SlmcnnError(f"{db.engine.url} holds no monitored build")
-    sections = [_section(db, build, thumbnails) for build in reversed(builds)]
+    ids = [build.id for build in builds]
+    rows, alerts = db.layers_of(ids), db.alerts_of(ids)  # a query each, whatever the number of builds
+    tiles = db.tile_grids([r.id for build in builds for r in rows[build.id] if r.status == "done"])
+    sections = [
+        _section(build, rows[build.id], [a.alert for a in alerts[build.id]], tiles, thumbnails)
+        for build in reversed(builds)
+    ]
     legend = anomaly_legend() if any(s.anomaly for s in sections) else None
     page = html_page("report.html", builds=len(builds), sections=sections, legend=legend, machines=db.machines())
     return write_text(out, page)

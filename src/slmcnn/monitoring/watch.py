@@ -52,7 +52,9 @@ from slmcnn.files import os_errors, remove_temporaries, resolved, storable
 from slmcnn.grading import GradeRules
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.alerts import WORKERS, Alert, AlertHook, AlertSender, deliver
-from slmcnn.monitoring.db import Database, FileStamp, StoredFile, database_errors, shown_url, unavailable
+from slmcnn.monitoring.db import Database
+from slmcnn.monitoring.db.connection import database_errors, shown_url, unavailable
+from slmcnn.monitoring.db.records import FileStamp, StoredFile
 from slmcnn.monitoring.probe import layer_survives
 from slmcnn.outputs import RunFiles, layer_number, layer_order, layer_timestamp  # noqa: F401 - re-exported
 from slmcnn.pipeline import LayerOutcome, LayerPipeline, RunOptions
