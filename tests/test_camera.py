@@ -102,3 +102,85 @@ def test_calibrate_cli_and_bad_files(tmp_path, tiny_model_file):
     (tmp_path / "bad.json").write_text('{"corners": [[0, 0]]}')
     with pytest.raises(SettingsError, match="4 corners"):
         load_calibration(tmp_path / "bad.json")
+
+
+SQUARE = [[0, 0], [400, 0], [400, 400], [0, 400]]
+
+
+class _Profile:
+    """What a Camera asks of a camera profile: its geometry, its frames' shape and its stored settings."""
+
+    def __init__(self, calibration=None, frame_shape=(300, 400), **meta):
+        self.calibration, self.frame_shape, self.meta = calibration, frame_shape, meta
+
+
+def test_a_camera_is_checked_once_where_it_is_built():
+    from slmcnn.camera import Camera
+    from slmcnn.errors import ProfileError
+
+    assert Camera().adapt == 0 and not Camera().judged and Camera().mm_per_pixel is None
+    assert Camera(profile=_Profile()).adapt == 5 and Camera(adapt=4).judged
+    with pytest.raises(ProfileError, match="at least 4 without a camera profile"):
+        Camera(adapt=2)
+    with pytest.raises(SettingsError, match="adapt must be a whole number"):
+        Camera(adapt=-1)
+    with pytest.raises(SettingsError, match="error_threshold needs a camera profile"):
+        Camera(error_threshold=1.5)
+    with pytest.raises(SettingsError, match="error_threshold must be a finite number at least 0.05"):
+        Camera(profile=_Profile(), error_threshold=0.0)
+    with pytest.raises(SettingsError, match="photo must be one of auto, recoated, exposed"):
+        Camera(photo="sometimes")
+    with pytest.raises(ProfileError, match="another calibration"):
+        Camera(CameraCalibration(SQUARE, 64), _Profile(CameraCalibration(SQUARE, 128)))
+    for bad in (0, -3, [250, 200, 10], [250, "x"], float("nan"), True):
+        with pytest.raises(SettingsError, match="bed_mm must be the bed's size in mm"):
+            Camera(CameraCalibration(SQUARE, 64, bad))
+
+
+def test_the_bed_s_size_gives_millimetres_per_pixel_with_a_bed_outline_or_full_frames():
+    from slmcnn.camera import Camera, bed_size_text
+
+    assert Camera(CameraCalibration(SQUARE, 500, 250)).mm_per_pixel == (0.5, 0.5)
+    assert Camera(CameraCalibration(SQUARE, 500, [250, 200])).mm_per_pixel == (0.5, 0.4)
+    assert Camera(CameraCalibration(SQUARE, 500)).mm_per_pixel is None
+    full = Camera(profile=_Profile(frame_shape=(300, 400), bed_mm=[200, 150]))  # height, width
+    assert full.geometry is None and full.bed_mm == [200, 150] and full.mm_per_pixel == (0.5, 0.5)
+    assert Camera(profile=_Profile()).mm_per_pixel is None  # no size given: places stay in px
+    with pytest.raises(SettingsError, match="full-frame camera needs its frames' size"):
+        Camera(bed_mm=250)
+    assert bed_size_text("250") == 250 and bed_size_text("250,200") == [250, 200]
+    with pytest.raises(SettingsError, match="expected W or W,H"):
+        bed_size_text("250mm")
+
+
+def test_open_camera_reads_old_and_new_camera_files_and_takes_the_options_over_them(tmp_path):
+    from slmcnn.errors import ProfileError
+    from slmcnn.profile import open_camera
+
+    old = tmp_path / "old.json"  # as slmcnn 0.1 wrote it: no photo, bed_mm one number
+    old.write_text(json.dumps({"corners": SQUARE, "size": 500, "bed_mm": 250, "ignore": []}))
+    camera = open_camera(old)
+    assert camera.photo == "auto" and camera.mm_per_pixel == (0.5, 0.5) and camera.source == old
+    assert camera.profile is None and camera.adapt == 0
+    given = open_camera(old, adapt=4, error_threshold=1.25, photo="exposed")
+    assert (given.adapt, given.error_threshold, given.photo, given.geometry) == (4, 1.25, "exposed", camera.geometry)
+    assert open_camera(given) is given and open_camera(None).geometry is None
+    with pytest.raises(ProfileError, match="at least 4"):
+        open_camera(old, adapt=2)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"corners": SQUARE, "photo": "sometimes"}))
+    with pytest.raises(ProfileError, match=r"bad.json: photo must be one of"):
+        open_camera(bad)
+    with pytest.raises(SettingsError, match="camera must be a camera.json, a Camera"):
+        open_camera(42)
+
+
+def test_calibrate_refuses_a_bad_bed_size_in_one_line(tmp_path):
+    frame, _ = synthetic_frame()
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    for bad in ("250mm", "0", "250,200,3"):
+        done = run_cli("calibrate", tmp_path / "frame.png", "--out", tmp_path / "c.json", "--bed-mm", bad)
+        assert done.returncode == 2 and "--bed-mm" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("calibrate", tmp_path / "frame.png", "--out", tmp_path / "c.json", "--bed-mm", "250,200")
+    assert done.returncode == 0 and json.loads((tmp_path / "c.json").read_text())["bed_mm"] == [250, 200]

@@ -182,9 +182,31 @@ def test_the_monitor_s_last_line_is_one_line_when_the_database_is_gone():
         assert line.startswith("no summary: the database cannot be read now") and "\n" not in line
 
 
-def test_a_full_frame_camera_says_its_bed_size_is_not_kept(tiny_build, tmp_path):
-    from conftest import run_cli
+def test_a_full_frame_camera_keeps_its_bed_size_so_places_are_in_mm(tmp_path):
+    """calibrate --full-frame --bed-mm: camera.json keeps the size, a layer's regions and its alert
+    text are in mm (and px); without --bed-mm they stay in px."""
+    import json
+    from pathlib import Path
 
-    frames = sorted((tiny_build / "layers").glob("*.png"))[:4]
-    done = run_cli("calibrate", *frames, "--full-frame", "--bed-mm", "250", "--out", tmp_path / "camera.json")
-    assert done.returncode == 0 and "places are in px" in done.stderr, done.stderr
+    import pytest
+
+    import slmcnn
+    from slmcnn.profile import load_camera
+
+    layers = Path(__file__).resolve().parents[1] / "examples" / "layers"
+    good = [p for p in sorted(layers.glob("*.png")) if p.stem != "00025"]  # 00025: a streak
+    camera, out = tmp_path / "camera.json", tmp_path / "out"
+    made = run_cli("calibrate", *good, "--full-frame", "--bed-mm", "250,200", "--out", camera)
+    assert made.returncode == 0 and "px" not in made.stderr, made.stderr
+    assert json.loads(camera.read_text())["profile"]["bed_mm"] == [250, 200]
+    done = run_cli("predict-layer", layers, "--camera", camera, "--out", out, "--backend", "torch", "--write", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads((out / "00025.json").read_text())
+    box, box_mm = doc["regions"][0]["box"], doc["regions"][0]["box_mm"]  # the photos are 768 x 768 px
+    assert box_mm == pytest.approx([v * mm / 768 for v, mm in zip(box, (250, 200, 250, 200))], abs=0.01)
+    assert " mm at (" in doc["grade"]["message"] and " mm at (" in done.stdout
+    profile = load_camera(camera)[1]
+    del profile.meta["bed_mm"]  # a full-frame camera calibrated without --bed-mm
+    last = slmcnn.predict_layers(sorted(layers.glob("*.png")), camera=profile, backend="torch")[-1]
+    assert last.fine.regions and all(r.box_mm is None for r in last.fine.regions)
+    assert " px at (" in last.grade.message() and " mm " not in last.grade.message()

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from slmcnn.constants import MIN_LAYERS_ALONE
 from slmcnn.profile import (
     CORESET,
     ERROR,
@@ -54,8 +55,6 @@ from slmcnn.profile import (
 from slmcnn.profile.decision import SURE
 
 log = logging.getLogger(__name__)
-ADAPT_LAYERS = 5  # first layers of a build learned by default (with a camera profile)
-MIN_LAYERS_ALONE = 4  # without a camera profile the build memory fits its own thresholds
 CLEAR = 2.0  # camera anomaly over this times the layer's level: a defect, not learned
 OUTLIER_MADS = 8.0  # a first-layer tile this far above the others' left-out scores is not learned
 # The network's Error stands where the anomaly is this many good tiles' (typical): 0.5 with the

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from slmcnn.archive import ArchiveRun
     from slmcnn.backends import Backend
-    from slmcnn.camera import CameraCalibration
+    from slmcnn.camera import Camera, CameraCalibration
     from slmcnn.explain import Explanation
     from slmcnn.metrics import Report
     from slmcnn.predict import LayerInput, LayerResult
@@ -66,7 +66,7 @@ def predict_layers(
     *,
     backend: str | Backend = "auto",
     stride: int | None = None,
-    camera: CameraCalibration | CameraProfile | str | Path | None = None,
+    camera: Camera | CameraCalibration | CameraProfile | str | Path | None = None,
     adapt: int | None = None,
     error_threshold: float | None = None,
     workers: int = 2,
@@ -78,7 +78,7 @@ def predict_layers(
     lessons: str | Path | None = None,
 ) -> list[LayerResult] | Iterator[LayerResult]:
     """Classify layer photos: file paths, HxW(x3) arrays or (name, array) pairs (one or a list), in
-    build order. `camera` is a camera.json, a calibration or a profile, applied exactly as
+    build order. `camera` is a camera.json, a Camera, a calibration or a profile, applied exactly as
     `predict-layer --camera` does: frames straightened, the profile judging each tile, and the
     first `adapt` layers of each build (default 5 with a profile) learned into a build memory that
     judges the later ones (`error_threshold`: the sensitivity). A build is one folder of files (all
@@ -92,22 +92,16 @@ def predict_layers(
     from slmcnn.errors import ImageReadError
     from slmcnn.pipeline import RunOptions, run_layers
     from slmcnn.predict import layer_inputs
-    from slmcnn.teaching import lessons_folder
+    from slmcnn.profile import open_camera
 
+    camera = open_camera(camera, adapt=adapt, error_threshold=error_threshold, photo=photo)
     net = _model(model)
     items = list(layer_inputs(layers))
-    engine = create_engine(
-        net, backend, camera=camera, adapt=adapt, error_threshold=error_threshold, layers=len(items), device=device
-    )
+    engine = create_engine(net, backend, camera=camera, layers=len(items), device=device)
     name = Path(getattr(net, "source", "")).name
-    if photo == "auto" and isinstance(camera, str | Path):  # as calibrate stored it
-        from slmcnn.profile import camera_photo
-
-        photo = camera_photo(camera)
     options = RunOptions(
-        stride=stride, camera=engine.calibration, workers=workers, model_name=name, maps=maps, photo=photo, learn=learn,
-        lessons=lessons_folder(camera, lessons),
-    )  # fmt: skip
+        stride=stride, camera=camera, workers=workers, model_name=name, maps=maps, learn=learn, lessons=lessons
+    )
 
     def results() -> Iterator[LayerResult]:
         for outcome in run_layers(items, engine.backend, options, model=net):
@@ -256,7 +250,7 @@ def calibrate(
     frame: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
     corners: Sequence[Sequence[float]] | None = None,
     size: int = 768,
-    bed_mm: float | None = None,
+    bed_mm: float | Sequence[float] | None = None,
     ignore: Sequence[Sequence[Sequence[float]]] = (),
     *,
     model: torch.nn.Module | str | Path | None = None,
@@ -267,10 +261,11 @@ def calibrate(
     device: str = "auto",
 ) -> CameraCalibration | CameraProfile | None:
     """A camera for raw frames, as `slmcnn calibrate`. One frame: its calibration (the bed's corners,
-    found unless given; the side of the straightened bed in pixels and mm; polygons to ignore), or
-    None with `full_frame`. Several frames of good layers (4 or more): a camera profile learned from
-    them with `model` (its `calibration` is the first frame's), with `error_threshold` as its stored
-    sensitivity. A doubtful bed outline (`camera.bed_doubts`, against `previous` too) is logged as a
+    found unless given; the side of the straightened bed in pixels; polygons to ignore). Several
+    frames of good layers (4 or more): a camera profile learned from them with `model` (its
+    `calibration` is the first frame's; none with `full_frame`: the photos are the bed), with
+    `error_threshold` as its stored sensitivity. `bed_mm`, the bed's side or (width, height) in mm,
+    is kept with the calibration, or a full-frame profile, so that places are given in mm. A doubtful bed outline (`camera.bed_doubts`, against `previous` too) is logged as a
     warning; save with `slmcnn.profile.save_camera` or `CameraCalibration.save`. `device`: where the
     network reads the good frames (cpu, cuda or auto)."""
     import logging
@@ -278,7 +273,7 @@ def calibrate(
     import numpy as np
 
     from slmcnn import images
-    from slmcnn.camera import CameraCalibration, bed_doubts, detect_corners, order_corners
+    from slmcnn.camera import CameraCalibration, bed_doubts, bed_size, detect_corners, order_corners
     from slmcnn.errors import SettingsError
     from slmcnn.validate import number
 
@@ -291,10 +286,8 @@ def calibrate(
         except (TypeError, ValueError):
             raise SettingsError(f"`corners` must be 4 (x, y) pairs of numbers (got {corners!r:.60})") from None
     number(error_threshold, "error_threshold", 0.05, 100, optional=True)
-    if full_frame and bed_mm:
-        logging.getLogger("slmcnn.camera").warning(
-            "`bed_mm` is kept with a bed outline only: a full-frame camera's places are in px"
-        )
+    bed_mm = list(bed_mm) if isinstance(bed_mm, list | tuple) else bed_mm
+    bed_size(bed_mm)
     calibration = None
     if not full_frame:
         first = images.read(frames[0]) if isinstance(frames[0], str | Path) else images.as_rgb(frames[0], "frame")
@@ -309,9 +302,12 @@ def calibrate(
         return calibration
     from slmcnn.profile import build_profile
 
-    return build_profile(
+    profile = build_profile(
         frames, calibration, _model(model), progress=progress, error_threshold=error_threshold, device=device
     )
+    if full_frame and bed_mm is not None:  # with the size of the frames the profile knows
+        profile.meta["bed_mm"] = bed_mm
+    return profile
 
 
 def teach(

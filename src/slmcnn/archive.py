@@ -87,7 +87,7 @@ def layer_pipeline(job: ArchiveJob, files: RunFiles | None, backend: str | None 
     if getattr(engine.backend, "name", "") == "onnx":
         engine.backend = _onnx_on_one_thread(model)
     options = RunOptions(
-        patch=job.patch or model.info.patch, stride=job.stride, workers=job.workers, camera=engine.calibration,
+        patch=job.patch or model.info.patch, stride=job.stride, workers=job.workers, camera=engine.camera,
         truth=Path(job.truth) if job.truth else None, explain=job.explain, explain_steps=job.explain_steps,
         model_name=model.source.name, max_megapixels=job.max_megapixels, maps="tiles",
     )  # fmt: skip  # fine maps learn each build layer after layer; a Ray worker sees layers alone

@@ -1,19 +1,29 @@
-"""Camera calibration: where the bed is in a raw frame, how to straighten it, and what to ignore.
+"""The camera: where the bed is in a raw frame, how to straighten it, what to ignore, and the one
+`Camera` a job sees through.
 
 Real cameras look at the bed at an angle and also see the machine around it. A calibration file
 names the bed's four corners in the raw frame (clockwise from top-left), the size of the
 straightened bed in pixels (optionally its size in mm), and polygons to ignore (a fixture, a
 reflection), drawn in raw-frame pixels. Tiles mostly inside an ignored area are marked ignored.
+
+`Camera` holds all a job knows of its camera (the geometry or full frames, the camera profile, the
+sensitivity, the build memory's layers, when photos are taken, the bed's size in mm), checked once
+where it is built (`profile.open_camera`, from camera.json or the options) and passed whole: with
+or without a profile, every command and the API take the same route.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from slmcnn.errors import SettingsError
+from slmcnn.constants import ADAPT_LAYERS, MIN_LAYERS_ALONE, PHOTOS
+from slmcnn.errors import ProfileError, SettingsError
 from slmcnn.labels import NOT_A_CLASS
+from slmcnn.validate import number, whole
 
 IGNORED = NOT_A_CLASS
 IGNORE_SHARE = 0.5
@@ -23,7 +33,7 @@ IGNORE_SHARE = 0.5
 class CameraCalibration:
     corners: list[list[float]]  # 4 x (x, y) in the raw frame: top-left, top-right, bottom-right, bottom-left
     size: int = 768
-    bed_mm: float | None = None
+    bed_mm: float | list[float] | None = None  # the bed's side, or [width, height], in mm
     ignore: list[list[list[float]]] = field(default_factory=list)  # polygons in raw-frame pixels
 
     def __post_init__(self):
@@ -36,9 +46,7 @@ class CameraCalibration:
                 raise SettingsError(f"an ignored area needs 3 or more (x, y) points, got {polygon!r:.80}")
         if cv2.contourArea(corners.astype(np.float32)) < 100:
             raise SettingsError("the 4 bed corners enclose (almost) no area")
-        bed_ok = self.bed_mm is None or (isinstance(self.bed_mm, int | float) and 0 < self.bed_mm < float("inf"))
-        if not bed_ok:
-            raise SettingsError(f"`bed_mm` must be a positive number of millimetres (got {self.bed_mm!r})")
+        bed_size(self.bed_mm)
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 32:
             raise SettingsError(f"the straightened bed must be a whole number of at least 32 px (`size` {self.size!r})")
         from slmcnn.images import LIMITS
@@ -78,6 +86,100 @@ class CameraCalibration:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def bed_size(value) -> tuple[float, float] | None:
+    """The bed's (width, height) in mm from one number (a square bed) or two, or None; one clear
+    error for anything else."""
+    if value is None:
+        return None
+    sides = list(value) if isinstance(value, list | tuple) else [value]
+    ok = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in sides)
+    if not ok or len(sides) not in (1, 2):
+        raise SettingsError(
+            f"`bed_mm` must be the bed's size in mm: one positive number (a square bed) or two, width and height (got {value!r:.60})"
+        )
+    return float(sides[0]), float(sides[-1])
+
+
+def bed_size_text(text: str) -> float | list[float]:
+    """--bed-mm's "W" or "W,H" as calibrate stores it (one number, or [width, height])."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SettingsError(f"`bed_mm`: expected W or W,H in mm, got {text!r:.40}") from None
+    bed_size(values)
+    return values[0] if len(values) == 1 else values
+
+
+@dataclass
+class Camera:
+    """What a job knows of its camera, checked once when built: one object from camera.json or the
+    options to the engine, the pipeline, the monitor and the app. An empty Camera: the photo is the
+    bed and nothing else is known."""
+
+    geometry: CameraCalibration | None = None  # straightens raw frames; None: the photo is the bed (full frame)
+    profile: Any = None  # profile.CameraProfile: this camera's good layers; None: the network alone
+    error_threshold: float | None = None  # the sensitivity, above 1 fewer alarms; None: the profile's stored one
+    adapt: int | None = None  # first layers of each build learned (None: ADAPT_LAYERS with a profile, else 0)
+    photo: str = "auto"  # when the camera takes each layer (constants.PHOTOS)
+    bed_mm: float | list[float] | None = None  # the bed's side or [width, height] in mm (else the geometry's,
+    # or a full-frame profile's: calibrate --full-frame --bed-mm keeps it with the frames' size)
+    source: Path | None = None  # the camera.json read, beside which reviewers' lessons are kept
+
+    def __post_init__(self):
+        if self.geometry is not None and not isinstance(self.geometry, CameraCalibration):
+            raise SettingsError(f"a camera's geometry is a CameraCalibration (got {type(self.geometry).__name__})")
+        if self.profile is not None:
+            if self.geometry is None:
+                self.geometry = self.profile.calibration
+            elif self.profile.calibration != self.geometry:
+                raise ProfileError("the camera profile was built with another calibration than the camera's")
+        stored = self.geometry.bed_mm if self.geometry is not None else getattr(self.profile, "meta", {}).get("bed_mm")
+        if self.bed_mm is not None and stored is not None and self.bed_mm != stored:
+            raise SettingsError(f"`bed_mm` {self.bed_mm!r} is not the camera's {stored!r}")
+        self.bed_mm = self.bed_mm if self.bed_mm is not None else stored
+        bed_size(self.bed_mm)
+        if self.bed_mm is not None and self.frame_size is None:
+            raise SettingsError(
+                "`bed_mm` of a full-frame camera needs its frames' size: calibrate it from its good frames"
+            )
+        if self.adapt is None:
+            self.adapt = ADAPT_LAYERS if self.profile is not None else 0
+        whole(self.adapt, "adapt", 0)
+        if self.profile is None and 0 < self.adapt < MIN_LAYERS_ALONE:
+            raise ProfileError(
+                f"`adapt` must be a whole number of at least {MIN_LAYERS_ALONE} without a camera profile "
+                f"(it fits its own thresholds) (got {self.adapt!r})"
+            )
+        number(self.error_threshold, "error_threshold", 0.05, 100, optional=True)
+        if self.error_threshold is not None and self.profile is None and not self.adapt:
+            raise SettingsError("`error_threshold` needs a camera profile (`camera`) or `adapt`")
+        if self.photo not in PHOTOS:
+            raise SettingsError(f"`photo` must be one of {', '.join(PHOTOS)} (got {self.photo!r:.40})")
+
+    @property
+    def judged(self) -> bool:
+        """The network is judged against good layers: this camera's (a profile) or the build's own."""
+        return self.profile is not None or bool(self.adapt)
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(width, height) in px of the bed as classified: the straightened bed, or the profile's frames."""
+        if self.geometry is not None:
+            return self.geometry.size, self.geometry.size
+        if self.profile is not None:
+            height, width = self.profile.frame_shape[:2]
+            return int(width), int(height)
+        return None
+
+    @property
+    def mm_per_pixel(self) -> tuple[float, float] | None:
+        """(x, y) mm a pixel of the bed as classified, where the bed's size is known."""
+        bed = bed_size(self.bed_mm)
+        if bed is None or self.frame_size is None:
+            return None
+        return bed[0] / self.frame_size[0], bed[1] / self.frame_size[1]
 
 
 def order_corners(points: np.ndarray) -> np.ndarray:

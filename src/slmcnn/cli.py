@@ -29,24 +29,22 @@ SENSITIVITIES = (0.8, 1.0, 1.25, 1.5)  # --error-threshold values whose expected
 
 def _engine(args, layers: int | None = None, patches: int | None = None, **options):
     """The model, its backend (with the camera profile and build memory the arguments ask for) and
-    the RunOptions: `engine.create_engine`, as the Python API uses it."""
+    the RunOptions: the camera read once (`profile.open_camera`), as the Python API reads it."""
     from slmcnn.backends import create_engine
     from slmcnn.pipeline import RunOptions
-    from slmcnn.teaching import lessons_folder
+    from slmcnn.profile import open_camera
 
+    camera = open_camera(
+        getattr(args, "camera", None), adapt=getattr(args, "adapt", None), photo=getattr(args, "photo", None),
+        error_threshold=getattr(args, "error_threshold", None),
+    )  # fmt: skip
     model = slmcnn.load_model(args.model)
     engine = create_engine(
-        model, args.backend, args.precision, camera=getattr(args, "camera", None), adapt=getattr(args, "adapt", None),
-        error_threshold=getattr(args, "error_threshold", None), layers=layers, patches=patches, device=args.device,
-    )  # fmt: skip
+        model, args.backend, args.precision, camera=camera, layers=layers, patches=patches, device=args.device
+    )
     patch = getattr(args, "patch", None) or model.info.patch
-    options["camera"] = engine.calibration
-    options["lessons"] = lessons_folder(getattr(args, "camera", None), getattr(args, "lessons", None))
-    if getattr(args, "camera", None) and getattr(args, "photo", None) in ("auto", None):  # as calibrate stored it
-        from slmcnn.profile import camera_photo
-
-        options["photo"] = camera_photo(args.camera)
-    return model, engine.backend, pick(args, RunOptions, patch=patch, model_name=model.source.name, **options)
+    options = dict(camera=camera, patch=patch, model_name=model.source.name, **options)
+    return model, engine.backend, pick(args, RunOptions, photo=camera.photo, **options)
 
 
 def cmd_predict_layer(args) -> int:
@@ -184,7 +182,7 @@ def _interrupt(signum, frame) -> None:
 
 def cmd_calibrate(args) -> int:
     from slmcnn import profile as camera_profile
-    from slmcnn.camera import distinct_frames, frames_advice, points, preview
+    from slmcnn.camera import bed_size_text, distinct_frames, frames_advice, points, preview
     from slmcnn.images import read, write_png
 
     args.frame, repeated = distinct_frames(args.frame)
@@ -201,9 +199,10 @@ def cmd_calibrate(args) -> int:
         check_new(camera_profile.arrays_path(out), args.force, args.frame)
     corners = points(args.corners, "--corners", 4) if args.corners else None
     ignore = [points(p, "--ignore") for p in args.ignore]
+    bed_mm = bed_size_text(args.bed_mm) if args.bed_mm is not None else None
     with held_warnings("slmcnn.camera") as doubts:  # told once the files are written
         built = slmcnn.calibrate(
-            args.frame if len(args.frame) > 1 else args.frame[0], corners, bed_mm=args.bed_mm, ignore=ignore,
+            args.frame if len(args.frame) > 1 else args.frame[0], corners, bed_mm=bed_mm, ignore=ignore,
             model=args.model, full_frame=args.full_frame, error_threshold=args.error_threshold, previous=previous,
             device=args.device, progress=True, **given(args, ["size"]),
         )  # fmt: skip

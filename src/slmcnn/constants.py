@@ -27,3 +27,9 @@ grading alike)."""
 PHOTOS: tuple[str, ...] = ("auto", "recoated", "exposed")
 """When a camera takes each layer: after recoating (a part showing through the powder is a defect),
 after exposure (parts are normal), or auto (guessed from a build's first layers)."""
+
+ADAPT_LAYERS = 5
+"""First layers of each build learned into a build memory by default, with a camera profile."""
+
+MIN_LAYERS_ALONE = 4
+"""Without a camera profile a build memory fits its own thresholds: it learns at least this many layers."""

@@ -264,7 +264,7 @@ OPTIONS = {
         ("--update", dict(metavar="CAMERA_JSON", help="add the FRAMEs (good layers) to the profile in this camera.json")), *MODEL,
         ("--corners", dict(metavar="X1,Y1,...,X4,Y4", help="the bed's corners clockwise from top-left, instead of detecting them")),
         ("--size", dict(type=int, of="slmcnn.api:calibrate", help="side of the straightened bed in pixels")),
-        ("--bed-mm", dict(type=float, help="side of the bed in mm, so alerts and reports speak in mm")),
+        ("--bed-mm", dict(metavar="W[,H]", help="the bed's side (or width,height) in mm, so alerts and reports speak in mm; with --full-frame too")),
         ("--photo", dict(default="auto", choices=["auto", "recoated", "exposed"], help="when this camera takes each layer, stored for predict-layer and monitor")),
         ("--ignore", dict(action="append", default=[], metavar="X1,Y1,X2,Y2,...", help="a polygon (raw-frame pixels) to ignore; may be repeated")),
         ("--error-threshold", dict(type=float, metavar="T", help="the camera's sensitivity, stored in camera.json (default 1.0; calibrate prints the expected false alarms)")),

@@ -18,8 +18,8 @@ import torch
 
 from slmcnn import images
 from slmcnn.backends import Backend
-from slmcnn.camera import CameraCalibration
-from slmcnn.constants import CLASSES, PHOTOS
+from slmcnn.camera import Camera, CameraCalibration
+from slmcnn.constants import CLASSES
 from slmcnn.data import PatchTable, load_patches, load_source, load_sources, split
 from slmcnn.errors import DataError, SettingsError, SlmcnnError
 from slmcnn.finemaps import LEARN, FineMapper
@@ -43,7 +43,7 @@ class RunOptions:
     patch: int | None = None  # tile size (default: the backend's model's, else 128)
     stride: int | None = None  # tile step (default: patch); 64 = 50% overlap
     workers: int = 2  # threads decoding and tiling the next layers
-    camera: CameraCalibration | str | Path | None = None  # (a file of) a calibration: straighten, ignore
+    camera: Camera | CameraCalibration | str | Path | None = None  # the job's camera (read once: profile.open_camera)
     truth: Path | None = None  # folder of label masks <stem>.png: score each layer against its own
     label_rule: LabelRule = field(default_factory=LabelRule)
     explain: bool = False  # an Integrated-Gradients heat map over all tiles (needs the torch model)
@@ -54,20 +54,18 @@ class RunOptions:
     )
     max_megapixels: float | None = None  # sets images.LIMITS for this process: larger images are refused unread
     maps: str = "fine"  # fine: per-pixel maps (finemaps.py) from which regions and grades come; tiles: the tile grid
-    photo: str = (
-        "auto"  # when layers are photographed: recoated, exposed, or auto (learned from a build's first layers)
-    )
+    photo: str = "auto"  # when layers are photographed: recoated, exposed, or auto (the camera's, else learned)
     learn: int = LEARN  # first layers of each build the fine maps learn from
     lessons: Path | None = (
         None  # reviewers' lessons the fine maps take in (default: <camera>.lessons beside camera.json)
     )
 
     def __post_init__(self):
-        self.lessons = lessons_folder(self.camera, self.lessons)
-        if self.camera is not None and not isinstance(self.camera, CameraCalibration):
-            from slmcnn.profile.storage import load_calibration
+        from slmcnn.profile.storage import open_camera
 
-            self.camera = load_calibration(self.camera)
+        self.camera = open_camera(self.camera, photo=self.photo)  # a given photo overrides the camera's
+        self.photo = self.camera.photo
+        self.lessons = lessons_folder(self.camera, self.lessons)
         images.set_limits(self.max_megapixels)
         whole(self.patch, "patch", 8, optional=True)
         whole(self.stride, "stride", 1, optional=True)
@@ -75,8 +73,6 @@ class RunOptions:
         whole(self.explain_steps, "explain_steps", 2)
         if self.maps not in MAPS:
             raise SettingsError(f"`maps` must be one of {', '.join(MAPS)} (got {self.maps!r})")
-        if self.photo not in PHOTOS:
-            raise SettingsError(f"`photo` must be one of {', '.join(PHOTOS)} (got {self.photo!r})")
         whole(self.learn, "learn", 3)
         if self.patch and self.stride and self.stride > self.patch:
             raise SettingsError(
@@ -142,9 +138,9 @@ class LayerPipeline:
         if o.maps == "fine":
             net = model or getattr(backend, "model", None)
             if hasattr(net, "blocks"):
-                mm = o.camera.bed_mm / o.camera.size if o.camera is not None and o.camera.bed_mm else None
                 lessons = Lessons(o.lessons) if o.lessons is not None else None
                 device = getattr(backend, "device", "cpu")  # the engine's: a GPU's fine maps run there too
+                mm = o.camera.mm_per_pixel
                 self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm, lessons=lessons, device=device)
             else:  # a backend of its own, without the network's layers: the tile grid is all there is
                 log.warning("fine maps need the PyTorch model (`model`): the layers get tile maps")

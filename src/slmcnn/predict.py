@@ -20,7 +20,7 @@ import numpy as np
 
 from slmcnn import images as image_io
 from slmcnn.backends import Backend, JudgedBackend
-from slmcnn.camera import CameraCalibration, tile_ignored
+from slmcnn.camera import Camera, CameraCalibration, tile_ignored
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS, NOT_A_CLASS_PIXEL
@@ -175,8 +175,10 @@ class Predictor:
         workers: int = 2,
         batch_tiles: int = 256,
         model_name: str = "",
-        camera: CameraCalibration | None = None,
+        camera: Camera | CameraCalibration | None = None,
     ):
+        """`camera`: the job's Camera (its geometry straightens each frame), or a geometry alone."""
+        camera = camera.geometry if isinstance(camera, Camera) else camera
         self.backend = backend
         self.patch = patch
         self.stride = stride or patch

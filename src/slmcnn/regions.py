@@ -156,12 +156,14 @@ def find_regions(
     objects: np.ndarray | None = None,
     recoated: bool = False,
     recoater: str = "vertical",
-    mm_per_pixel: float | None = None,
+    mm_per_pixel: float | tuple[float, float] | None = None,
     unshaped: np.ndarray | None = None,
 ) -> tuple[list["DefectRegion"], np.ndarray]:
     """The regions of an (H, W) Error mask, largest score first, and the mask without specks.
     `score` is (H, W) (1 = threshold), `objects` the (H, W) places of the network's parts,
-    `unshaped` where Error is a whole tile of the network's rather than an outline in the photo."""
+    `unshaped` where Error is a whole tile of the network's rather than an outline in the photo;
+    `mm_per_pixel` (one scale, or x and y: a bed whose photo is not square) gives boxes in mm too."""
+    scale = (mm_per_pixel, mm_per_pixel) if isinstance(mm_per_pixel, int | float) else mm_per_pixel
     gray = images.gray(image)
     joined = cv2.morphologyEx(error.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((JOIN, JOIN), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
@@ -187,9 +189,9 @@ def find_regions(
         kind = name_type(w, h, area, contrast, on_part, recoated, error.size, recoater, lines, at_end, shaped)
         box = (x, y, x + w, y + h)
         region = DefectRegion(box, area, kind, float(score[window][inside].max()), contrast)
-        if mm_per_pixel:
-            region.box_mm = tuple(v * mm_per_pixel for v in box)
-            region.area_mm2 = area * mm_per_pixel**2
+        if scale:
+            region.box_mm = (x * scale[0], y * scale[1], (x + w) * scale[0], (y + h) * scale[1])
+            region.area_mm2 = area * scale[0] * scale[1]
         regions.append(region)
     regions.sort(key=lambda r: (r.score, r.area), reverse=True)
     return regions, kept

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slmcnn.camera import Camera
 from slmcnn.errors import SettingsError
 from slmcnn.files import os_errors, write_text
 from slmcnn.images import read, to_uint8, write_png
@@ -49,10 +50,12 @@ class Lesson:
 
 
 def lessons_folder(camera, given: str | Path | None = None) -> Path | None:
-    """Where lessons are kept: `given`, else beside a camera.json as `<camera>.lessons` (a run
-    follows that folder whether or not it holds lessons yet: a review may teach one mid-build)."""
+    """Where lessons are kept: `given`, else beside a camera.json (or the one a Camera was read
+    from) as `<camera>.lessons` (a run follows that folder whether or not it holds lessons yet: a
+    review may teach one mid-build)."""
     if given is not None:
         return Path(given)
+    camera = camera.source if isinstance(camera, Camera) else camera
     return Path(camera).with_suffix(".lessons") if isinstance(camera, str | Path) else None
 
 

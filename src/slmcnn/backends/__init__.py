@@ -9,24 +9,22 @@ that turns a model, an engine name, a camera and an adaptation setting into what
 so predict-layer, the monitor, the app and `slmcnn.predict_layers` mean the same by a camera.json.
 
     engine = create_engine(model, camera="camera.json")          # profile + 5-layer build memory
-    outcomes = run_layers(paths, engine.backend, RunOptions(camera=engine.calibration))
+    outcomes = run_layers(paths, engine.backend, RunOptions(camera=engine.camera))
 """
 
 import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from slmcnn.backends.base import Backend, JudgedBackend, Network
 from slmcnn.backends.onnxrt import OnnxBackend, onnx_file
 from slmcnn.backends.pytorch import TorchBackend
-from slmcnn.camera import CameraCalibration
+from slmcnn.camera import Camera
 from slmcnn.errors import SettingsError
 from slmcnn.precision import amx_supported, bf16_supported, resolve_device, resolve_precision
-from slmcnn.validate import number, whole
 
 __all__ = [
     "BACKENDS",
@@ -172,9 +170,7 @@ def create_backend(
 @dataclass
 class Engine:
     backend: Backend
-    calibration: CameraCalibration | None  # straightens raw frames; None: the photo is the bed
-    profile: "CameraProfile | None"  # noqa: F821 - slmcnn.profile, loaded with the camera
-    adapt: int  # first layers of each build learned (0: off)
+    camera: Camera  # what the job knows of its camera, checked once (profile.open_camera)
 
 
 def create_engine(
@@ -189,44 +185,24 @@ def create_engine(
     patches: int | None = None,
     device: "str | torch.device" = "auto",
 ) -> Engine:
-    """The engine for a job. `camera`: a camera.json (geometry and, if it has one, the profile), a
-    calibration, or a profile. `adapt`: the first layers of each build learned into a build memory
-    (default: ADAPT_LAYERS with a camera profile, off without; 0 turns it off). `error_threshold`:
-    the sensitivity (default: the camera's; above 1 fewer alarms and more misses). With a profile
-    or adaptation the network runs in PyTorch (it gives the features); otherwise `backend` decides.
-    `device`: where the network runs (`create_backend`)."""
-    from slmcnn.adapt import ADAPT_LAYERS
+    """The engine for a job. `camera`: a camera.Camera, or what `profile.open_camera` builds one
+    from with `adapt` and `error_threshold` (a camera.json, a calibration, a profile). With a
+    profile or a build memory the network runs in PyTorch (it gives the features); otherwise
+    `backend` decides. `device`: where the network runs (`create_backend`)."""
+    from slmcnn.profile import open_camera
 
     if not isinstance(backend, str) and not callable(getattr(backend, "probabilities", None)):
         raise SettingsError(f"`backend` must be an engine name or a Backend (got {type(backend).__name__})")
-    calibration, profile = _camera(camera)
-    adapt = (ADAPT_LAYERS if profile is not None else 0) if adapt is None else whole(adapt, "adapt", 0)
-    number(error_threshold, "error_threshold", 0.05, 100, optional=True)
-    if profile is None and not adapt:
-        if error_threshold is not None:
-            raise SettingsError("`error_threshold` needs a camera profile (`camera`) or `adapt`")
+    camera = open_camera(camera, adapt=adapt, error_threshold=error_threshold)
+    if not camera.judged:
         chosen = backend
         if isinstance(backend, str):
             chosen = create_backend(model, backend, precision, layers, patches, device)
-        return Engine(chosen, calibration, None, 0)
+        return Engine(chosen, camera)
     from slmcnn.backends.profile import ProfileBackend
 
     judged = ProfileBackend(
-        profile, model, adapt=adapt, error_threshold=error_threshold, precision=precision, device=device
-    )
-    return Engine(judged, calibration, profile, adapt)
-
-
-def _camera(camera):
-    """(calibration, profile) of a camera.json, a calibration or a profile."""
-    from slmcnn.profile import CameraProfile, load_camera
-
-    if camera is None:
-        return None, None
-    if isinstance(camera, CameraProfile):
-        return camera.calibration, camera
-    if isinstance(camera, CameraCalibration):
-        return camera, None
-    if isinstance(camera, str | Path):
-        return load_camera(camera)
-    raise SettingsError(f"`camera` must be a camera.json, a CameraCalibration or a CameraProfile (got {camera!r:.60})")
+        camera.profile, model, adapt=camera.adapt, error_threshold=camera.error_threshold, precision=precision,
+        device=device,
+    )  # fmt: skip
+    return Engine(judged, camera)

@@ -88,6 +88,7 @@ from slmcnn.profile.storage import (
     camera_photo,
     load_calibration,
     load_camera,
+    open_camera,
     save_camera,
     update_camera,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "load_calibration",
     "load_camera",
     "nearest_distance",
+    "open_camera",
     "profile_from_features",
     "save_camera",
     "thresholds_from_scores",

@@ -1,18 +1,21 @@
 """camera.json and camera.profile.safetensors beside it: the one owner of the camera file (the
-geometry, and the profile's metadata and arrays). Loading never unpickles; both are written whole
-or not at all; a profile names the network it needs (checkpoint.model_hash)."""
+geometry or full frames, the bed's size, when photos are taken, and the profile's metadata and
+arrays), and `open_camera`, where a job's one `camera.Camera` is built from what the user gave.
+Loading never unpickles; both are written whole or not at all; a profile names the network it
+needs (checkpoint.model_hash)."""
 
 import hashlib
 import json
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from slmcnn.camera import CameraCalibration
+from slmcnn.camera import Camera, CameraCalibration
 from slmcnn.constants import PHOTOS, __version__
 from slmcnn.errors import ProfileError, SettingsError
 from slmcnn.profile.bank import CameraProfile, update_profile
@@ -23,12 +26,40 @@ FORMAT_VERSION = 1
 
 def update_camera(path: str | Path, frames: Sequence, model: torch.nn.Module, progress: bool = False) -> CameraProfile:
     """`calibrate --update`: add good frames to the profile in camera.json and write both files again."""
-    calibration, profile = load_camera(path)
-    if profile is None:
+    camera = open_camera(path)
+    if camera.profile is None:
         raise ProfileError(f"{path} has no camera profile to update; build one from several good frames")
-    profile = update_profile(profile, frames, model, progress=progress)
-    save_camera(path, calibration, profile, force=True, photo=camera_photo(path))
+    profile = update_profile(camera.profile, frames, model, progress=progress)
+    save_camera(path, camera.geometry, profile, force=True, photo=camera.photo)
     return profile
+
+
+def open_camera(camera=None, *, adapt: int | None = None, error_threshold: float | None = None, photo=None) -> Camera:
+    """A job's one Camera from what the user gave: a camera.json, a Camera, a CameraProfile, a
+    CameraCalibration or nothing, with the options that override what it holds (None, and `photo`
+    "auto", keep the stored setting). Everything is checked here, once, by Camera."""
+    given = {"adapt": adapt, "error_threshold": error_threshold, "photo": None if photo == "auto" else photo}
+    given = {name: value for name, value in given.items() if value is not None}
+    if camera is None:
+        return Camera(**given)
+    if isinstance(camera, Camera):
+        return replace(camera, **given) if given else camera
+    if isinstance(camera, CameraProfile):
+        return Camera(camera.calibration, camera, **given)
+    if isinstance(camera, CameraCalibration):
+        return Camera(camera, **given)
+    if not isinstance(camera, str | Path):
+        raise SettingsError(
+            f"`camera` must be a camera.json, a Camera, a CameraCalibration or a CameraProfile (got {camera!r:.60})"
+        )
+    path = Path(camera)
+    calibration, meta, stored = _read(path)
+    profile = _load_profile(path, calibration, meta) if meta is not None else None
+    try:
+        stored = Camera(calibration, profile, source=path, **stored)
+    except SettingsError as exc:
+        raise ProfileError(f"{path}: {exc.args[0]}") from None
+    return replace(stored, **given) if given else stored
 
 
 ARRAYS = ("mean", "scale", "memory", "memory_frame", "left_out", "thresholds")
@@ -116,7 +147,7 @@ def save_camera(
 def load_camera(path: str | Path) -> tuple[CameraCalibration | None, CameraProfile | None]:
     """Read camera.json: the geometry (None for full frames) and the profile, if it has one."""
     path = Path(path)
-    calibration, meta = _read(path)
+    calibration, meta, _ = _read(path)
     return calibration, (_load_profile(path, calibration, meta) if meta is not None else None)
 
 
@@ -125,14 +156,16 @@ def load_calibration(path: str | Path) -> CameraCalibration | None:
     return _read(Path(path))[0]
 
 
-def _read(path: Path) -> tuple[CameraCalibration | None, dict | None]:
+def _read(path: Path) -> tuple[CameraCalibration | None, dict | None, dict]:
+    """The geometry (None for full frames), the profile's metadata and the camera's other settings
+    (when photos are taken), as camera.json holds them."""
     doc = _document(path)
     meta = doc.pop("profile", None)
-    doc.pop("photo", None)  # camera_photo reads it
+    settings = {"photo": doc.pop("photo", "auto")}  # checked by Camera (camera_photo alone checks it too)
     if doc.pop("full_frame", False):
-        return None, meta
+        return None, meta, settings
     try:
-        return CameraCalibration(**doc), meta
+        return CameraCalibration(**doc), meta, settings
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: not a camera calibration ({exc})") from None
 
@@ -213,6 +246,11 @@ def _positive(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def _bed(value) -> bool:
+    sides = value if isinstance(value, list) and len(value) == 2 else [value]
+    return all(_positive(side) for side in sides)
+
+
 def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -228,7 +266,9 @@ def _check_meta(path: Path, meta: dict) -> None:
         "threshold": (_positive, "a number above 0"),
         "error_threshold": (_positive, "a number above 0"),
         "confirm": (lambda v: _positive(v) or v == 0, "a number of 0 or more"),
+        "bed_mm": (_bed, "the bed's size in mm, one number or [width, height]"),
     }
+    optional = ("threshold", "error_threshold", "confirm", "bed_mm")
     for name, (check, what) in checks.items():
-        if (name in meta or name not in ("threshold", "error_threshold", "confirm")) and not check(meta.get(name)):
+        if (name in meta or name not in optional) and not check(meta.get(name)):
             raise ProfileError(f'{path}: its profile\'s "{name}" must be {what} (got {meta.get(name)!r:.60})')
