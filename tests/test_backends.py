@@ -10,7 +10,7 @@ import torch
 import slmcnn
 from conftest import run_cli
 from slmcnn import backends, precision
-from slmcnn.backends import ENGINES, Backend, JudgedBackend, Network, TorchBackend, create_backend, create_engine
+from slmcnn.backends import ENGINES, Backend, JudgedBackend, Network, TorchBackend, base, create_backend, create_engine
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError
 from slmcnn.preprocess import standardise
@@ -57,6 +57,19 @@ def test_every_engine_offers_the_maps_the_profile_and_the_fine_maps_read(name, t
     np.testing.assert_allclose(dense.numpy(), deep[:1].numpy(), atol=1e-4)
     (wide,) = backend.dense_maps(np.zeros((256, 384, 3), np.float32), (3,))
     assert wide.shape[-2:] == (256 // 8, 384 // 8)
+
+
+@pytest.mark.parametrize("shape", [(203, 300), (64, 64), (37, 517)])
+def test_dense_maps_in_strips_are_the_whole_image_at_once(monkeypatch, tiny_model, shape):
+    backend = create_backend(tiny_model, "torch", "fp32", device="cpu")
+    image = np.random.default_rng(5).standard_normal((*shape, 3)).astype(np.float32)
+    monkeypatch.setattr(base, "STRIP_PIXELS", 10**9)  # one strip: the whole image
+    whole = backend.dense_maps(image, (1, 2, 3))
+    monkeypatch.setattr(base, "STRIP_PIXELS", 8 * shape[1])  # strips of 8 rows: many edges, odd ends
+    strips = backend.dense_maps(image, (1, 2, 3))
+    for a, b in zip(whole, strips, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)  # float rounding apart
 
 
 def test_a_new_engine_is_one_class_and_one_entry(monkeypatch, tiny_model):
