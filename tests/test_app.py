@@ -578,3 +578,23 @@ def test_the_good_layer_picker_gets_thumbnails(env):
     small = client.get(f"/api/sets/{opened['id']}/layers/0/raw", params={"side": 64})
     assert small.status_code == 200 and max(Image.open(io.BytesIO(small.content)).size) <= 64
     assert client.get(f"/api/sets/{opened['id']}/layers/0/raw", params={"side": 5}).status_code == 400
+
+
+def test_a_request_of_the_wrong_shape_is_a_400_naming_the_field(env):
+    """app/models.py: the request models refuse a body in one line that says where it is wrong,
+    and a build's summary holds every field of its response model."""
+    from slmcnn.app.models import SetSummary
+
+    client = env["client"]
+    for url, body, where in (
+        ("/api/finetune", {"epochs": "abc"}, "epochs"),
+        ("/api/finetune", {"epochs": 5, "lr": 2}, "lr"),
+        ("/api/sets/b0-1/alerts/1", {"verdict": "maybe"}, "verdict"),
+        ("/api/sets/b0-1/layers/0/labels", {"labels": [{"row": 0, "col": 0, "cls": 1}, 7]}, "labels.1"),
+        ("/api/sets", {"folder": ["photos"]}, "folder"),
+        ("/api/sets/b0-1/layers/0/labels", [1, 2], "the request"),
+    ):
+        answer = client.post(url, json=body, headers=AUTH)
+        error = answer.json()["error"]
+        assert answer.status_code == 400 and error.startswith(f"{where}: ") and "\n" not in error, (body, error)
+    assert set(client.get("/api/sets/b0-1").json()) == set(SetSummary.model_fields)
