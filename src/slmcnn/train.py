@@ -179,93 +179,142 @@ def fit(
     so far. The training patches are moved to the device once, as uint8, and flipped, augmented and
     standardised there; validation runs on the CPU, as inference does. Returns a CPU model. `team`:
     this process's part when several train together (distributed.Ranks)."""
-    team = team or OneProcess()
-    seed_everything(config.seed)
-    keep_freed_memory()
-    device = config.resolved_device()
-    model = initial_model(config).to(device, memory_format=torch.channels_last)
-    net = team.wrap(model)
-    precision = config.resolved_precision()
-    cpu_precision = resolve_precision(config.precision)  # validation, on the CPU
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start_weights = [p.detach().clone() for p in model.parameters()] if config.anchor else []
-    weights = class_weight_tensor(train_y, config.class_weights)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
-    generator = torch.Generator().manual_seed(config.seed)
-    patches = torch.from_numpy(np.ascontiguousarray(train_x)).to(device)
-    labels = torch.from_numpy(train_y).to(device)
-    result = FitResult(model)
-    best_state, stale, start = copy.deepcopy(model.state_dict()), 0, time.perf_counter()
-    elapsed = lambda: team.same(time.perf_counter() - start)  # noqa: E731
+    training = Training.start(config, train_x, train_y, team or OneProcess())
+    result = FitResult(training.model)
+    best_state, stale, start = copy.deepcopy(training.model.state_dict()), 0, time.perf_counter()
+    elapsed = lambda: training.team.same(time.perf_counter() - start)  # noqa: E731
     try:
         for epoch in range(1, config.epochs + 1):
             if _out_of_time(config.time_limit, result.history, elapsed()):
                 log(f"time limit: stopped after {epoch - 1} of {config.epochs} epochs ({config.time_limit:g} min)")
                 break
-            if config.schedule == "cosine":
-                horizon = _epochs_in_time(config, result.history, elapsed())
-                for group in optimiser.param_groups:  # CosineAnnealingLR's values, over `horizon` epochs
-                    group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / horizon))
-            model.train()
-            order = team.order(len(train_x), generator, epoch).to(device)
-            total_loss = torch.zeros((), device=device)  # summed on the device: no sync per batch
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            batches = range(0, len(order), config.batch)
-            with _progress(show_progress) as bar:
-                task = bar.add_task(f"epoch {epoch}", total=len(batches))
-                for begin in batches:
-                    idx = order[begin : begin + config.batch]
-                    batch = patches[idx]
-                    if config.flips:
-                        batch = random_flips(batch, generator, config.turns)
-                    if config.augment == "camera":
-                        batch = camera_jitter(batch, generator)
-                    x = prepare(batch)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                        logits = net(x)
-                    loss = loss_fn(logits.float(), labels[idx])
-                    if start_weights:  # L2-SP: a fine-tune on a few labels keeps what the init model knew
-                        drift = sum(((p - w) ** 2).sum() for p, w in zip(model.parameters(), start_weights))
-                        loss = loss + 0.5 * config.anchor * drift
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimiser.step()
-                    total_loss += loss.detach() * len(idx)
-                    correct += (logits.argmax(1) == labels[idx]).sum()
-                    bar.advance(task)
-            loss_sum, hits, seen = team.finish_epoch(model, total_loss, correct, len(order))
-            row = {
-                "epoch": epoch,
-                "lr": optimiser.param_groups[0]["lr"],
-                "loss": loss_sum / seen,
-                "accuracy": hits / seen,
-            }
-            on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()
-            row.update(_validate(team.spread(TorchBackend(on_cpu, cpu_precision)), val_x, val_y, weights))
+            training.set_rate(epoch, result.history, elapsed())
+            row = training.epoch(epoch, show_progress) | training.validate(val_x, val_y)
             row["seconds"] = elapsed()
             result.history.append(row)
             improved = row["val_accuracy"] > result.best_val_accuracy or epoch == 1
             if improved:
                 result.best_val_accuracy, result.best_epoch = row["val_accuracy"], epoch
-                best_state, stale = copy.deepcopy(model.state_dict()), 0
+                best_state, stale = copy.deepcopy(training.model.state_dict()), 0
             else:
                 stale += 1
-            log(
-                f"epoch {epoch:3d}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-                f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
-                f"{'  *' if improved else ''}  {row['seconds']:.0f}s"
-            )
+            log(_epoch_line(row, improved))
             if stale >= config.patience:
                 log(f"early stop: no better validation accuracy for {config.patience} epochs")
                 break
     except KeyboardInterrupt:
         result.interrupted = True
         log("interrupted: keeping the best model so far")
-    model.load_state_dict(best_state)
-    model = model.cpu().eval()
-    result.model = model
+    training.model.load_state_dict(best_state)
+    result.model = training.model.cpu().eval()
     result.seconds = time.perf_counter() - start
     return result
+
+
+@dataclass
+class Training:
+    """What one training holds from epoch to epoch: the network on its device, its optimiser and
+    loss, the training patches there as uint8, and the one random generator every draw comes from
+    (in the same order, so a seed gives the same network)."""
+
+    config: TrainConfig
+    team: OneProcess
+    device: torch.device
+    precision: str  # training's (the device's); validation runs on the CPU in config.precision
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model as this process runs it (wrapped when several train together)
+    optimiser: torch.optim.Optimizer
+    weights: torch.Tensor  # class weights, on the CPU (validation's)
+    loss_fn: torch.nn.Module
+    generator: torch.Generator
+    patches: torch.Tensor
+    labels: torch.Tensor
+    start_weights: list[torch.Tensor]  # the init model's, for the anchor (L2-SP); none without it
+
+    @classmethod
+    def start(cls, config: TrainConfig, train_x: np.ndarray, train_y: np.ndarray, team: OneProcess) -> "Training":
+        seed_everything(config.seed)
+        keep_freed_memory()
+        device = config.resolved_device()
+        model = initial_model(config).to(device, memory_format=torch.channels_last)
+        net = team.wrap(model)
+        optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+        start_weights = [p.detach().clone() for p in model.parameters()] if config.anchor else []
+        weights = class_weight_tensor(train_y, config.class_weights)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device))
+        generator = torch.Generator().manual_seed(config.seed)
+        patches = torch.from_numpy(np.ascontiguousarray(train_x)).to(device)
+        labels = torch.from_numpy(train_y).to(device)
+        precision = config.resolved_precision()
+        return cls(
+            config, team, device, precision, model, net, optimiser, weights, loss_fn, generator, patches, labels,
+            start_weights,
+        )  # fmt: skip
+
+    def set_rate(self, epoch: int, history: list[dict], elapsed: float) -> None:
+        """The cosine schedule's rate for this epoch (CosineAnnealingLR's values, over the epochs
+        the time limit allows); a constant schedule keeps `lr`."""
+        if self.config.schedule == "cosine":
+            horizon = _epochs_in_time(self.config, history, elapsed)
+            for group in self.optimiser.param_groups:
+                group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / horizon))
+
+    def epoch(self, epoch: int, show_progress: bool) -> dict:
+        """One pass over the training patches: the epoch's rate, mean loss and accuracy (over every process)."""
+        self.model.train()
+        order = self.team.order(len(self.patches), self.generator, epoch).to(self.device)
+        total_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per batch
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        batches = range(0, len(order), self.config.batch)
+        with _progress(show_progress) as bar:
+            task = bar.add_task(f"epoch {epoch}", total=len(batches))
+            for begin in batches:
+                idx = order[begin : begin + self.config.batch]
+                loss, logits = self.step(idx)
+                total_loss += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == self.labels[idx]).sum()
+                bar.advance(task)
+        loss_sum, hits, seen = self.team.finish_epoch(self.model, total_loss, correct, len(order))
+        return {
+            "epoch": epoch,
+            "lr": self.optimiser.param_groups[0]["lr"],
+            "loss": loss_sum / seen,
+            "accuracy": hits / seen,
+        }
+
+    def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch: flipped and augmented as configured, standardised, forward, backward, an
+        optimiser step; its loss and logits."""
+        config, batch = self.config, self.patches[idx]
+        if config.flips:
+            batch = random_flips(batch, self.generator, config.turns)
+        if config.augment == "camera":
+            batch = camera_jitter(batch, self.generator)
+        x = prepare(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            logits = self.net(x)
+        loss = self.loss_fn(logits.float(), self.labels[idx])
+        if self.start_weights:  # L2-SP: a fine-tune on a few labels keeps what the init model knew
+            drift = sum(((p - w) ** 2).sum() for p, w in zip(self.model.parameters(), self.start_weights))
+            loss = loss + 0.5 * config.anchor * drift
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        return loss, logits
+
+    def validate(self, val_x: np.ndarray, val_y: np.ndarray) -> dict:
+        """Validation loss and accuracy of the epoch's weights, on the CPU as inference runs."""
+        on_cpu = self.model if self.device.type == "cpu" else copy.deepcopy(self.model).cpu()
+        evaluator = TorchBackend(on_cpu, resolve_precision(self.config.precision))
+        return _validate(self.team.spread(evaluator), val_x, val_y, self.weights)
+
+
+def _epoch_line(row: dict, improved: bool) -> str:
+    return (
+        f"epoch {row['epoch']:3d}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+        f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
+        f"{'  *' if improved else ''}  {row['seconds']:.0f}s"
+    )
 
 
 def _slowest_epoch(history: list[dict]) -> float:
