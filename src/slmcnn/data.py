@@ -7,6 +7,7 @@ on both sides of a split.
 
 import csv
 import io
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from slmcnn import images as image_io
 from slmcnn.constants import CLASSES
 from slmcnn.errors import DataError, ImageReadError
 
+logger = logging.getLogger(__name__)
 SPLIT_FILE = "split.csv"
 SPLIT_COLUMNS = ("path", "label", "build", "layer", "row", "col", "split")
 
@@ -198,3 +200,54 @@ def load_patches(table: PatchTable, patch: int = 128, resize: bool = False, work
     if len(dtypes) > 1:  # mixed 8/16-bit sets are brought to 8-bit, the common case
         arrays = [image_io.to_uint8(a) for a in arrays]
     return np.stack(arrays)
+
+
+@dataclass
+class DataSplits:
+    train: PatchTable
+    val: PatchTable
+    test: PatchTable
+
+
+def make_splits(data, seed: int, val_data=None, test_data=None) -> DataSplits:
+    """Split the sources by layer; a separately given validation or test source frees that share of
+    DATA for training."""
+    as_list = lambda x: [x] if isinstance(x, str | Path) else list(x)  # noqa: E731
+    table = load_sources(as_list(data))
+    if not table.splits and len(set(table.groups)) == len(table):
+        logger.warning(
+            "WARNING: %s names no build or layer per patch (plain class folders or a CSV), so it cannot be split "
+            "by layer: tiles of one layer may land in training, validation and test alike. `slmcnn app` exports "
+            "a split.csv with each tile's build and layer.",
+            " ".join(map(str, as_list(data))),
+        )
+    parts = split(table, seed=seed)
+    train = parts["train"]
+    val, test = parts["val"], parts["test"]
+    if val_data:
+        train, val = _merge(train, val), load_sources(as_list(val_data))
+    if test_data:
+        train, test = _merge(train, test), load_sources(as_list(test_data))
+    for name, table in (("training", train), ("validation", val)):
+        if not len(table):
+            raise DataError(f"the {name} split of {data} is empty: add data or give `val`")
+    return DataSplits(train, val, test)
+
+
+def warn_degenerate(splits: DataSplits) -> None:
+    """Say so when the data cannot train or test a classifier well: one class only, or a class
+    missing from the training or test split (accuracy alone would hide it)."""
+    train = set(np.unique(splits.train.labels).tolist())
+    if len(train) < 2:
+        names = ", ".join(CLASSES[c] for c in sorted(train))
+        logger.warning("WARNING: the training data hold one class only (%s): the model learns nothing useful", names)
+    elif len(train) < len(CLASSES):
+        missing = ", ".join(c for i, c in enumerate(CLASSES) if i not in train)
+        logger.warning("WARNING: no %s patches in the training data: the model cannot predict them", missing)
+    tested = splits.test if len(splits.test) else splits.val
+    if len(np.unique(tested.labels)) < 2:
+        logger.warning("WARNING: the test data hold one class only: the test accuracy says little")
+
+
+def _merge(a: PatchTable, b: PatchTable) -> PatchTable:
+    return PatchTable(a.paths + b.paths, np.concatenate([a.labels, b.labels]), a.groups + b.groups)

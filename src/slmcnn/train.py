@@ -21,8 +21,8 @@ from slmcnn import checkpoint, render
 from slmcnn.augment import AUGMENTATIONS, camera_jitter
 from slmcnn.backends import TorchBackend
 from slmcnn.constants import CLASSES
-from slmcnn.data import PatchTable, load_patches, load_sources, split
-from slmcnn.errors import DataError, SettingsError
+from slmcnn.data import load_patches, make_splits, warn_degenerate
+from slmcnn.errors import SettingsError
 from slmcnn.files import run_folder, writable, write_text
 from slmcnn.memory import keep_freed_memory
 from slmcnn.metrics import Report, compute_report, summarise_runs
@@ -355,57 +355,6 @@ def _validate(evaluator: TorchBackend, x: np.ndarray, y: np.ndarray, weights: to
     log_probs = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
     loss = torch.nn.functional.nll_loss(log_probs, torch.from_numpy(y), weight=weights).item()
     return {"val_loss": loss, "val_accuracy": float((probs.argmax(1) == y).mean())}
-
-
-@dataclass
-class DataSplits:
-    train: PatchTable
-    val: PatchTable
-    test: PatchTable
-
-
-def make_splits(data, seed: int, val_data=None, test_data=None) -> DataSplits:
-    """Split the sources by layer; a separately given validation or test source frees that share of
-    DATA for training."""
-    as_list = lambda x: [x] if isinstance(x, str | Path) else list(x)  # noqa: E731
-    table = load_sources(as_list(data))
-    if not table.splits and len(set(table.groups)) == len(table):
-        logger.warning(
-            "WARNING: %s names no build or layer per patch (plain class folders or a CSV), so it cannot be split "
-            "by layer: tiles of one layer may land in training, validation and test alike. `slmcnn app` exports "
-            "a split.csv with each tile's build and layer.",
-            " ".join(map(str, as_list(data))),
-        )
-    parts = split(table, seed=seed)
-    train = parts["train"]
-    val, test = parts["val"], parts["test"]
-    if val_data:
-        train, val = _merge(train, val), load_sources(as_list(val_data))
-    if test_data:
-        train, test = _merge(train, test), load_sources(as_list(test_data))
-    for name, table in (("training", train), ("validation", val)):
-        if not len(table):
-            raise DataError(f"the {name} split of {data} is empty: add data or give `val`")
-    return DataSplits(train, val, test)
-
-
-def warn_degenerate(splits: DataSplits) -> None:
-    """Say so when the data cannot train or test a classifier well: one class only, or a class
-    missing from the training or test split (accuracy alone would hide it)."""
-    train = set(np.unique(splits.train.labels).tolist())
-    if len(train) < 2:
-        names = ", ".join(CLASSES[c] for c in sorted(train))
-        logger.warning("WARNING: the training data hold one class only (%s): the model learns nothing useful", names)
-    elif len(train) < len(CLASSES):
-        missing = ", ".join(c for i, c in enumerate(CLASSES) if i not in train)
-        logger.warning("WARNING: no %s patches in the training data: the model cannot predict them", missing)
-    tested = splits.test if len(splits.test) else splits.val
-    if len(np.unique(tested.labels)) < 2:
-        logger.warning("WARNING: the test data hold one class only: the test accuracy says little")
-
-
-def _merge(a: PatchTable, b: PatchTable) -> PatchTable:
-    return PatchTable(a.paths + b.paths, np.concatenate([a.labels, b.labels]), a.groups + b.groups)
 
 
 def run_training(
