@@ -131,9 +131,8 @@ def lines_of(gray: np.ndarray, inside: np.ndarray, recoater: str = "vertical") -
     it: the spread of its column means over that of its row means (travel down the bed), each
     profile less its slow trend. A mean along a line averages the grain out but not the line's
     contrast: faint streaks or bands show in a profile where pixel by pixel the grain hides them."""
-    from scipy.ndimage import gaussian_filter1d
-
     weights = inside.astype(np.float32)
+    reach = int(4 * PROFILE_TREND + 0.5)  # the trend's kernel reaches as far as scipy's gaussian_filter1d's
     total = gray.astype(np.float32) * weights
 
     def spread(axis: int) -> float:
@@ -142,7 +141,10 @@ def lines_of(gray: np.ndarray, inside: np.ndarray, recoater: str = "vertical") -
         profile = total.sum(axis)[enough] / counts[enough]
         if len(profile) < 5:
             return 0.0
-        return float(np.var(profile - gaussian_filter1d(profile, PROFILE_TREND, mode="nearest")))
+        trend = cv2.GaussianBlur(
+            profile.reshape(1, -1), (2 * reach + 1, 1), PROFILE_TREND, borderType=cv2.BORDER_REPLICATE
+        )
+        return float(np.var(profile - trend.ravel()))
 
     columns, rows = spread(0), spread(1)
     across, along = (columns, rows) if recoater == "vertical" else (rows, columns)
