@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from slmcnn.constants import MIN_LAYERS_ALONE
 from slmcnn.profile import (
     CORESET,
     ERROR,
@@ -92,10 +91,8 @@ class BuildMemory:
         model: torch.nn.Module,
         precision: str,
     ):
-        minimum = 1 if camera is not None else MIN_LAYERS_ALONE
-        if not isinstance(layers, int) or isinstance(layers, bool) or layers < minimum:
-            alone = "" if camera is not None else " without a camera profile (it fits its own thresholds)"
-            raise ProfileError(f"`adapt` must be a whole number of at least {minimum}{alone} (got {layers!r})")
+        """`layers`: the first layers learned, as camera.Camera checked them (without a camera
+        profile at least constants.MIN_LAYERS_ALONE)."""
         self.camera, self.layers, self.model, self.precision = camera, layers, model, precision
         self.reset()
 

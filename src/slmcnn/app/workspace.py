@@ -5,7 +5,7 @@ import io
 import logging
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from slmcnn.app.sources import (
     tile_patch,
 )
 from slmcnn.app.store import LabelStore
-from slmcnn.camera import CameraCalibration
+from slmcnn.camera import Camera, CameraCalibration
 from slmcnn.constants import CLASSES
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.files import atomic_path, describe, resolved
@@ -98,7 +98,7 @@ class Workspace:
         self.store = LabelStore(config.labels_path)
         self.work = config.work
         self.finetune = FineTune(self.work)
-        self.camera, self.profile = self._camera(config.camera)
+        self.setup = self._camera(config.camera)
         self.camera_file: Path | None = None  # a profile rebuilt for a model made current
         self.images, self.predictions, self.jpegs, self.recurrence = Cache(16), Cache(64), Cache(64), Cache(16)
         self._model_lock = threading.Lock()
@@ -118,12 +118,21 @@ class Workspace:
                         break
 
     @staticmethod
-    def _camera(path: Path | None):
-        if path is None:
-            return None, None
-        from slmcnn.profile import load_camera
+    def _camera(path: Path | None) -> Camera:
+        """The app's Camera: a camera.json's, judging one photo at a time (no build memory)."""
+        from slmcnn.profile import open_camera
 
-        return load_camera(path)
+        return open_camera(path, adapt=0)
+
+    @property
+    def camera(self) -> CameraCalibration | None:
+        """The geometry that straightens the photos (None: they are the bed)."""
+        return self.setup.geometry
+
+    @property
+    def profile(self):
+        """The camera profile (profile.CameraProfile), if the camera has one."""
+        return self.setup.profile
 
     # the model
     def load_model(self, path: str | Path | None) -> None:
@@ -134,21 +143,21 @@ class Workspace:
         from slmcnn.checkpoint import open_model
 
         model = open_model(path)
-        profile, self.camera_note = self.profile, None
-        if profile is not None:
+        camera, self.camera_note = self.setup, None
+        if camera.profile is not None:
             try:
-                profile.feature_net(model)
+                camera.profile.feature_net(model)
             except SlmcnnError as exc:
-                profile, self.camera_note = None, f"camera profile not applied: {exc}"
+                camera, self.camera_note = Camera(camera.geometry), f"camera profile not applied: {exc}"
                 log.warning("%s", self.camera_note)
-        engine = create_engine(model, "torch", camera=profile or self.camera, adapt=0)
+        engine = create_engine(model, "torch", camera=camera)
         with self._model_lock:
             self.model, self.backend = model, engine.backend
             self.predictions.clear()
 
     def use_camera(self, path: Path) -> None:
         """Straighten and judge with this camera.json from now on (the app's folders too)."""
-        self.camera, self.profile = self._camera(path)
+        self.setup = self._camera(path)
         for folder in self.folders:
             folder.camera = self.camera
         self.images.clear()
@@ -177,9 +186,11 @@ class Workspace:
             return None
         sensitivity = self.profile.meta.get("error_threshold")
         profile = build_profile(frames, self.profile.calibration, open_model(model_path), error_threshold=sensitivity)
+        if self.camera is None and self.setup.bed_mm is not None:  # a full-frame camera's size, as calibrate keeps it
+            profile.meta["bed_mm"] = self.setup.bed_mm
         target = self.work / "camera.json"
-        save_camera(target, profile.calibration, profile, force=True)
-        self.profile = profile
+        save_camera(target, profile.calibration, profile, force=True, photo=self.setup.photo)
+        self.setup = replace(self.setup, profile=profile)
         return target
 
     @property

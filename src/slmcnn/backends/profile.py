@@ -17,7 +17,6 @@ import torch
 from slmcnn.adapt import Adaptation, BuildMemory
 from slmcnn.errors import SettingsError
 from slmcnn.profile import CameraProfile, FeatureNet, ProfileError
-from slmcnn.validate import number
 
 
 class ProfileBackend:
@@ -38,8 +37,6 @@ class ProfileBackend:
     ):
         if profile is None and not adapt:
             raise SettingsError("a judged backend needs a camera profile or `adapt` (the build's first layers)")
-        if error_threshold is not None:
-            number(error_threshold, "error_threshold", 0.05, 100)
         self.profile, self.model, self.confirm, self.error_threshold = profile, model, confirm, error_threshold
         if profile is not None:
             self.net = profile.feature_net(model, device)
