@@ -76,18 +76,17 @@ def layer_pipeline(job: ArchiveJob, files: RunFiles | None, backend: str | None 
     first with the eager `torch` backend and no files: bad settings are one error before any worker."""
     from slmcnn.backends import BACKENDS, create_engine
     from slmcnn.checkpoint import open_model
+    from slmcnn.profile import open_camera
 
     if job.backend not in BACKENDS:
         raise SettingsError(f"`backend` must be one of {', '.join(BACKENDS)} (got {job.backend!r})")
+    camera = open_camera(job.camera, adapt=0, error_threshold=job.error_threshold)
     model = open_model(job.model)
-    engine = create_engine(
-        model, backend or job.backend, job.precision, camera=job.camera, adapt=0,
-        error_threshold=job.error_threshold, layers=job.layers or None,
-    )  # fmt: skip
+    engine = create_engine(model, backend or job.backend, job.precision, camera=camera, layers=job.layers or None)
     if getattr(engine.backend, "name", "") == "onnx":
         engine.backend = _onnx_on_one_thread(model)
     options = RunOptions(
-        patch=job.patch or model.info.patch, stride=job.stride, workers=job.workers, camera=engine.camera,
+        patch=job.patch or model.info.patch, stride=job.stride, workers=job.workers, camera=camera,
         truth=Path(job.truth) if job.truth else None, explain=job.explain, explain_steps=job.explain_steps,
         model_name=model.source.name, max_megapixels=job.max_megapixels, maps="tiles",
     )  # fmt: skip  # fine maps learn each build layer after layer; a Ray worker sees layers alone
