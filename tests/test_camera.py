@@ -173,6 +173,13 @@ def test_open_camera_reads_old_and_new_camera_files_and_takes_the_options_over_t
         open_camera(bad)
     with pytest.raises(SettingsError, match="camera must be a camera.json, a Camera"):
         open_camera(42)
+    full = tmp_path / "full.json"  # a full-frame camera keeps its bed size with its profile
+    meta = {"format": "slmcnn-camera-profile", "format_version": 1, "frame_shape": [300, 400], "grid_shape": [2, 3]}
+    full.write_text(
+        json.dumps({"full_frame": True, "profile": meta | {"patch": 128, "model": {}, "bed_mm": [250, -1]}})
+    )
+    with pytest.raises(ProfileError, match="full.json: its profile's \"bed_mm\" must be the bed's size in mm"):
+        open_camera(full)
 
 
 def test_calibrate_refuses_a_bad_bed_size_in_one_line(tmp_path):
