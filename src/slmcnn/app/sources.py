@@ -16,6 +16,7 @@ from slmcnn.app.store import LayerRef
 from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
 from slmcnn.monitoring.db import Database
+from slmcnn.monitoring.db.layers import geometry_of
 from slmcnn.monitoring.db.records import BuildOverview, BuildRow, FileStamp, StoredLayer
 from slmcnn.outputs import layer_number, layer_order
 from slmcnn.tiles import TileGeometry
@@ -84,18 +85,13 @@ class BuildSet:
     def __init__(self, id: str, db: Database, source: str, build_id: int, name: str, row: BuildRow | None = None):
         self.id, self.db, self.source, self.build_id, self.name, self.row = id, db, source, build_id, name, row
         self.key = f"{source}#{build_id}"
-
-    def live(self, last: float | None, latest: set[int]) -> bool:
-        """A monitor is writing this build now: it is its folder's latest on its machine (in `latest`,
-        Database.latest_builds) and the monitor's lock is held; where the lock cannot be seen, its
-        last layer (`last`) is recent."""
-        if self.row is None or self.build_id not in latest:
-            return False
-        running = self.db.monitor_running(self.row.watch_dir, self.row.machine)
-        return running if running is not None else last is not None and time.time() - last < LIVE_SECONDS
+        self._stored_layers: list[StoredLayer] | None = None
 
     def stored(self) -> list[StoredLayer]:
-        return [layer for layer in self.db.layers(self.build_id) if layer.status == "done"]
+        """The build's done layers, read once per set (Workspace.sets makes the sets anew for each request)."""
+        if self._stored_layers is None:
+            self._stored_layers = [layer for layer in self.db.layers(self.build_id) if layer.status == "done"]
+        return self._stored_layers
 
     def count(self) -> int:
         return len(self.stored())
@@ -114,15 +110,18 @@ class BuildSet:
         return stored.grade, alert.message if alert else None, alert.regions if alert else []
 
     def layer(self, index: int, workspace=None) -> LayerData:
+        """A stored layer as the monitor stored it: its tiles' classes (NOT_A_CLASS where ignored),
+        probabilities and anomaly, read in one query; its photo is not decoded."""
         stored = self._stored(index)
-        result = self.db.layer_result(stored)
-        camera_doc = result.camera.to_json() if result.camera is not None else None
+        grid, tiles = geometry_of(stored), self.db.tile_grids([stored.id])[stored.id]
+        doc = stored.geometry.get("camera")
+        camera = CameraCalibration(**doc) if doc else None
+        camera_doc = camera.to_json() if camera is not None else None
         number = str(stored.number) if stored.number is not None else Path(stored.file).stem
-        path, shape = stored.path or "", result.grid.to_json()
-        ref = LayerRef(self.key, stored.file, self.name, number, path, shape, camera_doc, stored.digest)
-        data = LayerData(
-            ref, index, result.grid, result.probabilities, result.tile_classes, result.anomaly, result.camera
+        ref = LayerRef(
+            self.key, stored.file, self.name, number, stored.path or "", grid.to_json(), camera_doc, stored.digest
         )
+        data = LayerData(ref, index, grid, tiles.probabilities, tiles.classes, tiles.anomaly, camera)
         if photo_changed(stored):
             data.photo_changed, data.thumbnail = True, self.db.thumbnail(stored.id)
         return data
@@ -130,7 +129,8 @@ class BuildSet:
 
 def overviews(sets: list) -> dict[str, tuple[BuildOverview, bool]]:
     """Each build set's overview (Database.overviews) and whether a monitor writes it now (live),
-    read with three queries per database whatever the number of its builds."""
+    read with three queries per database whatever the number of its builds, and one look at the
+    monitors' locks."""
     found: dict[str, tuple[BuildOverview, bool]] = {}
     groups: dict[int, list[BuildSet]] = {}
     for s in sets:
@@ -139,8 +139,18 @@ def overviews(sets: list) -> dict[str, tuple[BuildOverview, bool]]:
     for group in groups.values():
         db = group[0].db
         seen, latest = db.overviews([s.build_id for s in group]), db.latest_builds()
-        found.update({s.id: (seen[s.build_id], s.live(seen[s.build_id].last, latest)) for s in group})
+        folder = {s.id: (s.row.watch_dir, s.row.machine) for s in group if s.row is not None and s.build_id in latest}
+        running = db.monitors_running(sorted(set(folder.values())))
+        for s in group:
+            last = seen[s.build_id].last
+            found[s.id] = (seen[s.build_id], s.id in folder and live(running[folder[s.id]], last))
     return found
+
+
+def live(running: bool | None, last: float | None) -> bool:
+    """Whether a monitor writes a folder's latest build now: its lock is held (`running`); where
+    the lock cannot be seen, the build's last layer (`last`) is recent."""
+    return running if running is not None else last is not None and time.time() - last < LIVE_SECONDS
 
 
 def photo_changed(stored: StoredLayer | LayerRef) -> bool:

@@ -81,35 +81,47 @@ def lock_file(database: Path, key: str) -> Path:
 
 
 def monitor_running(engine: Engine, watch_dir: str, machine: str) -> bool | None:
-    """Whether a monitor holds the lock of this folder and machine now, seen without taking it (a
+    """Whether a monitor holds the lock of this folder and machine now (monitors_running)."""
+    return monitors_running(engine, [(watch_dir, machine)])[(watch_dir, machine)]
+
+
+def monitors_running(engine: Engine, folders: list[tuple[str, str]]) -> dict[tuple[str, str], bool | None]:
+    """For each (folder, machine): whether a monitor holds its lock now, seen without taking it (a
     lock taken to look would turn away a monitor starting that instant): PostgreSQL's pg_locks, or
-    Linux's /proc/locks for an SQLite lock file; None where it cannot be seen from here."""
-    key = lock_key(watch_dir, machine)
+    Linux's /proc/locks for an SQLite lock file, read once for them all; None where it cannot be
+    seen from here."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        try:
-            inode = lock_file(Path(engine.url.database), key).stat().st_ino
-        except FileNotFoundError:
-            return False  # no monitor ever followed this folder with this database
-        except OSError:
-            return None
         try:
             held = Path("/proc/locks").read_text()
         except OSError:
-            return None
+            held = None
         # "1: FLOCK  ADVISORY  WRITE 7117 fe:00:2146321 0 EOF": the sixth field ends with the inode
-        return any(f.split()[5].rsplit(":", 1)[-1] == str(inode) for f in held.splitlines() if len(f.split()) > 5)
+        inodes = {f.split()[5].rsplit(":", 1)[-1] for f in (held or "").splitlines() if len(f.split()) > 5}
+        return {folder: _file_held(Path(engine.url.database), lock_key(*folder), inodes, held) for folder in folders}
     if engine.dialect.name == "postgresql":
-        number = int(key[:15], 16)  # pg_try_advisory_lock(bigint) keeps its high half in classid, low in objid
+        # pg_try_advisory_lock(bigint) keeps its high half in classid, low in objid
         query = text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-            "AND classid::text::bigint = :high AND objid::text::bigint = :low"
+            "SELECT classid::text::bigint, objid::text::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND granted AND objsubid = 1"
         )
         try:
             with engine.connect() as conn:
-                return bool(conn.execute(query, {"high": number >> 32, "low": number & 0xFFFFFFFF}).scalar())
+                locks = {(high, low) for high, low in conn.execute(query)}
         except SQLAlchemyError:
-            return None
-    return None
+            return dict.fromkeys(folders)
+        numbers = {folder: int(lock_key(*folder)[:15], 16) for folder in folders}
+        return {folder: (number >> 32, number & 0xFFFFFFFF) in locks for folder, number in numbers.items()}
+    return dict.fromkeys(folders)
+
+
+def _file_held(database: Path, key: str, inodes: set[str], held: str | None) -> bool | None:
+    try:
+        inode = lock_file(database, key).stat().st_ino
+    except FileNotFoundError:
+        return False  # no monitor ever followed this folder with this database
+    except OSError:
+        return None
+    return None if held is None else str(inode) in inodes
 
 
 MIGRATION_WAIT = 120.0  # seconds a monitor waits for another's migration before it gives up

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from slmcnn.monitoring.db.handle import BuildHandle
 from slmcnn.monitoring.db.layers import chunks
 from slmcnn.monitoring.db.records import BuildOverview, BuildRow, FileStamp
-from slmcnn.monitoring.lock import monitor_running
+from slmcnn.monitoring.lock import monitor_running, monitors_running
 from slmcnn.monitoring.schema import alerts, attempts, builds, layers
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,10 @@ class BuildQueries:
     def monitor_running(self, watch_dir: str, machine: str) -> bool | None:
         """Whether a monitor follows this folder on this machine now (None: not knowable from here)."""
         return monitor_running(self.engine, watch_dir, machine)
+
+    def monitors_running(self, folders: list[tuple[str, str]]) -> dict[tuple[str, str], bool | None]:
+        """monitor_running for many (folder, machine) pairs, looked up once."""
+        return monitors_running(self.engine, folders)
 
     def begin_attempt(self, watch_dir: str, machine: str, file: str, stamp: FileStamp) -> int:
         """Note that classifying `file` starts; return how many earlier tries of this same file
