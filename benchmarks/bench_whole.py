@@ -4,16 +4,18 @@ a big photo; in one run.
 Times `slmcnn predict-layer` and the TensorFlow reference (reference_tf.py --predict-only in
 .venv-tf, made on first use) as whole processes (start-up, import, model, every layer, files) on
 the same folders of 36 and 216 layers (synthetic 768x768, or the first photos of `--folder`), each
-run alternated and repeated, medians and ratios printed; slmcnn with an empty cache first (what
+run alternated and repeated, medians and ratios printed; slmcnn with its defaults (fine maps on)
+and, in part `tiles`, with `--map tiles` (the reference's output); slmcnn with an empty cache first (what
 `auto` does then: on a CPU without AMX it times the engines once), then with the cache filled.
 Then each stage of a process alone on the large folder (start-up, imports, model and engine,
-decode, tiles, network, stitching, PNG writing, JSON), so the slow stage shows on any CPU. Then the
+decode, tiles, network, stitching, the fine maps' texture and the rest of them, PNG writing, JSON),
+so the slow stage shows on any CPU. Then the
 monitor: seconds from a layer's arrival (an atomic rename into the watched folder) to its row in the
 database. Then an 8000x8000 photo: seconds and peak memory (the child's own maxrss). Last, in this
 process: the chosen network's patches/s against matmul and its tile agreement with float32.
 
     .venv/bin/python benchmarks/bench_whole.py [--repeats 3] [--layers 216] [--folder DIR]
-        [--parts stages,whole,monitor,photo,steady] [--json] [--skip-tf]
+        [--parts stages,variants,tiles,monitor,photo,steady] [--json] [--skip-tf]
 """
 
 import argparse
@@ -172,6 +174,7 @@ def stage_seconds(folder: Path, env: dict) -> dict[str, float]:
     from slmcnn.backends import create_backend
     from slmcnn.checkpoint import open_model
     from slmcnn.files import write_text
+    from slmcnn.finemaps import FineMapper
     from slmcnn.outputs import layer_document
     from slmcnn.pngstrips import write_png_strips
     from slmcnn.predict import LayerOutcome, LayerResult, classify_pixels
@@ -203,6 +206,18 @@ def stage_seconds(folder: Path, env: dict) -> dict[str, float]:
     probabilities = np.concatenate(stage("network", backend.probabilities, batches))
     per_layer = np.split(probabilities, np.cumsum([g.count for g in grids])[:-1])
     maps = stage("stitching", lambda pair: classify_pixels(*pair)[0], zip(grids, per_layer))
+    results = [
+        LayerOutcome(path, LayerResult(path, photos[i], grids[i], per_layer[i], maps[i], 0.0, "model"))
+        for i, path in enumerate(paths)
+    ]
+    mapper = FineMapper(model)  # the default --map fine: a build's first layers learn, the others are judged
+    seen = stage("fine: texture", mapper.see, photos)
+    for outcome, made in zip(results, seen, strict=True):
+        outcome.result.seen = made
+    fine = stage("fine: the rest", lambda outcome: mapper(outcome.result), results)
+    for outcome, made in zip(results, fine, strict=True):
+        outcome.result.fine, outcome.result.class_map = made, made.classes
+    maps = [made.classes for made in fine]
     out = Path(tempfile.mkdtemp(prefix="slmcnn-stages-"))
 
     def png(i):
@@ -211,10 +226,6 @@ def stage_seconds(folder: Path, env: dict) -> dict[str, float]:
         write_png_strips(out / f"{i}.c.png", height, width, 1, lambda a, b: classes[a:b])
 
     stage("PNG writing", png, range(len(paths)))
-    results = [
-        LayerOutcome(path, LayerResult(path, photos[i], grids[i], per_layer[i], maps[i], 0.0, "model"))
-        for i, path in enumerate(paths)
-    ]
     stage("JSON", lambda i: write_text(out / f"{i}.json", json.dumps(layer_document(results[i]))), range(len(paths)))
     shutil.rmtree(out)
     return seconds
@@ -266,7 +277,7 @@ def cpu_line() -> str:
     )
 
 
-PARTS = ("stages", "variants", "monitor", "photo", "steady")
+PARTS = ("stages", "variants", "tiles", "monitor", "photo", "steady")
 
 
 def main() -> None:
@@ -300,7 +311,9 @@ def main() -> None:
             if not args.skip_tf:
                 reference = [str(tf_python()), str(HERE / "reference_tf.py"), str(folder), "{out}", "--predict-only"]
                 commands[f"tf_{n}"] = reference
-            commands[f"slmcnn_{n}"] = [*predict, str(folder)]
+            commands[f"slmcnn_{n}"] = [*predict, str(folder)]  # the defaults: fine maps on
+            if "tiles" in parts:
+                commands[f"slmcnn_tiles_{n}"] = [*predict, str(folder), "--map", "tiles"]
             if "variants" in parts:
                 commands[f"slmcnn_torch_{n}"] = [*predict, str(folder), "--backend", "torch"]
         log(f"whole processes, {args.repeats} runs each, in turn ...")
@@ -309,7 +322,7 @@ def main() -> None:
             figures[f"{name}_s"] = statistics.median(values)
             figures[f"{name}_runs_s"] = [round(v, 3) for v in values]
         for n in (36, args.layers):
-            for variant in ("", "cold_", "torch_"):
+            for variant in ("", "cold_", "torch_", "tiles_"):
                 ours = figures.get(f"slmcnn_{variant}{n}_s" if variant != "cold_" else f"cold_{n}_s")
                 if f"tf_{n}_s" in figures and ours:
                     figures[f"ratio_{n}_{variant}vs_tf"] = figures[f"tf_{n}_s"] / ours
@@ -367,6 +380,7 @@ def print_summary(f: dict, layers: int) -> None:
         parts = [f"auto, cached {f[f'slmcnn_{n}_s']:.2f}"] if f"slmcnn_{n}_s" in f else []
         parts += [f"auto, empty cache {f[f'cold_{n}_s']:.2f}"] if f"cold_{n}_s" in f else []
         parts += [f"--backend torch {f[f'slmcnn_torch_{n}_s']:.2f}"] if f"slmcnn_torch_{n}_s" in f else []
+        parts += [f"--map tiles {f[f'slmcnn_tiles_{n}_s']:.2f}"] if f"slmcnn_tiles_{n}_s" in f else []
         parts += [f"TensorFlow reference {f[f'tf_{n}_s']:.2f}"] if f"tf_{n}_s" in f else []
         print(f"  {n:4d} layers: " + " | ".join(parts))
     print(f"  compiling once (python -m slmcnn.aot): {f['compile_s']:.1f} s")

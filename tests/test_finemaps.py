@@ -112,6 +112,26 @@ class _TorchLike:
         return self.inner.probabilities(patches)
 
 
+def test_the_texture_made_ahead_in_the_network_thread_gives_the_same_maps(shipped_model):
+    """The Predictor makes each layer's texture (FineMapper.see) while the caller maps the layer
+    before: the maps are those made in the caller's thread, layer by layer."""
+    rng = np.random.default_rng(0)
+    layers = [(f"b/{i:03d}.png", _bed(rng)) for i in range(6)]
+    cv2.circle(layers[-1][1], (200, 150), 5, (40, 40, 40), -1)
+    maps = []
+    for ahead in (True, False):
+        pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=4), model=shipped_model)
+        assert pipeline.predictor.prepare is not None
+        if not ahead:
+            pipeline.predictor.prepare = None
+        outcomes = list(pipeline.run(layers))
+        assert all((o.result.seen is not None) == ahead for o in outcomes)
+        maps.append([o.result.class_map for o in outcomes])
+    assert (maps[0][-1] == ERROR).any()
+    for made_ahead, made_inline in zip(*maps, strict=True):
+        np.testing.assert_array_equal(made_ahead, made_inline)
+
+
 def test_the_fine_maps_start_again_with_each_build(shipped_model):
     rng = np.random.default_rng(1)
     pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=3), model=shipped_model)

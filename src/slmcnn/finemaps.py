@@ -357,6 +357,16 @@ def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(cells, shape[::-1], interpolation=cv2.INTER_LINEAR)
 
 
+@dataclass
+class Seen:
+    """What the fine maps read of a photo before its tiles are known: its texture and its bed as the
+    change signal compares it. Made by `FineMapper.see` in any thread (the Predictor's network
+    thread makes it for the next layer while this one is mapped)."""
+
+    features: np.ndarray  # (H / CELL, W / CELL, D) texture features
+    bed: np.ndarray  # change_image
+
+
 class FineMapper:
     """Fine maps of one build's layers, in layer order; `new_build` starts the next build."""
 
@@ -390,15 +400,20 @@ class FineMapper:
         self.sound_places: list[np.ndarray] = []  # the masks of the lessons that called places sound
         self._taught: tuple | None = None  # (memory, lessons' stamp) last taught
 
+    def see(self, image: np.ndarray) -> Seen:
+        """The part of a layer's fine maps that depends on its photo alone (any thread)."""
+        return Seen(self.texture_net(image), change_image(image))
+
     def __call__(self, result) -> FineMaps:
-        """The fine maps of a classified layer (predict.LayerResult: image, grid, probabilities)."""
+        """The fine maps of a classified layer (predict.LayerResult: image, grid, probabilities;
+        its `seen` when the Predictor made it ahead)."""
         image, grid = result.image, result.grid
         shape = image.shape[:2]
         probabilities = result.probabilities
         network = probabilities.argmax(1)
         ignored = np.zeros(len(network), bool) if result.ignored is None else result.ignored
-        features = self.texture_net(image)
-        bed = change_image(image)
+        seen = result.seen if isinstance(getattr(result, "seen", None), Seen) else self.see(image)
+        features, bed = seen.features, seen.bed
         sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
         if self.texture is None:  # a region's score: the network's Error probability while learning
             maps, score, unshaped = self._learning(result, features, bed, sure_tiles)

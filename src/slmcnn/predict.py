@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -49,6 +49,7 @@ class LayerResult:
     anomaly: np.ndarray | None = None  # per tile, row-major: an extra score (e.g. a camera profile's)
     adaptation: Any = None  # adapt.Adaptation: the layer's place in its build's adaptation, when adapting
     fine: Any = None  # finemaps.FineMaps: the per-pixel maps class_map was drawn from (maps="fine")
+    seen: Any = None  # what Predictor.prepare made of the image in the network thread (finemaps.Seen)
     grade: Any = None  # grading.LayerGrade: ok / minor / critical and why, given by the pipeline
 
     @property
@@ -190,6 +191,9 @@ class Predictor:
         # a backend that decides a whole layer at a time (a camera profile's) gets each layer's
         # probabilities before they are stitched, and gives the tiles' anomaly back
         self.judged = backend if isinstance(backend, JudgedBackend) else None
+        # work on each image that need not wait for the caller (the fine maps' texture), done in the
+        # network thread: it overlaps the caller's work on the layer before instead of following it
+        self.prepare: Callable[[np.ndarray], Any] | None = None
 
     def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None]:
         """Read a layer and cut its tiles; a photo of more than `batch_tiles` tiles is cut later, in
@@ -302,7 +306,7 @@ class Predictor:
             if self.judged is not None:
                 layer_probs, anomaly, adaptation = self.judged.finish_layer(layer_probs, where, str(path))
             class_map, ignored = classify_pixels(where, layer_probs, self.ignore)
-            yield LayerResult(
+            result = LayerResult(
                 path,
                 image,
                 where,
@@ -315,3 +319,6 @@ class Predictor:
                 anomaly,
                 adaptation,
             )
+            if self.prepare is not None:
+                result.seen = self.prepare(image)
+            yield result
