@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 from slmcnn.constants import ERROR
 from slmcnn.defect_types import DEFECT_TYPES
 from slmcnn.errors import SettingsError
-from slmcnn.finemaps import FineMapper
+from slmcnn.finemaps import FineMapper, layer_median
 from slmcnn.pipeline import LayerPipeline, RunOptions
 from slmcnn.regions import MIN_AREA, find_regions, name_type
 
@@ -130,6 +130,13 @@ def test_the_texture_made_ahead_in_the_network_thread_gives_the_same_maps(shippe
     assert (maps[0][-1] == ERROR).any()
     for made_ahead, made_inline in zip(*maps, strict=True):
         np.testing.assert_array_equal(made_ahead, made_inline)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3, 9, 10])
+def test_the_change_memory_median_is_numpys(layers):
+    stack = np.random.default_rng(layers).random((layers, 30, 20), dtype=np.float32)
+    stack[:, 0, 0] = 0.5  # ties
+    np.testing.assert_array_equal(layer_median(stack), np.median(stack, 0))
 
 
 def test_the_fine_maps_start_again_with_each_build(shipped_model):
