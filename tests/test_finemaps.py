@@ -69,7 +69,7 @@ def test_regions_have_boxes_mm_and_drop_specks():
     assert regions[0].box_mm == (50.0, 10.0, 52.0, 110.0) and regions[0].area == 800
     assert regions[0].contrast < 0 and regions[0].score == 2.0
     assert kept.sum() == 800 and not kept[150:153, 10:13].any() and 9 < MIN_AREA
-    assert "streak 2 x 100 mm at (50, 10) mm" == regions[0].describe()
+    assert "streak 2 x 100 mm at (50, 10) mm, (100, 20) px" == regions[0].describe()
 
 
 def _bed(rng, size=384):

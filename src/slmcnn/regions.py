@@ -58,12 +58,13 @@ class DefectRegion:
         return (x0 + x1) / 2, (y0 + y1) / 2
 
     def describe(self) -> str:
-        """'streak 4 x 120 mm at (52, 10) mm' or the same in px where mm are not known."""
-        if self.box_mm is not None:
-            x0, y0, x1, y1 = self.box_mm
-            return f"{self.type.replace('_', ' ')} {x1 - x0:.0f} x {y1 - y0:.0f} mm at ({x0:.0f}, {y0:.0f}) mm"
-        x0, y0, x1, y1 = self.box
-        return f"{self.type.replace('_', ' ')} {x1 - x0} x {y1 - y0} px at ({x0}, {y0}) px"
+        """'streak 4 x 120 mm at (52, 10) mm, (160, 32) px' (the pixels find it in the photo), or the
+        same in px alone where mm are not known."""
+        kind, (x0, y0, x1, y1) = self.type.replace("_", " "), self.box
+        if self.box_mm is None:
+            return f"{kind} {x1 - x0} x {y1 - y0} px at ({x0}, {y0}) px"
+        left, top, right, bottom = self.box_mm
+        return f"{kind} {right - left:.0f} x {bottom - top:.0f} mm at ({left:.0f}, {top:.0f}) mm, ({x0}, {y0}) px"
 
     def to_json(self) -> dict:
         doc = {"box": list(self.box), "area": self.area, "type": self.type, "score": round(self.score, 4)}
