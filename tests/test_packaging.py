@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 EXTRAS_ONLY = (
     "fastapi",
+    "pydantic",
     "starlette",
     "uvicorn",
     "ray",
