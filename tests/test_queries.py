@@ -1,6 +1,7 @@
-"""The store's listings read many rows per SQL statement: the report, the app's start page and a
-build's page, the monitor's history and its closing tally take as many statements for 4 builds of
-6 layers as for 2 builds of 3 (a query per build or per layer would grow with them)."""
+"""The store's listings read many rows per SQL statement: the report, the app's start page, a
+build's page and its proposals, the monitor's history and its closing tally take as many
+statements for 4 builds of 6 layers as for 2 builds of 3 (a query per build or per layer would
+grow with them)."""
 
 import importlib.util
 from pathlib import Path
@@ -78,6 +79,7 @@ def statements(tmp_path: Path, builds: int, layers: int, app_model: Path | None)
         assert len(sets) == builds and sets[0]["layers"] == layers and sets[0]["alerts_open"] == (layers + 1) // 2
         counts["start page"] = counter.of(lambda: client.get("/api/sets").raise_for_status())
         counts["build page"] = counter.of(lambda: client.get("/api/sets/b0-1").raise_for_status())
+        counts["proposals"] = counter.of(lambda: client.get("/api/sets/b0-1/proposals?count=5").raise_for_status())
     return counts
 
 

@@ -2,6 +2,7 @@
 monitoring.db) or a folder of photos (classified on demand with the current model). Every file the
 app reads is reached from a set, never from a path in a request."""
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -17,9 +18,11 @@ from slmcnn.camera import CameraCalibration
 from slmcnn.errors import SlmcnnError
 from slmcnn.monitoring.db import Database
 from slmcnn.monitoring.db.layers import geometry_of
-from slmcnn.monitoring.db.records import BuildOverview, BuildRow, FileStamp, StoredLayer
+from slmcnn.monitoring.db.records import BuildOverview, BuildRow, FileStamp, StoredLayer, TileGrid
 from slmcnn.outputs import layer_number, layer_order
 from slmcnn.tiles import TileGeometry
+
+log = logging.getLogger(__name__)
 
 
 class NotFound(SlmcnnError):
@@ -112,8 +115,20 @@ class BuildSet:
     def layer(self, index: int, workspace=None) -> LayerData:
         """A stored layer as the monitor stored it: its tiles' classes (NOT_A_CLASS where ignored),
         probabilities and anomaly, read in one query; its photo is not decoded."""
-        stored = self._stored(index)
-        grid, tiles = geometry_of(stored), self.db.tile_grids([stored.id])[stored.id]
+        data = self.layers([index])[0]
+        if data.photo_changed:
+            data.thumbnail = self.db.thumbnail(self._stored(index).id)
+        return data
+
+    def layers(self, indices: list[int], workspace=None) -> list[LayerData]:
+        """Several stored layers (Workspace.proposals'), their tiles read in one query per CHUNK
+        layers; a layer whose photo was replaced comes without the kept thumbnail (`layer` reads it)."""
+        stored = [self._stored(index) for index in indices]
+        tiles = self.db.tile_grids([layer.id for layer in stored])
+        return [self._data(index, layer, tiles[layer.id]) for index, layer in zip(indices, stored, strict=True)]
+
+    def _data(self, index: int, stored: StoredLayer, tiles: TileGrid) -> LayerData:
+        grid = geometry_of(stored)
         doc = stored.geometry.get("camera")
         camera = CameraCalibration(**doc) if doc else None
         camera_doc = camera.to_json() if camera is not None else None
@@ -121,10 +136,8 @@ class BuildSet:
         ref = LayerRef(
             self.key, stored.file, self.name, number, stored.path or "", grid.to_json(), camera_doc, stored.digest
         )
-        data = LayerData(ref, index, grid, tiles.probabilities, tiles.classes, tiles.anomaly, camera)
-        if photo_changed(stored):
-            data.photo_changed, data.thumbnail = True, self.db.thumbnail(stored.id)
-        return data
+        changed = photo_changed(stored)
+        return LayerData(ref, index, grid, tiles.probabilities, tiles.classes, tiles.anomaly, camera, changed)
 
 
 def overviews(sets: list) -> dict[str, tuple[BuildOverview, bool]]:
@@ -187,6 +200,17 @@ class FolderSet:
 
     def count(self) -> int:
         return len(self.files())
+
+    def layers(self, indices: list[int], workspace) -> list[LayerData]:
+        """The layers at `indices` whose photos can be read and classified; one that cannot is left
+        out with a warning, not the whole list refused."""
+        found = []
+        for index in indices:
+            try:
+                found.append(self.layer(index, workspace))
+            except SlmcnnError as exc:
+                log.warning("layer %d of %s left out: %s", index, self.name, exc)
+        return found
 
     def layer(self, index: int, workspace) -> LayerData:
         files = self.files()

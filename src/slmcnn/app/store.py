@@ -159,6 +159,14 @@ class LabelStore:
         )
         return {(r, c): (cls, bool(ch), who, at) for r, c, cls, ch, who, at in rows}
 
+    def labelled_cells(self, set_key: str) -> dict[str, set[tuple[int, int]]]:
+        """The tiles (row, col) with a class, by layer file, of a set, in one query."""
+        found: dict[str, set[tuple[int, int]]] = {}
+        rows = self._run("SELECT layer, row, col FROM labels WHERE set_key=? AND cls IS NOT NULL", (set_key,))
+        for layer, row, col in rows:
+            found.setdefault(layer, set()).add((row, col))
+        return found
+
     def counts(self, set_key: str) -> dict[str, int]:
         """Labelled tiles per layer file of a set."""
         rows = self._run(

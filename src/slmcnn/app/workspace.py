@@ -337,20 +337,8 @@ class Workspace:
         s = self.get_set(set_id)
         total = s.count()
         indices = sorted({round(i) for i in np.linspace(0, total - 1, min(total, most_layers))}) if total else []
-        layers = []
-        for i in indices:
-            try:
-                layers.append(s.layer(i, self))
-            except SlmcnnError as exc:  # one unreadable photo does not refuse the whole set
-                log.warning("proposals: layer %d of %s left out: %s", i, s.name, exc)
-        labelled = {
-            d.ref.layer: {
-                cell
-                for cell, (cls, *_) in self.store.layer_labels(d.ref.set_key, d.ref.layer).items()
-                if cls is not None
-            }
-            for d in layers
-        }
+        layers = s.layers(indices, self)
+        labelled = self.store.labelled_cells(s.key)
         return propose([d for d in layers if not d.photo_changed], labelled, count)
 
     # review
