@@ -3,6 +3,7 @@ output contract (classes.png per pixel, JSON map and regions, summary.csv grade)
 
 import csv
 import json
+from concurrent.futures import Future
 
 import cv2
 import numpy as np
@@ -130,6 +131,34 @@ def test_the_texture_made_ahead_in_the_network_thread_gives_the_same_maps(shippe
     assert (maps[0][-1] == ERROR).any()
     for made_ahead, made_inline in zip(*maps, strict=True):
         np.testing.assert_array_equal(made_ahead, made_inline)
+
+
+def test_the_memory_is_built_in_the_background_with_the_same_maps(shipped_model):
+    """The layer that completes the build's first ones is answered before the texture memory is
+    built (a monitor stores it at once); the maps are those of a memory built in line."""
+    rng = np.random.default_rng(0)
+    layers = [(f"b/{i:03d}.png", _bed(rng)) for i in range(6)]
+    cv2.circle(layers[-1][1], (200, 150), 5, (40, 40, 40), -1)
+
+    class InLine:
+        def submit(self, build, *args):
+            done = Future()
+            done.set_result(build(*args))
+            return done
+
+    maps = []
+    for background in (True, False):
+        pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=4), model=shipped_model)
+        if not background:
+            pipeline.mapper._builder = InLine()
+        outcomes = list(pipeline.run(layers[:4]))
+        assert pipeline.mapper.texture is None and pipeline.mapper._building is not None  # answered first
+        outcomes += list(pipeline.run(layers[4:]))
+        assert [o.result.fine.state for o in outcomes] == ["learning"] * 4 + ["judged"] * 2
+        maps.append([o.result.class_map for o in outcomes])
+    assert (maps[0][-1] == ERROR).any()
+    for built_behind, built_in_line in zip(*maps, strict=True):
+        np.testing.assert_array_equal(built_behind, built_in_line)
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3, 9, 10])

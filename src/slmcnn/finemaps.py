@@ -29,6 +29,7 @@ A place called Error is never learned. Measured in benchmarks/bench_maps.py.
 """
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -395,9 +396,15 @@ class FineMapper:
         self.learn, self.photo_setting, self.recoater, self.mm_per_pixel = learn, photo, recoater, mm_per_pixel
         self.lessons = lessons
         self._lesson_cells: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # lesson id -> its texture, its mask
+        # the texture memory (about a second of coreset and thresholds) is built in the background:
+        # the layer that completes the first ones is answered at once (a monitor stores it and
+        # alerts), and the next layer waits for the memory only if it comes sooner
+        self._builder = ThreadPoolExecutor(1, thread_name_prefix="slmcnn-memory")
+        self._building: Future | None = None
         self.new_build()
 
     def new_build(self) -> None:
+        self._take_memory()  # one still being built for the last build is finished, then dropped
         self.first: list[tuple] = []  # per first layer: features, learnable cells, Object share, sure tiles
         self.texture: TextureMemory | None = None
         self.habitual: np.ndarray | None = None  # per tile: the network was sure of Error there on most first layers
@@ -420,6 +427,7 @@ class FineMapper:
         ignored = np.zeros(len(network), bool) if result.ignored is None else result.ignored
         seen = result.seen if isinstance(getattr(result, "seen", None), Seen) else self.see(image)
         features, bed = seen.features, seen.bed
+        self._take_memory()
         sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
         if self.texture is None:  # a region's score: the network's Error probability while learning
             maps, score, unshaped = self._learning(result, features, bed, sure_tiles)
@@ -461,18 +469,27 @@ class FineMapper:
         return FineMaps(classes, None, None, state="learning", photo=self.photo), score, unshaped
 
     def _fit(self) -> None:
+        """Learn from the first layers: what is quick now (the layers' look, the change signal),
+        the texture memory in the background (`_take_memory` takes it in)."""
         features, keep, shares, sure = zip(*self.first, strict=True)
-        self.texture = TextureMemory(list(features), list(keep))
         same = [s for s in sure if len(s) == len(sure[-1])]
         self.habitual = np.mean(same, axis=0) > 0.5  # the network sure of Error there on most first layers
         self.change.fit()
         if self.photo == "auto":
             self.photo = "exposed" if float(np.median(shares)) >= EXPOSED_OBJECT_SHARE else "recoated"
+        self._building = self._builder.submit(TextureMemory, list(features), list(keep))
+        self.first = []
+
+    def _take_memory(self) -> None:
+        """The texture memory being built, once it is done (waiting for it)."""
+        if self._building is None:
+            return
+        building, self._building = self._building, None
+        self.texture = building.result()
         log.info(
             "fine maps learned from %d first layers: texture threshold %.3g, change threshold %.3g, photos taken %s",
-            len(self.first), self.texture.threshold, self.change.threshold, self.photo,
+            self.learn, self.texture.threshold, self.change.threshold, self.photo,
         )  # fmt: skip
-        self.first = []
 
     def _judged(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray, np.ndarray]:
         shape = result.image.shape[:2]
