@@ -61,9 +61,6 @@ class BuildQueries:
         with self.engine.connect() as conn:
             return sorted({r.machine or "" for r in conn.execute(select(builds.c.machine))} - {""})
 
-    def overview(self, build_id: int) -> BuildOverview:
-        return self.overviews([build_id])[build_id]
-
     def overviews(self, build_ids: list[int]) -> dict[int, BuildOverview]:
         """Each build at a glance (done layers by grade, the last one's time, its alerts), in two
         queries per CHUNK builds, not a few per build."""

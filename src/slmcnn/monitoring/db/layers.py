@@ -125,11 +125,6 @@ class LayerQueries:
         grid = self.tile_grids([layer_id])[layer_id]
         return grid.classes, grid.probabilities
 
-    def tile_anomaly(self, layer_id: int) -> np.ndarray | None:
-        """A layer's per-tile anomaly scores (row-major), None where no camera profile scored it."""
-        grid = self.tile_grids([layer_id]).get(layer_id)
-        return None if grid is None else grid.anomaly
-
     def layer_result(self, stored: StoredLayer) -> LayerResult:
         """A stored layer back as the LayerResult it was: its tiles, probabilities, anomaly, class map
         and calibration; its image is the kept thumbnail at the layer's size (blank without one)."""
