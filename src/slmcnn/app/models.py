@@ -195,3 +195,31 @@ class MadeCurrent(Answer):
     model: str
     monitor: str
     camera: str | None
+
+
+class ProposedTile(Answer):
+    """A tile to label next (app.proposals.Proposal)."""
+
+    index: int  # the layer's place in its set
+    layer: str
+    row: int
+    col: int
+    predicted: str
+    score: float
+    why: str
+
+
+class FineTuneAnswer(Answer):
+    """The fine-tune's state (app.finetune.FineTuneState), its log's last lines."""
+
+    state: Literal["idle", "refused", "running", "done", "failed"]
+    epoch: int
+    epochs: int
+    started: float
+    seconds: float
+    log: list[str]
+    history: list[dict]
+    run: str
+    export: dict
+    comparison: dict
+    message: str

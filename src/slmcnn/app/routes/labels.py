@@ -7,7 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 
 from slmcnn.app.finetune import export_labels
-from slmcnn.app.models import CurrentModel, Exported, FineTuneRequest, Labels, MadeCurrent, RequestBody, Stored
+from slmcnn.app.models import (
+    CurrentModel,
+    Exported,
+    FineTuneAnswer,
+    FineTuneRequest,
+    Labels,
+    MadeCurrent,
+    ProposedTile,
+    RequestBody,
+    Stored,
+)
 from slmcnn.app.routes.common import Space, who
 from slmcnn.app.sources import NotFound
 from slmcnn.constants import CLASSES
@@ -41,9 +51,9 @@ def set_labels(request: Request, set_id: str, index: int, body: Labels, ws: Spac
     return {"stored": len(body.items())}
 
 
-@router.get("/api/sets/{set_id}/proposals")
-def proposals(set_id: str, ws: Space, count: int = 20) -> list[dict]:
-    """The tiles to label next, the most telling first (app.proposals: Proposal.to_json)."""
+@router.get("/api/sets/{set_id}/proposals", response_model=list[ProposedTile])
+def proposals(set_id: str, ws: Space, count: int = 20):
+    """The tiles to label next, the most telling first (app.proposals)."""
     if not 1 <= count <= 500:
         raise SlmcnnError("count must be 1..500")
     return [p.to_json() for p in ws.proposals(set_id, count)]
@@ -68,14 +78,13 @@ def model_info(ws: Space):
             "current": str(ws.work / "current.safetensors")}  # fmt: skip
 
 
-@router.get("/api/finetune")
-def finetune_state(ws: Space) -> dict:
-    """The fine-tune's state (finetune.FineTuneState.to_json)."""
+@router.get("/api/finetune", response_model=FineTuneAnswer)
+def finetune_state(ws: Space):
     return ws.finetune.state.to_json()
 
 
-@router.post("/api/finetune")
-def finetune_start(ws: Space, body: Annotated[FineTuneRequest, Body(default_factory=FineTuneRequest)]) -> dict:
+@router.post("/api/finetune", response_model=FineTuneAnswer)
+def finetune_start(ws: Space, body: Annotated[FineTuneRequest, Body(default_factory=FineTuneRequest)]):
     return ws.finetune.start(ws.store, ws.model_path, body.epochs, body.lr).to_json()
 
 
