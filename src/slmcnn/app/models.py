@@ -197,18 +197,6 @@ class MadeCurrent(Answer):
     camera: str | None
 
 
-class ProposedTile(Answer):
-    """A tile to label next (app.proposals.Proposal)."""
-
-    index: int  # the layer's place in its set
-    layer: str
-    row: int
-    col: int
-    predicted: str
-    score: float
-    why: str
-
-
 class FineTuneAnswer(Answer):
     """The fine-tune's state (app.finetune.FineTuneState), its log's last lines."""
 

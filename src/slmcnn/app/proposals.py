@@ -26,9 +26,6 @@ class Proposal:
     score: float
     why: str
 
-    def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in ("index", "layer", "row", "col", "predicted", "score", "why")}
-
 
 def tile_worth(probabilities: np.ndarray, anomaly: np.ndarray | None) -> np.ndarray:
     """Per tile (row-major): unsureness (1 - margin of the two likeliest classes) + anomaly / 4 (at most 0.5)."""

@@ -14,10 +14,10 @@ from slmcnn.app.models import (
     FineTuneRequest,
     Labels,
     MadeCurrent,
-    ProposedTile,
     RequestBody,
     Stored,
 )
+from slmcnn.app.proposals import Proposal
 from slmcnn.app.routes.common import Space, who
 from slmcnn.app.sources import NotFound
 from slmcnn.constants import CLASSES
@@ -51,12 +51,12 @@ def set_labels(request: Request, set_id: str, index: int, body: Labels, ws: Spac
     return {"stored": len(body.items())}
 
 
-@router.get("/api/sets/{set_id}/proposals", response_model=list[ProposedTile])
+@router.get("/api/sets/{set_id}/proposals", response_model=list[Proposal])
 def proposals(set_id: str, ws: Space, count: int = 20):
     """The tiles to label next, the most telling first (app.proposals)."""
     if not 1 <= count <= 500:
         raise SlmcnnError("count must be 1..500")
-    return [p.to_json() for p in ws.proposals(set_id, count)]
+    return ws.proposals(set_id, count)
 
 
 @router.post("/api/export", response_model=Exported)
