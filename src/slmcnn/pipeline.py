@@ -172,6 +172,7 @@ class LayerPipeline:
             self._follow_build(item.path)
             if self.mapper is not None:
                 item.fine = self.mapper(item)
+                item.seen = None  # 7 MB of texture a 768 px layer: not kept with a result that is
                 item.class_map = item.fine.classes
                 item.__dict__.pop("fractions", None)  # counted from the fine map
             item.grade = self.grader(item)
