@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo
+.PHONY: test quick demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,6 +14,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(PY) -m pytest
+
+# the unit tests alone (tests/unit: one module in-process, each under a second): under a minute
+quick: $(STAMP)
+	$(PY) -m pytest -q tests/unit
 
 demo: $(STAMP)
 	bash scripts/demo.sh

@@ -67,7 +67,7 @@ def main() -> None:
     axes.set_ylim(-0.2, top + 0.1)
     axes.axis("off")
     axes.set_title(
-        "slmcnn: floors and modules (read from the source by slmcnn.floors; held by tests/test_architecture.py)"
+        "slmcnn: floors and modules (read from the source by slmcnn.floors; held by tests/integration/test_architecture.py)"
     )
     figure.tight_layout()
     figure.savefig(args.out, dpi=110)

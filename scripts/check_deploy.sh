@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check deploy/ (docs/SCALING.md): the systemd unit, the image and the compose file.
 #   bash scripts/check_deploy.sh            (from the repository's root, after `make test` made .venv)
-# 1. tests/test_deploy.py: systemd-analyze verify of the unit, the compose file against the Compose
+# 1. tests/system/test_deploy.py: systemd-analyze verify of the unit, the compose file against the Compose
 #    spec and the Dockerfile through hadolint (each where installed), and the unit's command line
 #    started from an environment file, killed with kill -9, started again: every layer stored once.
 # 2. Where a docker daemon and the compose plugin answer: the image is built, PostgreSQL and the
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-PATH="$(dirname "$PY"):$PATH" "$PY" -m pytest tests/test_deploy.py -q -p no:cacheprovider
+PATH="$(dirname "$PY"):$PATH" "$PY" -m pytest tests/system/test_deploy.py -q -p no:cacheprovider
 
 if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then
   echo "docker: no daemon or no compose plugin here; the image was not built and no container was started"

@@ -1,5 +1,5 @@
 """Measure the shipped model's tile accuracy on examples/ and record it in examples/expected.json,
-the figure docs/MODEL_CARD.md quotes and tests/test_default_model.py holds the model to."""
+the figure docs/MODEL_CARD.md quotes and tests/integration/test_default_model.py holds the model to."""
 
 import json
 from pathlib import Path

@@ -21,6 +21,15 @@ from slmcnn.synth import SynthSettings, generate_build
 RATES = {"streak": 0.4, "short_feed": 0.15, "swelling": 0.3, "debris": 0.4, "chatter": 0.1}
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """The tests of tests/system go beyond this process (a browser, Ray, DDP, packaging, another
+    process): all are marked slow, so `-m "not slow"` leaves them out."""
+    system = Path(__file__).parent / "system"
+    for item in items:
+        if system in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def compile_cache(tmp_path_factory) -> Path:
     """Compiled networks go to a folder of the test session's own, never the user's cache, and no
@@ -51,13 +60,14 @@ def tiny_build(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_model():
-    """The shipped network: its features are what a camera profile is made of (an untrained one sees little)."""
-    from slmcnn.checkpoint import default_model_path, load_model
+    """The shipped network, loaded once by slmcnn.load_model: its features are what a camera profile is
+    made of (an untrained one sees little). Tests only read it; one that changes weights changes a copy."""
+    import slmcnn
+    from slmcnn.checkpoint import default_model_path
 
-    path = default_model_path()
-    if not path.is_file():
+    if not default_model_path().is_file():
         pytest.skip("no shipped model in this checkout")
-    return load_model(path)[0]
+    return slmcnn.load_model()
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +77,14 @@ def tiny_model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     save_model(model, path, ModelInfo(arch="slmcnn-tiny", name="tiny"))
     return path
+
+
+@pytest.fixture
+def tiny_model(tiny_model_file):
+    """The tiny model file as slmcnn.load_model gives it, loaded for each test: a test may change it."""
+    import slmcnn
+
+    return slmcnn.load_model(tiny_model_file)
 
 
 @pytest.fixture(scope="session")
@@ -134,10 +152,10 @@ def run_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProc
 POSTGRES = os.environ.get("SLMCNN_TEST_POSTGRES")  # a server's URL; .ci/run starts one and sets it
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database(request, tmp_path) -> Iterator[str]:
     """A new, empty monitor's database: an SQLite file, or a database made for this test on the
-    PostgreSQL server of SLMCNN_TEST_POSTGRES (dropped after it)."""
+    PostgreSQL server of SLMCNN_TEST_POSTGRES (dropped after it; a server's test is marked slow)."""
     if request.param == "sqlite":
         yield str(tmp_path / "shop.sqlite")
         return

@@ -1,5 +1,5 @@
 """The floors of the package and who may import whom, read from the source (`ast`, imports inside
-functions included): docs/ARCHITECTURE.md draws them, tests/test_architecture.py holds them.
+functions included): docs/ARCHITECTURE.md draws them, tests/integration/test_architecture.py holds them.
 
 A module may import its own floor and the floors below; no import goes up, none goes round in a
 circle, and nothing below the API imports `slmcnn` itself (its __init__ re-exports the API).
