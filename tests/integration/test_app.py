@@ -37,8 +37,8 @@ def monitored_build(build: Path, model: Path, root: Path, layers: int) -> Path:
     return db
 
 
-@pytest.fixture(scope="module")
-def env(tiny_build, tiny_model_file, error_model_file, tmp_path_factory):
+@pytest.fixture(scope="module", name="env")
+def env_fixture(tiny_build, tiny_model_file, error_model_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
     db = monitored_build(tiny_build, error_model_file, root, 4)
     data = root / "data"

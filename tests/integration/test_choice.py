@@ -8,29 +8,7 @@ import torch
 
 from slmcnn import aot, backends
 from slmcnn.backends import TorchBackend, choice, create_backend
-from slmcnn.backends.choice import measure as real_measure
-from tests.unit.test_choice import PATCHES, Stub, tiny
-
-
-@pytest.fixture
-def engines(monkeypatch, tmp_path):
-    """Measuring as `auto` does, on given rates; counts how often the engines were timed."""
-    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(choice, "sample_patches", lambda patch: PATCHES)
-    rates = {"compiled-bf16": 20.0, "compiled-fp32": 200.0, "onnx-fp32": 150.0, "onnx-int8": 300.0}
-    monkeypatch.setattr(choice, "rate", lambda backend, patches: rates[backend.name])
-    timed = []
-
-    def counted(model, candidates):
-        timed.append(model)
-        return real_measure(model, candidates)
-
-    monkeypatch.setattr(choice, "measure", counted)
-
-    def candidates(model, wrong=()):
-        return {name: (lambda n=name: Stub(n, model, n in wrong)) for name in rates}
-
-    return candidates, timed
+from tests.unit.test_choice import Stub, engines_fixture, tiny  # noqa: F401 (the engines fixture)
 
 
 def test_the_fastest_engine_that_agrees_is_chosen_once_and_read_after(engines):

@@ -1,16 +1,5 @@
-import numpy as np
-import pytest
-
 from slmcnn.data import load_source, load_sources, split
-
-
-@pytest.fixture
-def class_folders(write_image, tmp_path):
-    rng = np.random.default_rng(0)
-    for folder, n in (("powder", 3), ("OBJECT", 2), ("Error", 2)):
-        for i in range(n):
-            write_image(f"set/{folder}/{i}.png", rng.integers(0, 255, (128, 128, 3), dtype=np.uint8))
-    return tmp_path / "set"
+from tests.unit.test_data import class_folders_fixture  # noqa: F401 (the class_folders fixture)
 
 
 def test_synth_split_file_groups_by_layer(tiny_build):

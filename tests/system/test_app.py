@@ -1,8 +1,6 @@
 """`slmcnn app`'s API: every route, refused paths and tokens, labels that survive a restart,
 review, export that `slmcnn train` splits by layer, and a one-epoch fine-tune of a tiny model."""
 
-import os
-import shutil
 import socket
 import time
 
@@ -10,33 +8,14 @@ import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-from fastapi.testclient import TestClient  # noqa: E402
 
-from slmcnn.app.server import create_app  # noqa: E402
-from slmcnn.app.workspace import AppConfig  # noqa: E402
-from tests.integration.test_app import TOKEN, monitored_build
+from tests.integration.test_app import TOKEN, env_fixture  # noqa: F401 (the env fixture)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def env(tiny_build, tiny_model_file, error_model_file, tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
-    db = monitored_build(tiny_build, error_model_file, root, 4)
-    data = root / "data"
-    (data / "photos").mkdir(parents=True)
-    for path in sorted((tiny_build / "layers").glob("*.png"))[4:7]:
-        shutil.copy(path, data / "photos" / path.name)
-    (root / "secret").mkdir()
-    (root / "secret" / "00001.png").write_bytes((tiny_build / "layers" / "00001.png").read_bytes())
-    os.symlink(root / "secret", data / "escape")
-    config = AppConfig([db], [data], tiny_model_file, labels=root / "labels.sqlite", token=TOKEN, user="tester")
-    client = TestClient(create_app(config), base_url="http://127.0.0.1:8765")
-    return {"root": root, "db": db, "data": data, "client": client, "config": config, "model": tiny_model_file}
 
 
 def test_the_app_command_serves_and_prints_its_url(env, tmp_path):

@@ -31,8 +31,8 @@ class Stub:
         return np.roll(probabilities, 1, axis=1) if self.wrong else probabilities
 
 
-@pytest.fixture
-def engines(monkeypatch, tmp_path):
+@pytest.fixture(name="engines")
+def engines_fixture(monkeypatch, tmp_path):
     """Measuring as `auto` does, on given rates; counts how often the engines were timed."""
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(choice, "sample_patches", lambda patch: PATCHES)

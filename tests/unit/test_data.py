@@ -5,8 +5,8 @@ from slmcnn.data import load_patches, load_source
 from slmcnn.errors import DataError
 
 
-@pytest.fixture
-def class_folders(write_image, tmp_path):
+@pytest.fixture(name="class_folders")
+def class_folders_fixture(write_image, tmp_path):
     rng = np.random.default_rng(0)
     for folder, n in (("powder", 3), ("OBJECT", 2), ("Error", 2)):
         for i in range(n):
