@@ -1,15 +1,15 @@
 """What the commands tell the person at the machine, beyond each layer's line: where the photos are
-when a watched folder holds none, what a monitor run stored, when to calibrate first."""
+when a watched folder holds none, what a monitor run stored."""
 
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from slmcnn.errors import SlmcnnError
+from slmcnn.grading import GRADES
 from slmcnn.images import IMAGE_SUFFIXES
 from slmcnn.monitoring.db import Database
 
-GRADES = ("ok", "minor", "critical")
 SHOWN_FOLDERS = 3  # subfolders with photos named when the watched folder holds none
 
 
