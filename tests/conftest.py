@@ -45,7 +45,7 @@ def compile_cache(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SLMCNN_CACHE", str(folder))
         patch.delenv("SLMCNN_COMPILE", raising=False)  # `auto` as a user gets it, whatever this shell says
-        patch.setattr(aot, "spawn_compile", lambda model, precision, detach=False: None)
+        patch.setattr(aot, "spawn_compile", lambda model, precision, detach=False, stops=None: None)
         patch.setattr(choice, "measure", measured)
         yield folder
 

@@ -29,6 +29,8 @@ A place called Error is never learned. Measured in benchmarks/bench_maps.py.
 """
 
 import logging
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -37,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from slmcnn import images
+from slmcnn import aot, images
+from slmcnn.aot import TEXTURE_STOPS
 from slmcnn.constants import ERROR, OBJECT, PHOTOS, POWDER, SURE_ERROR
 from slmcnn.errors import SettingsError, SlmcnnError
 from slmcnn.labels import NOT_A_CLASS_PIXEL
@@ -73,6 +76,8 @@ EXPOSED_OBJECT_SHARE = 0.08  # auto: first layers with this share of Object tile
 EXAMPLE_RATIO = 2.0  # a place this many times nearer to a taught defect than to anything sound is Error
 EXAMPLE_FLOOR = 0.5  # a taught defect's places that are examples: those this far (of the threshold) from sound
 TAUGHT_PLACES = 2048  # most places one lesson adds to the memory
+COMPILE_AFTER = 12  # layers a job reads before it has the texture compiled (a shorter one would not gain)
+LOOK_EVERY = 5.0  # s between looks into the cache for the texture's package while it runs eager
 
 
 @dataclass
@@ -117,7 +122,12 @@ def standardised_locally(image: np.ndarray, side: int = LOCAL) -> np.ndarray:
 
 
 class DenseTexture:
-    """The network's blocks 1-3 over a whole layer: (H/CELL, W/CELL, D) texture features."""
+    """The network's blocks 1-3 over a whole layer: (H/CELL, W/CELL, D) texture features.
+
+    On the CPU the blocks run compiled once aot's cache holds their package (3x eager's speed on a
+    2-core EPYC, benchmarks/README.md), looked for every LOOK_EVERY s while it does not; a job that
+    has read COMPILE_AFTER layers without one has it compiled in the background, once, for itself
+    and the jobs after it."""
 
     def __init__(self, model: torch.nn.Module, precision: str = "auto", device: "str | torch.device" = "cpu"):
         from slmcnn.backends.pytorch import TorchBackend
@@ -126,13 +136,50 @@ class DenseTexture:
         # positive scale and shift per channel, which the memory's standardisation per feature takes
         # out: the same texture, faster
         self.network = TorchBackend(model, precision, device=device)
+        self.compiled = None  # the blocks' package, once found
+        self.layers, self._looked, self._spawned = 0, -float("inf"), False
+        self._lock = threading.Lock()  # one package run at a time (the network thread's and a lesson's)
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        mid, deep = self.network.dense_maps(standardised_locally(image), (2, 3))
+        with self._lock:
+            self.layers += 1
+            compiled = self._package() if min(image.shape[:2]) >= aot.MIN_SIDE else None
+            standardised = standardised_locally(image)
+            try:
+                mid, deep = self.network.dense_maps(standardised, TEXTURE_STOPS, compiled)
+            except Exception as exc:  # a package that fails at run time: eager from now on, never again
+                if compiled is None:
+                    raise
+                log.warning("the compiled texture failed (%s: %s); eager PyTorch from now on", type(exc).__name__, exc)
+                self.compiled, self._looked = None, float("inf")  # never looked for again
+                mid, deep = self.network.dense_maps(standardised, TEXTURE_STOPS)
         maps = torch.cat([F.avg_pool2d(mid, 2, ceil_mode=True)[..., : deep.shape[2], : deep.shape[3]], deep], 1)
         maps = F.avg_pool2d(maps, 3, 1, 1, count_include_pad=False)
         return maps[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def _package(self):
+        """The blocks' compiled package from the cache, or None while there is none (eager)."""
+        if self.compiled is not None or self.network.device.type != "cpu":
+            return self.compiled
+        if time.monotonic() - self._looked < LOOK_EVERY:
+            return None
+        self._looked = time.monotonic()
+        model, precision = self.network.model, self.network.precision
+        path = aot.cached(model, precision, stops=TEXTURE_STOPS)
+        if path is not None:
+            try:
+                self.compiled = aot.load_outputs(path)
+                log.info("the fine maps' texture runs compiled")
+            except Exception as exc:  # another torch build's, or damaged: compiled again
+                log.warning(
+                    "the compiled texture does not load (%s: %s); it will be compiled again", type(exc).__name__, exc
+                )
+                aot.forget(path)
+        elif not self._spawned and self.layers >= COMPILE_AFTER and aot.compiling_allowed():
+            self._spawned = True
+            aot.spawn_compile(model, precision, detach=True, stops=TEXTURE_STOPS)
+        return self.compiled
 
 
 def without_edge(scores: np.ndarray, step: int) -> np.ndarray:

@@ -65,3 +65,21 @@ def test_half_written_packages_of_dead_processes_are_removed(tmp_path):
         path.write_bytes(b"x")
     assert aot.remove_abandoned(tmp_path) == [dead]
     assert not dead.exists() and alive.exists() and package.exists()
+
+
+@pytest.mark.slow
+def test_the_texture_package_is_compiled_checked_and_agrees_with_eager(monkeypatch, tmp_path, tiny_model):
+    from slmcnn.finemaps import DenseTexture
+
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
+    assert aot.main([str(tiny_model.source), "--precision", "fp32", "--stops", "2,3"]) == 0
+    path = aot.cached(tiny_model, "fp32", stops=aot.TEXTURE_STOPS)
+    assert path is not None and aot.cached(tiny_model, "fp32") is None  # the blocks alone
+    assert json.loads(aot.record_path(path).read_text())["max_difference"] <= aot.TOLERANCE["fp32"]
+    eager, compiled = DenseTexture(tiny_model, "fp32"), DenseTexture(tiny_model, "fp32")
+    eager._looked = float("inf")  # never looks into the cache
+    for side in ((300, 517), (768, 768)):
+        layer = np.random.default_rng(side[0]).integers(0, 255, (*side, 3), dtype=np.uint8)
+        expected = eager(layer)
+        np.testing.assert_allclose(compiled(layer), expected, atol=1e-3 * float(np.abs(expected).max()))
+    assert compiled.compiled is not None

@@ -114,3 +114,24 @@ def test_slmcnn_compile_0_stops_auto_compiling_and_timing(amx, monkeypatch):
     assert isinstance(create_backend(model, "compiled"), Stub)  # asked for by name: compiled
     recorded(model)
     assert isinstance(create_backend(model, "auto"), Stub)  # one in the cache is used
+
+
+def test_the_texture_blocks_have_a_package_of_their_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
+    model = tiny()
+    network = aot.package_key(model, "bf16")
+    assert aot.package_key(model, "bf16", stops=(2, 3)) not in (network, aot.package_key(model, "bf16", stops=(3,)))
+    recorded(model)  # the network's package is no texture's
+    assert aot.cached(model, "bf16", stops=(2, 3)) is None
+    path = aot.package_path(model, "bf16", stops=(2, 3))
+    path.write_bytes(b"a package")
+    made = {"identity": aot.identity(model, "bf16", stops=(2, 3)), "max_difference": 0.0, "seconds": 1.0}
+    aot.record_path(path).write_text(json.dumps(made))
+    assert aot.cached(model, "bf16", stops=(2, 3)) == path and aot.cached(model, "bf16", stops=(3,)) is None
+
+
+@pytest.mark.parametrize("text", ["", "a", "0,2", "3,2", "2,2"])
+def test_python_m_slmcnn_aot_says_what_stops_are(text, capsys):
+    with pytest.raises(SystemExit) as exit:
+        aot.main(["--stops", text])
+    assert exit.value.code == 2 and "stops are" in capsys.readouterr().err

@@ -97,9 +97,10 @@ class Network(ABC):
         return maps, torch.softmax(logits.float(), 1).cpu().numpy()
 
     @torch.inference_mode()
-    def dense_maps(self, image: np.ndarray, stops: Sequence[int]) -> list[torch.Tensor]:
+    def dense_maps(self, image: np.ndarray, stops: Sequence[int], compiled=None) -> list[torch.Tensor]:
         """The float32 maps (on the device) after the blocks in `stops` over one whole (H, W, 3)
         float32 image, standardised by the caller (a layer is not a patch: no one mean and spread).
+        `compiled`: those blocks' package (aot.load_outputs, the same stops) instead of eager PyTorch.
 
         Run in strips of rows with a margin that holds every output's receptive field, the margin
         cut off after: the same maps as the whole image at once (to float rounding), each block's
@@ -112,7 +113,8 @@ class Network(ABC):
         for start in range(0, image.shape[0], rows):
             top, bottom = max(start - margin, 0), min(start + rows + margin, image.shape[0])
             x = torch.from_numpy(np.ascontiguousarray(image[top:bottom], np.float32)).to(self.device)
-            maps = self._blocks(x.permute(2, 0, 1)[None].contiguous(memory_format=torch.channels_last), stops)[0]
+            x = x.permute(2, 0, 1)[None].contiguous(memory_format=torch.channels_last)
+            maps = compiled(x) if compiled is not None else self._blocks(x, stops)[0]
             cut = [(start - top) // 2**stop for stop in stops]
             pieces.append([m[:, :, c : c + rows // 2**stop] for m, c, stop in zip(maps, cut, stops, strict=True)])
         return [torch.cat(strips, 2) if len(strips) > 1 else strips[0] for strips in zip(*pieces, strict=True)]
