@@ -44,7 +44,7 @@ PR_SET_PDEATHSIG = 1
 # batch 256 at 16 patches (2 cores; benchmarks/README.md).
 COMPILED_BATCH = 16
 DEFAULT_COMPILE_SECONDS = 60.0  # until this machine has compiled once (then: what it took)
-TEXTURE_STOPS = (2, 3)  # the blocks after which the fine maps read their texture (finemaps.DenseTexture)
+TEXTURE_STOPS = (2, 3)  # the blocks after which the fine maps read their texture (texture.DenseTexture)
 OFF = ("0", "off", "no", "false")  # SLMCNN_COMPILE values that stop `auto` compiling
 CHECK_PATCHES = 16  # patches a new package is checked on against eager PyTorch
 MIN_SIDE = 16  # the smallest strip a package of blocks takes (rows and columns; eager below)

@@ -16,7 +16,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         "backends.base", "floors", "grading", "regions", "teaching",
     )),
     ("network and camera", (
-        "profile", "adapt", "aot", "explain", "train", "distributed", "backends", "export", "finemaps",
+        "profile", "adapt", "aot", "explain", "train", "distributed", "backends", "export", "finemaps", "texture",
+        "change", "thresholds",
     )),
     ("layers", ("predict", "outputs", "pipeline")),
     ("services", ("monitoring", "app", "archive")),

@@ -4,7 +4,7 @@ A false alarm marked `sound` joins the memory of what this camera's sound places
 fine maps' texture memory takes its places in; at the same place of the bed, the build memory
 learns it instead of holding it out, and a sure network tile there may be hidden when both signals
 say it looks the same). A confirmed `defect` becomes an example: a place whose texture is much
-nearer to it than to anything sound is Error (finemaps.TextureMemory). The network is not touched.
+nearer to it than to anything sound is Error (texture.TextureMemory). The network is not touched.
 
 Lessons are kept in a folder: `lessons.json` (what each lesson is, where it came from) and each
 lesson's straightened photo and mask as PNG. Beside camera.json as `<camera>.lessons/` they are

@@ -52,15 +52,15 @@ LAYER = np.random.default_rng(1).integers(0, 255, (200, 232, 3), dtype=np.uint8)
 
 
 def test_the_texture_runs_compiled_once_its_package_is_in_the_cache(monkeypatch, tmp_path):
-    from slmcnn import finemaps
+    from slmcnn import texture as texture_module
 
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
     model, spawned, runs = tiny(), [], []
     monkeypatch.setattr(aot, "spawn_compile", lambda *args, **kwargs: spawned.append(kwargs))
-    eager = finemaps.DenseTexture(model, "fp32")
+    eager = texture_module.DenseTexture(model, "fp32")
     expected = eager(LAYER)
-    texture = finemaps.DenseTexture(model, "fp32")
-    for _ in range(finemaps.COMPILE_AFTER - 1):
+    texture = texture_module.DenseTexture(model, "fp32")
+    for _ in range(texture_module.COMPILE_AFTER - 1):
         np.testing.assert_array_equal(texture(LAYER), expected)
         texture._looked = -float("inf")  # as if LOOK_EVERY had passed
     assert spawned == []  # a short job compiles nothing

@@ -69,7 +69,7 @@ def test_half_written_packages_of_dead_processes_are_removed(tmp_path):
 
 @pytest.mark.slow
 def test_the_texture_package_is_compiled_checked_and_agrees_with_eager(monkeypatch, tmp_path, tiny_model):
-    from slmcnn.finemaps import DenseTexture
+    from slmcnn.texture import DenseTexture
 
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
     assert aot.main([str(tiny_model.source), "--precision", "fp32", "--stops", "2,3"]) == 0

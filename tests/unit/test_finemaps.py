@@ -4,9 +4,10 @@ output contract (classes.png per pixel, JSON map and regions, summary.csv grade)
 import numpy as np
 import pytest
 
+from slmcnn.change import layer_median
 from slmcnn.defect_types import DEFECT_TYPES
 from slmcnn.errors import SettingsError
-from slmcnn.finemaps import FineMapper, layer_median
+from slmcnn.finemaps import FineMapper
 from slmcnn.pipeline import RunOptions
 from slmcnn.regions import MIN_AREA, find_regions, name_type
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from slmcnn.errors import SettingsError
-from slmcnn.finemaps import EXAMPLE_RATIO, Taught, TextureMemory
 from slmcnn.pipeline import RunOptions
 from slmcnn.teaching import Lessons, box_mask, lessons_folder
+from slmcnn.texture import EXAMPLE_RATIO, Taught, TextureMemory
 
 
 def test_lessons_are_kept_listed_and_forgotten(tmp_path):
