@@ -129,12 +129,15 @@ def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 @dataclass
 class Seen:
-    """What the fine maps read of a photo before its tiles are known: its texture and its bed as the
-    change signal compares it. Made by `FineMapper.see` in any thread (the Predictor's network
-    thread makes it for the next layer while this one is mapped)."""
+    """What the fine maps read of a photo before its tiles are known: its texture, its bed as the
+    change signal compares it, and the texture's search in the build's memory when there is one.
+    Made by `FineMapper.see` in any thread (the Predictor's network thread makes it for the next
+    layer while this one is mapped: the mapping sets a job's pace, the search is most of it)."""
 
     features: np.ndarray  # (H / CELL, W / CELL, D) texture features
     bed: np.ndarray  # change_image
+    memory: "TextureMemory | None" = None  # the memory searched (None: none was there yet)
+    searched: tuple | None = None  # its TextureMemory.search of the features
 
 
 class FineMapper:
@@ -177,8 +180,11 @@ class FineMapper:
         self._taught: tuple | None = None  # (memory, lessons' stamp) last taught
 
     def see(self, image: np.ndarray) -> Seen:
-        """The part of a layer's fine maps that depends on its photo alone (any thread)."""
-        return Seen(self.texture_net(image), change_image(image))
+        """The part of a layer's fine maps that depends on its photo alone and the build's memory
+        (any thread; `__call__` uses the search only if that memory is still the build's)."""
+        features, memory = self.texture_net(image), self.texture
+        searched = memory.search(features) if memory is not None else None
+        return Seen(features, change_image(image), memory, searched)
 
     def __call__(self, result) -> FineMaps:
         """The fine maps of a classified layer (predict.LayerResult: image, grid, probabilities;
@@ -196,7 +202,7 @@ class FineMapper:
             maps, score, unshaped = self._learning(result, features, bed, sure_tiles)
         else:  # then the larger signal
             self._take_lessons()
-            maps, score, unshaped = self._judged(result, features, bed, sure_tiles)
+            maps, score, unshaped = self._judged(result, seen, sure_tiles)
         if result.class_map is not None:
             maps.classes[result.class_map == NOT_A_CLASS_PIXEL] = NOT_A_CLASS_PIXEL
         error = maps.classes == ERROR
@@ -254,9 +260,10 @@ class FineMapper:
             self.learn, self.texture.threshold, self.change.threshold, self.photo,
         )  # fmt: skip
 
-    def _judged(self, result, features, bed, sure_tiles) -> tuple[FineMaps, np.ndarray, np.ndarray]:
-        shape = result.image.shape[:2]
-        texture, taught_sound = self.texture.score(features)
+    def _judged(self, result, seen: Seen, sure_tiles) -> tuple[FineMaps, np.ndarray, np.ndarray]:
+        shape, features, bed = result.image.shape[:2], seen.features, seen.bed
+        searched = seen.searched if seen.memory is self.texture else None  # not another build's
+        texture, taught_sound = self.texture.score(features, searched)
         change = self.change.score(bed)
         if taught_sound.any():  # a place changed to a look a reviewer called sound: no change defect
             change[

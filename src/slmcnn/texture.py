@@ -162,8 +162,16 @@ class TextureMemory:
         a place is Error for looking like."""
         self.sound, self.examples = sound, examples
 
-    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance over the threshold (none along the bed's edge), raised by the layer's level: a layer farther from the
+    def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(points in the memory's space, (H, W) distance of each to the nearest memory entry): most
+        of a layer's cost, made in any thread (`score` takes it from the network thread)."""
+        from slmcnn.profile.features import nearest_distance
+
+        points = self.project(features)
+        return points, nearest_distance(points, self.memory).reshape(features.shape[:2])
+
+    def score(self, features: np.ndarray, searched: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`searched`: what `search` gave for these features, if it was made ahead. Distance over the threshold (none along the bed's edge), raised by the layer's level: a layer farther from the
         first ones as a whole (grainier after a gain change) has changed its look, not grown a
         defect everywhere (the camera profile's rule, measured on PBLM's grainier good photos).
         A place within a sound lesson's reach scores its distance over that reach instead (under
@@ -173,8 +181,8 @@ class TextureMemory:
         than to anything sound scores that ratio over EXAMPLE_RATIO: over 1."""
         from slmcnn.profile.features import nearest_distance
 
-        points, shape = self.project(features), features.shape[:2]
-        distance = nearest_distance(points, self.memory).reshape(shape)
+        points, distance = searched if searched is not None else self.search(features)
+        shape = features.shape[:2]
         level = max(1.0, float(np.median(distance)) / self.typical) if self.typical > 0 else 1.0
         score = distance / (self.threshold * level)
         taught_sound, nearest_sound, unusual = np.zeros(shape, bool), distance, score > 1

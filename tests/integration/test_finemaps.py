@@ -1,6 +1,7 @@
 """Fine maps: Error placed at pixel level by the build's own memory, regions named by type, the
 output contract (classes.png per pixel, JSON map and regions, summary.csv grade)."""
 
+import copy
 import csv
 import json
 import threading
@@ -78,6 +79,36 @@ def test_the_texture_made_ahead_in_the_network_thread_gives_the_same_maps(shippe
     assert (maps[0][-1] == ERROR).any()
     for made_ahead, made_inline in zip(*maps, strict=True):
         np.testing.assert_array_equal(made_ahead, made_inline)
+
+
+def test_the_search_made_ahead_is_used_only_with_the_builds_memory(shipped_model):
+    """The network thread searches the next layer's texture in the build's memory (FineMapper.see):
+    the mapping uses that search, the same maps as its own, and searches again when the memory
+    it was made with is no longer the build's."""
+    rng = np.random.default_rng(2)
+    layers = [(f"b/{i:03d}.png", _bed(rng)) for i in range(5)]
+    cv2.circle(layers[-1][1], (200, 150), 5, (40, 40, 40), -1)
+    pipeline = LayerPipeline(_TorchLike(shipped_model), RunOptions(workers=1, learn=3), model=shipped_model)
+    pipeline.predictor.prepare = None
+    list(pipeline.run(layers[:3]))
+    mapper = pipeline.mapper
+    mapper._take_memory()
+    memory, searches = mapper.texture, []
+    search = memory.search
+    memory.search = lambda features: searches.append(1) or search(features)
+    maps = []
+    for stale in (False, True):
+        result = next(pipeline.predictor.predict([layers[4]]))
+        result.seen = mapper.see(result.image)
+        assert result.seen.memory is memory and len(searches) == 1 + stale
+        if stale:  # the build's memory changed since (another object, the same content)
+            mapper.texture = copy.copy(memory)
+        change = copy.deepcopy(mapper.change)
+        maps.append(mapper(result).classes)
+        mapper.change = change  # the second mapping sees the change memory the first did
+        assert len(searches) == 1 + 2 * stale  # made ahead: used; stale: searched again
+    assert (maps[0] == ERROR).any()
+    np.testing.assert_array_equal(maps[0], maps[1])
 
 
 def test_the_memory_is_built_in_the_background_with_the_same_maps(shipped_model):
