@@ -131,8 +131,8 @@ def upsample(cells: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 class Seen:
     """What the fine maps read of a photo before its tiles are known: its texture, its bed as the
     change signal compares it, and the texture's search in the build's memory when there is one.
-    Made by `FineMapper.see` in any thread (the Predictor's network thread makes it for the next
-    layer while this one is mapped: the mapping sets a job's pace, the search is most of it)."""
+    Made by `FineMapper.see` in any thread (the Predictor's decoding pool makes it for the next
+    layers while this one is mapped: the mapping sets a job's pace, the search is most of it)."""
 
     features: np.ndarray  # (H / CELL, W / CELL, D) texture features
     bed: np.ndarray  # change_image

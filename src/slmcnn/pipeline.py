@@ -142,7 +142,7 @@ class LayerPipeline:
                 device = getattr(backend, "device", "cpu")  # the engine's: a GPU's fine maps run there too
                 mm = o.camera.mm_per_pixel
                 self.mapper = FineMapper(net, o.learn, o.photo, mm_per_pixel=mm, lessons=lessons, device=device)
-                self.predictor.prepare = self.mapper.see  # the next layer's texture while this one is mapped
+                self.predictor.prepare = self.mapper.see  # the next layers' texture and search while this one is mapped
             else:  # a backend of its own, without the network's layers: the tile grid is all there is
                 log.warning("fine maps need the PyTorch model (`model`): the layers get tile maps")
         self.grader = Grader(rules)

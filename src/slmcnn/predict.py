@@ -49,7 +49,7 @@ class LayerResult:
     anomaly: np.ndarray | None = None  # per tile, row-major: an extra score (e.g. a camera profile's)
     adaptation: Any = None  # adapt.Adaptation: the layer's place in its build's adaptation, when adapting
     fine: Any = None  # finemaps.FineMaps: the per-pixel maps class_map was drawn from (maps="fine")
-    seen: Any = None  # what Predictor.prepare made of the image in the network thread (finemaps.Seen)
+    seen: Any = None  # what Predictor.prepare made of the image on the decoding pool (finemaps.Seen)
     grade: Any = None  # grading.LayerGrade: ok / minor / critical and why, given by the pipeline
 
     @property
@@ -191,13 +191,14 @@ class Predictor:
         # a backend that decides a whole layer at a time (a camera profile's) gets each layer's
         # probabilities before they are stitched, and gives the tiles' anomaly back
         self.judged = backend if isinstance(backend, JudgedBackend) else None
-        # work on each image that need not wait for the caller (the fine maps' texture), done in the
-        # network thread: it overlaps the caller's work on the layer before instead of following it
+        # work on each image that need not wait for the caller (the fine maps' texture and its
+        # search), done on the decoding pool with the decoding: it overlaps the network's and the
+        # caller's work on the layers before instead of following it in either thread
         self.prepare: Callable[[np.ndarray], Any] | None = None
 
-    def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None]:
-        """Read a layer and cut its tiles; a photo of more than `batch_tiles` tiles is cut later, in
-        strips of tile rows (`strips`), so that only one strip of patches is ever in memory."""
+    def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None, Any]:
+        """Read a layer, cut its tiles and `prepare` it; a photo of more than `batch_tiles` tiles is
+        cut later, in strips of tile rows (`strips`), so that only one strip of patches is ever in memory."""
         path = layer_name(item, index)
         if isinstance(item, tuple | np.ndarray):
             image = image_io.as_rgb(np.asarray(item[1] if isinstance(item, tuple) else item), str(path))
@@ -206,7 +207,8 @@ class Predictor:
         if self.camera:
             image = self.camera.warp(image)
         where = geometry(image.shape[0], image.shape[1], self.patch, self.stride)
-        return path, image, where, cut(image, where) if where.count <= self.batch_tiles else None
+        patches = cut(image, where) if where.count <= self.batch_tiles else None
+        return path, image, where, patches, None if self.prepare is None else self.prepare(image)
 
     def warm_up(self) -> None:
         """Classify one blank layer: a backend's first call (memory, kernels) is paid now, not by the
@@ -219,8 +221,9 @@ class Predictor:
 
     def predict(self, items: LayerInput | Iterable[LayerInput]) -> Iterator[LayerResult | LayerFailure]:
         """Yield results in input order. Bad files yield a LayerFailure instead of stopping the run.
-        Three stages overlap across layers: `workers` threads decode the next layers, one thread runs
-        the network (and stitches), the caller's thread takes each layer on (scores, writes); at most
+        Three stages overlap across layers: `workers` threads decode (and `prepare`) the next layers,
+        one thread runs the network (and stitches), the caller's thread takes each layer on (scores,
+        writes); at most
         QUEUED batches wait between the last two, so the network never waits for the writing."""
         source = enumerate(layer_inputs(items))
         done: queue.Queue = queue.Queue(QUEUED)
@@ -259,7 +262,7 @@ class Predictor:
 
     def _batches(self, source: Iterator) -> Iterator[list[LayerResult | LayerFailure]]:
         """Decode ahead on the pool, a batch of about `batch_tiles` tiles per network call."""
-        with ThreadPoolExecutor(self.workers) as pool:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="slmcnn-decode") as pool:
             pending: deque = deque()
             ready: list = []
             per_batch = 1  # layers in a batch, from the last layer's tiles: decoding keeps a batch ahead
@@ -295,7 +298,7 @@ class Predictor:
             if isinstance(entry, LayerFailure):
                 yield entry
                 continue
-            path, image, where, patches, started = entry
+            path, image, where, patches, seen, started = entry
             if patches is None:
                 parts = strips(image, where, self.batch_tiles)
                 layer_probs = np.concatenate([self.backend.probabilities(p) for p in parts])
@@ -319,6 +322,5 @@ class Predictor:
                 anomaly,
                 adaptation,
             )
-            if self.prepare is not None:
-                result.seen = self.prepare(image)
+            result.seen = seen
             yield result

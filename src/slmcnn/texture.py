@@ -66,7 +66,7 @@ class DenseTexture:
         self.network = TorchBackend(model, precision, device=device)
         self.compiled = None  # the blocks' package, once found
         self.layers, self._looked, self._spawned = 0, -float("inf"), False
-        self._lock = threading.Lock()  # one package run at a time (the network thread's and a lesson's)
+        self._lock = threading.Lock()  # one package run at a time (the decoding pool's and a lesson's)
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -164,7 +164,7 @@ class TextureMemory:
 
     def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(points in the memory's space, (H, W) distance of each to the nearest memory entry): most
-        of a layer's cost, made in any thread (`score` takes it from the network thread)."""
+        of a layer's cost, made in any thread (`score` takes it from the decoding pool)."""
         from slmcnn.profile.features import nearest_distance
 
         points = self.project(features)
