@@ -192,8 +192,8 @@ class Predictor:
         # probabilities before they are stitched, and gives the tiles' anomaly back
         self.judged = backend if isinstance(backend, JudgedBackend) else None
         # work on each image that need not wait for the caller (the fine maps' texture and its
-        # search), done on the decoding pool with the decoding: it overlaps the network's and the
-        # caller's work on the layers before instead of following it in either thread
+        # search), done on the decoding pool with the decoding (a photo cut in strips: in the
+        # network thread): it overlaps the network's and the caller's work on the layers before
         self.prepare: Callable[[np.ndarray], Any] | None = None
 
     def _load(self, item: LayerInput, index: int) -> tuple[Path, np.ndarray, TileGeometry, np.ndarray | None, Any]:
@@ -208,7 +208,10 @@ class Predictor:
             image = self.camera.warp(image)
         where = geometry(image.shape[0], image.shape[1], self.patch, self.stride)
         patches = cut(image, where) if where.count <= self.batch_tiles else None
-        return path, image, where, patches, None if self.prepare is None else self.prepare(image)
+        # a photo cut in strips is prepared in the network thread: decoding runs several layers
+        # ahead, and a big photo's texture is large (an 8000 px layer's: 768 MB)
+        ahead = self.prepare is not None and patches is not None
+        return path, image, where, patches, self.prepare(image) if ahead else None
 
     def warm_up(self) -> None:
         """Classify one blank layer: a backend's first call (memory, kernels) is paid now, not by the
@@ -322,5 +325,5 @@ class Predictor:
                 anomaly,
                 adaptation,
             )
-            result.seen = seen
+            result.seen = self.prepare(image) if seen is None and self.prepare is not None else seen
             yield result

@@ -78,3 +78,17 @@ def test_an_error_of_the_network_reaches_the_caller_and_a_caller_may_stop_early(
     next(early)
     early.close()  # the network thread is told to stop and is waited for
     assert not any(t.name == "slmcnn-network" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(("batch_tiles", "thread"), [(20, "slmcnn-decode"), (4, "slmcnn-network")])
+def test_each_layer_is_prepared_once_on_the_pool_or_for_a_big_photo_in_the_network_thread(
+    layers, backend, batch_tiles, thread
+):
+    """`prepare` (the fine maps' texture) runs with the decoding, several layers ahead; a photo cut
+    in strips (more tiles than a batch) is prepared in the network thread: its texture is large."""
+    prepared = []
+    predictor = Predictor(backend, 128, batch_tiles=batch_tiles)  # 9 tiles a layer: 4 cuts it in strips
+    predictor.prepare = lambda image: prepared.append(threading.current_thread().name) or image.shape
+    results = list(predictor.predict(layers))
+    assert [r.seen for r in results] == [read(path).shape for path in layers]
+    assert len(prepared) == len(layers) and all(name.startswith(thread) for name in prepared)
