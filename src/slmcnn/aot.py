@@ -34,7 +34,7 @@ import torch
 
 from slmcnn.checkpoint import model_hash
 from slmcnn.files import write_text
-from slmcnn.folding import for_evaluation
+from slmcnn.folding import for_evaluation, maps_after
 from slmcnn.preprocess import Standardised, unit_scale
 
 log = logging.getLogger(__name__)
@@ -199,13 +199,9 @@ class _Blocks(torch.nn.Module):
         self.net, self.bf16, self.stops = model, precision == "bf16", tuple(stops)
 
     def forward(self, strip: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        maps, start, x = [], 0, strip
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            for stop in self.stops:
-                x = self.net.blocks(x, start, stop)
-                maps.append(x.float())
-                start = stop
-        return tuple(maps)
+            maps = maps_after(self.net, strip, self.stops)
+        return tuple(m.float() for m in maps)
 
 
 def compile_package(

@@ -81,6 +81,17 @@ class FoldedSlmCnn(nn.Module):
         return self.head(self.features(x))
 
 
+def maps_after(network: nn.Module, x: torch.Tensor, stops) -> list[torch.Tensor]:
+    """The maps after each block in `stops` (1-based, ascending) of a network with `blocks`
+    (FoldedSlmCnn or SlmCnn), each block run once: the camera profile's and the fine maps' features."""
+    maps, start = [], 0
+    for stop in stops:
+        x = network.blocks(x, start, stop)
+        maps.append(x)
+        start = stop
+    return maps
+
+
 def foldable(model: nn.Module) -> bool:
     """True for an SlmCnn whose BatchNorm scales are all positive (the usual case after training)."""
     if not isinstance(model, SlmCnn):

@@ -70,10 +70,10 @@ class DenseTexture:
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        standardised = standardised_locally(image)  # outside the lock: the pool's threads overlap it
         with self._lock:
             self.layers += 1
             compiled = self._package() if min(image.shape[:2]) >= aot.MIN_SIDE else None
-            standardised = standardised_locally(image)
             try:
                 mid, deep = self.network.dense_maps(standardised, TEXTURE_STOPS, compiled)
             except Exception as exc:  # a package that fails at run time: eager from now on, never again

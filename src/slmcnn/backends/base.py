@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from slmcnn.constants import CLASSES
-from slmcnn.folding import for_evaluation
+from slmcnn.folding import for_evaluation, maps_after
 from slmcnn.precision import autocast, resolve_device, resolve_precision
 from slmcnn.preprocess import Standardised, prepare, unit_scale
 
@@ -120,10 +120,6 @@ class Network(ABC):
         return [torch.cat(strips, 2) if len(strips) > 1 else strips[0] for strips in zip(*pieces, strict=True)]
 
     def _blocks(self, x: torch.Tensor, stops: Sequence[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        maps, start = [], 0
         with autocast(self.device, self.precision):
-            for stop in stops:
-                x = self.network.blocks(x, start, stop)
-                maps.append(x)
-                start = stop
-        return [m.float() for m in maps], x
+            maps = maps_after(self.network, x, stops)
+        return [m.float() for m in maps], maps[-1]
