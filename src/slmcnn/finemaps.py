@@ -134,7 +134,7 @@ class Seen:
     Made by `FineMapper.see` in any thread (the Predictor's decoding pool makes it for the next
     layers while this one is mapped: the mapping sets a job's pace, the search is most of it)."""
 
-    features: np.ndarray  # (H / CELL, W / CELL, D) texture features
+    features: np.ndarray | None  # (H / CELL, W / CELL, D) texture features; None once searched
     bed: np.ndarray  # change_image
     memory: "TextureMemory | None" = None  # the memory searched (None: none was there yet)
     searched: tuple | None = None  # its TextureMemory.search of the features
@@ -181,10 +181,13 @@ class FineMapper:
 
     def see(self, image: np.ndarray) -> Seen:
         """The part of a layer's fine maps that depends on its photo alone and the build's memory
-        (any thread; `__call__` uses the search only if that memory is still the build's)."""
+        (any thread; `__call__` uses the search only if that memory is still the build's). Once
+        searched the features are dropped, the search's points kept (a third of their size): the
+        decoding runs tens of layers ahead, each waiting with its Seen."""
         features, memory = self.texture_net(image), self.texture
-        searched = memory.search(features) if memory is not None else None
-        return Seen(features, change_image(image), memory, searched)
+        if memory is None:
+            return Seen(features, change_image(image))
+        return Seen(None, change_image(image), memory, memory.search(features))
 
     def __call__(self, result) -> FineMaps:
         """The fine maps of a classified layer (predict.LayerResult: image, grid, probabilities;
@@ -194,9 +197,11 @@ class FineMapper:
         probabilities = result.probabilities
         network = probabilities.argmax(1)
         ignored = np.zeros(len(network), bool) if result.ignored is None else result.ignored
-        seen = result.seen if isinstance(getattr(result, "seen", None), Seen) else self.see(image)
-        features, bed = seen.features, seen.bed
+        seen = result.seen if isinstance(getattr(result, "seen", None), Seen) else None
         self._take_memory()
+        if seen is None or (seen.features is None and seen.memory is not self.texture):
+            seen = self.see(image)  # not made ahead, or searched in a memory no longer the build's
+        features, bed = seen.features, seen.bed
         sure_tiles = (network == ERROR) & (probabilities[:, ERROR] >= SURE) & ~ignored
         if self.texture is None:  # a region's score: the network's Error probability while learning
             maps, score, unshaped = self._learning(result, features, bed, sure_tiles)
@@ -261,9 +266,9 @@ class FineMapper:
         )  # fmt: skip
 
     def _judged(self, result, seen: Seen, sure_tiles) -> tuple[FineMaps, np.ndarray, np.ndarray]:
-        shape, features, bed = result.image.shape[:2], seen.features, seen.bed
+        shape, bed = result.image.shape[:2], seen.bed
         searched = seen.searched if seen.memory is self.texture else None  # not another build's
-        texture, taught_sound = self.texture.score(features, searched)
+        texture, taught_sound = self.texture.score(seen.features, searched)
         change = self.change.score(bed)
         if taught_sound.any():  # a place changed to a look a reviewer called sound: no change defect
             change[

@@ -170,8 +170,9 @@ class TextureMemory:
         points = self.project(features)
         return points, nearest_distance(points, self.memory).reshape(features.shape[:2])
 
-    def score(self, features: np.ndarray, searched: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """`searched`: what `search` gave for these features, if it was made ahead. Distance over the threshold (none along the bed's edge), raised by the layer's level: a layer farther from the
+    def score(self, features: np.ndarray | None, searched: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`searched`: what `search` gave for these features, if it was made ahead (the features
+        are then not needed). Distance over the threshold (none along the bed's edge), raised by the layer's level: a layer farther from the
         first ones as a whole (grainier after a gain change) has changed its look, not grown a
         defect everywhere (the camera profile's rule, measured on PBLM's grainier good photos).
         A place within a sound lesson's reach scores its distance over that reach instead (under
@@ -182,7 +183,7 @@ class TextureMemory:
         from slmcnn.profile.features import nearest_distance
 
         points, distance = searched if searched is not None else self.search(features)
-        shape = features.shape[:2]
+        shape = distance.shape
         level = max(1.0, float(np.median(distance)) / self.typical) if self.typical > 0 else 1.0
         score = distance / (self.threshold * level)
         taught_sound, nearest_sound, unusual = np.zeros(shape, bool), distance, score > 1

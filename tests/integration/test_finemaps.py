@@ -86,8 +86,8 @@ def test_the_texture_made_ahead_on_the_decoding_pool_gives_the_same_maps(shipped
 
 def test_the_search_made_ahead_is_used_only_with_the_builds_memory(shipped_model):
     """The network thread searches the next layer's texture in the build's memory (FineMapper.see):
-    the mapping uses that search, the same maps as its own, and searches again when the memory
-    it was made with is no longer the build's."""
+    the mapping uses that search, the same maps as its own, and makes it again when the memory
+    it was made with is no longer the build's (another build's first layer learns its texture)."""
     rng = np.random.default_rng(2)
     layers = [(f"b/{i:03d}.png", _bed(rng)) for i in range(5)]
     cv2.circle(layers[-1][1], (200, 150), 5, (40, 40, 40), -1)
@@ -104,6 +104,7 @@ def test_the_search_made_ahead_is_used_only_with_the_builds_memory(shipped_model
         result = next(pipeline.predictor.predict([layers[4]]))
         result.seen = mapper.see(result.image)
         assert result.seen.memory is memory and len(searches) == 1 + stale
+        assert result.seen.features is None  # searched: only the search's points wait with the layer
         if stale:  # the build's memory changed since (another object, the same content)
             mapper.texture = copy.copy(memory)
         change = copy.deepcopy(mapper.change)
@@ -112,6 +113,10 @@ def test_the_search_made_ahead_is_used_only_with_the_builds_memory(shipped_model
         assert len(searches) == 1 + 2 * stale  # made ahead: used; stale: searched again
     assert (maps[0] == ERROR).any()
     np.testing.assert_array_equal(maps[0], maps[1])
+    result.seen = mapper.see(result.image)  # searched in this build's memory, its features dropped
+    mapper.new_build()
+    assert mapper(result).state == "learning"  # the next build's first layer: its texture made again
+    assert mapper.first[0][0].shape[:2] == result.seen.searched[1].shape
 
 
 def test_the_memory_is_built_in_the_background_with_the_same_maps(shipped_model):
