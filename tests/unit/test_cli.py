@@ -65,7 +65,26 @@ def test_the_console_script_leaves_at_once_after_an_interrupt(monkeypatch, code,
         raise Left(status)
 
     monkeypatch.setattr(entry, "main", lambda: code)
+    monkeypatch.setattr(entry, "one_blas_thread", lambda: None)  # not this test process's
     monkeypatch.setattr(entry.os, "_exit", at_once)
     with pytest.raises((Left, SystemExit)) as how:
         entry.run()
     assert (how.type is Left) == (leaves == "at once") and how.value.args[0] == code
+
+
+def test_the_console_script_runs_numpys_blas_on_one_thread():
+    """OpenBLAS's idle threads spin after each of numpy's small products: the command keeps one."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import numpy; from threadpoolctl import threadpool_info; from slmcnn.__main__ import one_blas_thread\n"
+        "threads = lambda: [i['num_threads'] for i in threadpool_info() if i['internal_api'] == 'openblas']\n"
+        "before = threads(); one_blas_thread(); print(before, threads())"
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    if out.startswith("[] "):
+        pytest.skip("this numpy does not use OpenBLAS")
+    assert out.split() == ["[2]", "[1]"]
