@@ -103,3 +103,23 @@ def test_a_channel_silent_on_every_good_frame_cannot_swamp_the_distance():
     faint = np.zeros(16, np.float32)
     faint[5] = 0.002  # a faint activation on a new frame stays a small distance
     assert np.abs(faint / scale).max() < 0.1
+
+
+def test_the_nearest_distance_is_the_brute_forces_with_either_product(monkeypatch):
+    """oneDNN's fused product where PyTorch has it, PyTorch's own where not: the same distances."""
+    import torch.nn.functional as F
+
+    from slmcnn.profile import features
+
+    rng = np.random.default_rng(3)
+    queries = rng.standard_normal((300, 16), dtype=np.float32)
+    memory = rng.standard_normal((200, 16), dtype=np.float32)
+    memory[0] = queries[0]  # a query in the memory: distance 0
+    brute = np.sqrt(((queries[:, None].astype(np.float64) - memory[None]) ** 2).sum(-1).min(1))
+    found = [features.nearest_distance(queries, memory, chunk=64)]
+    monkeypatch.setattr(features, "_product", lambda: F.linear)
+    found.append(features.nearest_distance(queries, memory, chunk=64))
+    for distance in found:
+        assert distance.shape == (300,) and distance.dtype == np.float32
+        np.testing.assert_allclose(distance, brute, atol=1e-4)
+    np.testing.assert_allclose(found[0], found[1], atol=1e-5)
