@@ -117,7 +117,7 @@ def test_the_nearest_distance_is_the_brute_forces_with_either_product(monkeypatc
     memory[0] = queries[0]  # a query in the memory: distance 0
     brute = np.sqrt(((queries[:, None].astype(np.float64) - memory[None]) ** 2).sum(-1).min(1))
     found = [features.nearest_distance(queries, memory, chunk=64)]
-    monkeypatch.setattr(features, "_product", lambda: F.linear)
+    monkeypatch.setattr(features, "fused_product", lambda: F.linear)
     found.append(features.nearest_distance(queries, memory, chunk=64))
     for distance in found:
         assert distance.shape == (300,) and distance.dtype == np.float32

@@ -89,14 +89,14 @@ def nearest_distance(queries: np.ndarray, memory: np.ndarray, chunk: int = 128) 
     # bias fused, reduced by amax (no indices), |q|^2 added after
     half_norms = (keys**2).sum(1) * -0.5
     largest = torch.empty(len(queries))
-    product = _product()
+    product = fused_product()
     for start in range(0, len(queries), chunk):
         torch.amax(product(q[start : start + chunk], keys, half_norms), 1, out=largest[start : start + chunk])
     return ((q**2).sum(1) - 2 * largest).clamp_min(0).sqrt().numpy()
 
 
 @functools.cache
-def _product():
+def fused_product():
     """rows @ keys.T + bias: oneDNN's fp32 product, which runs AVX-512 on AMD CPUs where MKL's
     sgemm takes a generic path (2x the search's speed on a 2-core EPYC, the same sums to the bit
     there: benchmarks/README.md); PyTorch's own where this build has no oneDNN."""
