@@ -49,6 +49,9 @@ OFF = ("0", "off", "no", "false")  # SLMCNN_COMPILE values that stop `auto` comp
 CHECK_PATCHES = 16  # patches a new package is checked on against eager PyTorch
 MIN_SIDE = 16  # the smallest strip a package of blocks takes (rows and columns; eager below)
 CHECK_STRIP = (1, 3, 72, 88)  # the strip a package of blocks is checked on (odd multiples of 8: any size)
+QUIET = dict(
+    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+)  # a background process's streams
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.05}  # largest difference from eager in that precision: of a
 # probability, or of a block's map over that map's largest value
 
@@ -149,8 +152,8 @@ def compiler(path: Path) -> int | None:
     return pid
 
 
-def _lock(path: Path) -> bool:
-    """Take the right to compile this package: False while another live process holds it; the
+def lock(path: Path) -> bool:
+    """Take the right to make this file (a package, `auto`'s timing): False while another live process holds it; the
     lock of a process that died is taken over."""
     lock = path.with_suffix(".lock")
     for _ in range(2):
@@ -213,7 +216,7 @@ def compile_package(
     done). Raises PackageError, keeping nothing, when the package disagrees with eager PyTorch."""
     path = package_path(model, precision, dtype, stops)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not _lock(path):
+    if not lock(path):
         return None
     try:
         return _compile(model, precision, dtype, stops, path)
@@ -362,7 +365,6 @@ def spawn_compile(
     if stops:
         command += ["--stops", ",".join(map(str, stops))]
     what = "the fine maps' texture" if stops else "the network"
-    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if detach:
         log.info(
             "compiling %s for this CPU in the background, once (about %.0f s); the next jobs run it "
@@ -370,9 +372,14 @@ def spawn_compile(
             what,
             compile_seconds(),
         )
-        return subprocess.Popen(command, **quiet, start_new_session=True, preexec_fn=_lowest_priority)
+        return detached(command)
     log.info("compiling %s in the background; eager PyTorch until then", what)
-    return subprocess.Popen(command, **quiet, preexec_fn=_background)
+    return subprocess.Popen(command, **QUIET, preexec_fn=_background)
+
+
+def detached(command: list[str]) -> subprocess.Popen:
+    """A process of its own at the lowest CPU priority, which finishes however soon this one ends."""
+    return subprocess.Popen(command, **QUIET, start_new_session=True, preexec_fn=_lowest_priority)
 
 
 def _lowest_priority() -> None:

@@ -99,3 +99,70 @@ def test_auto_measures_without_amx_and_says_what_it_chose(engines, monkeypatch, 
     monkeypatch.setattr(backends, "resolve_precision", lambda precision: "bf16")
     assert isinstance(create_backend(model, "auto", layers=1), TorchBackend)  # AMX: bf16, no timing
     assert len(timed) == 1
+
+
+def _stub_engines(monkeypatch):
+    monkeypatch.setattr(backends, "amx_supported", lambda: False)
+    monkeypatch.setattr(backends, "_compiled", lambda model, precision, patches: Stub(f"compiled-{precision}", model))
+    monkeypatch.setattr(backends, "_onnx", lambda model, precision, patches: Stub(f"onnx-{precision}", model))
+
+
+def test_a_job_too_short_to_gain_runs_eager_and_has_the_engines_timed_after_it(engines, monkeypatch, caplog):
+    """Timing compiles packages (a minute or two): a first job that would not gain it back runs
+    eager and leaves the timing to a process of its own; a job long enough times them in it."""
+    caplog.set_level("INFO", logger="slmcnn")
+    _, timed = engines
+    _stub_engines(monkeypatch)
+    spawned = []
+    monkeypatch.setattr(choice, "spawn_timing", lambda model, precision: spawned.append(precision) or object())
+    model = tiny()
+    assert isinstance(create_backend(model, "auto", layers=36), TorchBackend)
+    assert spawned == ["auto"] and timed == [] and "timed once on this CPU after it" in caplog.text
+    assert create_backend(model, "auto", patches=10**7).chosen == "onnx-int8" and len(timed) == 1  # gains: in it
+    assert create_backend(model, "auto", layers=36).chosen == "onnx-int8" and spawned == ["auto"]  # then read
+    monkeypatch.setattr(choice, "spawn_timing", lambda model, precision: None)  # no model file: timed in the job
+    assert create_backend(tiny(seed=2), "auto", layers=36).chosen == "onnx-int8" and len(timed) == 2
+
+
+def test_the_timing_process_waits_for_the_job_then_times_once(engines, monkeypatch, tiny_model_file):
+    import subprocess
+    import sys
+    import threading
+
+    _, timed = engines
+    _stub_engines(monkeypatch)
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    threading.Thread(target=job.wait, daemon=True).start()
+    assert choice.main([str(tiny_model_file), "--after", str(job.pid)]) == 0
+    assert job.poll() is not None and len(timed) == 1  # after the job, not beside it
+    assert choice.main([str(tiny_model_file)]) == 0 and len(timed) == 1  # timed once
+
+
+def test_the_timing_process_is_started_for_a_model_file_only(monkeypatch, tiny_model_file, tmp_path):
+    import os
+
+    monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path / "cache"))
+    started = []
+    monkeypatch.setattr(aot, "detached", lambda command: started.append(command) or object())
+    monkeypatch.setattr(choice, "_SPAWNED", {})
+    model = tiny()
+    assert choice.spawn_timing(model) is None and started == []  # a model without a file
+    model.source = tiny_model_file
+    assert choice.spawn_timing(model, "fp32") is not None
+    assert choice.spawn_timing(model, "fp32") is not None and len(started) == 1  # one per model and process
+    expected = [
+        "-m",
+        "slmcnn.backends.choice",
+        str(tiny_model_file),
+        "--precision",
+        "fp32",
+        "--after",
+        str(os.getpid()),
+    ]
+    assert started[0][1:] == expected
+
+
+def test_the_timing_process_says_a_missing_model_file_in_one_line(tmp_path, capsys):
+    assert choice.main([str(tmp_path / "missing.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m slmcnn.backends.choice: error:") and err.count("\n") == 1

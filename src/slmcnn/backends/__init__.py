@@ -118,8 +118,10 @@ def create_backend(
     a second, so compiling is paid once: the first job that would run faster compiled builds it (in
     a process of its own, for the jobs after it, or in the job when that pays already). Elsewhere
     the fastest of compiled bf16 and fp32 and ONNX Runtime fp32 and int8 (those of `precision`, if
-    one is given), timed once per CPU, torch and model by the first `auto` job large enough to
-    gain from them (about 10 layers and up, or the monitor), which compiles the packages (choice.py; bf16 and int8 only where their tiles agree with fp32's). With
+    one is given), timed once per CPU, torch and model (choice.py; bf16 and int8 only where their
+    tiles agree with fp32's), which compiles the packages: by the monitor or a job of unknown size
+    before it starts, by a job so long that timing pays within it, and otherwise after the first
+    job of about 10 layers and up, in a process of its own (that job runs eager PyTorch). With
     SLMCNN_COMPILE=0 `auto` compiles and times nothing: a package in the cache, else eager. `torch` is eager
     PyTorch in `precision`; `compiled` the cached package (compiled now if missing); `onnx` ONNX
     Runtime fp32. benchmarks/bench_predict.py and bench_whole.py measure every choice."""
@@ -132,6 +134,7 @@ def create_backend(
                 f"`backend` {name} runs on the CPU only: with `device` {device.type} give auto or torch"
             )
         return TorchBackend(model, precision, device=device)
+    requested = precision
     every_precision = precision == "auto" and name == "auto" and not amx_supported()
     precision = resolve_precision(precision)
     if patches is None and layers is not None:
@@ -147,16 +150,18 @@ def create_backend(
     if every_precision or precision != "bf16":
         from slmcnn.backends import choice
 
-        if patches is not None and auto_engine(patches, True, 0.0) == "eager" and choice.read_record(model) is None:
-            return _torch(model, precision, patches)  # no engine would pay off in so small a job: none is timed yet
-
-        candidates = {
-            "compiled-bf16": lambda: _compiled(model, "bf16", patches),
-            "compiled-fp32": lambda: _compiled(model, "fp32", patches),
-            "onnx-fp32": lambda: _onnx(model, "fp32", patches),
-            "onnx-int8": lambda: _onnx(model, "int8", patches),
-        }
-        allowed = {n for n in candidates if every_precision or choice.precision_of(n) == precision}
+        candidates, allowed = timed_candidates(model, requested, patches)
+        if patches is not None and choice.read_record(model) is None:
+            if auto_engine(patches, True, 0.0) == "eager":
+                return _torch(model, precision, patches)  # no engine would pay off in so small a job: none is timed yet
+            timing = choice.timing_seconds(allowed)
+            if auto_engine(patches, False, timing) != "compile" and choice.spawn_timing(model, requested):
+                log.info(
+                    "auto: eager PyTorch %s for this job; the engines are timed once on this CPU after it, in "
+                    "the background (about %.0f s), and the jobs after it run the fastest (SLMCNN_COMPILE=0: never)",
+                    precision, timing,
+                )  # fmt: skip
+                return _torch(model, precision, patches)
         return choice.choose(model, candidates, allowed)
     is_cached = aot.cached(model, precision) is not None
     choice = auto_engine(patches, is_cached, aot.compile_seconds())
@@ -165,6 +170,24 @@ def create_backend(
     if choice in ("eager", "ahead"):
         return _torch(model, precision, patches)
     return _compiled(model, precision, patches, background=choice == "background")
+
+
+def timed_candidates(
+    model: torch.nn.Module, precision: str = "auto", patches: int | None = None
+) -> tuple[dict[str, Callable[[], Network]], set[str]]:
+    """The engines `auto` times on a CPU without AMX (choice.py), and those of them allowed for a
+    `precision` as given (auto: every one)."""
+    from slmcnn.backends.choice import precision_of
+
+    candidates = {
+        "compiled-bf16": lambda: _compiled(model, "bf16", patches),
+        "compiled-fp32": lambda: _compiled(model, "fp32", patches),
+        "onnx-fp32": lambda: _onnx(model, "fp32", patches),
+        "onnx-int8": lambda: _onnx(model, "int8", patches),
+    }
+    every = precision == "auto" and not amx_supported()
+    wanted = resolve_precision(precision)
+    return candidates, {n for n in candidates if every or precision_of(n) == wanted}
 
 
 @dataclass
