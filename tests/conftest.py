@@ -33,8 +33,9 @@ def pytest_collection_modifyitems(items) -> None:
 @pytest.fixture(autouse=True, scope="session")
 def compile_cache(tmp_path_factory) -> Path:
     """Compiled networks go to a folder of the test session's own, never the user's cache, and no
-    test leaves a background compilation running (the monitor's `auto` would start one). `auto`
-    does not time the engines here (it would compile two packages per model): ONNX fp32 "wins"."""
+    test leaves a background compilation or timing running (the monitor's `auto` would start one,
+    a first job's the other). `auto` does not time the engines here (it would compile two packages
+    per model): ONNX fp32 "wins"."""
     from slmcnn import aot
     from slmcnn.backends import choice
 
@@ -47,6 +48,7 @@ def compile_cache(tmp_path_factory) -> Path:
         patch.delenv("SLMCNN_COMPILE", raising=False)  # `auto` as a user gets it, whatever this shell says
         patch.setattr(aot, "spawn_compile", lambda model, precision, detach=False, stops=None: None)
         patch.setattr(choice, "measure", measured)
+        patch.setattr(choice, "spawn_timing", lambda model, precision="auto": None)  # timed in the job: measured
         yield folder
 
 

@@ -8,6 +8,7 @@ import torch
 
 from slmcnn import aot, backends
 from slmcnn.backends import TorchBackend, choice, create_backend
+from slmcnn.backends.choice import spawn_timing as real_spawn_timing  # the session's tests run without it
 from tests.unit.test_choice import Stub, engines_fixture, tiny  # noqa: F401 (the engines fixture)
 
 
@@ -145,6 +146,7 @@ def test_the_timing_process_is_started_for_a_model_file_only(monkeypatch, tiny_m
     started = []
     monkeypatch.setattr(aot, "detached", lambda command: started.append(command) or object())
     monkeypatch.setattr(choice, "_SPAWNED", {})
+    monkeypatch.setattr(choice, "spawn_timing", real_spawn_timing)
     model = tiny()
     assert choice.spawn_timing(model) is None and started == []  # a model without a file
     model.source = tiny_model_file
