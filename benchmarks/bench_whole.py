@@ -61,11 +61,11 @@ def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
 
 
 def background_timing_seconds(limit: float = 600.0) -> float:
-    """Seconds until no `python -m slmcnn.backends.choice` runs: the engines' timing that `auto`
+    """Seconds until no `python -m slmcnn.backends` runs: the engines' timing that `auto`
     starts after a first job (it would load the machine under the timed runs)."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit and any(
-        b"slmcnn.backends.choice" in cmdline.read_bytes()
+        b"\0slmcnn.backends\0" in cmdline.read_bytes()
         for cmdline in Path("/proc").glob("[0-9]*/cmdline")
         if cmdline.exists()
     ):

@@ -14,6 +14,7 @@ the run folder as one process does.
 
 import os
 import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -159,8 +160,13 @@ def _rank(rank: int, size: int, store: str, config: TrainConfig, arrays, queue, 
                 "seconds": result.seconds,
             }  # fmt: skip
             queue.put(("done", (state, figures)))
+        dist.barrier()  # no process tears its group down while another still talks to it
     except SlmcnnError as exc:
         queue.put(("error", exc))
         raise
     finally:
         dist.destroy_process_group()
+    # its work is sent: the process leaves at once, as a rank torn down by the interpreter at exit,
+    # DDP's and gloo's threads still holding tensors, aborted now and then (SIGABRT, under load)
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)

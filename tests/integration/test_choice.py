@@ -8,6 +8,7 @@ import torch
 
 from slmcnn import aot, backends
 from slmcnn.backends import TorchBackend, choice, create_backend
+from slmcnn.backends.__main__ import main as time_engines
 from slmcnn.backends.choice import spawn_timing as real_spawn_timing  # the session's tests run without it
 from tests.unit.test_choice import Stub, engines_fixture, tiny  # noqa: F401 (the engines fixture)
 
@@ -134,9 +135,9 @@ def test_the_timing_process_waits_for_the_job_then_times_once(engines, monkeypat
     _stub_engines(monkeypatch)
     job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
     threading.Thread(target=job.wait, daemon=True).start()
-    assert choice.main([str(tiny_model_file), "--after", str(job.pid)]) == 0
+    assert time_engines([str(tiny_model_file), "--after", str(job.pid)]) == 0
     assert job.poll() is not None and len(timed) == 1  # after the job, not beside it
-    assert choice.main([str(tiny_model_file)]) == 0 and len(timed) == 1  # timed once
+    assert time_engines([str(tiny_model_file)]) == 0 and len(timed) == 1  # timed once
 
 
 def test_the_timing_process_is_started_for_a_model_file_only(monkeypatch, tiny_model_file, tmp_path):
@@ -152,19 +153,11 @@ def test_the_timing_process_is_started_for_a_model_file_only(monkeypatch, tiny_m
     model.source = tiny_model_file
     assert choice.spawn_timing(model, "fp32") is not None
     assert choice.spawn_timing(model, "fp32") is not None and len(started) == 1  # one per model and process
-    expected = [
-        "-m",
-        "slmcnn.backends.choice",
-        str(tiny_model_file),
-        "--precision",
-        "fp32",
-        "--after",
-        str(os.getpid()),
-    ]
+    expected = ["-m", "slmcnn.backends", str(tiny_model_file), "--precision", "fp32", "--after", str(os.getpid())]
     assert started[0][1:] == expected
 
 
 def test_the_timing_process_says_a_missing_model_file_in_one_line(tmp_path, capsys):
-    assert choice.main([str(tmp_path / "missing.safetensors")]) == 2
+    assert time_engines([str(tmp_path / "missing.safetensors")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m slmcnn.backends.choice: error:") and err.count("\n") == 1
+    assert err.startswith("python -m slmcnn.backends: error:") and err.count("\n") == 1

@@ -21,11 +21,11 @@ def test_one_process_compiles_a_package_at_a_time(monkeypatch, tmp_path):
     monkeypatch.setenv("SLMCNN_CACHE", str(tmp_path))
     model = tiny()
     path = aot.package_path(model, "fp32")
-    assert aot._lock(path) and aot.compiler(path) == os.getpid()
-    assert not aot._lock(path) and aot.compile_package(model, "fp32") is None  # busy: nothing compiled
+    assert aot.lock(path) and aot.compiler(path) == os.getpid()
+    assert not aot.lock(path) and aot.compile_package(model, "fp32") is None  # busy: nothing compiled
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     path.with_suffix(".lock").write_text(finished.stdout.strip())  # its compiler died
-    assert aot.compiler(path) is None and aot._lock(path)
+    assert aot.compiler(path) is None and aot.lock(path)
 
 
 @pytest.mark.slow

@@ -6,10 +6,9 @@ synthetic layer patches, and the fastest whose tiles agree with float32 on at le
 in aot's cache folder, keyed by CPU, torch version and model (`aot.choice_path`). Later runs read
 that record; a record that cannot be read is measured again. Timing compiles the packages (a
 minute or two): a job too short to gain that back has it done after it, by `python -m
-slmcnn.backends.choice` in a process of its own (`spawn_timing`), and runs eager PyTorch itself.
+slmcnn.backends` in a process of its own (`spawn_timing`), and runs eager PyTorch itself.
 """
 
-import argparse
 import json
 import logging
 import os
@@ -31,7 +30,6 @@ MIN_AGREEMENT = 0.995  # tiles classified as float32 classifies them
 SAMPLE_LAYERS, SAMPLE_SEED = 12, 33  # 432 patches of 128 px: one disagreement is 0.23%
 TIMED_PATCHES, ROUNDS = 64, 3
 TIMING_SECONDS = 10.0  # exporting the ONNX files and timing the engines, besides compiling
-WAIT_EVERY = 0.5  # s between looks at the job a timing process waits for
 _SPAWNED: dict = {}  # choice_path -> the timing process this process started for it
 
 
@@ -154,7 +152,7 @@ def timing_seconds(allowed: set[str]) -> float:
 
 
 def spawn_timing(model: torch.nn.Module, precision: str = "auto"):
-    """`python -m slmcnn.backends.choice` for the model's file, in a process of its own at the
+    """`python -m slmcnn.backends` for the model's file, in a process of its own at the
     lowest priority, which times the engines once this process has ended (on a machine this job no
     longer loads) for the jobs after it. None for a model without a file, or while another process
     is timing them."""
@@ -162,54 +160,6 @@ def spawn_timing(model: torch.nn.Module, precision: str = "auto"):
     if source is None or not Path(source).is_file() or aot.compiler(path) is not None:
         return None
     if path not in _SPAWNED:  # one waiting process per model, however many jobs this process runs
-        command = [sys.executable, "-m", "slmcnn.backends.choice", str(source), "--precision", precision]
+        command = [sys.executable, "-m", "slmcnn.backends", str(source), "--precision", precision]
         _SPAWNED[path] = aot.detached([*command, "--after", str(os.getpid())])
     return _SPAWNED[path]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Time the engines `auto` chooses from for a model on this CPU, once, and keep the record."""
-    from slmcnn.backends import timed_candidates
-    from slmcnn.checkpoint import open_model
-    from slmcnn.errors import SlmcnnError
-
-    parser = argparse.ArgumentParser(prog="python -m slmcnn.backends.choice", description=main.__doc__)
-    parser.add_argument("model", nargs="?", help="model file (default: the shipped model)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--after", type=int, metavar="PID", help="first wait for this process to end")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    while args.after and _alive(args.after):
-        time.sleep(WAIT_EVERY)
-    try:
-        model = open_model(args.model)
-    except SlmcnnError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    path = aot.choice_path(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if read_record(model) is not None or not aot.lock(path):
-        return 0  # timed already, or being timed by another process
-    try:
-        choose(model, *timed_candidates(model, args.precision))
-    finally:
-        path.with_suffix(".lock").unlink(missing_ok=True)
-    return 0
-
-
-def _alive(pid: int) -> bool:
-    """The process runs (an ended one its parent has not reaped yet, a zombie, has ended)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: it runs
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):  # no /proc here
-        return True
-
-
-if __name__ == "__main__":
-    sys.exit(main())
