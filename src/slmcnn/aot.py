@@ -49,9 +49,8 @@ OFF = ("0", "off", "no", "false")  # SLMCNN_COMPILE values that stop `auto` comp
 CHECK_PATCHES = 16  # patches a new package is checked on against eager PyTorch
 MIN_SIDE = 16  # the smallest strip a package of blocks takes (rows and columns; eager below)
 CHECK_STRIP = (1, 3, 72, 88)  # the strip a package of blocks is checked on (odd multiples of 8: any size)
-QUIET = dict(
-    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-)  # a background process's streams
+# a background process's streams
+QUIET = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.05}  # largest difference from eager in that precision: of a
 # probability, or of a block's map over that map's largest value
 
@@ -153,8 +152,8 @@ def compiler(path: Path) -> int | None:
 
 
 def lock(path: Path) -> bool:
-    """Take the right to make this file (a package, `auto`'s timing): False while another live process holds it; the
-    lock of a process that died is taken over."""
+    """Take the right to make this file (a package, `auto`'s timing): False while another live
+    process holds it; the lock of a process that died is taken over."""
     lock = path.with_suffix(".lock")
     for _ in range(2):
         try:
